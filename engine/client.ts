@@ -1,0 +1,236 @@
+// The front's handle on the engine worker: forks it, routes requests and step
+// deltas, and restarts it when it dies. Runs in the front process, so it must
+// never import node-llama-cpp.
+//
+// Failure contract: when the worker dies, every request in flight ends with
+// `engine_restarted`, the client reports not ready, and a new worker is
+// started with backoff. Requests arriving meanwhile get `engine_unavailable`.
+import { fork, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { fileURLToPath } from "node:url";
+import { AsyncQueue } from "./asyncQueue.js";
+import type {
+  EngineErrorPayload,
+  EngineRequest,
+  EngineStats,
+  FinishReason,
+  FromWorker,
+  ModelInfo,
+  ToWorker,
+  Usage,
+  WorkerOptions,
+} from "./protocol.js";
+import { PROTOCOL_VERSION } from "./protocol.js";
+
+export type EngineEvent =
+  | { type: "accepted"; promptTokens: number; promptText: string | null }
+  | { type: "delta"; text: string; tokens: number; finish?: FinishReason; usage?: Usage }
+  | { type: "error"; error: EngineErrorPayload };
+
+export type EngineState = "starting" | "ready" | "restarting" | "stopping" | "stopped";
+
+export interface EngineClientOptions {
+  worker: WorkerOptions;
+  /** Called with load progress and lifecycle news, for logging. */
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  restartBackoffMs?: { initial: number; max: number };
+}
+
+const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
+
+export class EngineClient extends EventEmitter {
+  state: EngineState = "starting";
+  model: ModelInfo | null = null;
+  restarts = 0;
+  private child: ChildProcess | null = null;
+  private readonly inflight = new Map<string, AsyncQueue<EngineEvent>>();
+  private nextId = 0;
+  private backoffMs: number;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private statsWaiters: Array<(s: EngineStats) => void> = [];
+
+  constructor(private readonly opts: EngineClientOptions) {
+    super();
+    this.backoffMs = opts.restartBackoffMs?.initial ?? 250;
+  }
+
+  /** Starts the worker and resolves once the model is loaded; rejects if it cannot load. */
+  start(): Promise<ModelInfo> {
+    return new Promise((resolve, reject) => {
+      const onReady = (m: ModelInfo) => {
+        this.off("fatal", onFatal);
+        resolve(m);
+      };
+      const onFatal = (err: Error) => {
+        this.off("ready", onReady);
+        reject(err);
+      };
+      this.once("ready", onReady);
+      this.once("fatal", onFatal);
+      this.spawn();
+    });
+  }
+
+  get ready(): boolean {
+    return this.state === "ready";
+  }
+
+  /** Events for one request: `accepted` or `error` first, then deltas up to the one with `finish`. */
+  submit(req: EngineRequest, signal?: AbortSignal): AsyncIterableIterator<EngineEvent> {
+    const queue = new AsyncQueue<EngineEvent>();
+    if (!this.ready || !this.child) {
+      queue.push({ type: "error", error: unavailable(this.state) });
+      queue.close();
+      return queue;
+    }
+    const id = `r${++this.nextId}`;
+    this.inflight.set(id, queue);
+    this.send({ t: "submit", id, req });
+    if (signal) {
+      const onAbort = () => this.cancel(id);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    }
+    return queue;
+  }
+
+  stats(): Promise<EngineStats | null> {
+    if (!this.ready) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.statsWaiters.push(resolve);
+      this.send({ t: "stats" });
+    });
+  }
+
+  /** Asks the worker to exit and waits for it; kills it after `timeoutMs`. */
+  async stop(timeoutMs = 5000): Promise<void> {
+    this.state = "stopping";
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      this.send({ t: "shutdown" });
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.failInflight({ code: "engine_unavailable", param: null, message: "The server is shutting down." });
+    this.state = "stopped";
+  }
+
+  /** The worker's pid, for tests and diagnostics. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private cancel(id: string): void {
+    const queue = this.inflight.get(id);
+    if (!queue) return;
+    this.inflight.delete(id);
+    queue.close();
+    this.send({ t: "cancel", id });
+  }
+
+  private spawn(): void {
+    const child = fork(WORKER_ENTRY, [], {
+      env: { ...process.env, LLAMUX_WORKER_OPTIONS: JSON.stringify(this.opts.worker) },
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    this.child = child;
+    child.on("message", (msg: FromWorker) => this.onMessage(msg));
+    child.on("exit", (code, signal) => this.onExit(child, code, signal));
+  }
+
+  private onMessage(msg: FromWorker): void {
+    switch (msg.t) {
+      case "loading":
+        this.opts.log?.("loading model", { progress: Math.round(msg.fraction * 100) });
+        return;
+      case "ready":
+        if (msg.v !== PROTOCOL_VERSION) {
+          this.emit("fatal", new Error(`engine protocol v${msg.v}, front expects v${PROTOCOL_VERSION}`));
+          return;
+        }
+        this.model = msg.model;
+        this.state = "ready";
+        this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
+        this.emit("ready", msg.model);
+        return;
+      case "accepted":
+        this.inflight.get(msg.id)?.push({ type: "accepted", promptTokens: msg.promptTokens, promptText: msg.promptText });
+        return;
+      case "rejected":
+        this.finish(msg.id, { type: "error", error: msg.error });
+        return;
+      case "step":
+        for (const d of msg.deltas) {
+          const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage };
+          if (d.finish) this.finish(d.id, event);
+          else this.inflight.get(d.id)?.push(event);
+        }
+        return;
+      case "stats":
+        for (const w of this.statsWaiters.splice(0)) w(msg.stats);
+        return;
+      case "fatal":
+        this.opts.log?.("engine worker failed", { error: msg.message });
+        if (this.state === "starting") this.emit("fatal", new Error(msg.message));
+        return;
+    }
+  }
+
+  private finish(id: string, event: EngineEvent): void {
+    const queue = this.inflight.get(id);
+    if (!queue) return;
+    this.inflight.delete(id);
+    queue.push(event);
+    queue.close();
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    this.child = null;
+    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0 });
+    if (this.state === "stopping" || this.state === "stopped") return;
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    if (this.state === "starting" && this.restarts === 0) {
+      this.state = "stopped";
+      this.emit("fatal", new Error(`engine worker exited during start-up (${how})`));
+      return;
+    }
+    this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size, backoffMs: this.backoffMs });
+    this.failInflight({
+      code: "engine_restarted",
+      param: null,
+      message: `The inference engine stopped unexpectedly (${how}) and is restarting; retry the request.`,
+    });
+    this.state = "restarting";
+    this.restarts++;
+    this.emit("restart", this.restarts);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.state === "restarting") this.spawn();
+    }, this.backoffMs);
+    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.restartBackoffMs?.max ?? 5000);
+  }
+
+  private failInflight(error: EngineErrorPayload): void {
+    for (const [id, queue] of this.inflight) {
+      this.inflight.delete(id);
+      queue.push({ type: "error", error });
+      queue.close();
+    }
+  }
+
+  private send(msg: ToWorker): void {
+    const child = this.child;
+    if (child?.connected) child.send(msg);
+  }
+}
+
+function unavailable(state: EngineState): EngineErrorPayload {
+  const why = state === "restarting" ? "is restarting after a failure" : state === "starting" ? "is still loading the model" : "is shutting down";
+  return { code: "engine_unavailable", param: null, message: `The inference engine ${why}; retry shortly.` };
+}

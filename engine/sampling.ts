@@ -1,0 +1,68 @@
+// OpenAI sampling parameters → node-llama-cpp evaluate options.
+//
+// node-llama-cpp's own defaults (topK 40, topP 0.95, temperature 0) are not
+// OpenAI's (no top-k, top_p 1, temperature 1), so every field is set here.
+// Presence and frequency penalties follow OpenAI (and vLLM): they count the
+// tokens generated so far, not the prompt.
+import { TokenBias, type LlamaModel, type SequenceEvaluateOptions, type Token } from "node-llama-cpp";
+import type { SamplingParams } from "./protocol.js";
+
+const UINT32 = 2 ** 32;
+
+/** Any JS integer seed → the sampler's unsigned 32-bit seed, deterministically. */
+export function samplerSeed(seed: number | null): number {
+  if (seed === null) return Math.floor(Math.random() * UINT32);
+  return ((seed % UINT32) + UINT32) % UINT32;
+}
+
+export interface SamplingSetup {
+  options: SequenceEvaluateOptions;
+  /** The generated-token list the penalties read; the engine appends to it. */
+  generated: Token[];
+}
+
+export function buildEvaluateOptions(
+  model: LlamaModel,
+  params: SamplingParams,
+  eogTokens: readonly Token[],
+  maxTokens: number,
+): SamplingSetup {
+  const generated: Token[] = [];
+  const options: SequenceEvaluateOptions = {
+    temperature: params.temperature,
+    topP: params.topP,
+    topK: params.topK ?? 0,
+    minP: params.minP ?? 0,
+    seed: samplerSeed(params.seed),
+    yieldEogToken: true,
+  };
+  const penalise =
+    params.presencePenalty !== 0 || params.frequencyPenalty !== 0 || (params.repeatPenalty ?? 1) !== 1;
+  if (penalise) {
+    options.repeatPenalty = {
+      punishTokens: () => generated,
+      maxPunishTokens: Math.max(64, maxTokens),
+      penalty: params.repeatPenalty ?? 1,
+      presencePenalty: params.presencePenalty,
+      frequencyPenalty: params.frequencyPenalty,
+    };
+  }
+  const biasEntries = Object.entries(params.logitBias);
+  if (biasEntries.length > 0 || params.ignoreEos) {
+    const bias = new TokenBias(model.tokenizer);
+    for (const [token, value] of biasEntries) {
+      bias.set(Number(token) as Token, value <= -100 ? "never" : { logit: value });
+    }
+    if (params.ignoreEos) for (const t of eogTokens) bias.set(t, "never");
+    options.tokenBias = bias;
+  }
+  return { options, generated };
+}
+
+/** Every end-of-generation token id of the vocabulary (EOS, EOT, ...), found once per model. */
+export function findEogTokens(model: LlamaModel): Token[] {
+  const eog: Token[] = [];
+  const vocab = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  for (let t = 0; t < vocab; t++) if (model.isEogToken(t as Token)) eog.push(t as Token);
+  return eog;
+}

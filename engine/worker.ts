@@ -1,0 +1,96 @@
+// Engine worker process entry: loads the model, runs the Engine, and speaks
+// the IPC protocol with the front. Everything here can be rebuilt: the front
+// restarts this process if it dies (a native abort inside llama.cpp, say).
+import fs from "node:fs";
+import type { LlamaContext } from "node-llama-cpp";
+import { ChatTemplate } from "../models/chatTemplate.js";
+import { loadModel, type LoadedModel } from "../models/load.js";
+import { Engine } from "./engine.js";
+import { PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
+
+function send(msg: FromWorker): void {
+  if (process.connected) process.send?.(msg);
+}
+
+async function main(): Promise<void> {
+  const raw = process.env.LLAMUX_WORKER_OPTIONS;
+  if (!raw || !process.send) throw new Error("engine worker must be started by the llamux front process");
+  const opts = JSON.parse(raw) as WorkerOptions;
+
+  let loaded: LoadedModel | null = null;
+  let context: LlamaContext | null = null;
+  let engine: Engine | null = null;
+  let shuttingDown = false;
+
+  // Reverse order of construction: engine, context, model, backend.
+  const shutdown = async (code: number): Promise<never> => {
+    if (!shuttingDown) {
+      shuttingDown = true;
+      await engine?.stop().catch(() => undefined);
+      await context?.dispose().catch(() => undefined);
+      await loaded?.model.dispose().catch(() => undefined);
+      await loaded?.llama.dispose().catch(() => undefined);
+    }
+    process.exit(code);
+  };
+
+  process.on("message", (msg: ToWorker) => {
+    if (msg.t === "shutdown") void shutdown(0);
+    else if (!engine) return;
+    else if (msg.t === "submit") engine.submit(msg.id, msg.req);
+    else if (msg.t === "cancel") engine.cancel(msg.id);
+    else if (msg.t === "stats") send({ t: "stats", stats: engine.stats() });
+  });
+  // The front is gone: nobody is left to serve.
+  process.on("disconnect", () => void shutdown(0));
+
+  let lastReported = -1;
+  loaded = await loadModel({
+    modelPath: opts.modelPath,
+    threads: opts.threads,
+    gpu: opts.gpu,
+    onProgress: (fraction) => {
+      const pct = Math.floor(fraction * 10);
+      if (pct === lastReported) return;
+      lastReported = pct;
+      send({ t: "loading", fraction });
+    },
+  });
+  const { model } = loaded;
+  context = await model.createContext({
+    sequences: opts.slots,
+    contextSize: opts.contextPerSlot,
+    batchSize: Math.max(opts.stepTokens, opts.slots),
+    threads: { ideal: opts.threads, min: opts.threads },
+  });
+  const template = ChatTemplate.select(model, opts.chatTemplateFile);
+  engine = new Engine(model, context, template, {
+    slots: opts.slots,
+    contextPerSlot: context.contextSize,
+    stepTokens: opts.stepTokens,
+  }, send);
+
+  const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
+  send({
+    t: "ready",
+    v: PROTOCOL_VERSION,
+    model: {
+      id: opts.modelId,
+      path: opts.modelPath,
+      bytes: fs.statSync(opts.modelPath).size,
+      contextPerSlot: context.contextSize,
+      slots: opts.slots,
+      trainedContext: model.trainContextSize,
+      vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+      chatTemplate: template.name,
+      gpu: loaded.gpu,
+      threads: opts.threads,
+      synthetic: (meta["llamux"] as Record<string, unknown> | undefined)?.["synthetic"] === true,
+    },
+  });
+}
+
+main().catch((err: unknown) => {
+  send({ t: "fatal", message: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+});

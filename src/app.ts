@@ -1,0 +1,70 @@
+// createApp builds the Express app and never listens: main/server listen, and
+// tests drive the real app on 127.0.0.1:0.
+import express, { type Express } from "express";
+import type { EngineClient } from "../engine/index.js";
+import { errorHandler, notFoundHandler } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+import { chatRoute } from "./openai/chat/route.js";
+import { completionsRoute } from "./openai/completions/route.js";
+import type { RouteDeps } from "./openai/context.js";
+import { modelsRoute } from "./openai/models/route.js";
+
+export interface AppDeps {
+  engine: EngineClient;
+  metrics: Metrics;
+  log: Logger;
+  alias: string | null;
+  maxBodyBytes: number;
+  version: string;
+  /** False once the server is draining: new work is refused. */
+  accepting: () => boolean;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  const startedAtSeconds = Math.floor(Date.now() / 1000);
+
+  const routeDeps: RouteDeps = {
+    engine: deps.engine,
+    metrics: deps.metrics,
+    fingerprint: `fp_llamux_${deps.version}`,
+    modelNames: () => {
+      const m = deps.engine.model;
+      if (!m) return deps.alias ? [deps.alias] : [];
+      return [...new Set([m.id, ...(deps.alias ? [deps.alias] : [])])];
+    },
+  };
+
+  app.use((req, res, next) => {
+    const endpoint = req.path.startsWith("/v1/") ? req.path.replace(/^(\/v1\/[a-z_]+).*/, "$1") : req.path;
+    const stop = deps.metrics.requestSeconds.startTimer({ endpoint });
+    res.once("finish", () => {
+      stop();
+      deps.metrics.requests.inc({ endpoint, status: String(res.statusCode) });
+    });
+    next();
+  });
+
+  app.get("/health", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/ready", (_req, res) => {
+    const ready = deps.engine.ready && deps.accepting();
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : deps.accepting() ? deps.engine.state : "draining" });
+  });
+  app.get("/metrics", async (_req, res) => {
+    res.setHeader("content-type", deps.metrics.registry.contentType);
+    res.send(await deps.metrics.registry.metrics());
+  });
+
+  app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true }));
+  app.use(chatRoute(routeDeps));
+  app.use(completionsRoute(routeDeps));
+  app.use(modelsRoute(routeDeps, startedAtSeconds));
+  app.use(notFoundHandler);
+  app.use(errorHandler((err) => deps.log.error({ err }, "unhandled error")));
+  return app;
+}

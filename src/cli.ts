@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// llamux command line: serve | make-model | bench.
+import { benchMain } from "../bench/cli.js";
+import { makeModelMain } from "../models/makeModelCli.js";
+import { ModelResolutionError } from "../models/resolve.js";
+import { ConfigError, parseServeConfig, serveHelp } from "./config.js";
+import { createLogger } from "./logger.js";
+import { startServer, VERSION } from "./server.js";
+
+const USAGE = `llamux ${VERSION}: OpenAI-compatible LLM serving on llama.cpp
+
+Usage:
+  llamux serve [options]        serve a GGUF model over the OpenAI API (see llamux serve --help)
+  llamux make-model [options]   write a synthetic GGUF with random weights (see llamux make-model --help)
+  llamux bench [options]        streaming load generator; 'llamux bench ceiling' for the raw engine ceiling
+  llamux --version`;
+
+async function serve(argv: string[]): Promise<number> {
+  const config = parseServeConfig(argv);
+  if (!config) {
+    console.log(serveHelp());
+    return 0;
+  }
+  const log = createLogger(config.logLevel);
+  const server = await startServer(config, log);
+  let signals = 0;
+  return new Promise<number>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (++signals > 1) {
+        log.warn({ signal: sig }, "second signal: exiting now");
+        process.exit(1);
+      }
+      log.info({ signal: sig }, "shutting down");
+      server.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, "error during shutdown");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serve(rest);
+    case "make-model":
+      return makeModelMain(rest);
+    case "bench":
+      return benchMain(rest);
+    case "--version":
+    case "-v":
+      console.log(VERSION);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`llamux: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof ModelResolutionError) console.error(`llamux: ${err.message}`);
+    else console.error("llamux: fatal:", err);
+    process.exit(1);
+  },
+);

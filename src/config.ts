@@ -1,0 +1,116 @@
+// `llamux serve` configuration. Every option is declared once below with its
+// flag, environment variable, default and help; precedence is
+// command line > environment (LLAMUX_*) > config file (--config) > default.
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import YAML from "yaml";
+import { z } from "zod";
+import { defaultThreads } from "../models/load.js";
+
+const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const posInt = z.coerce.number().int().positive();
+
+const OPTIONS = {
+  model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
+  host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
+  port: { env: "LLAMUX_PORT", schema: z.coerce.number().int().min(0).max(65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
+  slots: { env: "LLAMUX_SLOTS", schema: posInt.max(256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
+  "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: posInt.min(16), default: 2048, help: "Context length of each slot, in tokens" },
+  threads: { env: "LLAMUX_THREADS", schema: posInt.max(1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
+  gpu: { env: "LLAMUX_GPU", schema: z.enum(gpuModes), default: "auto", help: "GPU backend: auto | off | cuda | vulkan" },
+  alias: { env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
+  "chat-template": { env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
+  "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: posInt.max(8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
+  "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
+  "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
+  "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: posInt, default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
+  "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+export interface ServeConfig {
+  model: string | null;
+  host: string;
+  port: number;
+  slots: number;
+  ctxPerSlot: number;
+  threads: number;
+  gpu: (typeof gpuModes)[number];
+  alias: string | null;
+  chatTemplate: string | null;
+  stepTokens: number;
+  modelsDir: string;
+  cacheDir: string;
+  maxBodyBytes: number;
+  logLevel: (typeof logLevels)[number];
+}
+
+export class ConfigError extends Error {}
+
+export function serveHelp(): string {
+  const lines = ["Usage: llamux serve [options]", "", "Options (each also settable by its environment variable or a --config file):"];
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    const def = o.default === null ? "" : ` [default: ${o.default}]`;
+    lines.push(`  --${name.padEnd(16)} ${o.env.padEnd(24)} ${o.help}${def}`);
+  }
+  lines.push(`  --${"config".padEnd(16)} ${"LLAMUX_CONFIG".padEnd(24)} JSON or YAML file with any of the options above`);
+  lines.push(`  --${"help".padEnd(16)} ${"".padEnd(24)} Show this help`);
+  return lines.join("\n");
+}
+
+function camel(name: string): string {
+  return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  const parsed: unknown = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${file} must hold an object of options`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    const name = (Object.keys(OPTIONS) as OptionName[]).find((n) => n === key || camel(n) === key);
+    if (!name) throw new ConfigError(`unknown option '${key}' in config file ${file}`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Parses `serve` arguments; returns null when --help was asked for. */
+export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | null {
+  const flagSpec = Object.fromEntries(
+    [...Object.keys(OPTIONS), "config"].map((n) => [n, { type: "string" as const }]),
+  );
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { ...flagSpec, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (see llamux serve --help)`);
+  }
+  if (values.help) return null;
+  const configFile = (values.config as string | undefined) ?? env.LLAMUX_CONFIG;
+  const fromFile = configFile ? readConfigFile(configFile) : {};
+
+  const out: Record<string, unknown> = {};
+  for (const [name, o] of Object.entries(OPTIONS) as Array<[OptionName, (typeof OPTIONS)[OptionName]]>) {
+    const [raw, source] =
+      values[name] !== undefined ? [values[name], `--${name}`]
+      : env[o.env] !== undefined ? [env[o.env], o.env]
+      : fromFile[name] !== undefined ? [fromFile[name], `config ${name}`]
+      : [o.default, "default"];
+    const parsed = (o.schema as z.ZodType).safeParse(raw);
+    if (!parsed.success) {
+      throw new ConfigError(`invalid value for ${source}: ${JSON.stringify(raw)} (${parsed.error.issues[0]?.message})`);
+    }
+    out[camel(name)] = parsed.data;
+  }
+  return out as unknown as ServeConfig;
+}

@@ -1,0 +1,146 @@
+// Request validation shared by the OpenAI endpoints. Every request parameter is
+// handled one of three ways, never silently wrong:
+//   - implemented: validated here and carried to the engine;
+//   - refused: a 400 `unsupported_parameter` naming it when set to anything
+//     but its neutral value;
+//   - ignored: accepted and documented as having no effect (user, metadata...).
+// Parameters that are not in the OpenAI spec nor our extensions get a 400
+// `unknown_parameter`, as OpenAI does.
+import { z } from "zod";
+import type { SamplingParams } from "../../engine/index.js";
+import { ApiError } from "../errors.js";
+
+export const MAX_STOP_SEQUENCES = 4;
+export const MAX_STOP_LENGTH = 256;
+
+const finite = () => z.number({ error: "must be a number" }).refine(Number.isFinite, "must be a finite number");
+const int = () => z.number({ error: "must be an integer" }).int("must be an integer");
+
+/** Sampling fields common to chat and completions, with OpenAI's ranges. */
+export const samplingShape = {
+  temperature: finite().min(0).max(2).nullish(),
+  top_p: finite().min(0).max(1).nullish(),
+  presence_penalty: finite().min(-2).max(2).nullish(),
+  frequency_penalty: finite().min(-2).max(2).nullish(),
+  logit_bias: z.record(z.string().regex(/^\d+$/, "keys must be token ids"), finite().min(-100).max(100)).nullish(),
+  seed: int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  stop: z
+    .union([z.string().max(MAX_STOP_LENGTH), z.array(z.string().max(MAX_STOP_LENGTH)).max(MAX_STOP_SEQUENCES)])
+    .nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z
+    .object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .strict()
+    .nullish(),
+  max_tokens: int().min(1).nullish(),
+  // llama.cpp-style extensions
+  top_k: int().min(0).nullish(),
+  min_p: finite().min(0).max(1).nullish(),
+  repeat_penalty: finite().min(0).max(10).nullish(),
+  ignore_eos: z.boolean().nullish(),
+  // accepted and ignored (no effect on a self-hosted server)
+  user: z.string().nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  service_tier: z.string().nullish(),
+  safety_identifier: z.string().nullish(),
+  prompt_cache_key: z.string().nullish(),
+  prompt_cache_retention: z.string().nullish(),
+  prompt_cache_options: z.unknown().optional(),
+  store: z.boolean().nullish(),
+} as const;
+
+export type SamplingFields = {
+  temperature?: number | null;
+  top_p?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  seed?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  repeat_penalty?: number | null;
+  ignore_eos?: boolean | null;
+  stop?: string | string[] | null;
+};
+
+export function toSamplingParams(b: SamplingFields): SamplingParams {
+  return {
+    temperature: b.temperature ?? 1,
+    topP: b.top_p ?? 1,
+    topK: b.top_k ?? null,
+    minP: b.min_p ?? null,
+    seed: b.seed ?? null,
+    presencePenalty: b.presence_penalty ?? 0,
+    frequencyPenalty: b.frequency_penalty ?? 0,
+    repeatPenalty: b.repeat_penalty ?? null,
+    logitBias: b.logit_bias ?? {},
+    ignoreEos: b.ignore_eos ?? false,
+  };
+}
+
+export function stopList(stop: string | string[] | null | undefined): string[] {
+  if (stop == null) return [];
+  return (typeof stop === "string" ? [stop] : stop).filter((s) => s.length > 0);
+}
+
+/** A parameter we know from the spec but do not implement: refused unless neutral. */
+export interface RefusedParam {
+  name: string;
+  /** True when the given value is the neutral one (the request means the same without it). */
+  neutral: (value: unknown) => boolean;
+  why: string;
+}
+
+export const isNullish = (v: unknown): boolean => v === null || v === undefined;
+
+export function refuseUnsupported(body: Record<string, unknown>, refused: readonly RefusedParam[]): void {
+  for (const p of refused) {
+    if (p.name in body && !p.neutral(body[p.name])) {
+      throw new ApiError("unsupported_parameter", `Unsupported parameter: '${p.name}' ${p.why}.`, p.name);
+    }
+  }
+}
+
+/** Renders a zod path the way OpenAI names nested parameters: messages[0].content. */
+export function paramName(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out;
+}
+
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new ApiError("invalid_body", "The request body must be a JSON object (send Content-Type: application/json).");
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  throw zodToApiError(result.error);
+}
+
+function zodToApiError(error: z.ZodError): ApiError {
+  const issue = error.issues[0]!;
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0]!;
+    const name = paramName([...issue.path, key]);
+    return new ApiError("unknown_parameter", `Unrecognized request argument supplied: ${name}`, name);
+  }
+  const param = paramName(issue.path);
+  const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
+  if (missing) {
+    return new ApiError("missing_required_parameter", `Missing required parameter: '${param}'.`, param);
+  }
+  const code = issue.code === "invalid_type" ? "invalid_type" : "invalid_value";
+  return new ApiError(code, `Invalid '${param}': ${issue.message}.`, param);
+}
+
+export function randomId(prefix: string): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  let id = "";
+  for (let i = 0; i < 24; i++) id += alphabet[Math.floor(Math.random() * alphabet.length)];
+  return `${prefix}-${id}`;
+}
+
+export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
