@@ -96,7 +96,8 @@ export class Engine {
       this.emit({ t: "rejected", id, error: prepared });
       return;
     }
-    const promptText = req.echo ? this.model.detokenize(prepared.prompt, false) : null;
+    // Echo returns the prompt as the caller wrote it; only token prompts need decoding.
+    const promptText = !req.echo ? null : req.prompt.kind === "text" ? req.prompt.text : this.model.detokenize(prepared.prompt, false);
     this.jobs.set(id, prepared);
     this.waiting.push(prepared);
     this.emit({ t: "accepted", id, promptTokens: prepared.prompt.length, promptText });

@@ -64,9 +64,12 @@ async function main(): Promise<void> {
     threads: { ideal: opts.threads, min: opts.threads },
   });
   const template = ChatTemplate.select(model, opts.chatTemplateFile);
+  // llama.cpp rounds the context up (to a multiple of 256); the limit clients
+  // get is the one configured, so behaviour does not depend on that padding.
+  const contextPerSlot = Math.min(opts.contextPerSlot, context.contextSize);
   engine = new Engine(model, context, template, {
     slots: opts.slots,
-    contextPerSlot: context.contextSize,
+    contextPerSlot,
     stepTokens: opts.stepTokens,
   }, send);
 
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
       id: opts.modelId,
       path: opts.modelPath,
       bytes: fs.statSync(opts.modelPath).size,
-      contextPerSlot: context.contextSize,
+      contextPerSlot,
       slots: opts.slots,
       trainedContext: model.trainContextSize,
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,

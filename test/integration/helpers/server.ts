@@ -1,0 +1,66 @@
+// Starts the real llamux server (engine worker + HTTP) on 127.0.0.1:0 for a test
+// file, with the official openai client pointed at it.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import OpenAI from "openai";
+import { createParser } from "eventsource-parser";
+import { parseServeConfig } from "../../../src/config.js";
+import { createLogger } from "../../../src/logger.js";
+import { startServer, type RunningServer } from "../../../src/server.js";
+
+export const REPO_ROOT = path.resolve(fileURLToPath(new URL("../../../../", import.meta.url)));
+const SHARED_MODELS = path.resolve(REPO_ROOT, "../shared/models");
+export const MODELS = {
+  stories260K: path.join(SHARED_MODELS, "stories260K.gguf"),
+  tinyRandom: path.join(SHARED_MODELS, "llama-2-tiny-random.gguf"),
+  tinyStories656K: path.join(SHARED_MODELS, "TinyStories-656K-Q8_0.gguf"),
+};
+
+export interface TestServer {
+  srv: RunningServer;
+  url: string;
+  client: OpenAI;
+  modelId: string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(args: string[]): Promise<TestServer> {
+  const config = parseServeConfig(["--host", "127.0.0.1", "--port", "0", "--threads", "2", ...args], {});
+  if (!config) throw new Error("unexpected --help");
+  const srv = await startServer(config, createLogger("silent"));
+  const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: "test-key", maxRetries: 0, timeout: 60_000 });
+  return { srv, url: srv.url, client, modelId: srv.model.id, close: () => srv.close() };
+}
+
+export interface SseResult {
+  status: number;
+  headers: Headers;
+  /** The data field of every event, in order ([DONE] included). */
+  frames: string[];
+  /** Raw bytes of each network chunk, to check UTF-8 validity. */
+  rawChunks: Uint8Array[];
+}
+
+/** POSTs a streaming request and collects the SSE frames exactly as sent. */
+export async function postSse(url: string, body: unknown): Promise<SseResult> {
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const frames: string[] = [];
+  const rawChunks: Uint8Array[] = [];
+  const parser = createParser({ onEvent: (e) => frames.push(e.data) });
+  const decoder = new TextDecoder();
+  if (res.body) {
+    for await (const chunk of res.body) {
+      rawChunks.push(chunk);
+      parser.feed(decoder.decode(chunk, { stream: true }));
+    }
+  }
+  return { status: res.status, headers: res.headers, frames, rawChunks };
+}
+
+export async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
