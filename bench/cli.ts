@@ -1,0 +1,189 @@
+// `llamux bench`: the streaming load generator, and `llamux bench ceiling`.
+// Every argument is checked before anything runs, so a typo costs a one-line
+// message (exit 2), not a half-finished benchmark.
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import { defaultThreads, type GpuMode } from "../models/load.js";
+import { runCeiling, type CeilingLevel } from "./ceiling.js";
+import { compareMain } from "./compare.js";
+import { runLoad, type LevelResult } from "./loadgen.js";
+import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, type CeilingShape } from "./report.js";
+
+export const HELP = `Usage:
+  llamux bench --url URL --model ID [options]
+      Streams requests at each concurrency level against any OpenAI-compatible server and
+      reports output tokens/s, TTFT, inter-token latency (ITL), time per output token (TPOT)
+      and end-to-end latency (p50/p99, ms), and errors. Exit 1 if any request failed.
+        --concurrency LIST    levels, run in order (default 1,4,8,16)
+        --requests N          requests per level (default 4 x the level's concurrency)
+        --prompt-tokens N     prompt length, about N tokens (default 32)
+        --max-tokens N        tokens to generate per request (default 64)
+        --endpoint E          chat | completions (default chat)
+        --no-ignore-eos       do not send ignore_eos (requests may stop before max-tokens)
+        --api-key K           sent as 'Authorization: Bearer K'
+        --timeout-ms N        per request (default 600000)
+        --json FILE           also write the results as JSON
+        --ceiling-json FILE   a 'bench ceiling --json' file: adds a "vs ceiling" column
+
+  llamux bench ceiling --model FILE [options]
+      Drives the same model directly through node-llama-cpp (no HTTP, no llamux engine),
+      all sequences decoded in lockstep: the raw throughput ceiling to compare a server with.
+        --concurrency LIST    (default 1,4,8,16)
+        --requests N          per level; rounds = ceil(N / concurrency) (default 4 x concurrency)
+        --prompt-tokens N     exact prompt length in tokens, BOS included (default 32)
+        --max-tokens N        (default 64)
+        --threads T           (default ${defaultThreads()})
+        --gpu MODE            auto | off | cuda | vulkan (default auto)
+        --json FILE           also write the results as JSON
+
+  llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
+      Medians over repeated runs of the above, with each server's ratio to the ceiling.`;
+
+class UsageError extends Error {}
+
+const GPU_MODES: readonly GpuMode[] = ["auto", "off", "cuda", "vulkan"];
+
+export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got '${raw}'`);
+  return n;
+}
+
+export function concurrencyLevels(raw: string | undefined): number[] {
+  const parts = (raw ?? "1,4,8,16").split(",").map((s) => s.trim());
+  const list = parts.map(Number);
+  if (parts.some((s) => s === "") || list.some((n) => !Number.isSafeInteger(n) || n <= 0)) {
+    throw new UsageError(`--concurrency must be a comma-separated list of positive integers, got '${raw}'`);
+  }
+  return list;
+}
+
+function writeFile(file: string | undefined, text: string): void {
+  if (!file) return;
+  fs.writeFileSync(file, text);
+  console.error(`wrote ${file}`);
+}
+
+async function ceilingMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" }, "prompt-tokens": { type: "string" },
+      "max-tokens": { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+    },
+  });
+  if (values.help) return (console.log(HELP), 0);
+  if (!values.model) throw new UsageError("bench ceiling needs --model FILE");
+  if (!fs.existsSync(values.model)) throw new UsageError(`--model: no such file '${values.model}'`);
+  const gpu = (values.gpu ?? "auto") as GpuMode;
+  if (!GPU_MODES.includes(gpu)) throw new UsageError(`--gpu must be one of ${GPU_MODES.join(", ")}, got '${values.gpu}'`);
+  const shape: CeilingShape = {
+    modelPath: values.model,
+    concurrency: concurrencyLevels(values.concurrency),
+    requests: values.requests === undefined ? null : positiveInt("requests", values.requests, 1),
+    promptTokens: positiveInt("prompt-tokens", values["prompt-tokens"], 32),
+    maxTokens: positiveInt("max-tokens", values["max-tokens"], 64),
+    threads: positiveInt("threads", values.threads, defaultThreads()),
+    gpu,
+  };
+  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${shape.threads} threads, gpu ${gpu}`);
+  const levels = await runCeiling({
+    ...shape,
+    onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),
+  });
+  console.log(ceilingTable(levels));
+  writeFile(values.json, reportJson({ kind: "ceiling", shape, levels }));
+  return 0;
+}
+
+async function loadMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      url: { type: "string" }, model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" },
+      "prompt-tokens": { type: "string" }, "max-tokens": { type: "string" }, "api-key": { type: "string" }, endpoint: { type: "string" },
+      "no-ignore-eos": { type: "boolean" }, "timeout-ms": { type: "string" }, json: { type: "string" }, "ceiling-json": { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) return (console.log(HELP), 0);
+  if (!values.url || !values.model) throw new UsageError("bench needs --url URL and --model ID (see --help)");
+  if (!/^https?:$/.test(safeUrl(values.url)?.protocol ?? "")) throw new UsageError(`--url must be an http(s) URL, got '${values.url}'`);
+  const endpoint = values.endpoint ?? "chat";
+  if (endpoint !== "chat" && endpoint !== "completions") throw new UsageError(`--endpoint must be chat or completions, got '${endpoint}'`);
+  const ceiling = values["ceiling-json"] ? readCeiling(values["ceiling-json"]) : [];
+  const fixedRequests = values.requests === undefined ? null : positiveInt("requests", values.requests, 1);
+  const shape = {
+    url: values.url,
+    model: values.model,
+    promptTokens: positiveInt("prompt-tokens", values["prompt-tokens"], 32),
+    maxTokens: positiveInt("max-tokens", values["max-tokens"], 64),
+    apiKey: values["api-key"],
+    endpoint,
+    ignoreEos: !values["no-ignore-eos"],
+    timeoutMs: positiveInt("timeout-ms", values["timeout-ms"], 600_000),
+  } as const;
+  const concurrency = concurrencyLevels(values.concurrency);
+
+  const results: LevelResult[] = [];
+  for (const c of concurrency) {
+    const requests = fixedRequests ?? 4 * c;
+    console.error(`c=${c}: ${requests} requests to ${shape.url} ...`);
+    const r = await runLoad({ ...shape, concurrency: c, requests });
+    console.error(
+      `c=${c}: ${r.completed}/${r.requests} ok in ${r.wallSeconds.toFixed(2)} s, ${r.outputTokensPerSecond.toFixed(1)} out tok/s, ` +
+        `TTFT p50 ${fixed(r.ttftMs.p50)} ms${r.errors ? `; errors: ${r.errorSamples.join(" | ")}` : ""}`,
+    );
+    results.push(r);
+  }
+  console.log(loadTable(results, ceiling));
+  writeFile(values.json, reportJson({ kind: "load", url: shape.url, model: shape.model, endpoint, promptTokens: shape.promptTokens, maxTokens: shape.maxTokens, ignoreEos: shape.ignoreEos, levels: results }));
+  return results.some((r) => r.errors > 0) ? 1 : 0;
+}
+
+function safeUrl(raw: string): URL | null {
+  try {
+    return new URL(raw);
+  } catch {
+    return null;
+  }
+}
+
+function readCeiling(file: string): CeilingLevel[] {
+  try {
+    return parseCeilingJson(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new UsageError(`--ceiling-json ${file}: ${(err as Error).message}`);
+  }
+}
+
+function compareCli(argv: string[]): number {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { ceiling: { type: "string" }, server: { type: "string", multiple: true }, help: { type: "boolean" } },
+  });
+  if (values.help) return (console.log(HELP), 0);
+  if (!values.ceiling || !values.server?.length) throw new UsageError("bench compare needs --ceiling FILES and at least one --server NAME=FILES");
+  console.log(compareMain({ ceiling: values.ceiling.split(","), servers: values.server }));
+  return 0;
+}
+
+/** Entry point for `llamux bench ...`; `argv` is what follows "bench". Returns the exit code. */
+export async function benchMain(argv: string[]): Promise<number> {
+  try {
+    if (argv[0] === "ceiling") return await ceilingMain(argv.slice(1));
+    if (argv[0] === "compare") return compareCli(argv.slice(1));
+    return await loadMain(argv);
+  } catch (err) {
+    if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      // parseArgs' messages span lines; a usage error stays one line.
+      console.error(`llamux bench: ${(err as Error).message.replace(/\s*\n\s*/g, " ")}`);
+      return 2;
+    }
+    throw err;
+  }
+}
