@@ -54,6 +54,12 @@ export interface EngineOptions {
   slots: number;
   contextPerSlot: number;
   stepTokens: number;
+  /**
+   * When nothing is decoding, how long a newly arrived request waits for
+   * others before the step starts, so a burst of arrivals is read in one
+   * batch instead of being split into several small, less efficient ones.
+   */
+  coalesceMs: number;
 }
 
 type Emit = (msg: FromWorker) => void;
@@ -202,6 +208,9 @@ export class Engine {
 
   private async run(): Promise<void> {
     while (!this.stopping && (this.waiting.length > 0 || this.running.size > 0)) {
+      if (this.running.size === 0 && this.opts.coalesceMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, this.opts.coalesceMs));
+      }
       const deltas: Delta[] = [];
       await this.reapCancelled(deltas);
       const plan = planStep({

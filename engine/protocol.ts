@@ -109,6 +109,8 @@ export interface WorkerOptions {
   chatTemplateFile: string | null;
   /** Upper bound on tokens decoded in one step (decode tokens + prefill chunks). */
   stepTokens: number;
+  /** Idle engine: wait this long for more arrivals before the first step. */
+  coalesceMs: number;
 }
 
 export type ToWorker =

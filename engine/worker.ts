@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     slots: opts.slots,
     contextPerSlot,
     stepTokens: opts.stepTokens,
+    coalesceMs: opts.coalesceMs,
   }, send);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;

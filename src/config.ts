@@ -22,6 +22,7 @@ const OPTIONS = {
   alias: { env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
   "chat-template": { env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
   "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: posInt.max(8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
+  "coalesce-ms": { env: "LLAMUX_COALESCE_MS", schema: z.coerce.number().int().min(0).max(1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
   "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: posInt, default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
@@ -41,6 +42,7 @@ export interface ServeConfig {
   alias: string | null;
   chatTemplate: string | null;
   stepTokens: number;
+  coalesceMs: number;
   modelsDir: string;
   cacheDir: string;
   maxBodyBytes: number;

@@ -39,6 +39,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       gpu: config.gpu,
       chatTemplateFile: config.chatTemplate,
       stepTokens: config.stepTokens,
+      coalesceMs: config.coalesceMs,
     },
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });

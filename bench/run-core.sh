@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Reproduces the README's core throughput table in one run on one machine.
+# Each of REPEATS rounds measures, one after the other (never concurrently):
+#   1. the raw ceiling: the same model driven directly through node-llama-cpp;
+#   2. llamux over HTTP/SSE (completions endpoint, so prompts are exactly
+#      PROMPT_TOKENS tokens as in the ceiling; the table shows what the server counted);
+#   3. optionally llama.cpp's llama-server on the same model, slots, threads and
+#      KV memory (set LLAMA_SERVER=/path/to/llama-server).
+# Servers stay loaded but idle while the others run. The summary gives medians
+# over the rounds and each server's ratio to the ceiling; peak RSS (server and
+# its children) is sampled throughout.   Usage: npm run build && bash bench/run-core.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL=${MODEL:-models/bench.gguf}
+THREADS=${THREADS:-2}
+LEVELS=${LEVELS:-1,4,8,16}
+REQUESTS=${REQUESTS:-}            # empty: 4 x concurrency per level
+REPEATS=${REPEATS:-3}
+PROMPT_TOKENS=${PROMPT_TOKENS:-32}
+MAX_TOKENS=${MAX_TOKENS:-64}
+SLOTS=${SLOTS:-16}
+CTX_PER_SLOT=${CTX_PER_SLOT:-256}
+LLAMUX_PORT=${LLAMUX_PORT:-8090}
+LLAMA_PORT=${LLAMA_PORT:-8091}
+OUT=${OUT:-bench/results}
+CLI="node dist/src/cli.js"
+mkdir -p "$OUT"
+
+[ -f "$MODEL" ] || $CLI make-model --preset bench --out "$MODEL"
+model_id=$(basename "$MODEL" .gguf)
+req_args=()
+[ -n "$REQUESTS" ] && req_args=(--requests "$REQUESTS")
+shape=(--concurrency "$LEVELS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" "${req_args[@]}")
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# Peak resident memory of a process and its children, in KiB, once a second.
+# Bash builtins reading /proc only: forking `ps` several times a second costs
+# enough CPU on a 2-core machine to distort the very numbers being measured.
+rss_kib() {
+  local key value _
+  while read -r key value _; do
+    if [ "$key" = "VmRSS:" ]; then echo "$value"; return; fi
+  done <"/proc/$1/status" 2>/dev/null
+  echo 0
+}
+sample_rss() {
+  local root=$1 file=$2 peak=0 total kids kid
+  while [ -e "/proc/$root" ]; do
+    total=$(rss_kib "$root")
+    read -r -a kids <"/proc/$root/task/$root/children" 2>/dev/null || kids=()
+    for kid in "${kids[@]}"; do total=$((total + $(rss_kib "$kid"))); done
+    if [ "$total" -gt "$peak" ]; then peak=$total; echo "$peak" >"$file"; fi
+    sleep 1
+  done
+}
+
+start_server() { # name port ready-path command...
+  local name=$1 port=$2 path=$3
+  shift 3
+  "$@" >"$OUT/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$port/$path" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  sample_rss "$pid" "$OUT/$name.rss" &
+  pids+=("$!")
+}
+
+start_server llamux "$LLAMUX_PORT" ready $CLI serve --model "$MODEL" --slots "$SLOTS" --ctx-per-slot "$CTX_PER_SLOT" \
+  --threads "$THREADS" --gpu off --port "$LLAMUX_PORT" --log-level warn
+servers=("llamux=$LLAMUX_PORT")
+if [ -n "${LLAMA_SERVER:-}" ]; then
+  start_server llama-server "$LLAMA_PORT" health "$LLAMA_SERVER" -m "$MODEL" -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) \
+    -t "$THREADS" -tb "$THREADS" --port "$LLAMA_PORT" --no-webui
+  servers+=("llama-server=$LLAMA_PORT")
+fi
+
+ceilings=()
+declare -A runs=()
+for r in $(seq 1 "$REPEATS"); do
+  echo "== round $r/$REPEATS: ceiling"
+  $CLI bench ceiling --model "$MODEL" --threads "$THREADS" --gpu off "${shape[@]}" --json "$OUT/ceiling-$r.json" >/dev/null
+  ceilings+=("$OUT/ceiling-$r.json")
+  for s in "${servers[@]}"; do
+    name=${s%%=*}
+    port=${s#*=}
+    echo "== round $r/$REPEATS: $name"
+    $CLI bench --url "http://127.0.0.1:$port" --model "$model_id" --endpoint completions "${shape[@]}" \
+      --json "$OUT/$name-$r.json" --ceiling-json "$OUT/ceiling-$r.json"
+    runs[$name]="${runs[$name]:+${runs[$name]},}$OUT/$name-$r.json"
+  done
+done
+
+server_args=()
+for s in "${servers[@]}"; do name=${s%%=*}; server_args+=(--server "$name=${runs[$name]}"); done
+echo
+echo "Medians over $REPEATS interleaved rounds ($PROMPT_TOKENS-token prompts, $MAX_TOKENS output tokens, ignore_eos, $THREADS threads):"
+$CLI bench compare --ceiling "$(IFS=,; echo "${ceilings[*]}")" "${server_args[@]}" | tee "$OUT/summary.md"
+echo
+echo "model file: $(( $(stat -c %s "$MODEL") / 1024 / 1024 )) MiB"
+for s in "${servers[@]}"; do
+  name=${s%%=*}
+  echo "$name peak RSS (server and children): $(( $(cat "$OUT/$name.rss") / 1024 )) MiB"
+done
