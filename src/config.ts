@@ -9,23 +9,27 @@ import { defaultThreads } from "../models/load.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-const posInt = z.coerce.number().int().positive();
+// z.coerce.number() reads "" and null as 0, which would make `--port ""` or an
+// empty LLAMUX_PORT silently mean "any free port": blanks are refused instead.
+const number = () =>
+  z.preprocess((v) => (v === "" || v === null || (typeof v === "string" && v.trim() === "") ? Number.NaN : v), z.coerce.number());
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => number().pipe(z.number().int().min(min).max(max));
 
 const OPTIONS = {
   model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
-  port: { env: "LLAMUX_PORT", schema: z.coerce.number().int().min(0).max(65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
-  slots: { env: "LLAMUX_SLOTS", schema: posInt.max(256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
-  "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: posInt.min(16), default: 2048, help: "Context length of each slot, in tokens" },
-  threads: { env: "LLAMUX_THREADS", schema: posInt.max(1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
+  port: { env: "LLAMUX_PORT", schema: int(0, 65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
+  slots: { env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
+  "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
+  threads: { env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
   gpu: { env: "LLAMUX_GPU", schema: z.enum(gpuModes), default: "auto", help: "GPU backend: auto | off | cuda | vulkan" },
   alias: { env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
   "chat-template": { env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
-  "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: posInt.max(8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
-  "coalesce-ms": { env: "LLAMUX_COALESCE_MS", schema: z.coerce.number().int().min(0).max(1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
+  "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: int(1, 8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
+  "coalesce-ms": { env: "LLAMUX_COALESCE_MS", schema: int(0, 1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
   "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
-  "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: posInt, default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
+  "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
   "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
 } as const;
 
@@ -73,7 +77,12 @@ function readConfigFile(file: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
   }
-  const parsed: unknown = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
+  let parsed: unknown;
+  try {
+    parsed = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`);
+  }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`config file ${file} must hold an object of options`);
   }

@@ -13,8 +13,11 @@ import { ApiError } from "../errors.js";
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_LENGTH = 256;
 
-const finite = () => z.number({ error: "must be a number" }).refine(Number.isFinite, "must be a finite number");
-const int = () => z.number({ error: "must be an integer" }).int("must be an integer");
+// A custom message for the type error only: a schema-level `error` would also
+// replace the messages of the .min/.max checks ("temperature: 3" must say the range).
+const typeError = (message: string) => (issue: { code: string }) => (issue.code === "invalid_type" ? message : undefined);
+const finite = () => z.number({ error: typeError("must be a number") }).refine(Number.isFinite, "must be a finite number");
+const int = () => z.number({ error: typeError("must be an integer") }).int("must be an integer");
 
 /** Sampling fields common to chat and completions, with OpenAI's ranges. */
 export const samplingShape = {
@@ -117,10 +120,20 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   }
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  throw zodToApiError(result.error);
+  throw zodToApiError(result.error, body);
 }
 
-function zodToApiError(error: z.ZodError): ApiError {
+/** The value at a zod issue path, or undefined where the path leads nowhere. */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+function zodToApiError(error: z.ZodError, body: unknown): ApiError {
   const issue = error.issues[0]!;
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0]!;
@@ -128,7 +141,9 @@ function zodToApiError(error: z.ZodError): ApiError {
     return new ApiError("unknown_parameter", `Unrecognized request argument supplied: ${name}`, name);
   }
   const param = paramName(issue.path);
-  const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
+  // Read from the body itself: zod 4 leaves issue.input out, and a union
+  // reports an absent value as invalid_union rather than invalid_type.
+  const missing = valueAt(body, issue.path) === undefined;
   if (missing) {
     return new ApiError("missing_required_parameter", `Missing required parameter: '${param}'.`, param);
   }
