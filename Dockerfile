@@ -2,7 +2,7 @@
 #   CPU:  docker build -t llamux .
 #   CUDA: docker build -t llamux:cuda --build-arg RUNTIME_BASE=nvidia/cuda:12.6.3-runtime-ubuntu24.04 --build-arg LLAMUX_GPU=cuda .
 # node-llama-cpp's prebuilt CPU, CUDA and Vulkan binaries are npm packages, so
-# the same `npm ci` serves both variants; nothing is compiled or downloaded at run time.
+# the same install serves both variants; nothing is compiled or downloaded at run time.
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG RUNTIME_BASE=node:20-bookworm-slim
 
@@ -10,7 +10,9 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ENV NODE_LLAMA_CPP_SKIP_DOWNLOAD=true
 COPY package.json package-lock.json tsconfig.json ./
-RUN npm ci --no-audit --no-fund
+# npm install, not npm ci: see .ci/run (node-llama-cpp's optional per-platform
+# binaries are not all in the lockfile); the pinned versions still apply.
+RUN npm install --no-audit --no-fund
 COPY src ./src
 COPY engine ./engine
 COPY models ./models
