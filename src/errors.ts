@@ -4,7 +4,17 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { EngineErrorPayload } from "../engine/index.js";
 
-export type ErrorType = "invalid_request_error" | "not_found_error" | "server_error" | "rate_limit_error";
+// OpenAI's 429s carry the limit that tripped as their type ("requests" or
+// "tokens"); a spent budget is type and code insufficient_quota.
+export type ErrorType =
+  | "invalid_request_error"
+  | "not_found_error"
+  | "server_error"
+  | "rate_limit_error"
+  | "requests"
+  | "tokens"
+  | "insufficient_quota"
+  | "permission_error";
 
 interface CatalogueEntry {
   status: number;
@@ -22,6 +32,12 @@ const CATALOGUE = {
   invalid_prompt: { status: 400, type: "invalid_request_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
   model_not_found: { status: 404, type: "invalid_request_error" },
+  invalid_api_key: { status: 401, type: "invalid_request_error" },
+  model_not_allowed: { status: 403, type: "permission_error" },
+  tenant_exists: { status: 409, type: "invalid_request_error" },
+  rate_limit_exceeded: { status: 429, type: "requests" },
+  insufficient_quota: { status: 429, type: "insufficient_quota" },
+  queue_full: { status: 429, type: "rate_limit_error" },
   not_found: { status: 404, type: "not_found_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
@@ -33,9 +49,17 @@ const CATALOGUE = {
 
 export type ErrorCode = keyof typeof CATALOGUE;
 
+export interface ApiErrorExtras {
+  /** Overrides the catalogue's type (a 429 names the limit: "requests" or "tokens"). */
+  type?: ErrorType;
+  /** Extra response headers (x-ratelimit-*, retry-after-ms, x-should-retry). */
+  headers?: Record<string, string>;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly type: ErrorType;
+  readonly headers: Record<string, string>;
 
   constructor(
     readonly code: ErrorCode,
@@ -43,11 +67,13 @@ export class ApiError extends Error {
     readonly param: string | null = null,
     /** Seconds a client should wait before retrying, sent as `retry-after`. */
     readonly retryAfterSeconds: number | null = null,
+    extras: ApiErrorExtras = {},
   ) {
     super(message);
     const entry: CatalogueEntry = CATALOGUE[code];
     this.status = entry.status;
-    this.type = entry.type;
+    this.type = extras.type ?? entry.type;
+    this.headers = extras.headers ?? {};
   }
 
   toJSON(): { error: { message: string; type: ErrorType; param: string | null; code: string } } {
@@ -92,6 +118,7 @@ export function errorHandler(onInternal: (err: unknown) => void): ErrorRequestHa
       return;
     }
     if (apiErr.retryAfterSeconds !== null) res.setHeader("retry-after", String(apiErr.retryAfterSeconds));
+    for (const [name, value] of Object.entries(apiErr.headers)) res.setHeader(name, value);
     res.status(apiErr.status).json(apiErr.toJSON());
   };
 }

@@ -40,6 +40,12 @@ describe("ApiError", () => {
       invalid_prompt: [400, "invalid_request_error"],
       context_length_exceeded: [400, "invalid_request_error"],
       model_not_found: [404, "invalid_request_error"],
+      invalid_api_key: [401, "invalid_request_error"],
+      model_not_allowed: [403, "permission_error"],
+      tenant_exists: [409, "invalid_request_error"],
+      rate_limit_exceeded: [429, "requests"],
+      insufficient_quota: [429, "insufficient_quota"],
+      queue_full: [429, "rate_limit_error"],
       not_found: [404, "not_found_error"],
       request_too_large: [413, "invalid_request_error"],
       unsupported_media_type: [415, "invalid_request_error"],
@@ -54,6 +60,13 @@ describe("ApiError", () => {
       assert.equal(e.type, type, code);
       assert.equal(e.toJSON().error.code, code);
     }
+  });
+
+  test("a 429 may name the limit as its type and carry headers", () => {
+    const e = new ApiError("rate_limit_exceeded", "slow down", null, 2, { type: "tokens", headers: { "retry-after-ms": "1500" } });
+    assert.equal(e.status, 429);
+    assert.equal(e.toJSON().error.type, "tokens");
+    assert.deepEqual(e.headers, { "retry-after-ms": "1500" });
   });
 
   test("retryAfterSeconds is kept", () => {
