@@ -2,13 +2,16 @@
 // tests drive the real app on 127.0.0.1:0.
 import express, { type Express } from "express";
 import type { EngineClient } from "../engine/index.js";
+import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
+import { authenticate, requireAllowedModel } from "./middleware/auth.js";
 import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
 import type { RouteDeps } from "./openai/context.js";
 import { modelsRoute } from "./openai/models/route.js";
+import type { TenantRegistry } from "./tenants/registry.js";
 
 export interface AppDeps {
   engine: EngineClient;
@@ -19,9 +22,14 @@ export interface AppDeps {
   version: string;
   /** False once the server is draining: new work is refused. */
   accepting: () => boolean;
+  /** Multi-tenant mode: every /v1 request needs a key of one of these tenants. Null: single-tenant, no auth. */
+  tenants: TenantRegistry | null;
+  /** LLAMUX_ADMIN_KEY; null: no /admin routes at all (404). Requires `tenants`. */
+  adminKey: string | null;
 }
 
 export function createApp(deps: AppDeps): Express {
+  if (deps.adminKey !== null && deps.tenants === null) throw new Error("an admin key needs a tenant registry");
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -60,7 +68,11 @@ export function createApp(deps: AppDeps): Express {
     res.send(await deps.metrics.registry.metrics());
   });
 
+  // Authenticate before the body is read: an unauthenticated caller costs no parsing.
+  app.use("/v1", authenticate(deps.tenants));
   app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true }));
+  app.use("/v1", requireAllowedModel(routeDeps.modelNames));
+  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(modelsRoute(routeDeps, startedAtSeconds));

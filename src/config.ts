@@ -31,7 +31,12 @@ const OPTIONS = {
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
   "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
+  tenants: { env: "LLAMUX_TENANTS", schema: z.string().min(1).nullable(), default: null, help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)" },
+  "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db (tenants, keys) is kept in multi-tenant mode" },
 } as const;
+
+/** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
+export const MIN_ADMIN_KEY_LENGTH = 16;
 
 type OptionName = keyof typeof OPTIONS;
 
@@ -51,6 +56,30 @@ export interface ServeConfig {
   cacheDir: string;
   maxBodyBytes: number;
   logLevel: (typeof logLevels)[number];
+  /** Tenants file; null: none (multi-tenant mode may still be on through LLAMUX_ADMIN_KEY). */
+  tenants: string | null;
+  dataDir: string;
+}
+
+/**
+ * Settings that are read from the environment only, never from a flag (which
+ * `ps` would show) or the config file, and are kept out of ServeConfig so
+ * they are never logged with it.
+ */
+export interface ServeSecrets {
+  /** LLAMUX_ADMIN_KEY: enables and guards /admin; null when unset. */
+  adminKey: string | null;
+}
+
+export function readServeSecrets(env: NodeJS.ProcessEnv = process.env): ServeSecrets {
+  const adminKey = env.LLAMUX_ADMIN_KEY;
+  if (adminKey === undefined) return { adminKey: null };
+  if (adminKey.trim().length < MIN_ADMIN_KEY_LENGTH || adminKey !== adminKey.trim()) {
+    throw new ConfigError(
+      `LLAMUX_ADMIN_KEY must be at least ${MIN_ADMIN_KEY_LENGTH} characters without surrounding spaces (unset it to disable the admin API)`,
+    );
+  }
+  return { adminKey };
 }
 
 export class ConfigError extends Error {}
@@ -62,6 +91,7 @@ export function serveHelp(): string {
     lines.push(`  --${name.padEnd(16)} ${o.env.padEnd(24)} ${o.help}${def}`);
   }
   lines.push(`  --${"config".padEnd(16)} ${"LLAMUX_CONFIG".padEnd(24)} JSON or YAML file with any of the options above`);
+  lines.push(`    ${"(env only)".padEnd(16)} ${"LLAMUX_ADMIN_KEY".padEnd(24)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} characters); turns on API-key auth`);
   lines.push(`  --${"help".padEnd(16)} ${"".padEnd(24)} Show this help`);
   return lines.join("\n");
 }

@@ -1,14 +1,21 @@
-// A running llamux server: engine worker + HTTP listener, started in order and
-// stopped in reverse. Used by `llamux serve` and by the integration tests.
+// A running llamux server: tenant store, HTTP listener, engine worker. The
+// store opens first and closes last, so no request ever sees it closed; HTTP
+// listens before the worker starts (so /health answers while the model loads)
+// and stops first (so draining requests still reach the worker). Used by
+// `llamux serve` and by the integration tests.
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
 import { EngineClient, type ModelInfo } from "../engine/index.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
-import type { ServeConfig } from "./config.js";
+import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
 import type { Logger } from "./logger.js";
 import { createMetrics } from "./metrics.js";
+import { loadTenantsFile } from "./tenants/config.js";
+import { displayPrefixOfHash } from "./tenants/keys.js";
+import { TenantRegistry } from "./tenants/registry.js";
+import { SqliteTenantStore } from "./tenants/store.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -17,11 +24,61 @@ export interface RunningServer {
   url: string;
   engine: EngineClient;
   model: ModelInfo;
-  /** Stops accepting, ends the listener and open connections, then stops the worker. */
+  /** Tenants and keys; null in single-tenant mode (no auth). */
+  tenants: TenantRegistry | null;
+  /** The database under --data-dir (its `db` handle is shared by other stores); null in single-tenant mode. */
+  store: SqliteTenantStore | null;
+  /** Stops accepting, ends the listener and open connections, stops the worker, then closes the store. */
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+/** Multi-tenant mode (API keys required) is on when a tenants file or an admin key is given. */
+export function isMultiTenant(config: ServeConfig, secrets: ServeSecrets): boolean {
+  return config.tenants !== null || secrets.adminKey !== null;
+}
+
+/** Opens the store, applies the tenants file to it and loads the registry; null in single-tenant mode. */
+async function openTenants(
+  config: ServeConfig,
+  secrets: ServeSecrets,
+  log: Logger,
+): Promise<{ store: SqliteTenantStore; tenants: TenantRegistry } | null> {
+  if (!isMultiTenant(config, secrets)) {
+    log.warn("no --tenants file and no LLAMUX_ADMIN_KEY: llamux runs WITHOUT AUTHENTICATION; anyone who can reach it may use it");
+    return null;
+  }
+  // Validate the file before anything is opened: a bad file costs nothing.
+  const definitions = config.tenants ? loadTenantsFile(config.tenants) : [];
+  const store = SqliteTenantStore.open(config.dataDir);
+  try {
+    const tenants = await TenantRegistry.load(store);
+    for (const m of await tenants.importDefinitions(definitions)) {
+      log.warn({ from: m.fromTenantId, to: m.toTenantId, key: displayPrefixOfHash(m.hash) }, "tenants file moves a key to another tenant");
+    }
+    log.info({ tenants: tenants.size, fromFile: definitions.length, db: store.file, admin: secrets.adminKey !== null }, "multi-tenant mode: API keys required");
+    return { store, tenants };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+export async function startServer(config: ServeConfig, log: Logger, secrets: ServeSecrets = readServeSecrets()): Promise<RunningServer> {
+  const multi = await openTenants(config, secrets, log);
+  try {
+    return await startServing(config, log, secrets, multi);
+  } catch (err) {
+    await multi?.store.close();
+    throw err;
+  }
+}
+
+async function startServing(
+  config: ServeConfig,
+  log: Logger,
+  secrets: ServeSecrets,
+  multi: { store: SqliteTenantStore; tenants: TenantRegistry } | null,
+): Promise<RunningServer> {
   const resolved = await resolveModel(config.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
   if (resolved.generated) {
     log.warn(
@@ -53,6 +110,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
     accepting: () => accepting,
+    tenants: multi?.tenants ?? null,
+    adminKey: secrets.adminKey,
   });
 
   // Listen first so /health answers (and /ready says 503) while the model loads.
@@ -88,10 +147,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     url,
     engine,
     model,
+    tenants: multi?.tenants ?? null,
+    store: multi?.store ?? null,
     close: async () => {
       accepting = false;
       await closeHttp();
       await engine.stop();
+      await multi?.store.close();
     },
   };
 }

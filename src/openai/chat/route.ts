@@ -9,7 +9,7 @@ export function chatRoute(deps: RouteDeps): Router {
   router.post("/v1/chat/completions", async (req, res) => {
     const body = parseChatRequest(req.body);
     requireModel(deps, body.model);
-    const engineReq = toEngineRequest(body, "default");
+    const engineReq = toEngineRequest(body, res.locals.tenant.id);
     const abort = clientAbort(req, res);
     const [choice] = await admitAll(deps.engine, [engineReq], abort);
     const meta = {

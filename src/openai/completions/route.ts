@@ -10,7 +10,7 @@ export function completionsRoute(deps: RouteDeps): Router {
     const body = parseCompletionRequest(req.body);
     requireModel(deps, body.model);
     const abort = clientAbort(req, res);
-    const choices = await admitAll(deps.engine, toEngineRequests(body, "default"), abort);
+    const choices = await admitAll(deps.engine, toEngineRequests(body, res.locals.tenant.id), abort);
     const meta = {
       model: body.model,
       fingerprint: deps.fingerprint,

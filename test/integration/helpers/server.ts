@@ -1,10 +1,12 @@
 // Starts the real llamux server (engine worker + HTTP) on 127.0.0.1:0 for a test
 // file, with the official openai client pointed at it.
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { createParser } from "eventsource-parser";
-import { parseServeConfig } from "../../../src/config.js";
+import { parseServeConfig, readServeSecrets } from "../../../src/config.js";
 import { createLogger } from "../../../src/logger.js";
 import { startServer, type RunningServer } from "../../../src/server.js";
 
@@ -24,12 +26,46 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(args: string[]): Promise<TestServer> {
-  const config = parseServeConfig(["--host", "127.0.0.1", "--port", "0", "--threads", "2", ...args], {});
-  if (!config) throw new Error("unexpected --help");
-  const srv = await startServer(config, createLogger("silent"));
-  const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: "test-key", maxRetries: 0, timeout: 60_000 });
-  return { srv, url: srv.url, client, modelId: srv.model.id, close: () => srv.close() };
+export interface TestServerOptions {
+  /** Environment as parseServeConfig and readServeSecrets see it (e.g. LLAMUX_ADMIN_KEY); process.env is never read. */
+  env?: Record<string, string>;
+  /** The key `client` sends (default "test-key"). */
+  apiKey?: string;
+}
+
+/**
+ * Without a --data-dir in `args`, the server gets a fresh temporary one,
+ * removed by close(); a test that restarts on the same data passes its own.
+ */
+export async function startTestServer(args: string[], options: TestServerOptions = {}): Promise<TestServer> {
+  const env = options.env ?? {};
+  const ownDataDir = args.some((a) => a === "--data-dir" || a.startsWith("--data-dir=")) ? null : fs.mkdtempSync(path.join(os.tmpdir(), "llamux-test-data-"));
+  const removeDataDir = () => {
+    if (ownDataDir) fs.rmSync(ownDataDir, { recursive: true, force: true });
+  };
+  let srv: RunningServer;
+  try {
+    const config = parseServeConfig(["--host", "127.0.0.1", "--port", "0", "--threads", "2", ...(ownDataDir ? ["--data-dir", ownDataDir] : []), ...args], env);
+    if (!config) throw new Error("unexpected --help");
+    srv = await startServer(config, createLogger("silent"), readServeSecrets(env));
+  } catch (err) {
+    removeDataDir();
+    throw err;
+  }
+  const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: options.apiKey ?? "test-key", maxRetries: 0, timeout: 60_000 });
+  return {
+    srv,
+    url: srv.url,
+    client,
+    modelId: srv.model.id,
+    close: async () => {
+      try {
+        await srv.close();
+      } finally {
+        removeDataDir();
+      }
+    },
+  };
 }
 
 export interface SseResult {

@@ -1,0 +1,135 @@
+// The admin API: tenants and their API keys, under /admin. Mounted only when
+// LLAMUX_ADMIN_KEY is set (otherwise every /admin route is a 404) and guarded by
+// it. Bodies are validated once here (zod) and errors come from the catalogue,
+// naming the parameter. Limits and scheduling use the same camelCase fields as
+// the tenants file.
+import express, { Router } from "express";
+import { z } from "zod";
+import { ApiError } from "../errors.js";
+import { requireAdminKey } from "../middleware/auth.js";
+import { parseBody } from "../openai/common.js";
+import { limitsPatchSchema, newTenant, schedulingPatchSchema, tenantIdSchema, tenantProblem, type TenantPatch } from "../tenants/config.js";
+import type { IssuedKey, TenantRegistry } from "../tenants/registry.js";
+import type { ApiKeyRecord, TenantRecord } from "../tenants/store.js";
+import type { Tenant } from "../tenants/types.js";
+
+export interface AdminDeps {
+  tenants: TenantRegistry;
+  adminKey: string;
+}
+
+const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
+
+const createTenantSchema = z
+  .object({ id: tenantIdSchema, limits: limitsPatchSchema.optional(), scheduling: schedulingPatchSchema.optional() })
+  .strict();
+const patchTenantSchema = z.object({ limits: limitsPatchSchema.optional(), scheduling: schedulingPatchSchema.optional() }).strict();
+const createKeySchema = z.object({ name: z.string().min(1).max(256).nullish() }).strict();
+
+export function tenantJson(r: TenantRecord) {
+  return {
+    id: r.tenant.id,
+    object: "tenant" as const,
+    limits: r.tenant.limits,
+    scheduling: r.tenant.scheduling,
+    created_at: r.createdAtSeconds,
+    updated_at: r.updatedAtSeconds,
+  };
+}
+
+export function keyJson(k: ApiKeyRecord) {
+  return {
+    id: k.id,
+    object: "api_key" as const,
+    tenant_id: k.tenantId,
+    prefix: k.prefix,
+    name: k.name,
+    created_at: k.createdAtSeconds,
+    revoked_at: k.revokedAtSeconds,
+  };
+}
+
+/** The only response that ever carries a key in plaintext. */
+function issuedKeyJson({ record, key }: IssuedKey) {
+  const { revoked_at: _, ...rest } = keyJson(record);
+  return { ...rest, key };
+}
+
+const noTenant = (id: string) => new ApiError("not_found", `No tenant with id '${id}'.`);
+const noKey = (tenantId: string, keyId: string) => new ApiError("not_found", `Tenant '${tenantId}' has no API key with id '${keyId}'.`);
+
+/** Cross-field rules (reservedSlots <= maxSlots) as a 400 naming the field. */
+function assertConsistent(t: Tenant): void {
+  const problem = tenantProblem(t);
+  if (problem) throw new ApiError("invalid_value", `Invalid '${problem.path}': ${problem.message}.`, problem.path);
+}
+
+export function adminRoute(deps: AdminDeps): Router {
+  const { tenants } = deps;
+  const router = Router();
+  // Authenticate before reading a body: an unauthenticated caller costs no parsing.
+  router.use(requireAdminKey(deps.adminKey));
+  router.use(express.json({ limit: ADMIN_BODY_LIMIT_BYTES, type: () => true }));
+
+  router.post("/tenants", async (req, res) => {
+    const body = parseBody(createTenantSchema, req.body);
+    const tenant = newTenant(body.id, body);
+    assertConsistent(tenant);
+    const record = await tenants.createTenant(tenant);
+    if (!record) throw new ApiError("tenant_exists", `A tenant with id '${body.id}' already exists.`, "id");
+    res.status(201).json(tenantJson(record));
+  });
+
+  router.get("/tenants", (_req, res) => {
+    res.json({ object: "list", data: tenants.list().map(tenantJson) });
+  });
+
+  router.get("/tenants/:id", (req, res) => {
+    const record = tenants.get(req.params.id);
+    if (!record) throw noTenant(req.params.id);
+    res.json(tenantJson(record));
+  });
+
+  router.patch("/tenants/:id", async (req, res) => {
+    const patch: TenantPatch = parseBody(patchTenantSchema, req.body);
+    const record = await tenants.updateTenant(req.params.id, patch, assertConsistent);
+    if (!record) throw noTenant(req.params.id);
+    res.json(tenantJson(record));
+  });
+
+  router.delete("/tenants/:id", async (req, res) => {
+    if (!(await tenants.deleteTenant(req.params.id))) throw noTenant(req.params.id);
+    res.json({ id: req.params.id, object: "tenant.deleted", deleted: true });
+  });
+
+  router.post("/tenants/:id/keys", async (req, res) => {
+    const body = parseBody(createKeySchema, req.body ?? {});
+    const issued = await tenants.createKey(req.params.id, body.name ?? null);
+    if (!issued) throw noTenant(req.params.id);
+    res.status(201).json(issuedKeyJson(issued));
+  });
+
+  router.get("/tenants/:id/keys", async (req, res) => {
+    const keys = await tenants.listKeys(req.params.id);
+    if (!keys) throw noTenant(req.params.id);
+    res.json({ object: "list", data: keys.map(keyJson) });
+  });
+
+  router.post("/tenants/:id/keys/:keyId/rotate", async (req, res) => {
+    const { id, keyId } = req.params;
+    if (!tenants.get(id)) throw noTenant(id);
+    const issued = await tenants.rotateKey(id, keyId);
+    if (!issued) throw new ApiError("not_found", `Tenant '${id}' has no active API key with id '${keyId}' (a revoked key cannot be rotated).`);
+    res.status(201).json(issuedKeyJson(issued));
+  });
+
+  router.delete("/tenants/:id/keys/:keyId", async (req, res) => {
+    const { id, keyId } = req.params;
+    if (!tenants.get(id)) throw noTenant(id);
+    const revoked = await tenants.revokeKey(id, keyId);
+    if (!revoked) throw noKey(id, keyId);
+    res.json({ id: revoked.id, object: "api_key.revoked", revoked: true });
+  });
+
+  return router;
+}
