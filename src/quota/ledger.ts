@@ -1,0 +1,244 @@
+// Per-tenant quotas: requests and tokens per minute (OpenAI's RPM/TPM
+// buckets), concurrent and queued requests, tokens per UTC day and a lifetime
+// token budget. The ledger holds the counters and does the I/O (clock, usage
+// store); what to admit and what to answer are pure functions it calls.
+//
+// Lifecycle of a request, as the routes drive it:
+//   reserve(tenant, {estimatedTokens})  before submitting to the engine
+//     → charges 1 request + the estimate to every bucket and budget at once,
+//       so concurrent requests cannot all pass on the same headroom;
+//   started(reservation)                when the engine admits it (queued → running);
+//   settle(reservation, actualTokens)   when it ends, with the engine's usage;
+//   cancel(reservation)                 when it never ran.
+//
+// cancel refunds everything, the request unit included: a request the engine
+// refused before running (context too long, engine down) did no work, and
+// OpenAI does not count requests it rejects against RPM either. A request that
+// ran, even partly (client hung up mid-stream), is settled with what it used.
+import type { ApiError } from "../errors.js";
+import { DEFAULT_LIMITS, type Tenant, type TenantLimits } from "../tenants/types.js";
+import { decideAdmission } from "./admission.js";
+import { rateLimitHeaders, type RateLimitHeaders } from "./rateLimitHeaders.js";
+import { rejectionError } from "./rejectionError.js";
+import { charged, fullBucket, refilled, type Bucket } from "./tokenBucket.js";
+import type { UsageStore } from "./usageStore.js";
+import { msUntilUtcMidnight, utcDay } from "./utcDay.js";
+
+export interface Reservation {
+  readonly id: number;
+  readonly tenantId: string;
+  readonly estimatedTokens: number;
+  /** The UTC day whose budget was charged; the actual usage is recorded on it too. */
+  readonly day: string;
+}
+
+export type ReserveResult =
+  | { ok: true; reservation: Reservation; headers: RateLimitHeaders }
+  | { ok: false; error: ApiError };
+
+export interface TenantUsage {
+  day: string;
+  dayTokens: number;
+  lifetimeTokens: number;
+  running: number;
+  queued: number;
+}
+
+export interface QuotaLedgerOptions {
+  /** Clock in ms since the epoch. */
+  now?: () => number;
+  /** Daily and lifetime usage survive restarts through this store. */
+  store?: UsageStore | null;
+  /** Wait suggested to a tenant whose concurrency or queue cap is full. */
+  queueRetryAfterMs?: number;
+}
+
+const DEFAULTS: Required<QuotaLedgerOptions> = { now: Date.now, store: null, queueRetryAfterMs: 1000 };
+
+interface TenantState {
+  /** The limits the buckets were last refilled under. */
+  limits: TenantLimits;
+  requests: Bucket;
+  tokens: Bucket;
+  running: number;
+  queued: number;
+  day: string;
+  /** Charged today: settled usage + estimates of requests still in flight. */
+  dayTokens: number;
+  lifetimeTokens: number;
+}
+
+interface Live {
+  reservation: Reservation;
+  phase: "queued" | "running";
+  // The state it was counted in: if the tenant is forgotten and comes back,
+  // ending an old request must not decrement the new state's counters.
+  state: TenantState;
+}
+
+export class QuotaLedger {
+  private readonly now: () => number;
+  private readonly store: UsageStore | null;
+  private readonly queueRetryAfterMs: number;
+  // Invariant: one entry per tenant that has used the API or has stored
+  // usage, until forget()/retain() drops it; so memory follows the tenant list.
+  private readonly tenants = new Map<string, TenantState>();
+  // Reservations neither settled nor cancelled; bounded by requests in flight.
+  private readonly live = new Map<number, Live>();
+  private nextId = 1;
+
+  constructor(options: QuotaLedgerOptions = {}) {
+    const o = { ...DEFAULTS, ...options };
+    this.now = o.now;
+    this.store = o.store;
+    this.queueRetryAfterMs = o.queueRetryAfterMs;
+    const nowMs = this.now();
+    for (const [tenantId, u] of this.store?.load() ?? []) {
+      this.tenants.set(tenantId, {
+        // Real limits arrive with the first reserve() or headers() call.
+        limits: DEFAULT_LIMITS,
+        requests: fullBucket(nowMs),
+        tokens: fullBucket(nowMs),
+        running: 0,
+        queued: 0,
+        day: u.day,
+        dayTokens: u.dayTokens,
+        lifetimeTokens: u.lifetimeTokens,
+      });
+    }
+  }
+
+  /** Admits and charges a request, or says which limit refuses it. Charges nothing when refused. */
+  reserve(tenant: Tenant, req: { estimatedTokens: number }): ReserveResult {
+    const estimatedTokens = tokenCount(req.estimatedTokens, "estimatedTokens");
+    const nowMs = this.now();
+    const s = this.current(tenant, nowMs);
+    const rejection = decideAdmission(s, s.limits, estimatedTokens, msUntilUtcMidnight(nowMs));
+    if (rejection) {
+      const headers = rateLimitHeaders(s.limits, s.requests, s.tokens);
+      return { ok: false, error: rejectionError(tenant.id, rejection, headers, this.queueRetryAfterMs) };
+    }
+    s.requests = charged(s.requests, 1);
+    s.tokens = charged(s.tokens, estimatedTokens);
+    s.dayTokens += estimatedTokens;
+    s.lifetimeTokens += estimatedTokens;
+    s.queued += 1;
+    const reservation: Reservation = { id: this.nextId++, tenantId: tenant.id, estimatedTokens, day: s.day };
+    this.live.set(reservation.id, { reservation, phase: "queued", state: s });
+    return { ok: true, reservation, headers: rateLimitHeaders(s.limits, s.requests, s.tokens) };
+  }
+
+  /** The engine started running the request: it leaves the tenant's queue. Idempotent. */
+  started(reservation: Reservation): void {
+    const l = this.live.get(reservation.id);
+    if (!l || l.phase === "running") return;
+    l.phase = "running";
+    l.state.queued -= 1;
+    l.state.running += 1;
+  }
+
+  /**
+   * The request ended having used `actualTokens` (prompt + completion): every
+   * token counter moves by actual − estimated (a refund, or an extra charge
+   * that may push a bucket below empty), and the usage is stored. Idempotent.
+   */
+  settle(reservation: Reservation, actualTokens: number): void {
+    const actual = tokenCount(actualTokens, "actualTokens");
+    if (!this.finish(reservation, actual - reservation.estimatedTokens)) return;
+    // After the in-memory update: if the store throws, the caller hears of it
+    // and the counters still hold the charge.
+    this.store?.add(reservation.tenantId, reservation.day, actual);
+  }
+
+  /** The request never ran: refund the request unit and every token. Idempotent. */
+  cancel(reservation: Reservation): void {
+    this.finish(reservation, -reservation.estimatedTokens, -1);
+  }
+
+  /** The x-ratelimit-* headers for the tenant now (none for unlimited dimensions). */
+  headers(tenant: Tenant): RateLimitHeaders {
+    const nowMs = this.now();
+    const s = this.current(tenant, nowMs);
+    return rateLimitHeaders(s.limits, s.requests, s.tokens);
+  }
+
+  /** Counters for admin views and tests; null for a tenant the ledger has not seen. */
+  usage(tenantId: string): TenantUsage | null {
+    const s = this.tenants.get(tenantId);
+    if (!s) return null;
+    const today = utcDay(this.now());
+    const dayTokens = s.day === today ? s.dayTokens : 0;
+    return { day: today, dayTokens, lifetimeTokens: s.lifetimeTokens, running: s.running, queued: s.queued };
+  }
+
+  /**
+   * Drops a deleted tenant's state. Its requests in flight still settle into
+   * the store, and its stored rows stay (usage is history): an id reused later
+   * starts from zero in this process but from the stored totals after a restart.
+   */
+  forget(tenantId: string): void {
+    this.tenants.delete(tenantId);
+  }
+
+  /** Drops the state of every tenant not in `tenantIds` (e.g. after loading the tenant list at start). */
+  retain(tenantIds: Iterable<string>): void {
+    const keep = new Set(tenantIds);
+    for (const id of this.tenants.keys()) if (!keep.has(id)) this.tenants.delete(id);
+  }
+
+  /** The tenant's state brought to `nowMs` under its current limits, created on first use. */
+  private current(tenant: Tenant, nowMs: number): TenantState {
+    let s = this.tenants.get(tenant.id);
+    if (!s) {
+      s = {
+        limits: tenant.limits,
+        requests: fullBucket(nowMs),
+        tokens: fullBucket(nowMs),
+        running: 0,
+        queued: 0,
+        day: utcDay(nowMs),
+        dayTokens: 0,
+        lifetimeTokens: 0,
+      };
+      this.tenants.set(tenant.id, s);
+    }
+    // Refill under the limits that held until now, then adopt the new ones:
+    // a changed limit applies from the moment the ledger sees it.
+    s.requests = refilled(s.requests, s.limits.requestsPerMinute, nowMs);
+    s.tokens = refilled(s.tokens, s.limits.tokensPerMinute, nowMs);
+    s.limits = tenant.limits;
+    s.requests = refilled(s.requests, s.limits.requestsPerMinute, nowMs);
+    s.tokens = refilled(s.tokens, s.limits.tokensPerMinute, nowMs);
+    const today = utcDay(nowMs);
+    if (today > s.day) {
+      s.day = today;
+      s.dayTokens = 0;
+    }
+    return s;
+  }
+
+  /** Ends a live reservation, moving token counters by `tokenDelta` and the request bucket by `requestDelta`. */
+  private finish(reservation: Reservation, tokenDelta: number, requestDelta = 0): boolean {
+    const l = this.live.get(reservation.id);
+    if (!l) return false;
+    this.live.delete(reservation.id);
+    const s = l.state;
+    const nowMs = this.now();
+    s.requests = refilled(s.requests, s.limits.requestsPerMinute, nowMs);
+    s.tokens = refilled(s.tokens, s.limits.tokensPerMinute, nowMs);
+    if (s.limits.requestsPerMinute !== null) s.requests = charged(s.requests, requestDelta);
+    if (s.limits.tokensPerMinute !== null) s.tokens = charged(s.tokens, tokenDelta);
+    // The day's counter moves only if the day it was charged on is still
+    // today; after midnight yesterday's figure is history (it is in the store).
+    if (s.day === reservation.day) s.dayTokens = Math.max(0, s.dayTokens + tokenDelta);
+    s.lifetimeTokens = Math.max(0, s.lifetimeTokens + tokenDelta);
+    if (l.phase === "queued") s.queued -= 1;
+    else s.running -= 1;
+    return true;
+  }
+}
+
+function tokenCount(n: number, name: string): number {
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`${name} must be a finite number ≥ 0, got ${n}`);
+  return Math.ceil(n);
+}
