@@ -7,7 +7,9 @@ import { defaultThreads, type GpuMode } from "../models/load.js";
 import { runCeiling, type CeilingLevel } from "./ceiling.js";
 import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";
-import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, type CeilingShape } from "./report.js";
+import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, tenantsTable, type CeilingShape } from "./report.js";
+import { runTenantWorkload, tenantSpecs, type TenantWorkload } from "./tenants.js";
+import { UsageError } from "./usage.js";
 
 export const HELP = `Usage:
   llamux bench --url URL --model ID [options]
@@ -25,6 +27,23 @@ export const HELP = `Usage:
         --json FILE           also write the results as JSON
         --ceiling-json FILE   a 'bench ceiling --json' file: adds a "vs ceiling" column
 
+  llamux bench --url URL --model ID --tenants a:16,b:1 [options]
+      Multi-tenant workload: every tenant at once, each a closed loop keeping its own number of
+      streaming requests in flight, with its own key. Reports per tenant: requests, output tokens/s
+      and share, TTFT p50/p99, E2E p50, errors. Works against any OpenAI-compatible server (one that
+      ignores keys, like llama-server, serves every tenant as one). Exit 1 if any request failed.
+        --tenants LIST        NAME:IN_FLIGHT,... (replaces --concurrency)
+        --duration-s S        send for S seconds; requests still streaming then are cut: their tokens
+                              so far count, they are not errors (default 30)
+        --requests N          instead of --duration-s: N requests per tenant
+        --tenant-keys LIST    NAME=KEY,... sent as 'Authorization: Bearer KEY' (default: --api-key)
+        --tenant-max-tokens LIST      NAME=N,... (default: --max-tokens)
+        --tenant-prompt-tokens LIST   NAME=N,... (default: --prompt-tokens)
+        --solo LIST           after the mixed phase, run each named tenant alone with the same
+                              settings (e.g. --solo b: b's TTFT alone, in the same run)
+        --prompt-tokens, --max-tokens, --endpoint, --no-ignore-eos, --api-key, --timeout-ms, --json
+                              as above
+
   llamux bench ceiling --model FILE [options]
       Drives the same model directly through node-llama-cpp (no HTTP, no llamux engine),
       all sequences decoded in lockstep: the raw throughput ceiling to compare a server with.
@@ -39,7 +58,6 @@ export const HELP = `Usage:
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
       Medians over repeated runs of the above, with each server's ratio to the ceiling.`;
 
-class UsageError extends Error {}
 
 const GPU_MODES: readonly GpuMode[] = ["auto", "off", "cuda", "vulkan"];
 
@@ -47,6 +65,13 @@ export function positiveInt(name: string, raw: string | undefined, fallback: num
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (raw.trim() === "" || !Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got '${raw}'`);
+  return n;
+}
+
+export function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
   return n;
 }
 
@@ -106,6 +131,8 @@ async function loadMain(argv: string[]): Promise<number> {
       url: { type: "string" }, model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" },
       "prompt-tokens": { type: "string" }, "max-tokens": { type: "string" }, "api-key": { type: "string" }, endpoint: { type: "string" },
       "no-ignore-eos": { type: "boolean" }, "timeout-ms": { type: "string" }, json: { type: "string" }, "ceiling-json": { type: "string" },
+      tenants: { type: "string" }, "tenant-keys": { type: "string" }, "tenant-max-tokens": { type: "string" },
+      "tenant-prompt-tokens": { type: "string" }, "duration-s": { type: "string" }, solo: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -114,6 +141,12 @@ async function loadMain(argv: string[]): Promise<number> {
   if (!/^https?:$/.test(safeUrl(values.url)?.protocol ?? "")) throw new UsageError(`--url must be an http(s) URL, got '${values.url}'`);
   const endpoint = values.endpoint ?? "chat";
   if (endpoint !== "chat" && endpoint !== "completions") throw new UsageError(`--endpoint must be chat or completions, got '${endpoint}'`);
+  const tenantOnly = (["tenant-keys", "tenant-max-tokens", "tenant-prompt-tokens", "duration-s", "solo"] as const).find((k) => values[k] !== undefined);
+  if (values.tenants === undefined && tenantOnly) throw new UsageError(`--${tenantOnly} needs --tenants`);
+  if (values.tenants !== undefined) {
+    for (const k of ["concurrency", "ceiling-json"] as const) if (values[k] !== undefined) throw new UsageError(`--${k} cannot be combined with --tenants`);
+    if (values["duration-s"] !== undefined && values.requests !== undefined) throw new UsageError("--duration-s and --requests are alternatives: give one");
+  }
   const ceiling = values["ceiling-json"] ? readCeiling(values["ceiling-json"]) : [];
   const fixedRequests = values.requests === undefined ? null : positiveInt("requests", values.requests, 1);
   const shape = {
@@ -126,6 +159,27 @@ async function loadMain(argv: string[]): Promise<number> {
     ignoreEos: !values["no-ignore-eos"],
     timeoutMs: positiveInt("timeout-ms", values["timeout-ms"], 600_000),
   } as const;
+  if (values.tenants !== undefined) {
+    const { specs, solo } = tenantSpecs(
+      {
+        tenants: values.tenants,
+        ...(values["tenant-keys"] === undefined ? {} : { tenantKeys: values["tenant-keys"] }),
+        ...(values["tenant-max-tokens"] === undefined ? {} : { tenantMaxTokens: values["tenant-max-tokens"] }),
+        ...(values["tenant-prompt-tokens"] === undefined ? {} : { tenantPromptTokens: values["tenant-prompt-tokens"] }),
+        ...(values.solo === undefined ? {} : { solo: values.solo }),
+      },
+      shape,
+    );
+    return tenantsMain(
+      {
+        url: shape.url, model: shape.model, endpoint, ignoreEos: shape.ignoreEos, timeoutMs: shape.timeoutMs, tenants: specs,
+        durationS: fixedRequests === null ? positiveNumber("duration-s", values["duration-s"], 30) : null,
+        requestsPerTenant: fixedRequests,
+      },
+      solo,
+      values.json,
+    );
+  }
   const concurrency = concurrencyLevels(values.concurrency);
 
   const results: LevelResult[] = [];
@@ -142,6 +196,29 @@ async function loadMain(argv: string[]): Promise<number> {
   console.log(loadTable(results, ceiling));
   writeFile(values.json, reportJson({ kind: "load", url: shape.url, model: shape.model, endpoint, promptTokens: shape.promptTokens, maxTokens: shape.maxTokens, ignoreEos: shape.ignoreEos, levels: results }));
   return results.some((r) => r.errors > 0) ? 1 : 0;
+}
+
+async function tenantsMain(w: TenantWorkload, solo: string[], json: string | undefined): Promise<number> {
+  const what = w.durationS === null ? `${w.requestsPerTenant} requests each` : `${w.durationS} s`;
+  console.error(`tenants ${w.tenants.map((t) => `${t.name}:${t.inFlight}`).join(",")} for ${what} against ${w.url}${solo.length ? `, then alone: ${solo.join(", ")}` : ""} ...`);
+  const phases = await runTenantWorkload(w, solo, (p) => {
+    for (const t of p.tenants) {
+      console.error(
+        `${p.phase} ${t.tenant}: ${t.completed}/${t.requests} ok, ${t.cut} cut, ${t.outputTokensPerSecond.toFixed(1)} out tok/s, ` +
+          `TTFT p50 ${fixed(t.ttftMs.p50)} ms${t.errors ? `; errors: ${t.errorSamples.join(" | ")}` : ""}`,
+      );
+    }
+  });
+  console.log(tenantsTable(phases));
+  writeFile(
+    json,
+    reportJson({
+      kind: "tenants", url: w.url, model: w.model, endpoint: w.endpoint, ignoreEos: w.ignoreEos, durationS: w.durationS, requestsPerTenant: w.requestsPerTenant,
+      tenants: w.tenants.map(({ apiKey, ...t }) => ({ ...t, apiKey: apiKey !== undefined })),
+      phases,
+    }),
+  );
+  return phases.some((p) => p.tenants.some((t) => t.errors > 0)) ? 1 : 0;
 }
 
 function safeUrl(raw: string): URL | null {

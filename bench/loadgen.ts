@@ -26,13 +26,15 @@ export interface LoadOptions {
 export interface RequestSample {
   ok: boolean;
   error?: string;
-  /** From just before fetch to the first non-empty content delta. */
+  /** Failed because the caller's signal aborted it (a deadline, Ctrl-C), not because of the server. */
+  aborted?: boolean;
+  /** From just before fetch to the first non-empty content delta (also for a failed request that got one; else NaN). */
   ttftMs: number;
   /** From just before fetch to the end of the stream. */
   e2eMs: number;
   /** Gaps between consecutive content chunks. */
   itlMs: number[];
-  /** usage.completion_tokens when the server sent it, else content chunks. */
+  /** usage.completion_tokens when the server sent it, else content chunks (for a failed request: chunks received). */
   outputTokens: number;
   promptTokens: number | null;
 }
@@ -122,7 +124,16 @@ export async function runOne(opts: LoadOptions, index: number): Promise<RequestS
   let usagePrompt: number | null = null;
   let sseError: string | null = null;
   const started = performance.now();
-  const fail = (error: string): RequestSample => ({ ok: false, error, ttftMs: NaN, e2eMs: performance.now() - started, itlMs: [], outputTokens: 0, promptTokens: null });
+  const fail = (error: string): RequestSample => ({
+    ok: false,
+    error,
+    ...(opts.signal?.aborted ? { aborted: true } : {}),
+    ttftMs: chunkTimes.length > 0 ? chunkTimes[0]! - started : NaN,
+    e2eMs: performance.now() - started,
+    itlMs: [],
+    outputTokens: chunkTimes.length,
+    promptTokens: null,
+  });
   try {
     const res = await fetch(`${opts.url.replace(/\/+$/, "")}${path}`, {
       method: "POST",

@@ -2,6 +2,7 @@
 // the CLI decides where they go.
 import type { CeilingLevel, CeilingOptions } from "./ceiling.js";
 import type { LevelResult } from "./loadgen.js";
+import type { PhaseResult, TenantSpec } from "./tenants.js";
 
 /** A fixed-point number, or "-" for NaN/Infinity (e.g. a latency with no samples). */
 export const fixed = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "-");
@@ -31,6 +32,24 @@ export function loadTable(levels: readonly LevelResult[], ceiling: readonly Ceil
   return markdown(head, rows);
 }
 
+/**
+ * The multi-tenant table: one row per tenant and phase. "share" is the
+ * tenant's part of its phase's output tokens/s.
+ */
+export function tenantsTable(phases: readonly PhaseResult[]): string {
+  const head = ["phase", "tenant", "in flight", "max tok", "req", "ok", "err", "cut", "prompt tok", "out tok/s", "share", "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms"];
+  const rows = phases.flatMap((p) => {
+    const total = p.tenants.reduce((n, t) => n + t.outputTokensPerSecond, 0);
+    return p.tenants.map((t) => [
+      p.phase, t.tenant, String(t.inFlight), String(t.maxTokens), String(t.requests), String(t.completed), String(t.errors), String(t.cut),
+      t.promptTokensMedian === null ? "-" : fixed(t.promptTokensMedian), fixed(t.outputTokensPerSecond, 1),
+      total > 0 ? fixed(t.outputTokensPerSecond / total, 3) : "-",
+      fixed(t.ttftMs.p50), fixed(t.ttftMs.p99), fixed(t.e2eMs.p50),
+    ]);
+  });
+  return markdown(head, rows);
+}
+
 export function ceilingTable(levels: readonly CeilingLevel[]): string {
   return markdown(
     ["concurrency", "rounds", "out tokens", "seconds", "out tok/s"],
@@ -49,6 +68,19 @@ export interface LoadReport {
   levels: LevelResult[];
 }
 
+export interface TenantsReport {
+  kind: "tenants";
+  url: string;
+  model: string;
+  endpoint: "chat" | "completions";
+  ignoreEos: boolean;
+  durationS: number | null;
+  requestsPerTenant: number | null;
+  /** API keys left out. */
+  tenants: Array<Omit<TenantSpec, "apiKey"> & { apiKey: boolean }>;
+  phases: PhaseResult[];
+}
+
 export type CeilingShape = Omit<CeilingOptions, "onLevel">;
 
 export interface CeilingReport {
@@ -61,7 +93,7 @@ export interface CeilingReport {
  * JSON for a report. NaN (a latency with no samples) becomes null, since
  * JSON.stringify would write null anyway, but silently.
  */
-export function reportJson(report: LoadReport | CeilingReport): string {
+export function reportJson(report: LoadReport | CeilingReport | TenantsReport): string {
   return JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2) + "\n";
 }
 

@@ -16,6 +16,7 @@ import type {
   FinishReason,
   FromWorker,
   ModelInfo,
+  TenantPolicy,
   ToWorker,
   Usage,
   WorkerOptions,
@@ -34,6 +35,8 @@ export interface EngineClientOptions {
   /** Called with load progress and lifecycle news, for logging. */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   restartBackoffMs?: { initial: number; max: number };
+  /** The worker script to fork (default: engine/worker.js); tests use a fake one. */
+  workerEntry?: string;
 }
 
 const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -48,6 +51,8 @@ export class EngineClient extends EventEmitter {
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private statsWaiters: Array<(s: EngineStats) => void> = [];
+  /** The last policies set: every new worker gets them before its first request. */
+  private policies: TenantPolicy[] | null = null;
 
   constructor(private readonly opts: EngineClientOptions) {
     super();
@@ -94,6 +99,24 @@ export class EngineClient extends EventEmitter {
     return queue;
   }
 
+  /**
+   * Replaces the fair scheduler's tenant policies (weights, reserved slots,
+   * slot caps); tenants not listed get weight 1, no reservation, no cap. Takes
+   * effect at the worker's next step, and survives worker restarts. Throws
+   * TypeError on an invalid policy, or reservations beyond the slot count,
+   * leaving the previous ones in force. Reservations that add up to all the
+   * slots leave tenants without one nothing: keep the sum below `model.slots`.
+   */
+  setTenantPolicies(policies: readonly TenantPolicy[]): void {
+    const checked = validateTenantPolicies(policies);
+    const reserved = checked.reduce((n, p) => n + p.reservedSlots, 0);
+    if (this.model && reserved > this.model.slots) {
+      throw new TypeError(`tenant policies reserve ${reserved} slots, but the engine has ${this.model.slots}`);
+    }
+    this.policies = checked;
+    if (this.ready) this.send({ t: "tenants", policies: checked });
+  }
+
   stats(): Promise<EngineStats | null> {
     if (!this.ready) return Promise.resolve(null);
     return new Promise((resolve) => {
@@ -133,7 +156,7 @@ export class EngineClient extends EventEmitter {
   }
 
   private spawn(): void {
-    const child = fork(WORKER_ENTRY, [], {
+    const child = fork(this.opts.workerEntry ?? WORKER_ENTRY, [], {
       env: { ...process.env, LLAMUX_WORKER_OPTIONS: JSON.stringify(this.opts.worker) },
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -154,6 +177,8 @@ export class EngineClient extends EventEmitter {
           return;
         }
         this.model = msg.model;
+        // Before "ready" is announced, so no request reaches a worker without them.
+        if (this.policies) this.send({ t: "tenants", policies: this.policies });
         this.state = "ready";
         this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
         this.emit("ready", msg.model);
@@ -228,6 +253,20 @@ export class EngineClient extends EventEmitter {
     const child = this.child;
     if (child?.connected) child.send(msg);
   }
+}
+
+export function validateTenantPolicies(policies: readonly TenantPolicy[]): TenantPolicy[] {
+  const seen = new Set<string>();
+  return policies.map((p) => {
+    const where = `tenant policy '${String(p?.id)}'`;
+    if (typeof p?.id !== "string" || p.id === "") throw new TypeError("tenant policy: id must be a non-empty string");
+    if (seen.has(p.id)) throw new TypeError(`${where}: duplicate id`);
+    seen.add(p.id);
+    if (typeof p.weight !== "number" || !Number.isFinite(p.weight) || p.weight <= 0) throw new TypeError(`${where}: weight must be a finite number > 0`);
+    if (!Number.isSafeInteger(p.reservedSlots) || p.reservedSlots < 0) throw new TypeError(`${where}: reservedSlots must be an integer >= 0`);
+    if (p.maxSlots !== null && (!Number.isSafeInteger(p.maxSlots) || p.maxSlots < 1)) throw new TypeError(`${where}: maxSlots must be null or an integer >= 1`);
+    return { id: p.id, weight: p.weight, reservedSlots: p.reservedSlots, maxSlots: p.maxSlots };
+  });
 }
 
 function unavailable(state: EngineState): EngineErrorPayload {

@@ -8,10 +8,11 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel, SequenceEvaluateOptions, Token } from "node-llama-cpp";
 import { ChatTemplate, tokenizeText } from "../models/chatTemplate.js";
 import { IncrementalDetokenizer } from "./detokenizer.js";
-import type { Delta, EngineErrorPayload, EngineRequest, EngineStats, FinishReason, FromWorker } from "./protocol.js";
+import type { Delta, EngineErrorPayload, EngineRequest, EngineStats, FairnessCosts, FinishReason, FromWorker, TenantPolicy } from "./protocol.js";
 import { buildEvaluateOptions, findEogTokens } from "./sampling.js";
 import { planStep, type StepPlan } from "./scheduler.js";
 import { StopMatcher } from "./stops.js";
+import { TenantLedger } from "./tenantLedger.js";
 
 interface Slot {
   index: number;
@@ -28,6 +29,7 @@ type Generator = AsyncGenerator<Token, void, void | Token | Token[]>;
 interface Job {
   id: string;
   tenant: string;
+  priority: number;
   prompt: Token[];
   maxTokens: number;
   options: SequenceEvaluateOptions;
@@ -60,6 +62,8 @@ export interface EngineOptions {
    * batch instead of being split into several small, less efficient ones.
    */
   coalesceMs: number;
+  /** Prices of the fair scheduler's virtual tokens. */
+  costs: FairnessCosts;
 }
 
 type Emit = (msg: FromWorker) => void;
@@ -73,6 +77,9 @@ export class Engine {
   private readonly eogSet: ReadonlySet<Token>;
   private loop: Promise<void> | null = null;
   private stopping = false;
+  /** Nothing can be admitted or run until a request, a cancel or a policy change arrives. */
+  private stalled = false;
+  private readonly ledger: TenantLedger;
   private clock = 0;
   private steps = 0;
   private decodedTokens = 0;
@@ -92,6 +99,7 @@ export class Engine {
       busy: false,
       lastUsed: 0,
     }));
+    this.ledger = new TenantLedger(opts.costs);
     this.eogTokens = findEogTokens(model);
     this.eogSet = new Set(this.eogTokens);
   }
@@ -105,6 +113,7 @@ export class Engine {
     // Echo returns the prompt as the caller wrote it; only token prompts need decoding.
     const promptText = !req.echo ? null : req.prompt.kind === "text" ? req.prompt.text : this.model.detokenize(prepared.prompt, false);
     this.jobs.set(id, prepared);
+    this.ledger.arrive(prepared.tenant);
     this.waiting.push(prepared);
     this.emit({ t: "accepted", id, promptTokens: prepared.prompt.length, promptText });
     this.wake();
@@ -113,6 +122,12 @@ export class Engine {
   cancel(id: string): void {
     const job = this.jobs.get(id);
     if (job) job.cancelled = true;
+    this.wake();
+  }
+
+  /** Replaces the tenant policies; takes effect at the next step boundary. */
+  setTenantPolicies(policies: readonly TenantPolicy[]): void {
+    this.ledger.setPolicies(policies);
     this.wake();
   }
 
@@ -175,6 +190,7 @@ export class Engine {
     return {
       id,
       tenant: req.tenant,
+      priority: Number.isFinite(req.priority) ? req.priority : 0,
       prompt,
       maxTokens,
       options: setup.options,
@@ -199,11 +215,19 @@ export class Engine {
   }
 
   private wake(): void {
+    this.stalled = false;
     if (this.loop || this.stopping) return;
     this.loop = this.run().finally(() => {
       this.loop = null;
-      if (!this.stopping && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
+      if (!this.stopping && !this.stalled && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
     });
+  }
+
+  /** Removes a request from the engine's books; idempotent. */
+  private forget(job: Job): void {
+    if (this.jobs.get(job.id) !== job) return;
+    this.jobs.delete(job.id);
+    this.ledger.leave(job.tenant);
   }
 
   private async run(): Promise<void> {
@@ -214,13 +238,24 @@ export class Engine {
       const deltas: Delta[] = [];
       await this.reapCancelled(deltas);
       const plan = planStep({
-        waiting: this.waiting.map((j) => ({ id: j.id, tenant: j.tenant, promptTokens: j.prompt })),
+        waiting: this.waiting.map((j) => ({ id: j.id, tenant: j.tenant, priority: j.priority, promptTokens: j.prompt })),
         running: [...this.running.values()].map((j) => ({ id: j.id, prefillRemaining: j.prompt.length - j.evaluated })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
+        counters: this.ledger.counters,
+        policies: this.ledger.policies,
+        costs: this.opts.costs,
       });
+      if (plan.admit.length === 0 && plan.prefill.length === 0 && plan.decode.length === 0) {
+        // Only waiting requests no slot may take (caps, reservations): spinning
+        // would starve the IPC that can change that. wake() resumes the loop.
+        if (deltas.length > 0) this.emit({ t: "step", deltas });
+        this.stalled = true;
+        return;
+      }
       await this.admit(plan);
       await this.step(plan, deltas);
+      this.ledger.settle();
       if (deltas.length > 0) this.emit({ t: "step", deltas });
     }
   }
@@ -231,7 +266,7 @@ export class Engine {
       const job = this.waiting[i]!;
       if (!job.cancelled) continue;
       this.waiting.splice(i, 1);
-      this.jobs.delete(job.id);
+      this.forget(job);
     }
     const cancelled = [...this.running.values()].filter((j) => j.cancelled);
     await Promise.all(cancelled.map((j) => this.release(j)));
@@ -246,6 +281,9 @@ export class Engine {
         this.waiting.splice(this.waiting.indexOf(job), 1);
         slot.busy = true;
         slot.lastUsed = ++this.clock;
+        // Held by this tenant from now on (caps, reservations), whatever the cache holds.
+        slot.tenant = job.tenant;
+        slot.cached = job.prompt.slice(0, reuseTokens);
         job.slot = slot;
         this.running.set(id, job);
         try {
@@ -257,8 +295,6 @@ export class Engine {
           await this.fail(job, err);
           return;
         }
-        slot.tenant = job.tenant;
-        slot.cached = job.prompt.slice(0, reuseTokens);
         job.evaluated = job.cachedTokens = reuseTokens;
       }),
     );
@@ -276,6 +312,7 @@ export class Engine {
       if (!job?.slot) continue;
       const tokens = job.prompt.slice(job.evaluated, job.evaluated + chunk.tokens);
       job.evaluated += tokens.length;
+      this.ledger.charge(job.tenant, tokens.length, 0);
       if (!chunk.final) {
         work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens));
       } else {
@@ -315,6 +352,7 @@ export class Engine {
     }
     const token = result.value;
     this.decodedTokens++;
+    this.ledger.charge(job.tenant, 0, 1);
     job.generated.push(token);
     job.newTokens++;
     if ((!job.ignoreEos && this.eogSet.has(token)) || job.stopTokens.has(token)) {
@@ -361,7 +399,7 @@ export class Engine {
   /** Ends a running job and returns its slot, keeping the slot's KV cache for prefix reuse. */
   private async release(job: Job): Promise<void> {
     this.running.delete(job.id);
-    this.jobs.delete(job.id);
+    this.forget(job);
     const gen = job.gen;
     job.gen = null;
     if (gen) await gen.return(undefined).catch(() => undefined);

@@ -5,7 +5,8 @@
 // Deltas are batched per engine step (one `step` message per decode), never
 // one message per token: at 16 streams that is 16× fewer IPC messages.
 
-export const PROTOCOL_VERSION = 1;
+// v2: EngineRequest.priority, the `tenants` message, fairness costs in WorkerOptions.
+export const PROTOCOL_VERSION = 2;
 
 export type FinishReason = "stop" | "length";
 
@@ -45,7 +46,39 @@ export interface EngineRequest {
   sampling: SamplingParams;
   /** Whether the prompt text should be emitted before the completion (completions `echo`). */
   echo: boolean;
+  /**
+   * Order among this tenant's own waiting requests: higher first, then arrival
+   * (default 0; already capped by the front). Never orders across tenants:
+   * that is the fair scheduler's job.
+   */
+  priority: number;
 }
+
+/**
+ * How the engine shares itself among tenants. A tenant without a policy gets
+ * DEFAULT_TENANT_POLICY (weight 1, no reservation, no cap).
+ */
+export interface TenantPolicy {
+  id: string;
+  /** Share of service when backlogged, relative to other tenants (finite, > 0). */
+  weight: number;
+  /** Slots kept for this tenant: others never take them, so it can always run this many requests (integer >= 0). */
+  reservedSlots: number;
+  /** Most slots the tenant may hold at once (integer >= 1); null: no cap. Requests beyond it wait. */
+  maxSlots: number | null;
+}
+
+export const DEFAULT_TENANT_POLICY: Omit<TenantPolicy, "id"> = { weight: 1, reservedSlots: 0, maxSlots: null };
+
+/** Virtual-token prices of the fair scheduler (per token, before division by the tenant's weight). */
+export interface FairnessCosts {
+  /** Per prompt token evaluated (prefill; tokens reused from the KV cache are free). */
+  inputCost: number;
+  /** Per token sampled. */
+  outputCost: number;
+}
+
+export const DEFAULT_FAIRNESS_COSTS: FairnessCosts = { inputCost: 1, outputCost: 2 };
 
 export interface Usage {
   promptTokens: number;
@@ -111,12 +144,18 @@ export interface WorkerOptions {
   stepTokens: number;
   /** Idle engine: wait this long for more arrivals before the first step. */
   coalesceMs: number;
+  /** Fair-scheduler price of a prompt token (default DEFAULT_FAIRNESS_COSTS.inputCost). */
+  inputCost?: number;
+  /** Fair-scheduler price of an output token (default DEFAULT_FAIRNESS_COSTS.outputCost). */
+  outputCost?: number;
 }
 
 export type ToWorker =
   | { t: "submit"; id: string; req: EngineRequest }
   | { t: "cancel"; id: string }
   | { t: "stats" }
+  /** Replaces every tenant policy; tenants not listed fall back to DEFAULT_TENANT_POLICY. */
+  | { t: "tenants"; policies: TenantPolicy[] }
   | { t: "shutdown" };
 
 export type FromWorker =

@@ -6,14 +6,24 @@
 //     token (lockstep: all streams advance together, so ITL stays steady);
 //   - decode tokens + prefill tokens <= stepTokens, so a long prompt is read
 //     in chunks instead of stalling the running streams;
-//   - a waiting request is admitted only when a slot is free and the step has
-//     budget left for at least part of its prompt.
+//   - a waiting request is admitted only when a slot may be given to its
+//     tenant (chooseSlot: free, under the tenant's cap, not reserved for
+//     others) and the step has budget left for at least part of its prompt;
+//   - with tenant counters, admissions follow the fair order (fairness.ts):
+//     the tenant with the smallest counter first, each admission raising its
+//     tenant's counter by what its prompt will cost; priority orders only
+//     within a tenant. A tenant that cannot get a slot is skipped for this
+//     step, it does not block the others.
 
+import { FairPicker, type TenantPolicies } from "./fairness.js";
+import type { FairnessCosts } from "./protocol.js";
 import { chooseSlot, type SlotView, type Token } from "./slots.js";
 
 export interface WaitingView {
   id: string;
   tenant: string;
+  /** Higher first within the tenant; default 0. */
+  priority?: number;
   promptTokens: readonly Token[];
 }
 
@@ -24,11 +34,37 @@ export interface RunningView {
 }
 
 export interface SchedulerInput {
-  /** In service order. */
+  /** In arrival order. */
   waiting: readonly WaitingView[];
   running: readonly RunningView[];
   slots: readonly SlotView[];
   stepTokens: number;
+  /** Fair-scheduler counters (fairness.ts). Omitted: admissions are FIFO in `waiting` order. */
+  counters?: ReadonlyMap<string, number>;
+  /** Weights, reservations and caps; tenants not in it get the default policy. */
+  policies?: TenantPolicies;
+  costs?: FairnessCosts;
+}
+
+/** What planStep needs from an admission order. */
+interface Picker {
+  peek(): WaitingView | undefined;
+  take(inputTokens: number): void;
+  skipTenant(tenant: string): void;
+}
+
+/** Arrival order, skipping tenants that cannot be admitted. */
+function fifoPicker(waiting: readonly WaitingView[]): Picker {
+  let i = 0;
+  const skipped = new Set<string>();
+  const advance = () => {
+    while (i < waiting.length && skipped.has(waiting[i]!.tenant)) i++;
+  };
+  return {
+    peek: () => (advance(), waiting[i]),
+    take: () => void (advance(), i++),
+    skipTenant: (tenant) => void skipped.add(tenant),
+  };
 }
 
 export interface Admission {
@@ -65,14 +101,21 @@ export function planStep(input: SchedulerInput): StepPlan {
 
   const admit: Admission[] = [];
   const slots = input.slots.map((s) => ({ ...s }));
-  for (const w of input.waiting) {
-    if (budget <= 0) break;
-    const choice = chooseSlot(slots, w.tenant, w.promptTokens);
-    if (!choice) break;
+  const picker: Picker = input.counters ? new FairPicker(input.waiting, input.counters, input.policies, input.costs) : fifoPicker(input.waiting);
+  for (let w = picker.peek(); w && budget > 0; w = picker.peek()) {
+    const choice = chooseSlot(slots, w.tenant, w.promptTokens, input.policies);
+    if (!choice) {
+      if (!slots.some((s) => !s.busy)) break;
+      picker.skipTenant(w.tenant);
+      continue;
+    }
     const slot = slots.find((s) => s.index === choice.index);
-    if (slot) slot.busy = true;
+    // The slot now counts as held by this tenant for caps and reservations.
+    if (slot) Object.assign(slot, { busy: true, tenant: w.tenant, cachedTokens: w.promptTokens });
+    const inputTokens = w.promptTokens.length - choice.reuseTokens;
+    picker.take(inputTokens);
     admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
-    allot(w.id, w.promptTokens.length - choice.reuseTokens);
+    allot(w.id, inputTokens);
   }
   return { admit, prefill, decode };
 }

@@ -7,7 +7,18 @@
 //      (a tiny overlap is not worth destroying another conversation's cache);
 //   2. otherwise a slot that holds nothing;
 //   3. otherwise the least recently used idle slot (evicted, and reused as far
-//      as its prefix allows when it is the caller's own).
+//      as its prefix allows when it is the caller's own), preferring slots
+//      that other tenants do not need to fill their reservations.
+//
+// Tenant policies (optional) bound the choice first:
+//   - a tenant holding maxSlots busy slots gets none (its request waits);
+//   - slots reserved for other tenants and not yet used by them are never
+//     given away: the caller gets a slot only while more are idle than
+//     sum over other tenants of max(0, reserved - held). Hence, as long as the
+//     reservations add up to at most the slot count, every tenant can always
+//     get up to its reservation, whatever the others do.
+import { policyFor, type TenantPolicies } from "./fairness.js";
+import type { TenantPolicy } from "./protocol.js";
 
 export type Token = number;
 
@@ -39,10 +50,64 @@ export function reusableTokens(cached: readonly Token[], prompt: readonly Token[
   return Math.min(commonPrefixLength(cached, prompt), Math.max(0, prompt.length - 1));
 }
 
-export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: readonly Token[]): SlotChoice | null {
+/** Busy slots per tenant: the slots each tenant holds now. */
+export function heldSlots(slots: readonly SlotView[]): Map<string, number> {
+  const held = new Map<string, number>();
+  for (const s of slots) if (s.busy && s.tenant !== null) held.set(s.tenant, (held.get(s.tenant) ?? 0) + 1);
+  return held;
+}
+
+/** A reservation beyond the tenant's own cap could never be used. */
+function effectiveReservation(p: TenantPolicy): number {
+  return Math.min(p.reservedSlots, p.maxSlots ?? Infinity);
+}
+
+/** Slots the other tenants may still claim for their reservations. */
+export function reservedForOthers(slots: readonly SlotView[], tenant: string, policies: TenantPolicies | undefined): number {
+  if (!policies) return 0;
+  const held = heldSlots(slots);
+  let reserved = 0;
+  for (const p of policies.values()) {
+    if (p.id !== tenant) reserved += Math.max(0, effectiveReservation(p) - (held.get(p.id) ?? 0));
+  }
+  return reserved;
+}
+
+/**
+ * Idle slots other tenants need for their reservations: for each tenant short
+ * of its reservation by d, its d most recently used idle slots. Evicting them
+ * would cost that tenant its cache when it claims the reservation.
+ */
+function protectedSlots(slots: readonly SlotView[], tenant: string, policies: TenantPolicies | undefined): Set<number> {
+  const out = new Set<number>();
+  if (!policies) return out;
+  const held = heldSlots(slots);
+  for (const p of policies.values()) {
+    if (p.id === tenant) continue;
+    const deficit = effectiveReservation(p) - (held.get(p.id) ?? 0);
+    if (deficit <= 0) continue;
+    slots
+      .filter((s) => !s.busy && s.tenant === p.id && s.cachedTokens.length > 0)
+      .sort((a, b) => b.lastUsed - a.lastUsed)
+      .slice(0, deficit)
+      .forEach((s) => out.add(s.index));
+  }
+  return out;
+}
+
+/** Null when no idle slot may be given to `tenant` now (none idle, its cap reached, or the rest reserved). */
+export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: readonly Token[], policies?: TenantPolicies): SlotChoice | null {
+  if (policies) {
+    const cap = policyFor(policies, tenant).maxSlots;
+    if (cap !== null && (heldSlots(slots).get(tenant) ?? 0) >= cap) return null;
+    const idle = slots.reduce((n, s) => n + (s.busy ? 0 : 1), 0);
+    if (idle <= reservedForOthers(slots, tenant, policies)) return null;
+  }
+  const keep = protectedSlots(slots, tenant, policies);
   let best: SlotChoice | null = null;
   let empty: SlotView | null = null;
   let lru: SlotView | null = null;
+  let lruUnprotected: SlotView | null = null;
   for (const slot of slots) {
     if (slot.busy) continue;
     if (slot.tenant === tenant && slot.cachedTokens.length > 0) {
@@ -52,10 +117,12 @@ export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: r
     }
     if (slot.cachedTokens.length === 0 && empty === null) empty = slot;
     if (lru === null || slot.lastUsed < lru.lastUsed) lru = slot;
+    if (!keep.has(slot.index) && (lruUnprotected === null || slot.lastUsed < lruUnprotected.lastUsed)) lruUnprotected = slot;
   }
   if (best) return best;
   if (empty) return { index: empty.index, reuseTokens: 0 };
-  if (!lru) return null;
-  const reuse = lru.tenant === tenant ? reusableTokens(lru.cachedTokens, prompt) : 0;
-  return { index: lru.index, reuseTokens: reuse };
+  const victim = lruUnprotected ?? lru;
+  if (!victim) return null;
+  const reuse = victim.tenant === tenant ? reusableTokens(victim.cachedTokens, prompt) : 0;
+  return { index: victim.index, reuseTokens: reuse };
 }

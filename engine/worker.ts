@@ -6,7 +6,7 @@ import type { LlamaContext } from "node-llama-cpp";
 import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { Engine } from "./engine.js";
-import { PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
+import { DEFAULT_FAIRNESS_COSTS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
 
 function send(msg: FromWorker): void {
   if (process.connected) process.send?.(msg);
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     else if (!engine) return;
     else if (msg.t === "submit") engine.submit(msg.id, msg.req);
     else if (msg.t === "cancel") engine.cancel(msg.id);
+    else if (msg.t === "tenants") engine.setTenantPolicies(msg.policies);
     else if (msg.t === "stats") send({ t: "stats", stats: engine.stats() });
   });
   // The front is gone: nobody is left to serve.
@@ -72,6 +73,10 @@ async function main(): Promise<void> {
     contextPerSlot,
     stepTokens: opts.stepTokens,
     coalesceMs: opts.coalesceMs,
+    costs: {
+      inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
+      outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
+    },
   }, send);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;

@@ -54,6 +54,8 @@ export const chatRequestSchema = z
     reasoning_effort: z.unknown().optional(),
     verbosity: z.unknown().optional(),
     moderation: z.unknown().optional(),
+    // llamux extension: order among the tenant's own waiting requests (higher first).
+    priority: z.number().int("must be an integer").min(-1000).max(1000).nullish(),
     ...samplingShape,
   })
   .strict();
@@ -125,7 +127,8 @@ export function toChatMessages(req: ChatRequest): ChatMessage[] {
   });
 }
 
-export function toEngineRequest(req: ChatRequest, tenant: string): EngineRequest {
+/** `maxPriority`: the tenant's cap on `priority` (requests asking more get the cap). */
+export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 0): EngineRequest {
   return {
     tenant,
     prompt: { kind: "chat", messages: toChatMessages(req) },
@@ -133,5 +136,6 @@ export function toEngineRequest(req: ChatRequest, tenant: string): EngineRequest
     stop: stopList(req.stop),
     sampling: toSamplingParams(req),
     echo: false,
+    priority: Math.min(req.priority ?? 0, maxPriority),
   };
 }

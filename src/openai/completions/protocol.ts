@@ -27,6 +27,8 @@ export const completionRequestSchema = z
     n: z.number().int().min(1).max(128).nullish(),
     logprobs: z.number().int().min(0).max(5).nullish(),
     suffix: z.string().nullish(),
+    // llamux extension: order among the tenant's own waiting requests (higher first).
+    priority: z.number().int("must be an integer").min(-1000).max(1000).nullish(),
     ...samplingShape,
   })
   .strict();
@@ -50,7 +52,8 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   return req;
 }
 
-export function toEngineRequests(req: CompletionRequest, tenant: string): EngineRequest[] {
+/** `maxPriority`: the tenant's cap on `priority` (requests asking more get the cap). */
+export function toEngineRequests(req: CompletionRequest, tenant: string, maxPriority = 0): EngineRequest[] {
   const p = req.prompt;
   const prompts: EngineRequest["prompt"][] =
     typeof p === "string"
@@ -67,5 +70,6 @@ export function toEngineRequests(req: CompletionRequest, tenant: string): Engine
     stop: stopList(req.stop),
     sampling: toSamplingParams(req),
     echo: req.echo ?? false,
+    priority: Math.min(req.priority ?? 0, maxPriority),
   }));
 }

@@ -1,7 +1,9 @@
 // Slot choice (engine/slots.ts): prefix reuse within a tenant, never across tenants.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { chooseSlot, commonPrefixLength, reusableTokens, type SlotView } from "../../../engine/slots.js";
+import type { TenantPolicies } from "../../../engine/fairness.js";
+import type { TenantPolicy } from "../../../engine/protocol.js";
+import { chooseSlot, commonPrefixLength, heldSlots, reservedForOthers, reusableTokens, type SlotView } from "../../../engine/slots.js";
 
 const slot = (index: number, tenant: string | null, cachedTokens: readonly number[], lastUsed: number, busy = false): SlotView => ({
   index,
@@ -11,6 +13,8 @@ const slot = (index: number, tenant: string | null, cachedTokens: readonly numbe
   lastUsed,
 });
 const empty = (index: number, lastUsed = 0): SlotView => slot(index, null, [], lastUsed);
+const policies = (...ps: Array<Partial<TenantPolicy> & { id: string }>): TenantPolicies =>
+  new Map(ps.map((p) => [p.id, { weight: 1, reservedSlots: 0, maxSlots: null, ...p }]));
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe("commonPrefixLength", () => {
@@ -213,6 +217,108 @@ describe("chooseSlot", () => {
       if (idle.some((x) => x.cachedTokens.length === 0) && chosen.cachedTokens.length > 0) {
         assert.equal(chosen.tenant, tenant, label);
         assert.ok(choice.reuseTokens * 2 >= chosen.cachedTokens.length && choice.reuseTokens > 0, label);
+      }
+    }
+  });
+});
+
+describe("chooseSlot: per-tenant slot caps and reservations", () => {
+  test("a tenant at its maxSlots cap gets no slot, even with idle ones; below the cap it does", () => {
+    const slots = [slot(0, "a", [1], 1, true), slot(1, "a", [2], 2, true), empty(2), empty(3)];
+    assert.equal(chooseSlot(slots, "a", [1, 2], policies({ id: "a", maxSlots: 2 })), null);
+    assert.deepEqual(chooseSlot(slots, "a", [1, 2], policies({ id: "a", maxSlots: 3 })), { index: 2, reuseTokens: 0 });
+    // Another tenant is not affected by a's cap.
+    assert.deepEqual(chooseSlot(slots, "b", [1, 2], policies({ id: "a", maxSlots: 2 })), { index: 2, reuseTokens: 0 });
+  });
+
+  test("idle slots holding the tenant's cache do not count against its cap: only busy ones are held", () => {
+    const slots = [slot(0, "a", [1, 2, 3], 1), slot(1, "a", [7], 2, true), empty(2)];
+    assert.deepEqual(chooseSlot(slots, "a", [1, 2, 3, 4], policies({ id: "a", maxSlots: 2 })), { index: 0, reuseTokens: 3 });
+    assert.deepEqual([...heldSlots(slots)], [["a", 1]]);
+  });
+
+  test("slots reserved for another tenant are not given away", () => {
+    // 2 idle slots, b reserves 2 and holds none: a gets nothing.
+    const slots = [slot(0, "a", [1], 1, true), empty(1), empty(2)];
+    const ps = policies({ id: "b", reservedSlots: 2 });
+    assert.equal(reservedForOthers(slots, "a", ps), 2);
+    assert.equal(chooseSlot(slots, "a", [1, 2], ps), null);
+    // b itself can take them.
+    assert.deepEqual(chooseSlot(slots, "b", [1, 2], ps), { index: 1, reuseTokens: 0 });
+    // With one more idle slot, a gets one.
+    assert.deepEqual(chooseSlot([...slots, empty(3)], "a", [1, 2], ps), { index: 1, reuseTokens: 0 });
+  });
+
+  test("a reservation already in use frees nothing more: reserved minus held", () => {
+    const ps = policies({ id: "b", reservedSlots: 2 });
+    const slots = [slot(0, "b", [1], 1, true), empty(1), empty(2)];
+    assert.equal(reservedForOthers(slots, "a", ps), 1);
+    assert.deepEqual(chooseSlot(slots, "a", [5], ps), { index: 1, reuseTokens: 0 });
+    // b beyond its reservation reserves nothing.
+    const over = [slot(0, "b", [1], 1, true), slot(1, "b", [1], 1, true), slot(2, "b", [1], 1, true), empty(3)];
+    assert.equal(reservedForOthers(over, "a", ps), 0);
+    assert.deepEqual(chooseSlot(over, "a", [5], ps), { index: 3, reuseTokens: 0 });
+  });
+
+  test("the caller's own reservation does not block it, and a reservation above the cap only counts up to the cap", () => {
+    const slots = [empty(0), empty(1)];
+    assert.deepEqual(chooseSlot(slots, "a", [1], policies({ id: "a", reservedSlots: 2 })), { index: 0, reuseTokens: 0 });
+    const ps = policies({ id: "b", reservedSlots: 5, maxSlots: 1 });
+    assert.equal(reservedForOthers(slots, "a", ps), 1);
+    assert.deepEqual(chooseSlot(slots, "a", [1], ps), { index: 0, reuseTokens: 0 });
+  });
+
+  test("eviction prefers slots no reservation needs: a reserved tenant's cache survives", () => {
+    // All idle, all full. b (reserved 1, holds none) has the oldest slot; c has none reserved.
+    const slots = [slot(0, "b", [1, 2, 3], 1), slot(1, "c", [4], 5), slot(2, "c", [5], 9)];
+    const ps = policies({ id: "b", reservedSlots: 1 });
+    assert.deepEqual(chooseSlot(slots, "a", [7, 8], ps), { index: 1, reuseTokens: 0 });
+    // Without the reservation, plain LRU evicts b's slot.
+    assert.deepEqual(chooseSlot(slots, "a", [7, 8]), { index: 0, reuseTokens: 0 });
+    // Only the slots the reservation needs are kept: b's most recent one.
+    const two = [slot(0, "b", [1], 1), slot(1, "b", [2], 3), slot(2, "c", [5], 9), slot(3, "c", [6], 9)];
+    assert.deepEqual(chooseSlot(two, "a", [7], ps), { index: 0, reuseTokens: 0 });
+  });
+
+  test("when only reservation-needed slots are left, LRU among them is used (if the count allows)", () => {
+    const slots = [slot(0, "b", [1], 1), slot(1, "b", [2], 3), slot(2, "a", [9], 0, true)];
+    const ps = policies({ id: "b", reservedSlots: 1 });
+    // 2 idle, 1 reserved for b: a may take one, and b's slots are all it can take.
+    assert.deepEqual(chooseSlot(slots, "a", [7], ps), { index: 0, reuseTokens: 0 });
+  });
+
+  test("randomised: with reservations adding up to at most the slots, a tenant below its reservation always gets a slot", () => {
+    let s = 99;
+    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const tenants = ["a", "b", "c", "d"];
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 1 + Math.floor(rand() * 6);
+      let budget = n;
+      const ps = policies(
+        ...tenants.map((id) => {
+          const reservedSlots = Math.floor(rand() * (budget + 1) * 0.6);
+          budget -= reservedSlots;
+          const maxSlots = rand() < 0.3 ? Math.max(1, reservedSlots + Math.floor(rand() * 2)) : null;
+          return { id, reservedSlots, maxSlots };
+        }),
+      );
+      let slots: SlotView[] = Array.from({ length: n }, (_, index) => empty(index));
+      for (let op = 0; op < 60; op++) {
+        const label = JSON.stringify({ trial, op, ps: [...ps.values()], slots });
+        const held = heldSlots(slots);
+        for (const p of ps.values()) {
+          if ((held.get(p.id) ?? 0) < Math.min(p.reservedSlots, p.maxSlots ?? Infinity)) assert.ok(chooseSlot(slots, p.id, [1, 2], ps), `${p.id}: ${label}`);
+          if (p.maxSlots !== null && (held.get(p.id) ?? 0) >= p.maxSlots) assert.equal(chooseSlot(slots, p.id, [1, 2], ps), null, label);
+        }
+        if (rand() < 0.6) {
+          const t = tenants[Math.floor(rand() * tenants.length)]!;
+          const c = chooseSlot(slots, t, [Math.floor(rand() * 3), 2], ps);
+          if (c) slots = slots.map((x) => (x.index === c.index ? { ...x, busy: true, tenant: t, cachedTokens: [1, 2], lastUsed: op } : x));
+        } else {
+          const busy = slots.filter((x) => x.busy);
+          const victim = busy[Math.floor(rand() * busy.length)];
+          if (victim) slots = slots.map((x) => (x === victim ? { ...x, busy: false, lastUsed: op } : x));
+        }
       }
     }
   });

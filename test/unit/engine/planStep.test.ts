@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { planStep, type RunningView, type SchedulerInput, type StepPlan, type WaitingView } from "../../../engine/scheduler.js";
+import type { TenantPolicies } from "../../../engine/fairness.js";
+import type { TenantPolicy } from "../../../engine/protocol.js";
 import type { SlotView } from "../../../engine/slots.js";
 
 const freeSlots = (n: number): SlotView[] =>
@@ -12,6 +14,8 @@ const waiting = (id: string, tenant: string, n: number): WaitingView => ({ id, t
 const decoding = (id: string): RunningView => ({ id, prefillRemaining: 0 });
 const prefilling = (id: string, remaining: number): RunningView => ({ id, prefillRemaining: remaining });
 
+const policies = (...ps: Array<Partial<TenantPolicy> & { id: string }>): TenantPolicies =>
+  new Map(ps.map((p) => [p.id, { weight: 1, reservedSlots: 0, maxSlots: null, ...p }]));
 const stepTotal = (plan: StepPlan): number => plan.decode.length + plan.prefill.reduce((sum, c) => sum + c.tokens, 0);
 
 describe("planStep: decoding", () => {
@@ -326,5 +330,121 @@ describe("planStep: admission", () => {
       "decode:w",
       "decode:w",
     ]);
+  });
+});
+
+describe("planStep: fair admission across tenants", () => {
+  test("the tenant with the smallest counter is admitted first, whatever the arrival order", () => {
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 10), waiting("a2", "a", 10), waiting("b1", "b", 10)],
+      running: [],
+      slots: freeSlots(1),
+      stepTokens: 512,
+      counters: new Map([["a", 100], ["b", 20]]),
+    });
+    assert.deepEqual(plan.admit.map((a) => a.id), ["b1"]);
+  });
+
+  test("several free slots are shared between tenants, not all given to the first arrival's tenant", () => {
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 10), waiting("a2", "a", 10), waiting("a3", "a", 10), waiting("b1", "b", 10), waiting("b2", "b", 10)],
+      running: [],
+      slots: freeSlots(4),
+      stepTokens: 512,
+      counters: new Map(),
+    });
+    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1", "a2", "b2"]);
+    assert.deepEqual(plan.admit.map((a) => a.slotIndex), [0, 1, 2, 3]);
+  });
+
+  test("the projected charge is what the admission evaluates: a reused prefix costs little", () => {
+    const slots: SlotView[] = [
+      { index: 0, tenant: "a", cachedTokens: toks(99), busy: false, lastUsed: 1 },
+      ...freeSlots(3).map((s) => ({ ...s, index: s.index + 1 })),
+    ];
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 100), waiting("a2", "a", 5), waiting("b1", "b", 20), waiting("b2", "b", 20)],
+      running: [],
+      slots,
+      stepTokens: 512,
+      counters: new Map(),
+    });
+    // a1 evaluates 1 token (a: 1), b1 20 (b: 20): a2 comes before b2. Charging
+    // a1's whole prompt (100) would have put both of b's requests first.
+    assert.deepEqual(plan.admit, [
+      { id: "a1", slotIndex: 0, reuseTokens: 99 },
+      { id: "b1", slotIndex: 1, reuseTokens: 0 },
+      { id: "a2", slotIndex: 2, reuseTokens: 0 },
+      { id: "b2", slotIndex: 3, reuseTokens: 0 },
+    ]);
+  });
+
+  test("priority reorders a tenant's own requests only", () => {
+    const w: WaitingView[] = [
+      { id: "a-low", tenant: "a", promptTokens: toks(4), priority: 0 },
+      { id: "a-high", tenant: "a", promptTokens: toks(4), priority: 9 },
+      { id: "b-top", tenant: "b", promptTokens: toks(4), priority: 1000 },
+    ];
+    const plan = planStep({ waiting: w, running: [], slots: freeSlots(1), stepTokens: 512, counters: new Map([["b", 50]]) });
+    assert.deepEqual(plan.admit.map((a) => a.id), ["a-high"]);
+  });
+
+  test("a tenant at its slot cap waits while other tenants are admitted behind it", () => {
+    const slots: SlotView[] = [{ index: 0, tenant: "a", cachedTokens: [1], busy: true, lastUsed: 1 }, ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 }))];
+    const input: SchedulerInput = {
+      waiting: [waiting("a1", "a", 4), waiting("a2", "a", 4), waiting("b1", "b", 4)],
+      running: [decoding("a0")],
+      slots,
+      stepTokens: 512,
+      counters: new Map([["b", 1000]]),
+      policies: policies({ id: "a", maxSlots: 2 }),
+    };
+    const plan = planStep(input);
+    // a takes one more slot (its cap), then b gets the last one although a is further behind.
+    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1"]);
+    // FIFO (no counters) skips a capped tenant the same way.
+    const { counters: _c, ...fifo } = input;
+    assert.deepEqual(planStep(fifo).admit.map((a) => a.id), ["a1", "b1"]);
+  });
+
+  test("slots reserved for a tenant stay free for it even when it has nothing waiting", () => {
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 4), waiting("a2", "a", 4), waiting("a3", "a", 4)],
+      running: [],
+      slots: freeSlots(3),
+      stepTokens: 512,
+      counters: new Map(),
+      policies: policies({ id: "b", reservedSlots: 1 }),
+    });
+    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "a2"]);
+  });
+
+  test("a reserved tenant gets its slot at once although the other tenant is further behind", () => {
+    const slots: SlotView[] = [
+      { index: 0, tenant: "a", cachedTokens: [1], busy: true, lastUsed: 1 },
+      { index: 1, tenant: "a", cachedTokens: [1], busy: true, lastUsed: 1 },
+      ...freeSlots(1).map((s) => ({ ...s, index: 2 })),
+    ];
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 4), waiting("b1", "b", 4)],
+      running: [decoding("x"), decoding("y")],
+      slots,
+      stepTokens: 512,
+      counters: new Map([["a", 0], ["b", 1e9]]),
+      policies: policies({ id: "b", reservedSlots: 1 }),
+    });
+    assert.deepEqual(plan.admit, [{ id: "b1", slotIndex: 2, reuseTokens: 0 }]);
+  });
+
+  test("the step budget still bounds fair admissions", () => {
+    const plan = planStep({
+      waiting: [waiting("a1", "a", 20), waiting("b1", "b", 20), waiting("c1", "c", 20)],
+      running: [decoding("d")],
+      slots: freeSlots(3),
+      stepTokens: 31,
+      counters: new Map(),
+    });
+    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1"]);
+    assert.equal(stepTotal(plan), 31);
   });
 });

@@ -340,6 +340,7 @@ describe("chat: messages and engine request", () => {
       stop: [],
       sampling: OPENAI_DEFAULT_SAMPLING,
       echo: false,
+      priority: 0,
     });
   });
 
@@ -372,7 +373,7 @@ describe("completions", () => {
   test("a string prompt → one text request with the default max_tokens of 16", () => {
     assert.equal(DEFAULT_COMPLETION_MAX_TOKENS, 16);
     assert.deepEqual(toEngineRequests(parseCompletionRequest(completion()), "t"), [
-      { tenant: "t", prompt: { kind: "text", text: "hi" }, maxTokens: 16, stop: [], sampling: OPENAI_DEFAULT_SAMPLING, echo: false },
+      { tenant: "t", prompt: { kind: "text", text: "hi" }, maxTokens: 16, stop: [], sampling: OPENAI_DEFAULT_SAMPLING, echo: false, priority: 0 },
     ]);
   });
 
