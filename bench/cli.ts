@@ -18,6 +18,7 @@ export const HELP = `Usage:
       and end-to-end latency (p50/p99, ms), and errors. Exit 1 if any request failed.
         --concurrency LIST    levels, run in order (default 1,4,8,16)
         --requests N          requests per level (default 4 x the level's concurrency)
+        --warmup N            untimed requests sent first, one at a time (default 1)
         --prompt-tokens N     prompt length, about N tokens (default 32)
         --max-tokens N        tokens to generate per request (default 64)
         --endpoint E          chat | completions (default chat)
@@ -132,7 +133,7 @@ async function loadMain(argv: string[]): Promise<number> {
       "prompt-tokens": { type: "string" }, "max-tokens": { type: "string" }, "api-key": { type: "string" }, endpoint: { type: "string" },
       "no-ignore-eos": { type: "boolean" }, "timeout-ms": { type: "string" }, json: { type: "string" }, "ceiling-json": { type: "string" },
       tenants: { type: "string" }, "tenant-keys": { type: "string" }, "tenant-max-tokens": { type: "string" },
-      "tenant-prompt-tokens": { type: "string" }, "duration-s": { type: "string" }, solo: { type: "string" },
+      "tenant-prompt-tokens": { type: "string" }, "duration-s": { type: "string" }, solo: { type: "string" }, warmup: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -181,6 +182,13 @@ async function loadMain(argv: string[]): Promise<number> {
     );
   }
   const concurrency = concurrencyLevels(values.concurrency);
+
+  // Untimed warm-up, as `bench ceiling` does: the server's first request pays
+  // one-off costs (graph allocation, first touch of mmapped weights) that are
+  // no part of its steady-state throughput.
+  const warmup = values.warmup === undefined ? 1 : Number(values.warmup);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup must be a whole number, got '${values.warmup}'`);
+  if (warmup > 0) await runLoad({ ...shape, concurrency: 1, requests: warmup });
 
   const results: LevelResult[] = [];
   for (const c of concurrency) {

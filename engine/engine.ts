@@ -50,6 +50,9 @@ interface Job {
   /** Output accumulated this step, sent as one delta. */
   text: string;
   newTokens: number;
+  /** performance.now() at submit; queueMs is the wait from there to a slot. */
+  submittedAtMs: number;
+  queueMs: number;
 }
 
 export interface EngineOptions {
@@ -207,6 +210,8 @@ export class Engine {
       stopMatched: false,
       text: "",
       newTokens: 0,
+      submittedAtMs: performance.now(),
+      queueMs: 0,
     };
   }
 
@@ -296,6 +301,7 @@ export class Engine {
           return;
         }
         job.evaluated = job.cachedTokens = reuseTokens;
+        job.queueMs = performance.now() - job.submittedAtMs;
       }),
     );
   }
@@ -392,7 +398,7 @@ export class Engine {
       text,
       tokens,
       finish: reason,
-      usage: { promptTokens: job.prompt.length, completionTokens: job.generated.length, cachedTokens: job.cachedTokens },
+      usage: { promptTokens: job.prompt.length, completionTokens: job.generated.length, cachedTokens: job.cachedTokens, queueMs: job.queueMs },
     };
   }
 

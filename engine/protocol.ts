@@ -84,6 +84,8 @@ export interface Usage {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Time the request waited for a slot, in ms (set by the engine on the final delta). */
+  queueMs?: number;
 }
 
 export interface Delta {

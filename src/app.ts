@@ -11,6 +11,7 @@ import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
 import type { RouteDeps } from "./openai/context.js";
 import { modelsRoute } from "./openai/models/route.js";
+import type { QuotaLedger } from "./quota/ledger.js";
 import type { TenantRegistry } from "./tenants/registry.js";
 
 export interface AppDeps {
@@ -26,6 +27,7 @@ export interface AppDeps {
   tenants: TenantRegistry | null;
   /** LLAMUX_ADMIN_KEY; null: no /admin routes at all (404). Requires `tenants`. */
   adminKey: string | null;
+  quota: QuotaLedger;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -39,6 +41,7 @@ export function createApp(deps: AppDeps): Express {
     engine: deps.engine,
     metrics: deps.metrics,
     fingerprint: `fp_llamux_${deps.version}`,
+    quota: deps.quota,
     modelNames: () => {
       const m = deps.engine.model;
       if (!m) return deps.alias ? [deps.alias] : [];
@@ -70,6 +73,12 @@ export function createApp(deps: AppDeps): Express {
 
   // Authenticate before the body is read: an unauthenticated caller costs no parsing.
   app.use("/v1", authenticate(deps.tenants));
+  // OpenAI sends its rate-limit headers on every response; generation routes
+  // overwrite them with the values after their own reservation.
+  app.use("/v1", (_req, res, next) => {
+    if (res.locals.tenant) res.set(deps.quota.headers(res.locals.tenant));
+    next();
+  });
   app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true }));
   app.use("/v1", requireAllowedModel(routeDeps.modelNames));
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey }));

@@ -6,7 +6,11 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
-import { EngineClient, type ModelInfo } from "../engine/index.js";
+import { EngineClient, type ModelInfo, type TenantPolicy } from "../engine/index.js";
+import { countTextTokens, freeEncoder } from "./quota/estimate.js";
+import { QuotaLedger } from "./quota/ledger.js";
+import { SqliteUsageStore } from "./quota/usageStore.js";
+import type { Tenant } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
@@ -63,6 +67,31 @@ async function openTenants(
   }
 }
 
+const policyOf = (t: Tenant): TenantPolicy => ({
+  id: t.id,
+  weight: t.scheduling.weight,
+  reservedSlots: t.scheduling.reservedSlots,
+  maxSlots: t.scheduling.maxSlots,
+});
+
+/** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
+function watchTenants(tenants: TenantRegistry, engine: EngineClient, quota: QuotaLedger, log: Logger): () => void {
+  const apply = () => {
+    try {
+      engine.setTenantPolicies(tenants.list().map((r) => policyOf(r.tenant)));
+    } catch (err) {
+      // The previous policies stay in force; the admin sees why in the log.
+      log.error({ err: (err as Error).message }, "tenant scheduling policies rejected");
+    }
+    quota.retain(tenants.list().map((r) => r.tenant.id));
+  };
+  apply();
+  return tenants.onChange((change) => {
+    if (change.type === "deleted") quota.forget(change.tenantId);
+    apply();
+  });
+}
+
 export async function startServer(config: ServeConfig, log: Logger, secrets: ServeSecrets = readServeSecrets()): Promise<RunningServer> {
   const multi = await openTenants(config, secrets, log);
   try {
@@ -102,6 +131,11 @@ async function startServing(
   });
   let accepting = true;
   const metrics = createMetrics();
+  // Daily and lifetime usage live in the same database as the tenants, so a
+  // budget survives restarts; single-tenant mode has no limits to keep.
+  const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
+  const stopWatchingTenants = multi ? watchTenants(multi.tenants, engine, quota, log) : () => undefined;
+  countTextTokens("warm"); // loads the tiktoken encoder now, not on the first request
   const app = createApp({
     engine,
     metrics,
@@ -112,6 +146,7 @@ async function startServing(
     accepting: () => accepting,
     tenants: multi?.tenants ?? null,
     adminKey: secrets.adminKey,
+    quota,
   });
 
   // Listen first so /health answers (and /ready says 503) while the model loads.
@@ -138,6 +173,8 @@ async function startServing(
   } catch (err) {
     await closeHttp();
     await engine.stop();
+    stopWatchingTenants();
+    freeEncoder();
     throw err;
   }
   engine.on("restart", (n: number) => log.error({ restarts: n }, "engine worker restarted"));
@@ -153,6 +190,8 @@ async function startServing(
       accepting = false;
       await closeHttp();
       await engine.stop();
+      stopWatchingTenants();
+      freeEncoder();
       await multi?.store.close();
     },
   };

@@ -1,6 +1,7 @@
 // What the OpenAI routes need from the server, passed in explicitly.
 import type { Request, Response } from "express";
 import type { EngineClient, ModelInfo, Usage } from "../../engine/index.js";
+import type { QuotaLedger } from "../quota/ledger.js";
 import { ApiError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 
@@ -10,6 +11,8 @@ export interface RouteDeps {
   modelNames: () => string[];
   metrics: Metrics;
   fingerprint: string;
+  /** Per-tenant rate limits and budgets (a tenant without limits passes untouched). */
+  quota: QuotaLedger;
 }
 
 /** The served model for `name`, or 404 model_not_found (OpenAI's shape). */
@@ -31,8 +34,10 @@ export function clientAbort(req: Request, res: Response): AbortController {
   return ac;
 }
 
-export function recordUsage(deps: RouteDeps, model: string, u: Usage): void {
-  deps.metrics.promptTokens.inc({ model }, u.promptTokens);
-  deps.metrics.completionTokens.inc({ model }, u.completionTokens);
-  deps.metrics.cachedTokens.inc({ model }, u.cachedTokens);
+export function recordUsage(deps: RouteDeps, model: string, tenant: string, u: Usage): void {
+  deps.metrics.promptTokens.inc({ model, tenant }, u.promptTokens);
+  deps.metrics.completionTokens.inc({ model, tenant }, u.completionTokens);
+  deps.metrics.cachedTokens.inc({ model, tenant }, u.cachedTokens);
+  deps.metrics.tenantRequests.inc({ tenant, model });
+  if (u.queueMs !== undefined) deps.metrics.queueSeconds.observe({ tenant }, u.queueMs / 1000);
 }

@@ -53,8 +53,10 @@ export function sumUsage(usages: Usage[]): Usage {
       promptTokens: acc.promptTokens + u.promptTokens,
       completionTokens: acc.completionTokens + u.completionTokens,
       cachedTokens: acc.cachedTokens + u.cachedTokens,
+      // The request waited as long as its slowest prompt did.
+      queueMs: Math.max(acc.queueMs ?? 0, u.queueMs ?? 0),
     }),
-    { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
+    { promptTokens: 0, completionTokens: 0, cachedTokens: 0, queueMs: 0 },
   );
 }
 

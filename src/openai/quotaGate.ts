@@ -1,0 +1,61 @@
+// One generation request's passage through the tenant's quota: reserved with a
+// pre-flight estimate before the engine sees it, settled with the exact usage
+// when it ends (refunding what was reserved but not used), and refunded whole
+// when the engine never ran it (a 400 from the engine, a worker restart before
+// admission). The rate-limit headers go on the response before any body byte.
+import type { Response } from "express";
+import type { Usage } from "../../engine/index.js";
+import type { QuotaLedger, Reservation } from "../quota/ledger.js";
+import type { Metrics } from "../metrics.js";
+import type { Tenant } from "../tenants/types.js";
+import { ApiError } from "../errors.js";
+
+export class QuotaGate {
+  private state: "reserved" | "running" | "settled" = "reserved";
+
+  private constructor(
+    private readonly ledger: QuotaLedger,
+    private readonly reservation: Reservation,
+  ) {}
+
+  /** Reserves `estimatedTokens` for `tenant`, or throws the 429 that says which limit is full. */
+  static open(ledger: QuotaLedger, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
+    const result = ledger.reserve(tenant, { estimatedTokens });
+    if (!result.ok) {
+      metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
+      throw result.error;
+    }
+    res.set(result.headers);
+    return new QuotaGate(ledger, result.reservation);
+  }
+
+  /** The engine accepted the request: it now counts as running, no longer queued. */
+  started(): void {
+    if (this.state !== "reserved") return;
+    this.state = "running";
+    this.ledger.started(this.reservation);
+  }
+
+  /** Exact usage is known: charge it (before the response ends, so what was acknowledged is stored). */
+  settle(usage: Usage): void {
+    if (this.state === "settled") return;
+    this.state = "settled";
+    this.ledger.settle(this.reservation, usage.promptTokens + usage.completionTokens);
+  }
+
+  /**
+   * The request is over, whichever way. Never admitted: refund everything.
+   * Admitted but ended without usage (client left, worker died): keep the
+   * estimate, since the engine did work we cannot count exactly.
+   */
+  close(): void {
+    if (this.state === "reserved") this.ledger.cancel(this.reservation);
+    else if (this.state === "running") this.ledger.settle(this.reservation, this.reservation.estimatedTokens);
+    this.state = "settled";
+  }
+}
+
+function rejectionReason(err: ApiError): string {
+  if (err.code === "rate_limit_exceeded") return `rate_limit_${err.type}`;
+  return err.code;
+}
