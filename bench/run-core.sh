@@ -54,7 +54,10 @@ sample_rss() {
   local root=$1 file=$2 peak=0 total kids kid
   while [ -e "/proc/$root" ]; do
     total=$(rss_kib "$root")
-    read -r -a kids <"/proc/$root/task/$root/children" 2>/dev/null || kids=()
+    # The children file has no trailing newline, so read returns 1 even when it
+    # filled the array: ignore the status instead of discarding what it read.
+    kids=()
+    read -r -a kids <"/proc/$root/task/$root/children" 2>/dev/null || true
     for kid in "${kids[@]}"; do total=$((total + $(rss_kib "$kid"))); done
     if [ "$total" -gt "$peak" ]; then peak=$total; echo "$peak" >"$file"; fi
     sleep 1

@@ -4,6 +4,7 @@
 // It measures what fair scheduling promises: a light tenant's latency and each
 // tenant's share of the throughput while a heavy tenant floods the server.
 // A server that ignores keys (llama-server) simply serves everyone as one.
+import { setMaxListeners } from "node:events";
 import { runOne, type LoadOptions, type RequestSample } from "./loadgen.js";
 import { median, summarize, type Summary } from "./stats.js";
 import { UsageError } from "./usage.js";
@@ -152,6 +153,8 @@ export function tenantSpecs(
 export async function runTenantPhase(w: TenantWorkload, phase: string, tenants: readonly TenantSpec[], phaseIndex = 0): Promise<PhaseResult> {
   // One controller for the deadline and the caller's signal: requests abort on either.
   const stop = new AbortController();
+  // Every in-flight request listens on this one signal: 17+ listeners is by design, not a leak.
+  setMaxListeners(0, stop.signal);
   const onOuter = () => stop.abort();
   if (w.signal?.aborted) onOuter();
   w.signal?.addEventListener("abort", onOuter, { once: true });

@@ -1,11 +1,9 @@
 import { Router } from "express";
-import type { Usage } from "../../../engine/index.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
 import { estimateChatTokens } from "../../quota/estimate.js";
 import type { Tenant } from "../../tenants/types.js";
-import { admitAll } from "../generation.js";
-import { clientAbort, recordUsage, requireModel, type RouteDeps } from "../context.js";
-import { QuotaGate } from "../quotaGate.js";
+import { requireModel, type RouteDeps } from "../context.js";
+import { runGeneration } from "../runGeneration.js";
 import { parseChatRequest, toEngineRequest } from "./protocol.js";
 import { respondChat, streamChat } from "./serving.js";
 
@@ -17,25 +15,16 @@ export function chatRoute(deps: RouteDeps): Router {
     requireModel(deps, body.model);
     const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority);
     engineReq.maxTokens = capMaxTokens(tenant.limits, engineReq.maxTokens);
-    const gate = QuotaGate.open(deps.quota, deps.metrics, tenant, res, estimateChatTokens(body.messages, engineReq.maxTokens));
-    try {
-      const abort = clientAbort(req, res);
-      const [choice] = await admitAll(deps.engine, [engineReq], abort);
-      gate.started();
-      const meta = {
-        model: body.model,
-        fingerprint: deps.fingerprint,
-        includeUsage: body.stream_options?.include_usage === true,
-        onUsage: (u: Usage) => {
-          gate.settle(u);
-          recordUsage(deps, body.model, tenant.id, u);
-        },
-      };
-      if (body.stream) await streamChat(res, choice!, meta);
-      else await respondChat(res, choice!, meta);
-    } finally {
-      gate.close();
-    }
+    const generation = {
+      tenant,
+      model: body.model,
+      includeUsage: body.stream_options?.include_usage === true,
+      engineReqs: [engineReq],
+      estimatedTokens: estimateChatTokens(body.messages, engineReq.maxTokens),
+    };
+    await runGeneration(deps, req, res, generation, ([choice], meta) =>
+      body.stream ? streamChat(res, choice!, meta) : respondChat(res, choice!, meta),
+    );
   });
   return router;
 }

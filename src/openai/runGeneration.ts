@@ -3,12 +3,14 @@
 // when it ends (refunding what was reserved but not used), and refunded whole
 // when the engine never ran it (a 400 from the engine, a worker restart before
 // admission). The rate-limit headers go on the response before any body byte.
-import type { Response } from "express";
-import type { Usage } from "../../engine/index.js";
+import type { Request, Response } from "express";
+import type { EngineRequest, Usage } from "../../engine/index.js";
 import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { Metrics } from "../metrics.js";
 import type { Tenant } from "../tenants/types.js";
 import { ApiError } from "../errors.js";
+import { clientAbort, recordUsage, type RouteDeps } from "./context.js";
+import { admitAll, type Admitted } from "./generation.js";
 
 export class QuotaGate {
   private state: "reserved" | "running" | "settled" = "reserved";
@@ -58,4 +60,42 @@ export class QuotaGate {
 function rejectionReason(err: ApiError): string {
   if (err.code === "rate_limit_exceeded") return `rate_limit_${err.type}`;
   return err.code;
+}
+
+export interface GenerationMeta {
+  model: string;
+  fingerprint: string;
+  includeUsage: boolean;
+  /** Called once with the request's exact usage, before its last bytes are sent. */
+  onUsage: (u: Usage) => void;
+}
+
+/**
+ * The life of one generation request after validation, shared by chat and
+ * completions: reserve quota, submit and wait for admission, let `respond`
+ * write the body, and settle or refund the reservation however it ends.
+ */
+export async function runGeneration(
+  deps: RouteDeps,
+  req: Request,
+  res: Response,
+  g: { tenant: Tenant; model: string; includeUsage: boolean; engineReqs: EngineRequest[]; estimatedTokens: number },
+  respond: (choices: Admitted[], meta: GenerationMeta) => Promise<void>,
+): Promise<void> {
+  const gate = QuotaGate.open(deps.quota, deps.metrics, g.tenant, res, g.estimatedTokens);
+  try {
+    const choices = await admitAll(deps.engine, g.engineReqs, clientAbort(req, res));
+    gate.started();
+    await respond(choices, {
+      model: g.model,
+      fingerprint: deps.fingerprint,
+      includeUsage: g.includeUsage,
+      onUsage: (u) => {
+        gate.settle(u);
+        recordUsage(deps, g.model, g.tenant.id, u);
+      },
+    });
+  } finally {
+    gate.close();
+  }
 }
