@@ -244,7 +244,7 @@ export class Engine {
       await this.reapCancelled(deltas);
       const plan = planStep({
         waiting: this.waiting.map((j) => ({ id: j.id, tenant: j.tenant, priority: j.priority, promptTokens: j.prompt })),
-        running: [...this.running.values()].map((j) => ({ id: j.id, prefillRemaining: j.prompt.length - j.evaluated })),
+        running: [...this.running.values()].map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
         counters: this.ledger.counters,

@@ -15,7 +15,7 @@
 //     within a tenant. A tenant that cannot get a slot is skipped for this
 //     step, it does not block the others.
 
-import { FairPicker, type TenantPolicies } from "./fairness.js";
+import { counterOf, FairPicker, type TenantPolicies } from "./fairness.js";
 import type { FairnessCosts } from "./protocol.js";
 import { chooseSlot, type SlotView, type Token } from "./slots.js";
 
@@ -31,6 +31,8 @@ export interface RunningView {
   id: string;
   /** Prompt tokens not yet evaluated; 0 once the request is decoding. */
   prefillRemaining: number;
+  /** Needed for newcomer-first steps (below); without it they never happen. */
+  tenant?: string;
 }
 
 export interface SchedulerInput {
@@ -117,5 +119,35 @@ export function planStep(input: SchedulerInput): StepPlan {
     admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
     allot(w.id, inputTokens);
   }
-  return { admit, prefill, decode };
+  return newcomerFirst(input, { admit, prefill, decode });
+}
+
+/**
+ * Least-served first, inside one step. The fair order decides who gets a slot,
+ * but in a lockstep step the newcomer's prompt is still read together with
+ * every other tenant's decodes, so its first token waits for a batch as large
+ * as all of them (measured: 2.8x its TTFT alone with 15 foreign streams). So
+ * when a prompt that completes in this step belongs to a tenant with nothing
+ * decoding whose counter is no greater than every decoding tenant's, the step
+ * reads prompts only and the decoding streams wait that one step. The rule
+ * cannot starve anyone: each such step charges the newcomer its prompt, and it
+ * fires again only while that tenant is not ahead of the decoding ones.
+ */
+function newcomerFirst(input: SchedulerInput, plan: StepPlan): StepPlan {
+  const counters = input.counters;
+  if (!counters || plan.decode.length === 0 || plan.prefill.length === 0) return plan;
+  const tenantOf = new Map<string, string | undefined>(input.running.map((r) => [r.id, r.tenant]));
+  for (const w of input.waiting) tenantOf.set(w.id, w.tenant);
+  const decoding = new Set<string>();
+  for (const id of plan.decode) {
+    const tenant = tenantOf.get(id);
+    if (tenant === undefined) return plan;
+    decoding.add(tenant);
+  }
+  const floor = Math.min(...[...decoding].map((t) => counterOf(counters, t)));
+  const newcomer = plan.prefill.some((c) => {
+    const tenant = tenantOf.get(c.id);
+    return c.final && tenant !== undefined && !decoding.has(tenant) && counterOf(counters, tenant) <= floor;
+  });
+  return newcomer ? { ...plan, decode: [] } : plan;
 }

@@ -448,3 +448,59 @@ describe("planStep: fair admission across tenants", () => {
     assert.equal(stepTotal(plan), 31);
   });
 });
+
+describe("planStep: newcomer-first steps", () => {
+  const decodingOf = (id: string, tenant: string): RunningView => ({ id, tenant, prefillRemaining: 0 });
+  const slotsWithOneFree = (): SlotView[] => [busySlot(0), busySlot(1), ...freeSlots(3).slice(2)];
+
+  test("a tenant with nothing decoding and the least service has its prompt read without the others' decodes", () => {
+    const plan = planStep({
+      waiting: [waiting("b1", "b", 32)],
+      running: [decodingOf("a1", "a"), decodingOf("a2", "a")],
+      slots: slotsWithOneFree(),
+      stepTokens: 512,
+      counters: new Map([["a", 500], ["b", 500]]),
+    });
+    assert.deepEqual(plan.prefill, [{ id: "b1", tokens: 32, final: true }]);
+    assert.deepEqual(plan.decode, [], "the decoding streams wait this one step");
+  });
+
+  test("a tenant ahead of the decoding ones waits its turn in a shared step", () => {
+    const plan = planStep({
+      waiting: [waiting("b1", "b", 32)],
+      running: [decodingOf("a1", "a")],
+      slots: slotsWithOneFree(),
+      stepTokens: 512,
+      counters: new Map([["a", 100], ["b", 101]]),
+    });
+    assert.deepEqual(plan.decode, ["a1"]);
+    assert.equal(plan.prefill.length, 1);
+  });
+
+  test("a tenant's own new request never pauses its other streams, nor does a prompt that needs more steps", () => {
+    const own = planStep({
+      waiting: [waiting("a3", "a", 8)],
+      running: [decodingOf("a1", "a")],
+      slots: slotsWithOneFree(),
+      stepTokens: 512,
+      counters: new Map([["a", 0]]),
+    });
+    assert.deepEqual(own.decode, ["a1"]);
+    const long = planStep({
+      waiting: [waiting("b1", "b", 600)],
+      running: [decodingOf("a1", "a")],
+      slots: slotsWithOneFree(),
+      stepTokens: 64,
+      counters: new Map([["a", 10], ["b", 0]]),
+    });
+    assert.deepEqual(long.decode, ["a1"], "chunked prefill keeps the streams going");
+    assert.equal(long.prefill[0]!.final, false);
+  });
+
+  test("without tenant counters or running tenants, steps stay lockstep", () => {
+    const noCounters = planStep({ waiting: [waiting("b1", "b", 8)], running: [decodingOf("a1", "a")], slots: slotsWithOneFree(), stepTokens: 512 });
+    assert.deepEqual(noCounters.decode, ["a1"]);
+    const anonymous = planStep({ waiting: [waiting("b1", "b", 8)], running: [decoding("a1")], slots: slotsWithOneFree(), stepTokens: 512, counters: new Map() });
+    assert.deepEqual(anonymous.decode, ["a1"]);
+  });
+});
