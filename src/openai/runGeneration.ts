@@ -31,7 +31,7 @@ export class QuotaGate {
     return new QuotaGate(ledger, result.reservation);
   }
 
-  /** The engine accepted the request: it now counts as running, no longer queued. */
+  /** The engine is generating for the request: it counts as running, no longer queued. */
   started(): void {
     if (this.state !== "reserved") return;
     this.state = "running";
@@ -82,20 +82,36 @@ export async function runGeneration(
   g: { tenant: Tenant; model: string; includeUsage: boolean; engineReqs: EngineRequest[]; estimatedTokens: number },
   respond: (choices: Admitted[], meta: GenerationMeta) => Promise<void>,
 ): Promise<void> {
+  res.locals.model = g.model;
   const gate = QuotaGate.open(deps.quota, deps.metrics, g.tenant, res, g.estimatedTokens);
   try {
-    const choices = await admitAll(deps.engine, g.engineReqs, clientAbort(req, res));
-    gate.started();
+    const admitted = await admitAll(deps.engine, g.engineReqs, clientAbort(req, res));
+    // The engine reports a request's first output once it holds a slot and has
+    // read the prompt: from then on it counts as running, not queued.
+    const choices = admitted.map((c) => ({ ...c, events: onFirst(c.events, () => gate.started()) }));
     await respond(choices, {
       model: g.model,
       fingerprint: deps.fingerprint,
       includeUsage: g.includeUsage,
       onUsage: (u) => {
         gate.settle(u);
+        res.locals.usage = u; // for the access log line
         recordUsage(deps, g.model, g.tenant.id, u);
       },
     });
   } finally {
     gate.close();
+  }
+}
+
+/** Passes `events` through, calling `first` when the first one arrives. */
+async function* onFirst<T>(events: AsyncIterableIterator<T>, first: () => void): AsyncGenerator<T, void, undefined> {
+  let seen = false;
+  for await (const ev of events) {
+    if (!seen) {
+      seen = true;
+      first();
+    }
+    yield ev;
   }
 }

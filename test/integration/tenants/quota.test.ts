@@ -17,6 +17,7 @@ const KEYS = {
   daily: "lmx-dailyDailyDailyDailyDailyDailyDaily0003",
   a: "lmx-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0004",
   b: "lmx-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0005",
+  conc: "lmx-concConcConcConcConcConcConcConcConc0006",
 };
 const BOS = 1;
 
@@ -41,6 +42,9 @@ before(async () => {
     keys: ["${hashApiKey(KEYS.a)}"]
   - id: b
     keys: ["${hashApiKey(KEYS.b)}"]
+  - id: conc
+    limits: { maxConcurrent: 1 }
+    keys: ["${hashApiKey(KEYS.conc)}"]
 `,
   );
   t = await startTestServer(["--model", MODELS.stories260K, "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
@@ -158,6 +162,20 @@ describe("quotas", () => {
     await assert.rejects(client(KEYS.daily, 3).completions.create({ model: t.modelId, prompt: tokenPrompt(4), max_tokens: left }), OpenAI.RateLimitError);
     const afterCount = await metricValue("llamux_rejections_total", { tenant: "daily", reason: "insufficient_quota" });
     assert.equal(afterCount - before, 1, "the SDK sent the refused request once, without retries");
+  });
+
+  test("max concurrent: a second request while one streams is a 429 queue_full; after it ends there is room again", async () => {
+    const stream = await client(KEYS.conc).completions.create({ model: t.modelId, prompt: "Once", max_tokens: 200, ignore_eos: true, stream: true } as never);
+    const iterator = (stream as unknown as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    await iterator.next(); // generating now
+    const second = await post(KEYS.conc, { prompt: "Once", max_tokens: 1 });
+    assert.equal(second.status, 429);
+    assert.equal(((await second.json()) as { error: { code: string } }).error.code, "queue_full");
+    assert.ok(Number(second.headers.get("retry-after")) >= 1);
+    while (!(await iterator.next()).done);
+    const third = await post(KEYS.conc, { prompt: "Once", max_tokens: 1 });
+    assert.equal(third.status, 200);
+    await third.text();
   });
 
   test("tenant B never gets cached tokens from tenant A's identical prompt; each reuses its own", async () => {
