@@ -9,15 +9,31 @@
 import { z } from "zod";
 import type { SamplingParams } from "../../engine/index.js";
 import { ApiError } from "../errors.js";
+import { assertJsonLimits } from "../middleware/jsonLimits.js";
 
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_LENGTH = 256;
+/** Free-form identifiers we accept and ignore (user, service_tier, prompt_cache_key...). */
+export const MAX_IDENTIFIER_LENGTH = 512;
+/** OpenAI's limits on `metadata`: 16 pairs, keys up to 64 characters, values up to 512. */
+export const MAX_METADATA_PAIRS = 16;
+export const MAX_METADATA_KEY_LENGTH = 64;
+export const MAX_METADATA_VALUE_LENGTH = 512;
+/** llama.cpp token ids and top_k are int32: a larger number would wrap around on its way to C. */
+export const MAX_INT32 = 2_147_483_647;
 
 // A custom message for the type error only: a schema-level `error` would also
 // replace the messages of the .min/.max checks ("temperature: 3" must say the range).
 const typeError = (message: string) => (issue: { code: string }) => (issue.code === "invalid_type" ? message : undefined);
 const finite = () => z.number({ error: typeError("must be a number") }).refine(Number.isFinite, "must be a finite number");
 const int = () => z.number({ error: typeError("must be an integer") }).int("must be an integer");
+const identifier = () => z.string().max(MAX_IDENTIFIER_LENGTH);
+// A logit_bias key is a token id. node-llama-cpp passes them as a Uint32Array, so
+// "4294967296" would silently become token 0: bound them to llama_token's range.
+const tokenIdKey = z
+  .string()
+  .regex(/^\d{1,10}$/, "keys must be token ids")
+  .refine((k) => Number(k) <= MAX_INT32, "keys must be token ids");
 
 /** Sampling fields common to chat and completions, with OpenAI's ranges. */
 export const samplingShape = {
@@ -25,7 +41,7 @@ export const samplingShape = {
   top_p: finite().min(0).max(1).nullish(),
   presence_penalty: finite().min(-2).max(2).nullish(),
   frequency_penalty: finite().min(-2).max(2).nullish(),
-  logit_bias: z.record(z.string().regex(/^\d+$/, "keys must be token ids"), finite().min(-100).max(100)).nullish(),
+  logit_bias: z.record(tokenIdKey, finite().min(-100).max(100)).nullish(),
   seed: int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
   stop: z
     .union([z.string().max(MAX_STOP_LENGTH), z.array(z.string().max(MAX_STOP_LENGTH)).max(MAX_STOP_SEQUENCES)])
@@ -37,17 +53,20 @@ export const samplingShape = {
     .nullish(),
   max_tokens: int().min(1).nullish(),
   // llama.cpp-style extensions
-  top_k: int().min(0).nullish(),
+  top_k: int().min(0).max(MAX_INT32).nullish(),
   min_p: finite().min(0).max(1).nullish(),
   repeat_penalty: finite().min(0).max(10).nullish(),
   ignore_eos: z.boolean().nullish(),
   // accepted and ignored (no effect on a self-hosted server)
-  user: z.string().nullish(),
-  metadata: z.record(z.string(), z.string()).nullish(),
-  service_tier: z.string().nullish(),
-  safety_identifier: z.string().nullish(),
-  prompt_cache_key: z.string().nullish(),
-  prompt_cache_retention: z.string().nullish(),
+  user: identifier().nullish(),
+  metadata: z
+    .record(z.string().max(MAX_METADATA_KEY_LENGTH), z.string().max(MAX_METADATA_VALUE_LENGTH))
+    .refine((m) => Object.keys(m).length <= MAX_METADATA_PAIRS, `must have at most ${MAX_METADATA_PAIRS} key-value pairs`)
+    .nullish(),
+  service_tier: identifier().nullish(),
+  safety_identifier: identifier().nullish(),
+  prompt_cache_key: identifier().nullish(),
+  prompt_cache_retention: identifier().nullish(),
   prompt_cache_options: z.unknown().optional(),
   store: z.boolean().nullish(),
 } as const;
@@ -118,6 +137,8 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ApiError("invalid_body", "The request body must be a JSON object (send Content-Type: application/json).");
   }
+  // Before zod: its checks recurse, and it drops `__proto__` keys without a word.
+  assertJsonLimits(body);
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   throw zodToApiError(result.error, body);
@@ -133,17 +154,22 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
-function zodToApiError(error: z.ZodError, body: unknown): ApiError {
+/**
+ * The first issue of a zod error as an ApiError naming the parameter. `value` is
+ * what was validated; `prefix` is where it sits in the body (for a value
+ * validated on its own, such as one content part).
+ */
+export function zodToApiError(error: z.ZodError, value: unknown, prefix: readonly PropertyKey[] = []): ApiError {
   const issue = error.issues[0]!;
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0]!;
-    const name = paramName([...issue.path, key]);
+    const name = paramName([...prefix, ...issue.path, key]);
     return new ApiError("unknown_parameter", `Unrecognized request argument supplied: ${name}`, name);
   }
-  const param = paramName(issue.path);
+  const param = paramName([...prefix, ...issue.path]);
   // Read from the body itself: zod 4 leaves issue.input out, and a union
   // reports an absent value as invalid_union rather than invalid_type.
-  const missing = valueAt(body, issue.path) === undefined;
+  const missing = valueAt(value, issue.path) === undefined;
   if (missing) {
     return new ApiError("missing_required_parameter", `Missing required parameter: '${param}'.`, param);
   }

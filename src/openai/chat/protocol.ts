@@ -4,19 +4,22 @@ import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import {
   isNullish,
+  MAX_IDENTIFIER_LENGTH,
   parseBody,
   refuseUnsupported,
   samplingShape,
   stopList,
   toSamplingParams,
+  zodToApiError,
   type RefusedParam,
 } from "../common.js";
 
 export const MAX_MESSAGES = 2048;
+export const MAX_CONTENT_PARTS = 1024;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() }).strict();
 const anyPart = z.object({ type: z.string() }).passthrough();
-const content = z.union([z.string(), z.array(anyPart).max(1024)]);
+const content = z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS)]);
 
 const message = z
   .object({
@@ -24,7 +27,7 @@ const message = z
       error: "must be one of system, developer, user, assistant",
     }),
     content: content.nullish(),
-    name: z.string().optional(),
+    name: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
     refusal: z.string().nullish(),
     tool_calls: z.unknown().optional(),
     tool_call_id: z.unknown().optional(),
@@ -36,7 +39,10 @@ const message = z
 export const chatRequestSchema = z
   .object({
     model: z.string({ error: "must be a string" }),
-    messages: z.array(message).min(1, "must contain at least one message").max(MAX_MESSAGES),
+    messages: z
+      .array(message)
+      .min(1, "must contain at least one message")
+      .max(MAX_MESSAGES, `must contain at most ${MAX_MESSAGES} messages`),
     max_completion_tokens: z.number().int("must be an integer").min(1).nullish(),
     n: z.number().int().min(1).max(128).nullish(),
     logprobs: z.boolean().nullish(),
@@ -106,6 +112,8 @@ function messageText(m: ChatRequest["messages"][number], i: number): string {
       const parsed = textPart.safeParse(part);
       if (parsed.success) return parsed.data.text;
       if (m.role === "assistant" && part.type === "refusal" && typeof part.refusal === "string") return part.refusal;
+      // A text part with a bad field is not an unsupported part: name the field.
+      if (part.type === "text") throw zodToApiError(parsed.error, part, ["messages", i, "content", j]);
       const param = `messages[${i}].content[${j}].type`;
       throw new ApiError("unsupported_parameter", `Unsupported content part type '${String(part.type)}' in '${param}': this model accepts text only.`, param);
     })
