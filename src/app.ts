@@ -6,7 +6,10 @@ import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
+import { jsonBodyVerify } from "./middleware/jsonLimits.js";
 import { authenticate, requireAllowedModel } from "./middleware/auth.js";
+import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "./middleware/drain.js";
+import { requestLog } from "./middleware/requestLog.js";
 import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
 import type { RouteDeps } from "./openai/context.js";
@@ -23,6 +26,10 @@ export interface AppDeps {
   version: string;
   /** False once the server is draining: new work is refused. */
   accepting: () => boolean;
+  /** Counts /v1 requests in flight, so a drain knows when they are done. */
+  inflight: InflightRequests;
+  /** Log each request's messages/prompt at debug level (--log-content). */
+  logContent: boolean;
   /** Multi-tenant mode: every /v1 request needs a key of one of these tenants. Null: single-tenant, no auth. */
   tenants: TenantRegistry | null;
   /** LLAMUX_ADMIN_KEY; null: no /admin routes at all (404). Requires `tenants`. */
@@ -49,6 +56,9 @@ export function createApp(deps: AppDeps): Express {
     },
   };
 
+  // First, so every response (errors included) carries x-request-id and is logged once.
+  app.use(requestLog({ log: deps.log, logContent: deps.logContent }));
+  app.use(closeConnectionsWhenDraining(deps.accepting));
   app.use((req, res, next) => {
     const endpoint = req.path.startsWith("/v1/") ? req.path.replace(/^(\/v1\/[a-z_]+).*/, "$1") : req.path;
     const stop = deps.metrics.requestSeconds.startTimer({ endpoint });
@@ -71,6 +81,7 @@ export function createApp(deps: AppDeps): Express {
     res.send(await deps.metrics.registry.metrics());
   });
 
+  app.use("/v1", drainGate(deps.accepting, deps.inflight));
   // Authenticate before the body is read: an unauthenticated caller costs no parsing.
   app.use("/v1", authenticate(deps.tenants));
   // OpenAI sends its rate-limit headers on every response; generation routes
@@ -79,7 +90,8 @@ export function createApp(deps: AppDeps): Express {
     if (res.locals.tenant) res.set(deps.quota.headers(res.locals.tenant));
     next();
   });
-  app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true }));
+  // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
+  app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true, verify: jsonBodyVerify() }));
   app.use("/v1", requireAllowedModel(routeDeps.modelNames));
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey }));
   app.use(chatRoute(routeDeps));

@@ -14,6 +14,13 @@ const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"]
 const number = () =>
   z.preprocess((v) => (v === "" || v === null || (typeof v === "string" && v.trim() === "") ? Number.NaN : v), z.coerce.number());
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => number().pipe(z.number().int().min(min).max(max));
+// Flags and environment variables are strings: "true"/"false" (and 1/0) are
+// read as booleans; a config file may give a real boolean.
+const boolean = () =>
+  z.preprocess(
+    (v) => (typeof v === "string" ? ({ true: true, "1": true, false: false, "0": false } as Record<string, boolean>)[v.trim().toLowerCase()] ?? v : v),
+    z.boolean({ message: "expected true or false" }),
+  );
 
 const OPTIONS = {
   model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
@@ -31,6 +38,8 @@ const OPTIONS = {
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
   "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
+  "log-content": { env: "LLAMUX_LOG_CONTENT", schema: boolean(), default: false, help: "Also log each request's messages/prompt (debug level); off: prompts never reach the logs" },
+  "drain-timeout-ms": { env: "LLAMUX_DRAIN_TIMEOUT_MS", schema: int(0, 3_600_000), default: 30_000, help: "On shutdown, let in-flight requests finish for up to this long, then cut them (0: cut at once)" },
   tenants: { env: "LLAMUX_TENANTS", schema: z.string().min(1).nullable(), default: null, help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)" },
   "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db (tenants, keys) is kept in multi-tenant mode" },
 } as const;
@@ -56,6 +65,10 @@ export interface ServeConfig {
   cacheDir: string;
   maxBodyBytes: number;
   logLevel: (typeof logLevels)[number];
+  /** Log request content (messages/prompt) at debug level; false: never. */
+  logContent: boolean;
+  /** How long close() lets in-flight requests finish before cutting them; 0: at once. */
+  drainTimeoutMs: number;
   /** Tenants file; null: none (multi-tenant mode may still be on through LLAMUX_ADMIN_KEY). */
   tenants: string | null;
   dataDir: string;
@@ -125,6 +138,15 @@ function readConfigFile(file: string): Record<string, unknown> {
   return out;
 }
 
+/**
+ * A boolean option given bare (`--log-content` last, or followed by another
+ * flag) means true; `--log-content false` and `--log-content=false` still work.
+ */
+function withBareSwitches(argv: string[]): string[] {
+  const switches = new Set(Object.entries(OPTIONS).filter(([, o]) => typeof o.default === "boolean").map(([n]) => `--${n}`));
+  return argv.map((a, i) => (switches.has(a) && (i + 1 === argv.length || argv[i + 1]!.startsWith("--")) ? `${a}=true` : a));
+}
+
 /** Parses `serve` arguments; returns null when --help was asked for. */
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | null {
   const flagSpec = Object.fromEntries(
@@ -132,7 +154,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   );
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: argv, options: { ...flagSpec, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: withBareSwitches(argv), options: { ...flagSpec, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (see llamux serve --help)`);
   }

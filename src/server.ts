@@ -1,8 +1,10 @@
 // A running llamux server: tenant store, HTTP listener, engine worker. The
 // store opens first and closes last, so no request ever sees it closed; HTTP
 // listens before the worker starts (so /health answers while the model loads)
-// and stops first (so draining requests still reach the worker). Used by
-// `llamux serve` and by the integration tests.
+// and stops first (so draining requests still reach the worker). close()
+// drains: new /v1 requests get 503 while those in flight run on for up to
+// --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
+// and by the integration tests.
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
@@ -16,6 +18,7 @@ import { createApp } from "./app.js";
 import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
 import type { Logger } from "./logger.js";
 import { createMetrics } from "./metrics.js";
+import { InflightRequests } from "./middleware/drain.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
 import { TenantRegistry } from "./tenants/registry.js";
@@ -32,7 +35,11 @@ export interface RunningServer {
   tenants: TenantRegistry | null;
   /** The database under --data-dir (its `db` handle is shared by other stores); null in single-tenant mode. */
   store: SqliteTenantStore | null;
-  /** Stops accepting, ends the listener and open connections, stops the worker, then closes the store. */
+  /**
+   * Drains and stops: refuses new requests, waits up to --drain-timeout-ms for
+   * those in flight, closes the listener and every connection left, stops the
+   * worker, then closes the store. Calling it again returns the same promise.
+   */
   close(): Promise<void>;
 }
 
@@ -130,6 +137,7 @@ async function startServing(
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
   let accepting = true;
+  const inflight = new InflightRequests();
   const metrics = createMetrics();
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
@@ -144,6 +152,8 @@ async function startServing(
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
     accepting: () => accepting,
+    inflight,
+    logContent: config.logContent,
     tenants: multi?.tenants ?? null,
     adminKey: secrets.adminKey,
     quota,
@@ -165,6 +175,25 @@ async function startServing(
       server.close(() => resolve());
       server.closeAllConnections();
     });
+  // The listener stays open while draining, so a load balancer still reaches
+  // /ready (503 "draining") and new /v1 requests get a retryable 503 rather
+  // than a refused connection. Idle keep-alive sockets are closed at once (and
+  // every response while draining says `connection: close`), so they never
+  // hold the drain open; what counts is the /v1 requests in flight.
+  const drainHttp = async () => {
+    server.closeIdleConnections();
+    if (inflight.count > 0 && config.drainTimeoutMs > 0) {
+      log.info({ inflight: inflight.count, drainTimeoutMs: config.drainTimeoutMs }, "draining in-flight requests");
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<"deadline">((resolve) => (timer = setTimeout(() => resolve("deadline"), config.drainTimeoutMs)));
+      const outcome = await Promise.race([inflight.idle().then(() => "drained" as const), deadline]);
+      clearTimeout(timer);
+      if (outcome === "deadline") log.warn({ cut: inflight.count, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline passed: cutting the requests still in flight");
+    } else if (inflight.count > 0) {
+      log.warn({ cut: inflight.count }, "drain timeout is 0: cutting the requests in flight");
+    }
+    await closeHttp();
+  };
 
   let model: ModelInfo;
   try {
@@ -178,6 +207,7 @@ async function startServing(
     throw err;
   }
   engine.on("restart", (n: number) => log.error({ restarts: n }, "engine worker restarted"));
+  let closing: Promise<void> | null = null;
   log.info({ url, model: model.id, gpu: model.gpu, chatTemplate: model.chatTemplate, contextPerSlot: model.contextPerSlot }, "llamux ready");
 
   return {
@@ -186,13 +216,15 @@ async function startServing(
     model,
     tenants: multi?.tenants ?? null,
     store: multi?.store ?? null,
-    close: async () => {
-      accepting = false;
-      await closeHttp();
-      await engine.stop();
-      stopWatchingTenants();
-      freeEncoder();
-      await multi?.store.close();
-    },
+    close: () =>
+      (closing ??= (async () => {
+        accepting = false;
+        await drainHttp();
+        await engine.stop();
+        stopWatchingTenants();
+        freeEncoder();
+        await multi?.store.close();
+        log.info("llamux stopped");
+      })()),
   };
 }

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { createParser } from "eventsource-parser";
 import { parseServeConfig, readServeSecrets } from "../../../src/config.js";
-import { createLogger } from "../../../src/logger.js";
+import { createLogger, type Logger } from "../../../src/logger.js";
 import { startServer, type RunningServer } from "../../../src/server.js";
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL("../../../../", import.meta.url)));
@@ -31,6 +31,8 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** The key `client` sends (default "test-key"). */
   apiKey?: string;
+  /** The server's logger (default: silent). */
+  log?: Logger;
 }
 
 /**
@@ -47,7 +49,7 @@ export async function startTestServer(args: string[], options: TestServerOptions
   try {
     const config = parseServeConfig(["--host", "127.0.0.1", "--port", "0", "--threads", "2", ...(ownDataDir ? ["--data-dir", ownDataDir] : []), ...args], env);
     if (!config) throw new Error("unexpected --help");
-    srv = await startServer(config, createLogger("silent"), readServeSecrets(env));
+    srv = await startServer(config, options.log ?? createLogger("silent"), readServeSecrets(env));
   } catch (err) {
     removeDataDir();
     throw err;

@@ -54,6 +54,8 @@ const DEFAULTS: Partial<ServeConfig> = {
   cacheDir: "./.llamux/cache",
   maxBodyBytes: 4 * 1024 * 1024,
   logLevel: "info",
+  logContent: false,
+  drainTimeoutMs: 30_000,
 };
 
 // Every option (kebab name), its env var, a valid non-default value as given on the
@@ -73,6 +75,8 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["cache-dir", "LLAMUX_CACHE_DIR", "/cache", "/cache", "cacheDir"],
   ["max-body-bytes", "LLAMUX_MAX_BODY_BYTES", "1024", 1024, "maxBodyBytes"],
   ["log-level", "LLAMUX_LOG_LEVEL", "debug", "debug", "logLevel"],
+  ["log-content", "LLAMUX_LOG_CONTENT", "true", true, "logContent"],
+  ["drain-timeout-ms", "LLAMUX_DRAIN_TIMEOUT_MS", "0", 0, "drainTimeoutMs"],
 ];
 const TABLE_KEYS = TABLE.map((r) => r[4]);
 const EXPECTED_FROM_TABLE = Object.fromEntries(TABLE.map((r) => [r[4], r[3]]));
@@ -112,6 +116,17 @@ describe("parseServeConfig sources", () => {
 
   test("--name=value syntax works too", () => {
     assert.deepEqual(pick(parse(["--port=9002", "--log-level=warn"]), ["port", "logLevel"]), { port: 9002, logLevel: "warn" });
+  });
+
+  test("a boolean option may be given bare, or as true/false/1/0 from flags and env", () => {
+    assert.equal(parse(["--log-content"]).logContent, true);
+    assert.equal(parse(["--log-content", "--port", "1"]).logContent, true);
+    assert.equal(parse(["--log-content", "false"]).logContent, false);
+    assert.equal(parse(["--log-content=0"]).logContent, false);
+    assert.equal(parse([], { LLAMUX_LOG_CONTENT: "1" }).logContent, true);
+    assert.equal(parse([], { LLAMUX_LOG_CONTENT: "FALSE" }).logContent, false);
+    assertConfigError(["--log-content", "maybe"], {}, /--log-content/);
+    assertConfigError([], { LLAMUX_LOG_CONTENT: "" }, /LLAMUX_LOG_CONTENT/);
   });
 
   test("every option can be set by its LLAMUX_* environment variable", () => {
