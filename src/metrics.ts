@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client). One registry per server instance, so
 // tests can run several servers in one process without clashing.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { EngineClient } from "../engine/index.js";
 
 export interface Metrics {
   registry: Registry;
@@ -15,6 +16,10 @@ export interface Metrics {
   rejections: Counter<"tenant" | "reason">;
   /** Time a request waited for a KV slot. */
   queueSeconds: Histogram<"tenant">;
+  /** From the request's arrival to its first output. */
+  ttftSeconds: Histogram<"model">;
+  /** Between consecutive outputs of one stream (one engine step apart). */
+  itlSeconds: Histogram<"model">;
 }
 
 export function createMetrics(): Metrics {
@@ -28,7 +33,38 @@ export function createMetrics(): Metrics {
     cachedTokens: new Counter({ name: "llamux_cached_tokens_total", help: "Prompt tokens served from a slot's KV cache", labelNames: ["model", "tenant"], registers: [registry] }),
     tenantRequests: new Counter({ name: "llamux_tenant_requests_total", help: "Generation requests completed, by tenant and model", labelNames: ["tenant", "model"], registers: [registry] }),
     rejections: new Counter({ name: "llamux_rejections_total", help: "Requests refused before reaching the engine, by tenant and reason", labelNames: ["tenant", "reason"], registers: [registry] }),
+    ttftSeconds: new Histogram({ name: "llamux_time_to_first_token_seconds", help: "From request arrival to the first generated output", labelNames: ["model"], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    itlSeconds: new Histogram({ name: "llamux_inter_token_latency_seconds", help: "Between consecutive outputs of one stream", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
     queueSeconds: new Histogram({ name: "llamux_queue_seconds", help: "Time a request waited for a KV slot", labelNames: ["tenant"], buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     requestSeconds: new Histogram({ name: "llamux_request_duration_seconds", help: "End-to-end HTTP request latency", labelNames: ["endpoint"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] }),
   };
+}
+
+/**
+ * Engine gauges, read from the worker when Prometheus scrapes (one stats
+ * round trip per scrape, nothing on the token path), and worker restarts.
+ */
+export function bindEngineMetrics(metrics: Metrics, engine: EngineClient): void {
+  const registers = [metrics.registry];
+  // Gauges collected together in one scrape share one stats round trip.
+  let pending: ReturnType<EngineClient["stats"]> | null = null;
+  const stats = () => (pending ??= engine.stats().finally(() => (pending = null)));
+  type Stats = NonNullable<Awaited<ReturnType<EngineClient["stats"]>>>;
+  const gauge = (name: string, help: string, read: (s: Stats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const s = await stats();
+        if (s) this.set(read(s));
+      },
+    });
+  gauge("llamux_requests_running", "Requests holding a KV slot", (s) => s.running);
+  gauge("llamux_requests_waiting", "Requests waiting for a KV slot", (s) => s.waiting);
+  gauge("llamux_slots_busy", "KV slots serving a request", (s) => s.slotsBusy);
+  gauge("llamux_slots_idle", "KV slots free (their cache kept for prefix reuse)", (s) => s.slotsIdle);
+  gauge("llamux_kv_cells_used", "KV cache cells holding tokens, over all slots", (s) => s.kvCellsUsed);
+  const restarts = new Counter({ name: "llamux_engine_restarts_total", help: "Engine worker restarts after a crash", registers });
+  engine.on("restart", () => restarts.inc());
 }

@@ -17,7 +17,7 @@ import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
 import type { Logger } from "./logger.js";
-import { createMetrics } from "./metrics.js";
+import { bindEngineMetrics, createMetrics } from "./metrics.js";
 import { InflightRequests } from "./middleware/drain.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
@@ -139,6 +139,7 @@ async function startServing(
   let accepting = true;
   const inflight = new InflightRequests();
   const metrics = createMetrics();
+  bindEngineMetrics(metrics, engine);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });

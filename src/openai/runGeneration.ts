@@ -82,13 +82,20 @@ export async function runGeneration(
   g: { tenant: Tenant; model: string; includeUsage: boolean; engineReqs: EngineRequest[]; estimatedTokens: number },
   respond: (choices: Admitted[], meta: GenerationMeta) => Promise<void>,
 ): Promise<void> {
+  const arrivedMs = performance.now();
   res.locals.model = g.model;
   const gate = QuotaGate.open(deps.quota, deps.metrics, g.tenant, res, g.estimatedTokens);
   try {
     const admitted = await admitAll(deps.engine, g.engineReqs, clientAbort(req, res));
     // The engine reports a request's first output once it holds a slot and has
     // read the prompt: from then on it counts as running, not queued.
-    const choices = admitted.map((c) => ({ ...c, events: onFirst(c.events, () => gate.started()) }));
+    const model = g.model;
+    const onFirst = () => {
+      gate.started();
+      deps.metrics.ttftSeconds.observe({ model }, (performance.now() - arrivedMs) / 1000);
+    };
+    const onGap = (ms: number) => deps.metrics.itlSeconds.observe({ model }, ms / 1000);
+    const choices = admitted.map((c) => ({ ...c, events: timed(c.events, onFirst, onGap) }));
     await respond(choices, {
       model: g.model,
       fingerprint: deps.fingerprint,
@@ -104,14 +111,17 @@ export async function runGeneration(
   }
 }
 
-/** Passes `events` through, calling `first` when the first one arrives. */
-async function* onFirst<T>(events: AsyncIterableIterator<T>, first: () => void): AsyncGenerator<T, void, undefined> {
-  let seen = false;
+/**
+ * Passes `events` through, calling `first` when the first one arrives and
+ * `gap` with the time between later ones: O(1) per engine step.
+ */
+async function* timed<T>(events: AsyncIterableIterator<T>, first: () => void, gap: (ms: number) => void): AsyncGenerator<T, void, undefined> {
+  let lastMs: number | null = null;
   for await (const ev of events) {
-    if (!seen) {
-      seen = true;
-      first();
-    }
+    const nowMs = performance.now();
+    if (lastMs === null) first();
+    else gap(nowMs - lastMs);
+    lastMs = nowMs;
     yield ev;
   }
 }

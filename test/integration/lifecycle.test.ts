@@ -23,6 +23,22 @@ describe("models, health, readiness", () => {
     assert.equal(r.model, "tiny");
   });
 
+  test("/metrics reports latency histograms and the engine's gauges, read live from the worker", async () => {
+    await t.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 3, ignore_eos: true } as never);
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const value = (name: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
+      assert.ok(line, `${name} missing`);
+      return Number(line.slice(line.lastIndexOf(" ") + 1));
+    };
+    assert.ok(value('llamux_time_to_first_token_seconds_count{model="tiny"}') >= 1);
+    assert.ok(value('llamux_inter_token_latency_seconds_count{model="tiny"}') >= 2, "3 tokens, 2 gaps");
+    assert.equal(value("llamux_slots_busy") + value("llamux_slots_idle"), 1);
+    assert.equal(value("llamux_requests_running"), 0);
+    assert.ok(value("llamux_kv_cells_used") > 0, "the idle slot keeps its cache");
+    assert.equal(value("llamux_engine_restarts_total"), 0);
+  });
+
   test("/health and /ready report ok once loaded", async () => {
     assert.equal((await fetch(`${t.url}/health`)).status, 200);
     const ready = await fetch(`${t.url}/ready`);
