@@ -93,7 +93,7 @@ export function createApp(deps: AppDeps): Express {
   // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
   app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true, verify: jsonBodyVerify() }));
   app.use("/v1", requireAllowedModel(routeDeps.modelNames));
-  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey }));
+  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.engine.model?.slots ?? null }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(modelsRoute(routeDeps, startedAtSeconds));

@@ -16,6 +16,8 @@ import type { Tenant } from "../tenants/types.js";
 export interface AdminDeps {
   tenants: TenantRegistry;
   adminKey: string;
+  /** The engine's slot count once the model is loaded; reservations must fit in it. */
+  slots: () => number | null;
 }
 
 const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
@@ -66,6 +68,21 @@ function assertConsistent(t: Tenant): void {
 
 export function adminRoute(deps: AdminDeps): Router {
   const { tenants } = deps;
+  // Checked before the write, so the admin never gets a 200 for reservations
+  // the engine would refuse (it would keep the old policies and only log it).
+  const assertValid = (t: Tenant): void => {
+    assertConsistent(t);
+    const slots = deps.slots();
+    if (slots === null) return;
+    const reserved = tenants.list().reduce((n, r) => n + (r.tenant.id === t.id ? 0 : r.tenant.scheduling.reservedSlots), t.scheduling.reservedSlots);
+    if (reserved > slots) {
+      throw new ApiError(
+        "invalid_value",
+        `Invalid 'scheduling.reservedSlots': tenants would reserve ${reserved} slots in all, but the engine has ${slots}.`,
+        "scheduling.reservedSlots",
+      );
+    }
+  };
   const router = Router();
   // Authenticate before reading a body: an unauthenticated caller costs no parsing.
   router.use(requireAdminKey(deps.adminKey));
@@ -74,7 +91,7 @@ export function adminRoute(deps: AdminDeps): Router {
   router.post("/tenants", async (req, res) => {
     const body = parseBody(createTenantSchema, req.body);
     const tenant = newTenant(body.id, body);
-    assertConsistent(tenant);
+    assertValid(tenant);
     const record = await tenants.createTenant(tenant);
     if (!record) throw new ApiError("tenant_exists", `A tenant with id '${body.id}' already exists.`, "id");
     res.status(201).json(tenantJson(record));
@@ -92,7 +109,7 @@ export function adminRoute(deps: AdminDeps): Router {
 
   router.patch("/tenants/:id", async (req, res) => {
     const patch: TenantPatch = parseBody(patchTenantSchema, req.body);
-    const record = await tenants.updateTenant(req.params.id, patch, assertConsistent);
+    const record = await tenants.updateTenant(req.params.id, patch, assertValid);
     if (!record) throw noTenant(req.params.id);
     res.json(tenantJson(record));
   });

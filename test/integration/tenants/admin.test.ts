@@ -126,6 +126,11 @@ describe("admin API: tenants", () => {
     assert.equal(inconsistent.status, 400);
     assert.equal(inconsistent.body.error.param, "scheduling.reservedSlots");
     assert.equal((await admin("PATCH", "/tenants/t-crud", { id: "other" })).body.error.code, "unknown_parameter");
+    // The engine has 2 slots: reserving 3 over all tenants is refused before anything is stored.
+    const tooMany = await admin("PATCH", "/tenants/t-crud", { scheduling: { reservedSlots: 3, maxSlots: 3 } });
+    assert.equal(tooMany.status, 400);
+    assert.match(tooMany.body.error.message, /reserve 3 slots in all, but the engine has 2/);
+    assert.equal((await admin("GET", "/tenants/t-crud")).body.scheduling.reservedSlots, 0);
 
     assert.deepEqual((await admin("DELETE", "/tenants/t-crud")).body, { id: "t-crud", object: "tenant.deleted", deleted: true });
     for (const [method, url] of [
