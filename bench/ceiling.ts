@@ -4,6 +4,7 @@
 // prefill included, end to end, like llama-batched-bench. A server's
 // throughput over this is the share of the hardware it actually delivers.
 import { TokenBias, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { setTokenBias } from "../engine/sampling.js";
 import { loadModel, type GpuMode } from "../models/load.js";
 
 export interface CeilingOptions {
@@ -42,7 +43,7 @@ export function banEndOfGeneration(model: LlamaModel): TokenBias {
   const eog = new Set<Token>();
   for (const t of [model.tokens.eos, model.tokens.eot]) if (t !== null) eog.add(t);
   for (const t of model.iterateAllTokens()) if (model.isEogToken(t)) eog.add(t); // once per run: small vocabularies scan in ms
-  for (const t of eog) bias.set(t, "never");
+  for (const t of eog) setTokenBias(model, bias, t, -Infinity); // bias.set() would skip EOG tokens
   return bias;
 }
 

@@ -50,13 +50,30 @@ export function buildEvaluateOptions(
   const biasEntries = Object.entries(params.logitBias);
   if (biasEntries.length > 0 || params.ignoreEos) {
     const bias = new TokenBias(model.tokenizer);
-    for (const [token, value] of biasEntries) {
-      bias.set(Number(token) as Token, value <= -100 ? "never" : { logit: value });
-    }
-    if (params.ignoreEos) for (const t of eogTokens) bias.set(t, "never");
+    for (const [token, value] of biasEntries) setTokenBias(model, bias, Number(token) as Token, value <= -100 ? -Infinity : value);
+    if (params.ignoreEos) for (const t of eogTokens) setTokenBias(model, bias, t, -Infinity);
     options.tokenBias = bias;
   }
   return { options, generated };
+}
+
+/**
+ * Sets one token's additive logit bias (-Infinity bans it).
+ *
+ * node-llama-cpp's TokenBias.set() silently skips end-of-generation tokens
+ * (evaluator/TokenBias.js in 3.22.1), which made `logit_bias` on </s> and
+ * `ignore_eos` no-ops. The per-token map it keeps is exactly what the context
+ * hands to llama.cpp, so EOG entries are written to it directly; if that
+ * private map ever changes shape this throws rather than ignore the bias.
+ */
+export function setTokenBias(model: LlamaModel, bias: TokenBias, token: Token, logit: number): void {
+  if (!model.isEogToken(token)) {
+    bias.set(token, logit === -Infinity ? "never" : { logit });
+    return;
+  }
+  const biases = (bias as unknown as { _biases?: unknown })._biases;
+  if (!(biases instanceof Map)) throw new Error("node-llama-cpp's TokenBias changed: cannot bias end-of-generation tokens");
+  biases.set(token, logit);
 }
 
 /** Every end-of-generation token id of the vocabulary (EOS, EOT, ...), found once per model. */

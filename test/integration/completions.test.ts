@@ -49,6 +49,19 @@ describe("completions", () => {
     assert.equal(many.choices[0]!.text, one.choices[0]!.text.repeat(6));
   });
 
+  test("logit_bias reaches end-of-generation tokens: +100 on </s> ends at once; ignore_eos bans </s> even then", async () => {
+    const EOS = "2"; // stories260K's </s>
+    const ended = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 16, logit_bias: { [EOS]: 100 } });
+    assert.equal(ended.choices[0]!.finish_reason, "stop");
+    assert.equal(ended.usage?.completion_tokens, 1, "the first token sampled is </s>");
+    assert.equal(ended.choices[0]!.text, "");
+    // ignore_eos bans every end-of-generation token, so it wins over that +100.
+    const ignored = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 8, logit_bias: { [EOS]: 100 }, ignore_eos: true } as never);
+    assert.equal(ignored.choices[0]!.finish_reason, "length");
+    assert.equal(ignored.usage?.completion_tokens, 8);
+    assert.ok(ignored.choices[0]!.text.length > 0, "real text, not eight </s>");
+  });
+
   test("streaming several prompts interleaves choices and ends with usage and [DONE]", async () => {
     const sse = await postSse(`${t.url}/v1/completions`, {
       model: t.modelId, prompt: ["The cat", "A dog"], max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true },
