@@ -18,6 +18,7 @@ const KEYS = {
   a: "lmx-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0004",
   b: "lmx-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0005",
   conc: "lmx-concConcConcConcConcConcConcConcConc0006",
+  tpm60: "lmx-tpm60Tpm60Tpm60Tpm60Tpm60Tpm60Tpm600007",
 };
 const BOS = 1;
 
@@ -45,6 +46,9 @@ before(async () => {
   - id: conc
     limits: { maxConcurrent: 1 }
     keys: ["${hashApiKey(KEYS.conc)}"]
+  - id: tpm60
+    limits: { tokensPerMinute: 60 }
+    keys: ["${hashApiKey(KEYS.tpm60)}"]
 `,
   );
   t = await startTestServer(["--model", MODELS.stories260K, "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
@@ -132,6 +136,26 @@ describe("quotas", () => {
     await new Promise((r) => setTimeout(r, resetMs + 50));
     const later = await fetch(`${t.url}/v1/models`, { headers: { authorization: `Bearer ${KEYS.tpm}` } });
     assert.equal(later.headers.get("x-ratelimit-remaining-tokens"), "600");
+  });
+
+  test("TPM trips at the limit: with 60 tokens/min (1 back per second), 48 taken leaves room for 12, not 20", async () => {
+    const first = await post(KEYS.tpm60, { prompt: tokenPrompt(8), max_tokens: 40, ignore_eos: true });
+    assert.equal(first.status, 200);
+    assert.equal(first.headers.get("x-ratelimit-remaining-tokens"), "12");
+    await first.text();
+    // One token comes back per second: 20 cannot fit unless 8 s have passed.
+    const over = await post(KEYS.tpm60, { prompt: tokenPrompt(8), max_tokens: 12 });
+    assert.equal(over.status, 429);
+    const body = (await over.json()) as { error: { type: string; message: string } };
+    assert.equal(body.error.type, "tokens");
+    const used = Number(/Limit 60, Used (\d+), Requested 20/.exec(body.error.message)?.[1]);
+    assert.ok(used > 40 && used <= 48, `used ${used}: 48 less what refilled since`);
+    const waitMs = Number(over.headers.get("retry-after-ms"));
+    assert.ok(waitMs > 0 && waitMs <= 8000, `retry-after-ms ${waitMs}: the seconds until 20 are back`);
+    // 12 fits.
+    const fits = await post(KEYS.tpm60, { prompt: tokenPrompt(4), max_tokens: 8, ignore_eos: true });
+    assert.equal(fits.status, 200, await fits.clone().text());
+    await fits.text();
   });
 
   test("daily budget: unused reservation is refunded, the limit trips exactly, and the SDK does not retry insufficient_quota", async () => {
