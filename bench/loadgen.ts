@@ -217,19 +217,29 @@ export async function runLoad(opts: LoadOptions): Promise<LevelResult> {
   return summarizeLevel(opts, samples, (performance.now() - started) / 1000);
 }
 
+/** The first few distinct error messages of failed requests. */
+export function errorSamplesOf(failed: readonly RequestSample[]): string[] {
+  return [...new Set(failed.map((s) => s.error ?? "error"))].slice(0, ERROR_SAMPLES);
+}
+
+/** Median of the servers' usage.prompt_tokens; null when no server reported it. */
+export function promptTokensMedianOf(ok: readonly RequestSample[]): number | null {
+  const prompts = ok.map((s) => s.promptTokens).filter((n): n is number => n !== null);
+  return prompts.length > 0 ? median(prompts) : null;
+}
+
 export function summarizeLevel(opts: Pick<LoadOptions, "concurrency">, samples: RequestSample[], wallSeconds: number): LevelResult {
   const ok = samples.filter((s) => s.ok);
   const failed = samples.filter((s) => !s.ok);
   const outputTokens = ok.reduce((n, s) => n + s.outputTokens, 0);
   // TPOT excludes the first token, which TTFT already covers.
   const tpot = ok.filter((s) => s.outputTokens > 1).map((s) => (s.e2eMs - s.ttftMs) / (s.outputTokens - 1));
-  const prompts = ok.map((s) => s.promptTokens).filter((n): n is number => n !== null);
   return {
     concurrency: opts.concurrency,
     requests: samples.length,
     completed: ok.length,
     errors: failed.length,
-    errorSamples: [...new Set(failed.map((s) => s.error ?? "error"))].slice(0, ERROR_SAMPLES),
+    errorSamples: errorSamplesOf(failed),
     wallSeconds,
     outputTokens,
     outputTokensPerSecond: wallSeconds > 0 ? outputTokens / wallSeconds : 0,
@@ -237,6 +247,6 @@ export function summarizeLevel(opts: Pick<LoadOptions, "concurrency">, samples: 
     itlMs: summarize(ok.flatMap((s) => s.itlMs)),
     tpotMs: summarize(tpot),
     e2eMs: summarize(ok.map((s) => s.e2eMs)),
-    promptTokensMedian: prompts.length > 0 ? median(prompts) : null,
+    promptTokensMedian: promptTokensMedianOf(ok),
   };
 }

@@ -5,8 +5,8 @@
 // tenant's share of the throughput while a heavy tenant floods the server.
 // A server that ignores keys (llama-server) simply serves everyone as one.
 import { setMaxListeners } from "node:events";
-import { runOne, type LoadOptions, type RequestSample } from "./loadgen.js";
-import { median, summarize, type Summary } from "./stats.js";
+import { errorSamplesOf, promptTokensMedianOf, runOne, type LoadOptions, type RequestSample } from "./loadgen.js";
+import { summarize, type Summary } from "./stats.js";
 import { UsageError } from "./usage.js";
 
 export interface TenantSpec {
@@ -67,7 +67,6 @@ export interface PhaseResult {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-const ERROR_SAMPLES = 3;
 /**
  * Request indices per tenant and phase, so that no two requests of a run share
  * a prompt (a solo phase would otherwise hit the prefix cache the mixed phase
@@ -220,7 +219,6 @@ export function summarizeTenant(spec: TenantSpec, samples: readonly RequestSampl
   const cut = samples.filter((s) => !s.ok && s.aborted);
   const failed = samples.filter((s) => !s.ok && !s.aborted);
   const outputTokens = ok.reduce((n, s) => n + s.outputTokens, 0) + cut.reduce((n, s) => n + s.outputTokens, 0);
-  const prompts = ok.map((s) => s.promptTokens).filter((n): n is number => n !== null);
   return {
     tenant: spec.name,
     inFlight: spec.inFlight,
@@ -230,13 +228,13 @@ export function summarizeTenant(spec: TenantSpec, samples: readonly RequestSampl
     completed: ok.length,
     errors: failed.length,
     cut: cut.length,
-    errorSamples: [...new Set(failed.map((s) => s.error ?? "error"))].slice(0, ERROR_SAMPLES),
+    errorSamples: errorSamplesOf(failed),
     wallSeconds,
     outputTokens,
     outputTokensPerSecond: wallSeconds > 0 ? outputTokens / wallSeconds : 0,
     ttftMs: summarize([...ok, ...cut].map((s) => s.ttftMs).filter(Number.isFinite)),
     itlMs: summarize(ok.flatMap((s) => s.itlMs)),
     e2eMs: summarize(ok.map((s) => s.e2eMs)),
-    promptTokensMedian: prompts.length > 0 ? median(prompts) : null,
+    promptTokensMedian: promptTokensMedianOf(ok),
   };
 }

@@ -109,10 +109,8 @@ export class EngineClient extends EventEmitter {
    */
   setTenantPolicies(policies: readonly TenantPolicy[]): void {
     const checked = validateTenantPolicies(policies);
-    const reserved = checked.reduce((n, p) => n + p.reservedSlots, 0);
-    if (this.model && reserved > this.model.slots) {
-      throw new TypeError(`tenant policies reserve ${reserved} slots, but the engine has ${this.model.slots}`);
-    }
+    const reserved = this.model ? overReserved(checked, this.model.slots) : null;
+    if (reserved !== null) throw new TypeError(`tenant policies reserve ${reserved} slots, but the engine has ${this.model!.slots}`);
     this.policies = checked;
     if (this.ready) this.send({ t: "tenants", policies: checked });
   }
@@ -253,6 +251,12 @@ export class EngineClient extends EventEmitter {
     const child = this.child;
     if (child?.connected) child.send(msg);
   }
+}
+
+/** The slots `policies` reserve in all, when that is more than `slots`; null when they fit. */
+export function overReserved(policies: readonly TenantPolicy[], slots: number): number | null {
+  const reserved = policies.reduce((n, p) => n + p.reservedSlots, 0);
+  return reserved > slots ? reserved : null;
 }
 
 export function validateTenantPolicies(policies: readonly TenantPolicy[]): TenantPolicy[] {

@@ -63,9 +63,13 @@ function effectiveReservation(p: TenantPolicy): number {
 }
 
 /** Slots the other tenants may still claim for their reservations. */
-export function reservedForOthers(slots: readonly SlotView[], tenant: string, policies: TenantPolicies | undefined): number {
+export function reservedForOthers(
+  slots: readonly SlotView[],
+  tenant: string,
+  policies: TenantPolicies | undefined,
+  held: ReadonlyMap<string, number> = heldSlots(slots),
+): number {
   if (!policies) return 0;
-  const held = heldSlots(slots);
   let reserved = 0;
   for (const p of policies.values()) {
     if (p.id !== tenant) reserved += Math.max(0, effectiveReservation(p) - (held.get(p.id) ?? 0));
@@ -78,10 +82,9 @@ export function reservedForOthers(slots: readonly SlotView[], tenant: string, po
  * of its reservation by d, its d most recently used idle slots. Evicting them
  * would cost that tenant its cache when it claims the reservation.
  */
-function protectedSlots(slots: readonly SlotView[], tenant: string, policies: TenantPolicies | undefined): Set<number> {
+function protectedSlots(slots: readonly SlotView[], tenant: string, policies: TenantPolicies | undefined, held: ReadonlyMap<string, number>): Set<number> {
   const out = new Set<number>();
   if (!policies) return out;
-  const held = heldSlots(slots);
   for (const p of policies.values()) {
     if (p.id === tenant) continue;
     const deficit = effectiveReservation(p) - (held.get(p.id) ?? 0);
@@ -97,13 +100,14 @@ function protectedSlots(slots: readonly SlotView[], tenant: string, policies: Te
 
 /** Null when no idle slot may be given to `tenant` now (none idle, its cap reached, or the rest reserved). */
 export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: readonly Token[], policies?: TenantPolicies): SlotChoice | null {
+  const held = heldSlots(slots);
   if (policies) {
     const cap = policyFor(policies, tenant).maxSlots;
-    if (cap !== null && (heldSlots(slots).get(tenant) ?? 0) >= cap) return null;
+    if (cap !== null && (held.get(tenant) ?? 0) >= cap) return null;
     const idle = slots.reduce((n, s) => n + (s.busy ? 0 : 1), 0);
-    if (idle <= reservedForOthers(slots, tenant, policies)) return null;
+    if (idle <= reservedForOthers(slots, tenant, policies, held)) return null;
   }
-  const keep = protectedSlots(slots, tenant, policies);
+  const keep = protectedSlots(slots, tenant, policies, held);
   let best: SlotChoice | null = null;
   let empty: SlotView | null = null;
   let lru: SlotView | null = null;

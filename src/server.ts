@@ -8,11 +8,11 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
-import { EngineClient, type ModelInfo, type TenantPolicy } from "../engine/index.js";
+import { EngineClient, type ModelInfo } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
-import type { Tenant } from "./tenants/types.js";
+import { tenantPolicy } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
@@ -74,23 +74,17 @@ async function openTenants(
   }
 }
 
-const policyOf = (t: Tenant): TenantPolicy => ({
-  id: t.id,
-  weight: t.scheduling.weight,
-  reservedSlots: t.scheduling.reservedSlots,
-  maxSlots: t.scheduling.maxSlots,
-});
-
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
 function watchTenants(tenants: TenantRegistry, engine: EngineClient, quota: QuotaLedger, log: Logger): () => void {
   const apply = () => {
+    const all = tenants.list().map((r) => r.tenant);
     try {
-      engine.setTenantPolicies(tenants.list().map((r) => policyOf(r.tenant)));
+      engine.setTenantPolicies(all.map(tenantPolicy));
     } catch (err) {
       // The previous policies stay in force; the admin sees why in the log.
       log.error({ err: (err as Error).message }, "tenant scheduling policies rejected");
     }
-    quota.retain(tenants.list().map((r) => r.tenant.id));
+    quota.retain(all.map((t) => t.id));
   };
   apply();
   return tenants.onChange((change) => {

@@ -11,7 +11,8 @@ import { parseBody } from "../openai/common.js";
 import { limitsPatchSchema, newTenant, schedulingPatchSchema, tenantIdSchema, tenantProblem, type TenantPatch } from "../tenants/config.js";
 import type { IssuedKey, TenantRegistry } from "../tenants/registry.js";
 import type { ApiKeyRecord, TenantRecord } from "../tenants/store.js";
-import type { Tenant } from "../tenants/types.js";
+import { overReserved } from "../../engine/index.js";
+import { tenantPolicy, type Tenant } from "../tenants/types.js";
 
 export interface AdminDeps {
   tenants: TenantRegistry;
@@ -74,8 +75,9 @@ export function adminRoute(deps: AdminDeps): Router {
     assertConsistent(t);
     const slots = deps.slots();
     if (slots === null) return;
-    const reserved = tenants.list().reduce((n, r) => n + (r.tenant.id === t.id ? 0 : r.tenant.scheduling.reservedSlots), t.scheduling.reservedSlots);
-    if (reserved > slots) {
+    const after = [...tenants.list().map((r) => r.tenant).filter((o) => o.id !== t.id), t].map(tenantPolicy);
+    const reserved = overReserved(after, slots);
+    if (reserved !== null) {
       throw new ApiError(
         "invalid_value",
         `Invalid 'scheduling.reservedSlots': tenants would reserve ${reserved} slots in all, but the engine has ${slots}.`,

@@ -1,4 +1,5 @@
 // Tenants: who may call the API, how much, and with what share of the engine.
+import type { TenantPolicy } from "../../engine/index.js";
 // Plain data shared by the tenant store, the auth middleware, the quota
 // ledger and the engine's fair scheduler. A limit of null means "no limit".
 
@@ -54,3 +55,8 @@ export const DEFAULT_SCHEDULING: TenantScheduling = { weight: 1, maxPriority: 0,
 
 /** The tenant every request belongs to when no tenants are configured (single-tenant mode, no auth). */
 export const ANONYMOUS_TENANT: Tenant = { id: "default", limits: DEFAULT_LIMITS, scheduling: DEFAULT_SCHEDULING };
+
+/** What the engine's fair scheduler needs of a tenant. */
+export function tenantPolicy(t: Tenant): TenantPolicy {
+  return { id: t.id, weight: t.scheduling.weight, reservedSlots: t.scheduling.reservedSlots, maxSlots: t.scheduling.maxSlots };
+}
