@@ -4,7 +4,7 @@
 // OpenAI's (no top-k, top_p 1, temperature 1), so every field is set here.
 // Presence and frequency penalties follow OpenAI (and vLLM): they count the
 // tokens generated so far, not the prompt.
-import { TokenBias, type LlamaModel, type SequenceEvaluateOptions, type Token } from "node-llama-cpp";
+import { LlamaGrammarEvaluationState, TokenBias, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token } from "node-llama-cpp";
 import type { SamplingParams } from "./protocol.js";
 
 const UINT32 = 2 ** 32;
@@ -14,6 +14,15 @@ export function samplerSeed(seed: number | null): number {
   if (seed === null) return Math.floor(Math.random() * UINT32);
   return ((seed % UINT32) + UINT32) % UINT32;
 }
+
+/**
+ * A banned token's bias under a grammar. -Infinity there can leave no token
+ * both allowed and possible (ban every token that writes "}" and the object
+ * cannot close): llama.cpp then fails to accept the sampled token and the
+ * worker dies with every request in it. A finite ban loses to any token the
+ * grammar allows and is only taken when the grammar allows nothing else.
+ */
+export const GRAMMAR_BAN_LOGIT = -1e9;
 
 export interface SamplingSetup {
   options: SequenceEvaluateOptions;
@@ -26,6 +35,8 @@ export function buildEvaluateOptions(
   params: SamplingParams,
   eogTokens: readonly Token[],
   maxTokens: number,
+  /** Constrains every sampled token (structured output); each request gets its own evaluation state. */
+  grammar?: LlamaGrammar,
 ): SamplingSetup {
   const generated: Token[] = [];
   const options: SequenceEvaluateOptions = {
@@ -36,6 +47,7 @@ export function buildEvaluateOptions(
     seed: samplerSeed(params.seed),
     yieldEogToken: true,
   };
+  if (grammar) options.grammarEvaluationState = new LlamaGrammarEvaluationState({ model, grammar });
   const penalise =
     params.presencePenalty !== 0 || params.frequencyPenalty !== 0 || (params.repeatPenalty ?? 1) !== 1;
   if (penalise) {
@@ -50,8 +62,9 @@ export function buildEvaluateOptions(
   const biasEntries = Object.entries(params.logitBias);
   if (biasEntries.length > 0 || params.ignoreEos) {
     const bias = new TokenBias(model.tokenizer);
-    for (const [token, value] of biasEntries) setTokenBias(model, bias, Number(token) as Token, value <= -100 ? -Infinity : value);
-    if (params.ignoreEos) for (const t of eogTokens) setTokenBias(model, bias, t, -Infinity);
+    const ban = grammar ? GRAMMAR_BAN_LOGIT : -Infinity;
+    for (const [token, value] of biasEntries) setTokenBias(model, bias, Number(token) as Token, value <= -100 ? ban : value);
+    if (params.ignoreEos) for (const t of eogTokens) setTokenBias(model, bias, t, ban);
     options.tokenBias = bias;
   }
   return { options, generated };

@@ -17,11 +17,9 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
+import type { ChatMessage, ToolDefinition } from "../engine/protocol.js";
+import { withToolTurns } from "./toolPrompt.js";
 
-export interface ChatTurn {
-  role: "system" | "developer" | "user" | "assistant";
-  content: string;
-}
 
 export interface RenderedChat {
   tokens: Token[];
@@ -57,7 +55,9 @@ export class ChatTemplate {
     return new ChatTemplate(model, new ChatMLChatWrapper(), "chatml");
   }
 
-  render(turns: readonly ChatTurn[]): RenderedChat {
+  /** `tools`: listed in the system prompt; tool calls and results become text turns (models/toolPrompt.ts). */
+  render(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): RenderedChat {
+    const turns = withToolTurns(messages, tools);
     const history: ChatHistoryItem[] = turns.map((t) =>
       t.role === "assistant"
         ? { type: "model", response: [t.content] }

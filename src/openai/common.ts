@@ -1,15 +1,13 @@
 // Request validation shared by the OpenAI endpoints. Every request parameter is
-// handled one of three ways, never silently wrong:
-//   - implemented: validated here and carried to the engine;
-//   - refused: a 400 `unsupported_parameter` naming it when set to anything
-//     but its neutral value;
-//   - ignored: accepted and documented as having no effect (user, metadata...).
-// Parameters that are not in the OpenAI spec nor our extensions get a 400
-// `unknown_parameter`, as OpenAI does.
+// handled one of three ways, never silently wrong: implemented, refused unless
+// neutral, or accepted and ignored; src/openai/parameters.ts is the table that
+// says which. Parameters that are not in the OpenAI spec nor our extensions get
+// a 400 `unknown_parameter`, as OpenAI does.
 import { z } from "zod";
 import type { SamplingParams } from "../../engine/index.js";
 import { ApiError } from "../errors.js";
 import { assertJsonLimits } from "../middleware/jsonLimits.js";
+import type { ParamTable } from "./parameters.js";
 
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_LENGTH = 256;
@@ -105,20 +103,13 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
   return (typeof stop === "string" ? [stop] : stop).filter((s) => s.length > 0);
 }
 
-/** A parameter we know from the spec but do not implement: refused unless neutral. */
-export interface RefusedParam {
-  name: string;
-  /** True when the given value is the neutral one (the request means the same without it). */
-  neutral: (value: unknown) => boolean;
-  why: string;
-}
-
 export const isNullish = (v: unknown): boolean => v === null || v === undefined;
 
-export function refuseUnsupported(body: Record<string, unknown>, refused: readonly RefusedParam[]): void {
-  for (const p of refused) {
-    if (p.name in body && !p.neutral(body[p.name])) {
-      throw new ApiError("unsupported_parameter", `Unsupported parameter: '${p.name}' ${p.why}.`, p.name);
+/** Throws 400 unsupported_parameter for the first parameter `table` refuses that `body` sets to a non-neutral value. */
+export function refuseUnsupported(body: Record<string, unknown>, table: ParamTable): void {
+  for (const [name, p] of Object.entries(table)) {
+    if (p.handling === "refused" && name in body && !p.neutral(body[name])) {
+      throw new ApiError("unsupported_parameter", `Unsupported parameter: '${name}' ${p.why}.`, name);
     }
   }
 }
@@ -177,11 +168,12 @@ export function zodToApiError(error: z.ZodError, value: unknown, prefix: readonl
   return new ApiError(code, `Invalid '${param}': ${issue.message}.`, param);
 }
 
-export function randomId(prefix: string): string {
+/** `chatcmpl-…`, `cmpl-…`; tool call ids are `call_…` (separator "_"), as OpenAI's. */
+export function randomId(prefix: string, separator = "-"): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   let id = "";
   for (let i = 0; i < 24; i++) id += alphabet[Math.floor(Math.random() * alphabet.length)];
-  return `${prefix}-${id}`;
+  return `${prefix}${separator}${id}`;
 }
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);

@@ -106,9 +106,9 @@ describe("errors", () => {
     const base = { model: t.modelId, messages: [{ role: "user" as const, content: "x" }], max_tokens: 1 };
     for (const [param, extra] of [
       ["n", { n: 2 }],
-      ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
+      ["modalities", { modalities: ["text", "audio"] }],
       ["logprobs", { logprobs: true }],
-      ["response_format", { response_format: { type: "json_object" } }],
+      ["functions", { functions: [{ name: "f", parameters: {} }] }],
     ] as const) {
       const err = await apiError(t.client.chat.completions.create({ ...base, ...extra } as never));
       assert.equal(err.code, "unsupported_parameter", param);

@@ -11,26 +11,37 @@ import {
   stopList,
   toSamplingParams,
   zodToApiError,
-  type RefusedParam,
 } from "../common.js";
+import { CHAT_COMPLETION_PARAMETERS } from "../parameters.js";
+import { responseFormatGrammar, responseFormatSchema } from "../structured/responseFormat.js";
+import { MAX_TOOLS, toolChoiceSchema, toolSchema, toolSetup, type ToolSetup } from "../tools/tools.js";
 
 export const MAX_MESSAGES = 2048;
 export const MAX_CONTENT_PARTS = 1024;
+export const MAX_TOOL_CALLS = 128;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() }).strict();
 const anyPart = z.object({ type: z.string() }).passthrough();
 const content = z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS)]);
 
+const toolCall = z
+  .object({
+    id: z.string().max(MAX_IDENTIFIER_LENGTH),
+    type: z.literal("function", { error: 'only "function" tool calls are supported' }),
+    function: z.object({ name: z.string().max(MAX_IDENTIFIER_LENGTH), arguments: z.string() }).strict(),
+  })
+  .strict();
+
 const message = z
   .object({
     role: z.enum(["system", "developer", "user", "assistant", "tool", "function"], {
-      error: "must be one of system, developer, user, assistant",
+      error: "must be one of system, developer, user, assistant, tool",
     }),
     content: content.nullish(),
     name: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
     refusal: z.string().nullish(),
-    tool_calls: z.unknown().optional(),
-    tool_call_id: z.unknown().optional(),
+    tool_calls: z.array(toolCall).max(MAX_TOOL_CALLS).nullish(),
+    tool_call_id: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
     function_call: z.unknown().optional(),
     audio: z.unknown().optional(),
   })
@@ -47,11 +58,11 @@ export const chatRequestSchema = z
     n: z.number().int().min(1).max(128).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
-    response_format: z.object({ type: z.string() }).passthrough().nullish(),
+    response_format: responseFormatSchema.nullish(),
     modalities: z.array(z.string()).nullish(),
-    tools: z.unknown().optional(),
-    tool_choice: z.unknown().optional(),
-    parallel_tool_calls: z.unknown().optional(),
+    tools: z.array(toolSchema).max(MAX_TOOLS, `must declare at most ${MAX_TOOLS} tools`).nullish(),
+    tool_choice: toolChoiceSchema.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
     functions: z.unknown().optional(),
     function_call: z.unknown().optional(),
     audio: z.unknown().optional(),
@@ -68,36 +79,13 @@ export const chatRequestSchema = z
 
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
-const REFUSED: RefusedParam[] = [
-  { name: "n", neutral: (v) => isNullish(v) || v === 1, why: "is only supported with the value 1" },
-  { name: "logprobs", neutral: (v) => isNullish(v) || v === false, why: "is not supported yet" },
-  { name: "top_logprobs", neutral: isNullish, why: "is not supported yet" },
-  {
-    name: "response_format",
-    neutral: (v) => isNullish(v) || (v as { type?: string }).type === "text",
-    why: "only supports {\"type\": \"text\"} so far",
-  },
-  {
-    name: "modalities",
-    neutral: (v) => isNullish(v) || (Array.isArray(v) && v.every((m) => m === "text")),
-    why: "only supports [\"text\"]",
-  },
-  { name: "tools", neutral: (v) => isNullish(v) || (Array.isArray(v) && v.length === 0), why: "(tool calling) is not supported yet" },
-  { name: "tool_choice", neutral: (v) => isNullish(v) || v === "none", why: "(tool calling) is not supported yet" },
-  { name: "parallel_tool_calls", neutral: isNullish, why: "(tool calling) is not supported yet" },
-  { name: "functions", neutral: isNullish, why: "(function calling) is not supported" },
-  { name: "function_call", neutral: isNullish, why: "(function calling) is not supported" },
-  { name: "audio", neutral: isNullish, why: "is not supported: this server produces text only" },
-  { name: "prediction", neutral: isNullish, why: "(predicted outputs) is not supported" },
-  { name: "web_search_options", neutral: isNullish, why: "is not supported: this server has no web search" },
-  { name: "reasoning_effort", neutral: isNullish, why: "is not supported with this model" },
-  { name: "verbosity", neutral: isNullish, why: "is not supported with this model" },
-  { name: "moderation", neutral: isNullish, why: "is not supported" },
-];
-
 export function parseChatRequest(body: unknown): ChatRequest {
   const req = parseBody(chatRequestSchema, body);
-  refuseUnsupported(req as Record<string, unknown>, REFUSED);
+  refuseUnsupported(req as Record<string, unknown>, CHAT_COMPLETION_PARAMETERS);
+  if (req.ignore_eos && req.response_format && req.response_format.type !== "text") {
+    // A finished grammar allows nothing but end-of-generation.
+    throw new ApiError("unsupported_parameter", "Unsupported parameter: 'ignore_eos' cannot be combined with a JSON 'response_format'.", "ignore_eos");
+  }
   return req;
 }
 
@@ -121,29 +109,60 @@ function messageText(m: ChatRequest["messages"][number], i: number): string {
 }
 
 export function toChatMessages(req: ChatRequest): ChatMessage[] {
+  // Ids of the calls made so far: a tool message answers one of them.
+  const callIds = new Set<string>();
   return req.messages.map((m, i) => {
-    if (m.role === "tool" || m.role === "function") {
-      throw new ApiError("unsupported_parameter", `Unsupported message role '${m.role}' in 'messages[${i}].role': tool calling is not supported yet.`, `messages[${i}].role`);
+    if (m.role === "function") {
+      throw new ApiError("unsupported_parameter", `Unsupported message role 'function' in 'messages[${i}].role': use 'tool' messages (functions are deprecated).`, `messages[${i}].role`);
     }
-    for (const field of ["tool_calls", "function_call", "audio"] as const) {
+    for (const field of ["function_call", "audio"] as const) {
       if (!isNullish(m[field])) {
         const param = `messages[${i}].${field}`;
-        throw new ApiError("unsupported_parameter", `Unsupported parameter: '${param}' is not supported yet.`, param);
+        throw new ApiError("unsupported_parameter", `Unsupported parameter: '${param}' is not supported.`, param);
       }
     }
-    return { role: m.role, content: messageText(m, i) };
+    if (!isNullish(m.tool_calls) && m.role !== "assistant") {
+      throw new ApiError("invalid_value", `Invalid 'messages[${i}].tool_calls': only assistant messages carry tool calls.`, `messages[${i}].tool_calls`);
+    }
+    if (m.role !== "tool" && m.tool_call_id !== undefined) {
+      throw new ApiError("invalid_value", `Invalid 'messages[${i}].tool_call_id': only tool messages answer a tool call.`, `messages[${i}].tool_call_id`);
+    }
+    if (m.role === "tool") {
+      const param = `messages[${i}].tool_call_id`;
+      if (m.tool_call_id === undefined) throw new ApiError("missing_required_parameter", `Missing required parameter: '${param}'.`, param);
+      if (!callIds.has(m.tool_call_id)) {
+        throw new ApiError("invalid_value", `Invalid '${param}': '${m.tool_call_id}' answers no tool call of an earlier assistant message.`, param);
+      }
+      return { role: "tool", content: messageText(m, i) };
+    }
+    const calls = m.tool_calls ?? [];
+    for (const c of calls) callIds.add(c.id);
+    const text = messageText(m, i);
+    if (calls.length === 0) return { role: m.role, content: text };
+    return { role: m.role, content: text, toolCalls: calls.map((c) => ({ name: c.function.name, arguments: c.function.arguments })) };
   });
 }
 
-/** `maxPriority`: the tenant's cap on `priority` (requests asking more get the cap). */
-export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 0): EngineRequest {
+/**
+ * `maxPriority`: the tenant's cap on `priority` (requests asking more get the
+ * cap). `tools`: toolSetup(req), when the caller also needs it to read the output.
+ */
+export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 0, tools: ToolSetup = toolSetup(req)): EngineRequest {
+  const formatGrammar = responseFormatGrammar(req.response_format);
+  if (formatGrammar && tools.parsing) {
+    // One output cannot be both a JSON document and free to call a tool.
+    throw new ApiError("unsupported_parameter", "Unsupported parameter: a JSON 'response_format' cannot be combined with tools unless 'tool_choice' is \"none\".", "response_format");
+  }
+  const grammar = formatGrammar ?? tools.grammar;
+  const messages = toChatMessages(req);
   return {
     tenant,
-    prompt: { kind: "chat", messages: toChatMessages(req) },
+    prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
     maxTokens: req.max_completion_tokens ?? req.max_tokens ?? null,
     stop: stopList(req.stop),
     sampling: toSamplingParams(req),
     echo: false,
     priority: Math.min(req.priority ?? 0, maxPriority),
+    ...(grammar ? { grammar } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { estimateChatTokens } from "../../quota/estimate.js";
 import type { Tenant } from "../../tenants/types.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { runGeneration } from "../runGeneration.js";
+import { toolSetup } from "../tools/tools.js";
 import { parseChatRequest, toEngineRequest } from "./protocol.js";
 import { respondChat, streamChat } from "./serving.js";
 
@@ -13,17 +14,26 @@ export function chatRoute(deps: RouteDeps): Router {
     const tenant: Tenant = res.locals.tenant;
     const body = parseChatRequest(req.body);
     requireModel(deps, body.model);
-    const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority);
+    const tools = toolSetup(body);
+    const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority, tools);
     engineReq.maxTokens = capMaxTokens(tenant.limits, engineReq.maxTokens);
     const generation = {
       tenant,
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
       engineReqs: [engineReq],
-      estimatedTokens: estimateChatTokens(body.messages, engineReq.maxTokens),
+      // The tool list and earlier calls are prompt text too.
+      estimatedTokens: estimateChatTokens(
+        [
+          ...body.messages,
+          ...(tools.promptTools ? [{ content: JSON.stringify(tools.promptTools) }] : []),
+          ...body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => ({ content: c.function.name + c.function.arguments }))),
+        ],
+        engineReq.maxTokens,
+      ),
     };
     await runGeneration(deps, req, res, generation, ([choice], meta) =>
-      body.stream ? streamChat(res, choice!, meta) : respondChat(res, choice!, meta),
+      body.stream ? streamChat(res, choice!, meta, tools.parsing) : respondChat(res, choice!, meta, tools.parsing),
     );
   });
   return router;

@@ -2,7 +2,8 @@
 import { z } from "zod";
 import type { EngineRequest } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
-import { isNullish, parseBody, refuseUnsupported, samplingShape, stopList, toSamplingParams, type RefusedParam } from "../common.js";
+import { parseBody, refuseUnsupported, samplingShape, stopList, toSamplingParams } from "../common.js";
+import { COMPLETION_PARAMETERS } from "../parameters.js";
 
 export const MAX_PROMPTS = 64;
 /** OpenAI's default for the legacy completions endpoint. */
@@ -35,16 +36,9 @@ export const completionRequestSchema = z
 
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
-const REFUSED: RefusedParam[] = [
-  { name: "n", neutral: (v) => isNullish(v) || v === 1, why: "is only supported with the value 1" },
-  { name: "best_of", neutral: (v) => isNullish(v) || v === 1, why: "is only supported with the value 1" },
-  { name: "logprobs", neutral: isNullish, why: "is not supported yet" },
-  { name: "suffix", neutral: (v) => isNullish(v) || v === "", why: "(fill-in-the-middle) is not supported" },
-];
-
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   const req = parseBody(completionRequestSchema, body);
-  refuseUnsupported(req as Record<string, unknown>, REFUSED);
+  refuseUnsupported(req as Record<string, unknown>, COMPLETION_PARAMETERS);
   if (req.echo && req.stream) {
     // Kept simple and explicit rather than half-supported.
     throw new ApiError("unsupported_parameter", "Unsupported parameter: 'echo' cannot be combined with 'stream'.", "echo");

@@ -202,14 +202,9 @@ describe("parseChatRequest: error mapping", () => {
   test("refused parameters → unsupported_parameter naming each", () => {
     const cases: Array<[string, Record<string, unknown>]> = [
       ["n", { n: 2 }],
-      ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
       ["logprobs", { logprobs: true }],
       ["top_logprobs", { top_logprobs: 2 }],
-      ["response_format", { response_format: { type: "json_object" } }],
-      ["response_format", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }],
       ["modalities", { modalities: ["text", "audio"] }],
-      ["tool_choice", { tool_choice: "auto" }],
-      ["parallel_tool_calls", { parallel_tool_calls: true }],
       ["functions", { functions: [{ name: "f" }] }],
       ["function_call", { function_call: "auto" }],
       ["audio", { audio: { voice: "alloy", format: "mp3" } }],
@@ -290,15 +285,13 @@ describe("chat: messages and engine request", () => {
     assertApiError(() => toChatMessages(req), "unsupported_parameter", "messages[1].content[1].type");
   });
 
-  test("tool and function roles → unsupported_parameter naming the role", () => {
-    const req = parseChatRequest(chat({ messages: [{ role: "user", content: "a" }, { role: "tool", content: "42", tool_call_id: "c1" }] }));
-    assertApiError(() => toChatMessages(req), "unsupported_parameter", "messages[1].role");
+  test("the deprecated function role → unsupported_parameter naming the role", () => {
     const fn = parseChatRequest(chat({ messages: [{ role: "function", content: "42", name: "f" }] }));
     assertApiError(() => toChatMessages(fn), "unsupported_parameter", "messages[0].role");
   });
 
-  test("assistant tool_calls / function_call / audio on a message are refused", () => {
-    for (const field of ["tool_calls", "function_call", "audio"]) {
+  test("function_call / audio on a message are refused", () => {
+    for (const field of ["function_call", "audio"]) {
       const req = parseChatRequest(chat({ messages: [{ role: "assistant", content: null, [field]: { x: 1 } }] }));
       assertApiError(() => toChatMessages(req), "unsupported_parameter", `messages[0].${field}`);
     }

@@ -1,0 +1,325 @@
+// A client's JSON Schema → the subset the engine's output grammar enforces
+// (node-llama-cpp's GbnfJsonSchema), refusing what it cannot enforce.
+//
+// The promise of structured output is that whatever the grammar lets the model
+// write validates against the client's schema. So the translation keeps a
+// keyword only where the grammar enforces it exactly, narrows where narrowing
+// keeps every output valid (every declared property is always written, extra
+// properties never are beside declared ones), and refuses the rest with a 400
+// naming the keyword and where it sits. Annotations (title, description...)
+// are dropped. Pure: no node-llama-cpp here, the front validates once.
+import { ApiError } from "../../errors.js";
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/** node-llama-cpp's GbnfJsonSchema, as plain JSON (the engine hands it to createGrammarForJsonSchema). */
+export type GrammarSchema = { [key: string]: JsonValue };
+
+/** Keywords that say nothing about validity: accepted and dropped. */
+const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly"]);
+/** Root-only annotations. */
+const ROOT_ONLY = new Set(["$schema", "$id", "$defs"]);
+/** Everything the translation understands; any other keyword is refused by name. */
+const KNOWN = new Set([
+  "type",
+  "enum",
+  "const",
+  "anyOf",
+  "$ref",
+  "properties",
+  "required",
+  "additionalProperties",
+  "minProperties",
+  "maxProperties",
+  "items",
+  "prefixItems",
+  "minItems",
+  "maxItems",
+  "minLength",
+  "maxLength",
+  "format",
+]);
+/** Why a keyword that JSON Schema has (and the translation does not) is refused. */
+const WHY_NOT: Record<string, string> = {
+  oneOf: "the grammar cannot enforce that exactly one alternative matches; use anyOf",
+  allOf: "the grammar cannot intersect schemas",
+  not: "the grammar cannot exclude a schema",
+  if: "conditional schemas cannot be enforced by the grammar",
+  then: "conditional schemas cannot be enforced by the grammar",
+  else: "conditional schemas cannot be enforced by the grammar",
+  pattern: "regular expressions cannot be enforced by the grammar",
+  patternProperties: "regular expressions cannot be enforced by the grammar",
+  propertyNames: "the grammar cannot constrain property names",
+  minimum: "numeric bounds cannot be enforced by the grammar",
+  maximum: "numeric bounds cannot be enforced by the grammar",
+  exclusiveMinimum: "numeric bounds cannot be enforced by the grammar",
+  exclusiveMaximum: "numeric bounds cannot be enforced by the grammar",
+  multipleOf: "the grammar cannot enforce multiples",
+  uniqueItems: "the grammar cannot keep array items distinct",
+  contains: "the grammar cannot enforce 'contains'",
+  minContains: "the grammar cannot enforce 'contains'",
+  maxContains: "the grammar cannot enforce 'contains'",
+  dependentRequired: "the grammar cannot enforce dependencies",
+  dependentSchemas: "the grammar cannot enforce dependencies",
+  dependencies: "the grammar cannot enforce dependencies",
+  unevaluatedProperties: "not supported by the grammar",
+  unevaluatedItems: "not supported by the grammar",
+  definitions: "use $defs (at the root) instead",
+  $anchor: "only '#/$defs/<name>' references are supported",
+  $dynamicRef: "only '#/$defs/<name>' references are supported",
+  $dynamicAnchor: "only '#/$defs/<name>' references are supported",
+  nullable: "it is not JSON Schema (OpenAPI 3.0); use a type array such as [\"string\", \"null\"] or anyOf",
+};
+const FORMATS = new Set(["date-time", "date", "time"]);
+const TYPES = ["string", "number", "integer", "boolean", "null", "object", "array"] as const;
+type TypeName = (typeof TYPES)[number];
+
+/** The "any JSON value" schema: the grammar has no keyword for it, so it is spelled out. */
+const ANY: GrammarSchema = {
+  oneOf: [{ type: ["string", "number", "boolean", "null"] }, { type: "array" }, { type: "object", additionalProperties: true }],
+};
+
+export interface TranslateOptions {
+  /** The request parameter the schema came in, for error messages (e.g. "response_format.json_schema.schema"). */
+  param: string;
+}
+
+export function toGrammarSchema(schema: unknown, opts: TranslateOptions): GrammarSchema {
+  return new Translator(opts.param, schema).root();
+}
+
+class Translator {
+  private readonly defs: Record<string, unknown>;
+
+  constructor(
+    private readonly param: string,
+    private readonly rootSchema: unknown,
+  ) {
+    const defs = isObject(rootSchema) ? rootSchema.$defs : undefined;
+    if (defs !== undefined && !isObject(defs)) this.invalid("#", "'$defs' must be an object of schemas");
+    this.defs = (defs as Record<string, unknown> | undefined) ?? {};
+  }
+
+  root(): GrammarSchema {
+    if (!isObject(this.rootSchema)) this.invalid("#", "the schema must be a JSON object");
+    const out = this.schema(this.rootSchema, "#", true);
+    const names = Object.keys(this.defs);
+    if (names.length === 0) return out;
+    const $defs: GrammarSchema = {};
+    for (const name of names) $defs[name] = this.schema(this.defs[name], `#/$defs/${name}`, false);
+    // node-llama-cpp resolves #/$defs/... against the $defs of enclosing schemas:
+    // a wrapper that declares them reaches every reference below it.
+    return { oneOf: [out], $defs };
+  }
+
+  private schema(value: unknown, at: string, isRoot: boolean): GrammarSchema {
+    if (value === true) return ANY;
+    if (value === false) this.invalid(at, "the schema `false` matches nothing");
+    if (!isObject(value)) this.invalid(at, "a schema must be an object or a boolean");
+    for (const key of Object.keys(value)) {
+      if (ANNOTATIONS.has(key) || KNOWN.has(key)) continue;
+      if (ROOT_ONLY.has(key)) {
+        if (isRoot) continue;
+        this.unsupported(at, key, "only allowed at the root of the schema");
+      }
+      this.unsupported(at, key, WHY_NOT[key] ?? "unknown to the output grammar");
+    }
+    const s = value as Record<string, unknown>;
+    const siblings = Object.keys(s).filter((k) => KNOWN.has(k));
+    if (s.$ref !== undefined) {
+      this.alone(at, "$ref", siblings);
+      return { $ref: this.ref(s.$ref, at) };
+    }
+    if (s.anyOf !== undefined) {
+      this.alone(at, "anyOf", siblings);
+      if (!Array.isArray(s.anyOf) || s.anyOf.length === 0) this.invalid(at, "'anyOf' must be a non-empty array of schemas");
+      return { oneOf: s.anyOf.map((alt, i) => this.schema(alt, `${at}/anyOf/${i}`, false)) };
+    }
+    const types = this.types(s, at);
+    if (s.const !== undefined || s.enum !== undefined) return this.literals(s, at, types);
+    const chosen = types ?? inferTypes(s);
+    if (chosen.length === 1) return this.typed(s, at, chosen[0]!);
+    return { oneOf: chosen.map((t) => this.typed(s, at, t)) };
+  }
+
+  /** $ref and anyOf carry no other constraint here: JSON Schema would apply both, the grammar only one. */
+  private alone(at: string, keyword: string, siblings: string[]): void {
+    const other = siblings.find((k) => k !== keyword);
+    if (other !== undefined) this.unsupported(at, other, `cannot be combined with '${keyword}' in the same schema`);
+  }
+
+  private ref(ref: unknown, at: string): string {
+    const prefix = "#/$defs/";
+    if (typeof ref !== "string" || !ref.startsWith(prefix)) this.unsupported(at, "$ref", "only '#/$defs/<name>' references are supported");
+    const name = (ref as string).slice(prefix.length);
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) this.unsupported(at, "$ref", "a $defs name must be letters, digits, '_', '.' or '-'");
+    if (!(name in this.defs)) this.invalid(at, `'$ref' ${JSON.stringify(ref)} names no entry of the root '$defs'`);
+    return ref as string;
+  }
+
+  private types(s: Record<string, unknown>, at: string): TypeName[] | null {
+    if (s.type === undefined) return null;
+    const list = Array.isArray(s.type) ? s.type : [s.type];
+    if (list.length === 0) this.invalid(at, "'type' must not be an empty array");
+    for (const t of list) if (!TYPES.includes(t as TypeName)) this.invalid(at, `unknown type ${JSON.stringify(t)}`);
+    return [...new Set(list as TypeName[])];
+  }
+
+  /** const/enum: the grammar writes one of the values verbatim; they must be primitives of the declared type. */
+  private literals(s: Record<string, unknown>, at: string, types: TypeName[] | null): GrammarSchema {
+    if (s.const !== undefined && s.enum !== undefined) this.unsupported(at, "const", "cannot be combined with 'enum'");
+    const keyword = s.const !== undefined ? "const" : "enum";
+    const values = keyword === "const" ? [s.const] : s.enum;
+    if (!Array.isArray(values) || values.length === 0) this.invalid(at, "'enum' must be a non-empty array");
+    for (const v of values as unknown[]) {
+      if (v !== null && typeof v === "object") this.unsupported(at, keyword, "only strings, numbers, booleans and null can be listed");
+      if (types && !types.some((t) => matchesType(v, t))) this.invalid(at, `${keyword} value ${JSON.stringify(v)} is not of type ${types.join(" or ")}`);
+    }
+    return keyword === "const" ? { const: s.const as JsonValue } : { enum: values as JsonValue[] };
+  }
+
+  private typed(s: Record<string, unknown>, at: string, type: TypeName): GrammarSchema {
+    switch (type) {
+      case "string":
+        return this.string(s, at);
+      case "object":
+        return this.object(s, at);
+      case "array":
+        return this.array(s, at);
+      default:
+        return { type };
+    }
+  }
+
+  private string(s: Record<string, unknown>, at: string): GrammarSchema {
+    const minLength = this.count(s, "minLength", at);
+    const maxLength = this.count(s, "maxLength", at);
+    if (s.format !== undefined) {
+      if (typeof s.format !== "string" || !FORMATS.has(s.format)) {
+        this.unsupported(at, "format", `only ${[...FORMATS].join(", ")} can be enforced by the grammar`);
+      }
+      if (minLength !== undefined || maxLength !== undefined) this.unsupported(at, "minLength", "cannot be combined with 'format'");
+      return { type: "string", format: s.format as string };
+    }
+    if (minLength !== undefined && maxLength !== undefined && maxLength < minLength) this.invalid(at, "'maxLength' is below 'minLength'");
+    return { type: "string", ...(minLength !== undefined ? { minLength } : {}), ...(maxLength !== undefined ? { maxLength } : {}) };
+  }
+
+  private object(s: Record<string, unknown>, at: string): GrammarSchema {
+    const props = s.properties;
+    if (props !== undefined && !isObject(props)) this.invalid(at, "'properties' must be an object of schemas");
+    const names = Object.keys((props as Record<string, unknown> | undefined) ?? {});
+    const required = s.required;
+    if (required !== undefined && (!Array.isArray(required) || !required.every((r) => typeof r === "string"))) {
+      this.invalid(at, "'required' must be an array of property names");
+    }
+    const minProperties = this.count(s, "minProperties", at);
+    const maxProperties = this.count(s, "maxProperties", at);
+    if (names.length > 0) {
+      // Every declared property is always written and no other one is, so
+      // `required` holds when it names declared properties, and the count of
+      // properties is exactly names.length.
+      const undeclared = ((required as string[] | undefined) ?? []).find((r) => !names.includes(r));
+      if (undeclared !== undefined) this.invalid(at, `'required' names '${undeclared}', which is not in 'properties'`);
+      if (minProperties !== undefined && minProperties > names.length) this.unsupported(at, "minProperties", "exceeds the declared properties (the grammar writes exactly those)");
+      if (maxProperties !== undefined && maxProperties < names.length) this.unsupported(at, "maxProperties", "is below the number of declared properties (the grammar writes all of them)");
+      this.additional(s.additionalProperties, at); // validated, then narrowed to none
+      const properties: GrammarSchema = {};
+      for (const name of names) properties[name] = this.schema((props as Record<string, unknown>)[name], `${at}/properties/${escapePointer(name)}`, false);
+      return { type: "object", properties, additionalProperties: false };
+    }
+    // No declared properties: a map of additional ones, or `{}`.
+    if (((required as string[] | undefined) ?? []).length > 0) this.unsupported(at, "required", "needs the required properties declared in 'properties'");
+    const additional = this.additional(s.additionalProperties, at);
+    if (additional === false) {
+      if (minProperties !== undefined && minProperties > 0) this.unsupported(at, "minProperties", "cannot be met: the object can have no properties");
+      return { type: "object", additionalProperties: false };
+    }
+    // Generated keys may repeat and JSON keeps one of each, so a minimum count cannot be promised.
+    if (minProperties !== undefined && minProperties > 0) this.unsupported(at, "minProperties", "cannot be enforced on free-form keys");
+    return { type: "object", additionalProperties: additional, ...(maxProperties !== undefined ? { maxProperties } : {}) };
+  }
+
+  /** additionalProperties → false, true (any value) or a translated schema; absent is JSON Schema's `true`. */
+  private additional(value: unknown, at: string): boolean | GrammarSchema {
+    if (value === undefined || value === true) return true;
+    if (value === false) return false;
+    return this.schema(value, `${at}/additionalProperties`, false);
+  }
+
+  private array(s: Record<string, unknown>, at: string): GrammarSchema {
+    const out: GrammarSchema = { type: "array" };
+    if (Array.isArray(s.items)) this.unsupported(at, "items", "an array of schemas is draft-07 tuple syntax; use prefixItems");
+    if (s.prefixItems !== undefined) {
+      if (!Array.isArray(s.prefixItems)) this.invalid(at, "'prefixItems' must be an array of schemas");
+      out.prefixItems = s.prefixItems.map((item, i) => this.schema(item, `${at}/prefixItems/${i}`, false));
+    }
+    const minItems = this.count(s, "minItems", at);
+    let maxItems = this.count(s, "maxItems", at);
+    if (s.items === false) maxItems = Math.min(maxItems ?? Infinity, (out.prefixItems as unknown[] | undefined)?.length ?? 0);
+    else if (s.items !== undefined) out.items = this.schema(s.items, `${at}/items`, false);
+    else out.items = ANY;
+    const prefix = (out.prefixItems as unknown[] | undefined)?.length ?? 0;
+    if (maxItems !== undefined && maxItems < Math.max(minItems ?? 0, prefix)) {
+      this.unsupported(at, "maxItems", "is below minItems or the number of prefixItems (the grammar writes every prefix item)");
+    }
+    if (minItems !== undefined) out.minItems = minItems;
+    if (maxItems !== undefined) out.maxItems = maxItems;
+    return out;
+  }
+
+  private count(s: Record<string, unknown>, keyword: string, at: string): number | undefined {
+    const v = s[keyword];
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) this.invalid(at, `'${keyword}' must be a non-negative integer`);
+    return v as number;
+  }
+
+  private unsupported(at: string, keyword: string, why: string): never {
+    throw new ApiError(
+      "unsupported_parameter",
+      `Unsupported keyword '${keyword}' at '${at}' in '${this.param}': ${why}.`,
+      this.param,
+    );
+  }
+
+  private invalid(at: string, what: string): never {
+    throw new ApiError("invalid_value", `Invalid '${this.param}' at '${at}': ${what}.`, this.param);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function matchesType(v: unknown, t: TypeName): boolean {
+  switch (t) {
+    case "null":
+      return v === null;
+    case "integer":
+      return typeof v === "number" && Number.isInteger(v);
+    case "number":
+      return typeof v === "number";
+    case "string":
+    case "boolean":
+      return typeof v === t;
+    default:
+      return false; // objects and arrays were refused before
+  }
+}
+
+/**
+ * Without `type` a schema allows every type, its keywords constraining only
+ * their own. The grammar narrows to the types those keywords speak of (an
+ * object for `properties`...), which keeps every output valid; none: any value.
+ */
+function inferTypes(s: Record<string, unknown>): TypeName[] {
+  const types: TypeName[] = [];
+  if (["properties", "required", "additionalProperties", "minProperties", "maxProperties"].some((k) => k in s)) types.push("object");
+  if (["items", "prefixItems", "minItems", "maxItems"].some((k) => k in s)) types.push("array");
+  if (["minLength", "maxLength", "format"].some((k) => k in s)) types.push("string");
+  return types.length > 0 ? types : ["string", "number", "boolean", "null", "object", "array"];
+}
+
+function escapePointer(name: string): string {
+  return name.replace(/~/g, "~0").replace(/\//g, "~1");
+}
