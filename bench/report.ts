@@ -2,6 +2,7 @@
 // the CLI decides where they go.
 import type { CeilingLevel, CeilingOptions } from "./ceiling.js";
 import type { LevelResult } from "./loadgen.js";
+import type { MultiturnOptions, MultiturnResult } from "./multiturn.js";
 import type { PhaseResult, TenantSpec } from "./tenants.js";
 
 /** A fixed-point number, or "-" for NaN/Infinity (e.g. a latency with no samples). */
@@ -83,6 +84,14 @@ export interface TenantsReport {
 
 export type CeilingShape = Omit<CeilingOptions, "onLevel">;
 
+export type MultiturnReport = { kind: "multiturn"; tenantKeys: boolean } & Omit<MultiturnOptions, "tenantKeys"> & MultiturnResult;
+
+/** `bench soak` and `bench overload` (bench/opsCli.ts): their options and results as they are. */
+export interface OpsReport {
+  kind: "soak" | "overload";
+  [field: string]: unknown;
+}
+
 export interface CeilingReport {
   kind: "ceiling";
   shape: CeilingShape;
@@ -93,7 +102,7 @@ export interface CeilingReport {
  * JSON for a report. NaN (a latency with no samples) becomes null, since
  * JSON.stringify would write null anyway, but silently.
  */
-export function reportJson(report: LoadReport | CeilingReport | TenantsReport): string {
+export function reportJson(report: LoadReport | CeilingReport | TenantsReport | MultiturnReport | OpsReport): string {
   return JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2) + "\n";
 }
 
@@ -112,6 +121,6 @@ export function parseCeilingJson(text: string): CeilingLevel[] {
   return doc.levels as CeilingLevel[];
 }
 
-function markdown(head: string[], rows: string[][]): string {
+export function markdown(head: string[], rows: string[][]): string {
   return [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }

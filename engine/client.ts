@@ -215,7 +215,7 @@ export class EngineClient extends EventEmitter {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = null;
-    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0 });
+    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, kv: null });
     if (this.state === "stopping" || this.state === "stopped") return;
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
     if (this.state === "starting" && this.restarts === 0) {

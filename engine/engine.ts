@@ -5,55 +5,14 @@
 // dispatch into one llama_decode. Each step therefore starts every slot's
 // evaluation synchronously in the same tick and awaits them together; a
 // per-request loop would let requests drift apart and split the batch.
-import type { LlamaContext, LlamaContextSequence, LlamaModel, SequenceEvaluateOptions, Token } from "node-llama-cpp";
-import { ChatTemplate, tokenizeText } from "../models/chatTemplate.js";
-import { IncrementalDetokenizer } from "./detokenizer.js";
-import type { Delta, EngineErrorPayload, EngineRequest, EngineStats, FairnessCosts, FinishReason, FromWorker, TenantPolicy } from "./protocol.js";
-import { buildEvaluateOptions, findEogTokens } from "./sampling.js";
+import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
+import type { ChatTemplate } from "../models/chatTemplate.js";
+import { acceptToken, finalDelta, finishReason, isFinished, prepareJob, type Job, type Slot } from "./job.js";
+import type { KvStateStore } from "./kvStore.js";
+import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, TenantPolicy } from "./protocol.js";
+import { findEogTokens } from "./sampling.js";
 import { planStep, type StepPlan } from "./scheduler.js";
-import { StopMatcher } from "./stops.js";
 import { TenantLedger } from "./tenantLedger.js";
-
-interface Slot {
-  index: number;
-  seq: LlamaContextSequence;
-  tenant: string | null;
-  /** Tokens whose KV state the sequence holds (mirrors seq.contextTokens between requests). */
-  cached: Token[];
-  busy: boolean;
-  lastUsed: number;
-}
-
-type Generator = AsyncGenerator<Token, void, void | Token | Token[]>;
-
-interface Job {
-  id: string;
-  tenant: string;
-  priority: number;
-  prompt: Token[];
-  maxTokens: number;
-  options: SequenceEvaluateOptions;
-  generated: Token[];
-  stopTokens: ReadonlySet<Token>;
-  ignoreEos: boolean;
-  detok: IncrementalDetokenizer;
-  stops: StopMatcher;
-  slot: Slot | null;
-  /** Prompt tokens already in the slot's KV cache. */
-  evaluated: number;
-  cachedTokens: number;
-  gen: Generator | null;
-  cancelled: boolean;
-  finish?: FinishReason;
-  /** A stop string matched: everything after it, held text included, is dropped. */
-  stopMatched: boolean;
-  /** Output accumulated this step, sent as one delta. */
-  text: string;
-  newTokens: number;
-  /** performance.now() at submit; queueMs is the wait from there to a slot. */
-  submittedAtMs: number;
-  queueMs: number;
-}
 
 export interface EngineOptions {
   slots: number;
@@ -86,6 +45,7 @@ export class Engine {
   private clock = 0;
   private steps = 0;
   private decodedTokens = 0;
+  private prefixHits = 0;
 
   constructor(
     private readonly model: LlamaModel,
@@ -93,6 +53,8 @@ export class Engine {
     private readonly template: ChatTemplate,
     private readonly opts: EngineOptions,
     private readonly emit: Emit,
+    /** Where evicted slots' states are saved and restored from; null: evicted caches are simply lost. */
+    private readonly kv: KvStateStore | null = null,
   ) {
     this.slots = Array.from({ length: opts.slots }, (_, index) => ({
       index,
@@ -108,7 +70,7 @@ export class Engine {
   }
 
   submit(id: string, req: EngineRequest): void {
-    const prepared = this.prepare(id, req);
+    const prepared = prepareJob({ model: this.model, template: this.template, contextPerSlot: this.opts.contextPerSlot, eogTokens: this.eogTokens }, id, req);
     if ("code" in prepared) {
       this.emit({ t: "rejected", id, error: prepared });
       return;
@@ -144,6 +106,8 @@ export class Engine {
       kvCellsUsed: this.slots.reduce((n, s) => n + s.seq.nextTokenIndex, 0),
       steps: this.steps,
       decodedTokens: this.decodedTokens,
+      prefixHits: this.prefixHits,
+      kv: this.kv?.stats() ?? null,
     };
   }
 
@@ -153,70 +117,19 @@ export class Engine {
     await this.loop;
   }
 
-  private prepare(id: string, req: EngineRequest): Job | EngineErrorPayload {
-    let prompt: Token[];
-    let stopStrings = req.stop;
-    let stopTokens: ReadonlySet<Token> = new Set();
-    if (req.prompt.kind === "chat") {
-      const rendered = this.template.render(req.prompt.messages);
-      prompt = rendered.tokens;
-      stopStrings = [...req.stop, ...rendered.stopStrings];
-      stopTokens = this.template.stopTokenIds;
-    } else if (req.prompt.kind === "text") {
-      prompt = tokenizeText(this.model, req.prompt.text);
-    } else {
-      prompt = req.prompt.tokens as Token[];
-      const vocab = this.vocabSize();
-      if (prompt.some((t) => t >= vocab)) {
-        return { code: "invalid_prompt", param: "prompt", message: `Token ids in 'prompt' must be below the vocabulary size ${vocab}.` };
-      }
+  /**
+   * After stop(): writes the idle slots' caches out, most recently used
+   * first, until `budgetMs` has passed, so the conversations that were warm
+   * are restored rather than recomputed after a restart or a deploy.
+   */
+  async saveWarmSlots(budgetMs: number): Promise<void> {
+    if (!this.kv) return;
+    const deadline = performance.now() + budgetMs;
+    const warm = this.slots.filter((s) => !s.busy && s.tenant !== null).sort((a, b) => b.lastUsed - a.lastUsed);
+    for (const slot of warm) {
+      if (performance.now() >= deadline) return;
+      await this.kv.save(slot.seq, slot.tenant!, slot.seq.nextTokenIndex);
     }
-    if (prompt.length === 0) {
-      return { code: "invalid_prompt", param: "prompt", message: "The prompt is empty: it produced no tokens." };
-    }
-    const ctx = this.opts.contextPerSlot;
-    const maxTokens = req.maxTokens ?? ctx - prompt.length;
-    if (prompt.length + Math.max(1, maxTokens) > ctx) {
-      const asked = req.maxTokens === null ? "" : ` + ${req.maxTokens} max_tokens`;
-      return {
-        code: "context_length_exceeded",
-        param: req.prompt.kind === "chat" ? "messages" : "prompt",
-        message:
-          `This model's maximum context length is ${ctx} tokens. However, you requested ` +
-          `${prompt.length + (req.maxTokens ?? 0)} tokens (${prompt.length} in the prompt${asked}). ` +
-          "Please reduce the length of the prompt or max_tokens.",
-      };
-    }
-    const setup = buildEvaluateOptions(this.model, req.sampling, this.eogTokens, maxTokens);
-    const decode = (tokens: readonly number[], context: readonly number[]) =>
-      this.model.detokenize(tokens as Token[], false, context as Token[]);
-    return {
-      id,
-      tenant: req.tenant,
-      priority: Number.isFinite(req.priority) ? req.priority : 0,
-      prompt,
-      maxTokens,
-      options: setup.options,
-      generated: setup.generated,
-      stopTokens,
-      ignoreEos: req.sampling.ignoreEos,
-      detok: new IncrementalDetokenizer(decode, prompt as number[]),
-      stops: new StopMatcher(stopStrings),
-      slot: null,
-      evaluated: 0,
-      cachedTokens: 0,
-      gen: null,
-      cancelled: false,
-      stopMatched: false,
-      text: "",
-      newTokens: 0,
-      submittedAtMs: performance.now(),
-      queueMs: 0,
-    };
-  }
-
-  private vocabSize(): number {
-    return this.model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? Infinity;
   }
 
   private wake(): void {
@@ -275,7 +188,7 @@ export class Engine {
     }
     const cancelled = [...this.running.values()].filter((j) => j.cancelled);
     await Promise.all(cancelled.map((j) => this.release(j)));
-    for (const j of cancelled) deltas.push(this.finalDelta(j, "stop"));
+    for (const j of cancelled) deltas.push(finalDelta(j, "stop"));
   }
 
   private async admit(plan: StepPlan): Promise<void> {
@@ -283,27 +196,47 @@ export class Engine {
       plan.admit.map(async ({ id, slotIndex, reuseTokens }) => {
         const job = this.jobs.get(id)!;
         const slot = this.slots[slotIndex]!;
+        const holder = slot.tenant;
         this.waiting.splice(this.waiting.indexOf(job), 1);
         slot.busy = true;
         slot.lastUsed = ++this.clock;
         // Held by this tenant from now on (caps, reservations), whatever the cache holds.
         slot.tenant = job.tenant;
-        slot.cached = job.prompt.slice(0, reuseTokens);
         job.slot = slot;
         this.running.set(id, job);
+        let reuse = reuseTokens;
         try {
-          if (reuseTokens === 0) await slot.seq.clearHistory();
-          else if (slot.seq.nextTokenIndex > reuseTokens) {
-            await slot.seq.eraseContextTokenRanges([{ start: reuseTokens, end: slot.seq.nextTokenIndex }]);
+          if (this.kv) reuse = await this.swap(slot, holder, job, reuseTokens);
+          if (reuse === 0) await slot.seq.clearHistory();
+          else if (slot.seq.nextTokenIndex > reuse) {
+            await slot.seq.eraseContextTokenRanges([{ start: reuse, end: slot.seq.nextTokenIndex }]);
           }
         } catch (err) {
           await this.fail(job, err);
           return;
         }
-        job.evaluated = job.cachedTokens = reuseTokens;
+        slot.cached = job.prompt.slice(0, reuse);
+        job.evaluated = job.cachedTokens = reuse;
+        if (reuse > 0) this.prefixHits++;
         job.queueMs = performance.now() - job.submittedAtMs;
       }),
     );
+  }
+
+  /**
+   * Before the slot is overwritten: saves what it holds for `holder` when
+   * that is about to be lost, then restores the job's tenant's saved state
+   * when it spares more of the prompt than the slot's own cache does.
+   * Returns the prompt tokens the slot now serves.
+   */
+  private async swap(slot: Slot, holder: string | null, job: Job, reuse: number): Promise<number> {
+    const kv = this.kv!;
+    const restore = kv.find(job.tenant, job.prompt, reuse);
+    const kept = restore ? 0 : reuse;
+    if (holder !== null) await kv.save(slot.seq, holder, slot.seq.nextTokenIndex - kept);
+    if (!restore) return reuse;
+    // A failed restore leaves the sequence empty: the whole prompt is recomputed.
+    return (await kv.restore(slot.seq, restore.id, job.tenant)) ? restore.reuseTokens : 0;
   }
 
   private async step(plan: StepPlan, deltas: Delta[]): Promise<void> {
@@ -316,10 +249,13 @@ export class Engine {
     for (const chunk of plan.prefill) {
       const job = this.running.get(chunk.id);
       if (!job?.slot) continue;
-      const tokens = job.prompt.slice(job.evaluated, job.evaluated + chunk.tokens);
+      // The plan counted on the cache the slot had; a restore at admission may
+      // have left less to read, so the chunk that ends the prompt is decided here.
+      const remaining = job.prompt.length - job.evaluated;
+      const tokens = job.prompt.slice(job.evaluated, job.evaluated + Math.min(chunk.tokens, remaining));
       job.evaluated += tokens.length;
       this.ledger.charge(job.tenant, tokens.length, 0);
-      if (!chunk.final) {
+      if (tokens.length < remaining) {
         work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens));
       } else {
         job.gen = job.slot.seq.evaluate(tokens, job.options);
@@ -337,69 +273,29 @@ export class Engine {
     }
     for (const job of [...this.running.values()]) {
       if (job.newTokens === 0 && job.text === "") continue;
-      if (this.isFinished(job)) continue;
+      if (isFinished(job)) continue;
       deltas.push({ id: job.id, text: job.text, tokens: job.newTokens });
       job.text = "";
       job.newTokens = 0;
     }
     for (const job of [...this.running.values()]) {
-      const reason = this.finishReason(job);
+      const reason = finishReason(job);
       if (reason) {
         await this.release(job);
-        deltas.push(this.finalDelta(job, reason));
+        deltas.push(finalDelta(job, reason));
       }
     }
   }
 
   private accept(job: Job, result: IteratorResult<Token, void>): void {
+    job.prefillMs ??= performance.now() - job.submittedAtMs - job.queueMs;
     if (result.done) {
       job.finish = "stop"; // the generator ended on its own: nothing more will come
       return;
     }
-    const token = result.value;
     this.decodedTokens++;
     this.ledger.charge(job.tenant, 0, 1);
-    job.generated.push(token);
-    job.newTokens++;
-    if ((!job.ignoreEos && this.eogSet.has(token)) || job.stopTokens.has(token)) {
-      job.finish = "stop";
-      return;
-    }
-    const { text, stopped } = job.stops.push(job.detok.push(token as number));
-    job.text += text;
-    if (stopped) {
-      job.finish = "stop";
-      job.stopMatched = true;
-    } else if (job.generated.length >= job.maxTokens) job.finish = "length";
-  }
-
-  private isFinished(job: Job): boolean {
-    return job.finish !== undefined || job.cancelled;
-  }
-
-  private finishReason(job: Job): FinishReason | null {
-    if (job.finish) return job.finish;
-    return job.cancelled ? "stop" : null;
-  }
-
-  private finalDelta(job: Job, reason: FinishReason): Delta {
-    let text = job.text;
-    if (!job.stopMatched && !job.cancelled) {
-      // Generation ended without a stop string: release what was held back.
-      const tail = job.stops.push(job.detok.flush());
-      text += tail.text;
-      if (!tail.stopped) text += job.stops.flush();
-    }
-    job.text = "";
-    const tokens = job.newTokens;
-    job.newTokens = 0;
-    return {
-      id: job.id,
-      text,
-      tokens,
-      finish: reason,
-      usage: { promptTokens: job.prompt.length, completionTokens: job.generated.length, cachedTokens: job.cachedTokens, queueMs: job.queueMs },
-    };
+    acceptToken(job, result.value, this.eogSet);
   }
 
   /** Ends a running job and returns its slot, keeping the slot's KV cache for prefix reuse. */

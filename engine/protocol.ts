@@ -6,19 +6,45 @@
 // one message per token: at 16 streams that is 16× fewer IPC messages.
 
 // v2: EngineRequest.priority, the `tenants` message, fairness costs in WorkerOptions.
-export const PROTOCOL_VERSION = 2;
+// v3: saved KV states (WorkerOptions.kvCache*, EngineStats.kv and prefixHits).
+// v4: EngineRequest.grammar (structured output, tool calls); engine error code invalid_value;
+//     chat tools, assistant tool calls and tool messages in the chat prompt.
+export const PROTOCOL_VERSION = 4;
 
 export type FinishReason = "stop" | "length";
 
 export interface ChatMessage {
-  role: "system" | "developer" | "user" | "assistant";
+  role: "system" | "developer" | "user" | "assistant" | "tool";
   content: string;
+  /** assistant: the tool calls it made, rendered after its content. */
+  toolCalls?: ToolCall[];
+}
+
+export interface ToolCall {
+  name: string;
+  /** JSON text of the arguments object, as the model wrote it. */
+  arguments: string;
+}
+
+/**
+ * Hermes-style tool calls (models/toolPrompt.ts): the prompt asks for them in
+ * these tags, the forced-call grammar writes them, the front parses them.
+ */
+export const TOOL_CALL_OPEN = "<tool_call>";
+export const TOOL_CALL_CLOSE = "</tool_call>";
+
+/** A function the model may call, listed in the chat prompt. */
+export interface ToolDefinition {
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments object, as the client gave it. */
+  parameters: Record<string, unknown>;
 }
 
 export type EnginePrompt =
   | { kind: "text"; text: string }
   | { kind: "tokens"; tokens: number[] }
-  | { kind: "chat"; messages: ChatMessage[] };
+  | { kind: "chat"; messages: ChatMessage[]; tools?: ToolDefinition[] };
 
 /** OpenAI sampling semantics, already validated and defaulted by the front. */
 export interface SamplingParams {
@@ -52,6 +78,25 @@ export interface EngineRequest {
    * that is the fair scheduler's job.
    */
   priority: number;
+  /** Constrains the output to a grammar (structured output, forced tool calls); absent: free text. */
+  grammar?: GrammarSpec;
+}
+
+/**
+ * An output grammar. `json`: any JSON object (response_format json_object).
+ * `json_schema`: a value of `schema`, node-llama-cpp's GbnfJsonSchema subset
+ * (the front translates and checks the client's JSON Schema into it), optionally
+ * wrapped in literal text, once or repeated (Hermes-style <tool_call> blocks).
+ * Generation ends with end-of-generation as soon as the grammar is complete.
+ */
+export type GrammarSpec = { kind: "json" } | { kind: "json_schema"; schema: Record<string, unknown>; wrap?: GrammarWrap };
+
+export interface GrammarWrap {
+  prefix: string;
+  suffix: string;
+  /** More than one wrapped value may follow, `separator` between them. */
+  repeat: boolean;
+  separator: string;
 }
 
 /**
@@ -86,6 +131,12 @@ export interface Usage {
   cachedTokens: number;
   /** Time the request waited for a slot, in ms (set by the engine on the final delta). */
   queueMs?: number;
+  /**
+   * From admission to a slot to the first sampled token, in ms: the prompt's
+   * prefill, chunks shared with other steps included (final delta; absent
+   * when the request ended before its first token).
+   */
+  prefillMs?: number;
 }
 
 export interface Delta {
@@ -100,6 +151,7 @@ export interface Delta {
 export type EngineErrorCode =
   | "context_length_exceeded"
   | "invalid_prompt"
+  | "invalid_value"
   | "engine_restarted"
   | "engine_unavailable"
   | "engine_error";
@@ -132,6 +184,20 @@ export interface EngineStats {
   kvCellsUsed: number;
   steps: number;
   decodedTokens: number;
+  /** Requests admitted with part of their prompt already in the KV cache (warm in a slot or restored). */
+  prefixHits: number;
+  /** Saved KV states (--kv-cache-dir); null when saving is off. */
+  kv: KvCacheStats | null;
+}
+
+export interface KvCacheStats {
+  /** States on disk now, and their bytes. */
+  states: number;
+  bytes: number;
+  /** Since the worker started: states written, restored, and found unusable (deleted, prefix recomputed). */
+  saved: number;
+  restored: number;
+  discarded: number;
 }
 
 export interface WorkerOptions {
@@ -150,6 +216,10 @@ export interface WorkerOptions {
   inputCost?: number;
   /** Fair-scheduler price of an output token (default DEFAULT_FAIRNESS_COSTS.outputCost). */
   outputCost?: number;
+  /** Directory where evicted slots' KV states are saved for later restore; null: never saved. */
+  kvCacheDir?: string | null;
+  /** Bound on the bytes kept in kvCacheDir (least recently used out first); 0 disables saving. */
+  kvCacheMaxBytes?: number;
 }
 
 export type ToWorker =

@@ -6,7 +6,11 @@ import type { LlamaContext } from "node-llama-cpp";
 import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { Engine } from "./engine.js";
+import { KvStateStore, modelIdentity } from "./kvStore.js";
 import { DEFAULT_FAIRNESS_COSTS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
+
+/** Time given to saving warm slots' KV states on a clean shutdown. */
+const SAVE_ON_EXIT_BUDGET_MS = 2000;
 
 function send(msg: FromWorker): void {
   if (process.connected) process.send?.(msg);
@@ -27,6 +31,8 @@ async function main(): Promise<void> {
     if (!shuttingDown) {
       shuttingDown = true;
       await engine?.stop().catch(() => undefined);
+      // Within the front's 5 s grace: a cache not written by then is only recomputed later.
+      await engine?.saveWarmSlots(SAVE_ON_EXIT_BUDGET_MS).catch(() => undefined);
       await context?.dispose().catch(() => undefined);
       await loaded?.model.dispose().catch(() => undefined);
       await loaded?.llama.dispose().catch(() => undefined);
@@ -68,6 +74,11 @@ async function main(): Promise<void> {
   // llama.cpp rounds the context up (to a multiple of 256); the limit clients
   // get is the one configured, so behaviour does not depend on that padding.
   const contextPerSlot = Math.min(opts.contextPerSlot, context.contextSize);
+  let kv: KvStateStore | null = null;
+  if (opts.kvCacheDir && (opts.kvCacheMaxBytes ?? 0) > 0) {
+    const release = loaded.llama.llamaCppRelease;
+    kv = await KvStateStore.open(opts.kvCacheDir, modelIdentity(opts.modelPath, `${release.repo}@${release.release}`), opts.kvCacheMaxBytes!);
+  }
   engine = new Engine(model, context, template, {
     slots: opts.slots,
     contextPerSlot,
@@ -77,7 +88,7 @@ async function main(): Promise<void> {
       inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
     },
-  }, send);
+  }, send, kv);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
   send({

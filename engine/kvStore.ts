@@ -1,0 +1,218 @@
+// Saved KV states on disk: when the engine must evict a slot that holds a
+// conversation, it writes the slot's sequence state here, and restores it into
+// a free slot when the conversation continues, instead of recomputing it.
+//
+// Safety: llama.cpp trusts a state file completely (a file from another model
+// can crash the process), so a file is loaded only when its manifest names
+// this model's identity and the requesting tenant, its bytes hash to the
+// sha256 recorded when it was written, and the tokens it restores are the
+// ones recorded. Anything else is deleted and the prefix recomputed.
+//
+// Layout: <dir>/<model key>/<id>.kv (llama.cpp's file) and <id>.json (the
+// manifest, written last, so a crash mid-save leaves no manifest and the
+// orphan is swept at the next open). Bounded by maxBytes, least recently used
+// out first. Everything here is a cache: losing it costs only recomputation.
+import { createHash, randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
+import type { KvCacheStats } from "./protocol.js";
+import { chooseRestore, decideSave, evictionsFor, type RestoreChoice, type SavedStateView } from "./kvIndex.js";
+
+const FORMAT = 1;
+/** Bytes hashed at each end of the model file for its identity. */
+const IDENTITY_EDGE_BYTES = 16 * 1024 * 1024;
+
+interface Manifest {
+  format: number;
+  model: string;
+  tenant: string;
+  tokens: number[];
+  bytes: number;
+  sha256: string;
+}
+
+
+/**
+ * Identity of a model file and the runtime that reads its states: size, the
+ * first and last 16 MiB (GGUF header, metadata, tensor layout, and the
+ * weights at both ends) and the llama.cpp release. Hashing the whole file
+ * would cost seconds per start for large models; a different model or
+ * quantisation differs in these bytes.
+ */
+export function modelIdentity(modelPath: string, runtime: string): string {
+  const hash = createHash("sha256");
+  const fd = fs.openSync(modelPath, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    hash.update(`${FORMAT}\0${runtime}\0${size}\0`);
+    const buf = Buffer.alloc(Math.min(IDENTITY_EDGE_BYTES, size));
+    for (const start of new Set([0, Math.max(0, size - buf.length)])) {
+      const n = fs.readSync(fd, buf, 0, buf.length, start);
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest("hex");
+}
+
+function sha256(buf: Buffer): string {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+function isManifest(v: unknown): v is Manifest {
+  const m = v as Manifest;
+  return (
+    typeof m === "object" && m !== null && m.format === FORMAT && typeof m.model === "string" && typeof m.tenant === "string" &&
+    Array.isArray(m.tokens) && m.tokens.every((t) => Number.isInteger(t) && t >= 0) &&
+    Number.isInteger(m.bytes) && typeof m.sha256 === "string"
+  );
+}
+
+function sameTokens(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
+}
+
+export class KvStateStore {
+  private readonly entries = new Map<string, SavedStateView>();
+  private readonly dir: string;
+  private clock = 0;
+  private saved = 0;
+  private restored = 0;
+  private discarded = 0;
+
+  private constructor(
+    root: string,
+    private readonly model: string,
+    private readonly maxBytes: number,
+  ) {
+    this.dir = path.join(root, model.slice(0, 16));
+  }
+
+  /** Opens the store, keeping the valid states of earlier runs and sweeping the rest. */
+  static async open(root: string, model: string, maxBytes: number): Promise<KvStateStore> {
+    const store = new KvStateStore(root, model, maxBytes);
+    await fs.promises.mkdir(store.dir, { recursive: true });
+    await store.load();
+    return store;
+  }
+
+  stats(): KvCacheStats {
+    let bytes = 0;
+    for (const e of this.entries.values()) bytes += e.bytes;
+    return { states: this.entries.size, bytes, saved: this.saved, restored: this.restored, discarded: this.discarded };
+  }
+
+  /** The saved state worth restoring for this prompt, if any (see chooseRestore). */
+  find(tenant: string, prompt: readonly Token[], slotReuse: number): RestoreChoice | null {
+    return chooseRestore(this.entries.values(), tenant, prompt, slotReuse);
+  }
+
+  /** Writes `seq`'s state out before the slot loses `lostTokens` of its cache, when that is worth keeping. */
+  async save(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+    const tokens = seq.contextTokens;
+    const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
+    if (decision.kind === "skip") return;
+    const id = randomUUID();
+    const file = this.stateFile(id);
+    const tmp = `${file}.tmp`;
+    try {
+      await seq.saveStateToFile(tmp);
+      const bytes = await fs.promises.readFile(tmp);
+      if (bytes.length > this.maxBytes) {
+        await fs.promises.rm(tmp, { force: true });
+        return;
+      }
+      for (const old of evictionsFor(this.entries.values(), this.maxBytes, bytes.length)) await this.remove(old);
+      await fs.promises.rename(tmp, file);
+      const manifest: Manifest = { format: FORMAT, model: this.model, tenant, tokens: [...tokens], bytes: bytes.length, sha256: sha256(bytes) };
+      await fs.promises.writeFile(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest));
+      await fs.promises.rename(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
+      this.entries.set(id, { id, tenant, tokens: manifest.tokens, bytes: bytes.length, lastUsed: ++this.clock });
+      this.saved++;
+    } catch {
+      // A state that cannot be written is a cache miss later, nothing worse.
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+      await this.remove(id);
+      return;
+    }
+    for (const old of decision.supersedes) await this.remove(old);
+  }
+
+  /**
+   * Loads state `id` into `seq` after checking it belongs to `tenant` and is
+   * intact. True when `seq` now holds exactly the saved tokens; false when the
+   * state was unusable (it is deleted, and `seq` is left empty).
+   */
+  async restore(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+    const entry = this.entries.get(id);
+    if (!entry || entry.tenant !== tenant) return false;
+    try {
+      const manifest: unknown = JSON.parse(await fs.promises.readFile(this.manifestFile(id), "utf8"));
+      const bytes = await fs.promises.readFile(this.stateFile(id));
+      if (!isManifest(manifest) || manifest.model !== this.model || manifest.tenant !== tenant || !sameTokens(manifest.tokens, entry.tokens) || sha256(bytes) !== manifest.sha256) {
+        throw new Error("state file does not match its manifest");
+      }
+      await seq.loadStateFromFile(this.stateFile(id), { acceptRisk: true });
+      if (!sameTokens(seq.contextTokens, entry.tokens)) throw new Error("restored tokens differ from the saved ones");
+    } catch {
+      this.discarded++;
+      await this.remove(id);
+      await seq.clearHistory().catch(() => undefined);
+      return false;
+    }
+    entry.lastUsed = ++this.clock;
+    const now = new Date();
+    await fs.promises.utimes(this.manifestFile(id), now, now).catch(() => undefined);
+    this.restored++;
+    return true;
+  }
+
+  private stateFile(id: string): string {
+    return path.join(this.dir, `${id}.kv`);
+  }
+
+  private manifestFile(id: string): string {
+    return path.join(this.dir, `${id}.json`);
+  }
+
+  private async remove(id: string): Promise<void> {
+    this.entries.delete(id);
+    await fs.promises.rm(this.manifestFile(id), { force: true }).catch(() => undefined);
+    await fs.promises.rm(this.stateFile(id), { force: true }).catch(() => undefined);
+  }
+
+  /**
+   * Indexes the manifests of earlier runs, oldest first by modification time.
+   * Only manifests are read here: a state's bytes are checked when it is
+   * restored. Orphans, temporaries and foreign or unreadable manifests go.
+   */
+  private async load(): Promise<void> {
+    const names = await fs.promises.readdir(this.dir);
+    const kept = new Set<string>();
+    const found: Array<{ view: SavedStateView; mtimeMs: number }> = [];
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      const id = name.slice(0, -".json".length);
+      try {
+        const manifest: unknown = JSON.parse(await fs.promises.readFile(this.manifestFile(id), "utf8"));
+        const stat = await fs.promises.stat(this.stateFile(id));
+        if (!isManifest(manifest) || manifest.model !== this.model || stat.size !== manifest.bytes) throw new Error("foreign or damaged");
+        const mtimeMs = (await fs.promises.stat(this.manifestFile(id))).mtimeMs;
+        found.push({ view: { id, tenant: manifest.tenant, tokens: manifest.tokens, bytes: manifest.bytes, lastUsed: 0 }, mtimeMs });
+        kept.add(id);
+      } catch {
+        this.discarded++;
+      }
+    }
+    for (const name of names) {
+      const id = name.replace(/\.(kv|json)(\.tmp)?$/, "");
+      if (!kept.has(id)) await fs.promises.rm(path.join(this.dir, name), { force: true }).catch(() => undefined);
+    }
+    for (const { view } of found.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
+      view.lastUsed = ++this.clock;
+      this.entries.set(view.id, view);
+    }
+    for (const old of evictionsFor(this.entries.values(), this.maxBytes)) await this.remove(old);
+  }
+}
