@@ -1,5 +1,6 @@
 // Server-sent events the way OpenAI sends them: `data: <json>\n\n` frames,
-// ending with `data: [DONE]`. Writes wait for 'drain' when the socket buffer
+// ending with `data: [DONE]` (chat, completions), or named `event:` frames
+// with no [DONE] (responses). Writes wait for 'drain' when the socket buffer
 // is full, so a slow reader slows its own stream instead of growing memory.
 import { once } from "node:events";
 import type { Response } from "express";
@@ -8,6 +9,9 @@ export class SseWriter {
   private closed = false;
 
   constructor(private readonly res: Response) {
+    // Made for a response already closed, it must not wait for a "close" (or
+    // a "drain") that will never come.
+    this.closed = res.closed;
     res.once("close", () => (this.closed = true));
   }
 
@@ -26,6 +30,16 @@ export class SseWriter {
 
   async send(payload: unknown): Promise<void> {
     await this.write(`data: ${JSON.stringify(payload)}\n\n`);
+  }
+
+  /** A named event, `event: <name>` then `data: <json>`: how the Responses API frames its stream. */
+  async sendEvent(event: string, payload: unknown): Promise<void> {
+    await this.write(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
+  }
+
+  /** Ends the stream without `data: [DONE]` (the Responses API sends none). */
+  end(): void {
+    if (!this.closed) this.res.end();
   }
 
   async done(): Promise<void> {

@@ -71,7 +71,12 @@ export function requestLog(opts: RequestLogOptions): RequestHandler {
       if (opts.logContent) {
         const messages = bodyField(req, "messages");
         const prompt = bodyField(req, "prompt");
-        if (messages !== undefined || prompt !== undefined) opts.log.debug({ requestId, messages, prompt }, "request content");
+        // The Responses API's content: its input items and instructions.
+        const input = bodyField(req, "input");
+        const instructions = bodyField(req, "instructions");
+        if (messages !== undefined || prompt !== undefined || input !== undefined || instructions !== undefined) {
+          opts.log.debug({ requestId, messages, prompt, input, instructions }, "request content");
+        }
       }
     });
     next();

@@ -1,0 +1,139 @@
+// POST /v1/responses: request schema, how each parameter is handled, and the
+// validated request the route works from.
+import { z } from "zod";
+import { ApiError } from "../../errors.js";
+import { isNullish, MAX_INT32, parseBody, refuseUnsupported, samplingShape } from "../common.js";
+import type { ParamTable } from "../parameters.js";
+import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type ParsedItem } from "./items.js";
+
+/** OpenAI's floor for max_output_tokens. */
+export const MIN_OUTPUT_TOKENS = 16;
+
+// Chat's sampling fields, less the two whose Responses counterparts differ
+// (max_output_tokens; stream_options without include_usage).
+const { max_tokens: _maxTokens, stream_options: _chatStreamOptions, ...sampling } = samplingShape;
+
+const objectId = () => z.string({ error: "must be a string" }).min(1).max(MAX_ITEM_ID_LENGTH);
+
+export const responsesRequestSchema = z
+  .object({
+    model: z.string({ error: "must be a string" }),
+    input: z
+      .union([z.string(), z.array(z.unknown()).max(MAX_INPUT_ITEMS, `must contain at most ${MAX_INPUT_ITEMS} items`)], {
+        error: "must be a string or an array of input items",
+      })
+      .nullish(),
+    instructions: z.string({ error: "must be a string" }).nullish(),
+    previous_response_id: objectId().nullish(),
+    conversation: z.union([objectId(), z.object({ id: objectId() }).strict()], { error: "must be a conversation id or {\"id\": ...}" }).nullish(),
+    max_output_tokens: z
+      .number({ error: "must be an integer" })
+      .int("must be an integer")
+      .min(MIN_OUTPUT_TOKENS, `must be at least ${MIN_OUTPUT_TOKENS}`)
+      .max(MAX_INT32)
+      .nullish(),
+    stream_options: z.object({ include_obfuscation: z.boolean().optional() }).strict().nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    // llamux extension: order among the tenant's own waiting requests (higher first).
+    priority: z.number().int("must be an integer").min(-1000).max(1000).nullish(),
+    // Refused unless neutral (see RESPONSES_PARAMETERS).
+    top_logprobs: z.unknown().optional(),
+    background: z.unknown().optional(),
+    max_tool_calls: z.unknown().optional(),
+    text: z.unknown().optional(),
+    tools: z.unknown().optional(),
+    tool_choice: z.unknown().optional(),
+    prompt: z.unknown().optional(),
+    truncation: z.unknown().optional(),
+    reasoning: z.unknown().optional(),
+    include: z.unknown().optional(),
+    moderation: z.unknown().optional(),
+    context_management: z.unknown().optional(),
+    ...sampling,
+  })
+  .strict();
+
+export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
+
+const implemented = { handling: "implemented" } as const;
+const implementedExtension = { handling: "implemented", extension: true } as const;
+const ignored = { handling: "ignored" } as const;
+const refused = (why: string, neutral: (v: unknown) => boolean = isNullish) => ({ handling: "refused", neutral, why }) as const;
+const allNullish = (v: unknown) => isNullish(v) || (typeof v === "object" && !Array.isArray(v) && Object.values(v as object).every(isNullish));
+
+/** POST /v1/responses (CreateResponse): how each parameter is handled. */
+export const RESPONSES_PARAMETERS: ParamTable = {
+  model: implemented,
+  input: implemented,
+  instructions: implemented,
+  previous_response_id: implemented,
+  conversation: implemented,
+  store: implemented,
+  stream: implemented,
+  max_output_tokens: implemented,
+  temperature: implemented,
+  top_p: implemented,
+  // Stored with the response and returned with it; no effect on generation.
+  metadata: implemented,
+  // Echoed in the response; no effect on generation.
+  user: ignored,
+  safety_identifier: ignored,
+  prompt_cache_key: ignored,
+  prompt_cache_retention: ignored,
+  prompt_cache_options: ignored,
+  service_tier: ignored,
+  // Stream obfuscation pads delta events against a side channel of OpenAI's; llamux sends none.
+  stream_options: ignored,
+  // Without tools there are no tool calls to run in parallel.
+  parallel_tool_calls: ignored,
+  presence_penalty: implementedExtension,
+  frequency_penalty: implementedExtension,
+  logit_bias: implementedExtension,
+  seed: implementedExtension,
+  stop: implementedExtension,
+  top_k: implementedExtension,
+  min_p: implementedExtension,
+  repeat_penalty: implementedExtension,
+  ignore_eos: implementedExtension,
+  priority: implementedExtension,
+  top_logprobs: refused("is not supported yet", (v) => isNullish(v) || v === 0),
+  background: refused("(background responses) is not supported", (v) => isNullish(v) || v === false),
+  max_tool_calls: refused("(tool calling) is not supported yet"),
+  text: refused('only supports {"format": {"type": "text"}} so far', (v) => {
+    if (isNullish(v)) return true;
+    if (typeof v !== "object" || Array.isArray(v)) return false;
+    const { format, verbosity, ...rest } = v as { format?: { type?: unknown } | null; verbosity?: unknown };
+    return Object.keys(rest).length === 0 && isNullish(verbosity) && (isNullish(format) || (Object.keys(format!).length === 1 && format!.type === "text"));
+  }),
+  tools: refused("(tool calling) is not supported yet", (v) => isNullish(v) || (Array.isArray(v) && v.length === 0)),
+  tool_choice: refused("(tool calling) is not supported yet", (v) => isNullish(v) || v === "none" || v === "auto"),
+  prompt: refused("(prompt templates) is not supported"),
+  truncation: refused('only supports "disabled": a context that does not fit is a 400 context_length_exceeded', (v) => isNullish(v) || v === "disabled"),
+  reasoning: refused("is not supported with this model", allNullish),
+  include: refused("is not supported: llamux has no additional output data to include", (v) => isNullish(v) || (Array.isArray(v) && v.length === 0)),
+  moderation: refused("is not supported"),
+  context_management: refused("(compaction) is not supported"),
+};
+
+export interface ParsedResponsesRequest {
+  body: ResponsesRequest;
+  /** This request's own input items (not yet given ids). */
+  input: ParsedItem[];
+  /** The `conversation` id, whichever form it was given in. */
+  conversationId: string | null;
+}
+
+export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
+  const body = parseBody(responsesRequestSchema, raw);
+  refuseUnsupported(body as Record<string, unknown>, RESPONSES_PARAMETERS);
+  const conversationId = isNullish(body.conversation) ? null : typeof body.conversation === "string" ? body.conversation : body.conversation!.id;
+  if (conversationId !== null && !isNullish(body.previous_response_id)) {
+    throw new ApiError(
+      "invalid_value",
+      "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together; give one of them.",
+      "previous_response_id",
+    );
+  }
+  const input = isNullish(body.input) ? [] : typeof body.input === "string" ? [userText(body.input)] : parseInputItems(body.input!, ["input"]);
+  return { body, input, conversationId };
+}

@@ -1,0 +1,148 @@
+// /v1/responses: create (stream or not), retrieve, delete, list input items.
+// A response's context is rendered as chat messages, the whole history every
+// turn and always the same way (instructions first, then the previous
+// responses' or the conversation's items, then this input), so the engine's
+// per-tenant prefix cache serves a continued conversation's earlier turns.
+import { Router, type Request } from "express";
+import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
+import { ApiError } from "../../errors.js";
+import { capMaxTokens } from "../../quota/capMaxTokens.js";
+import { estimateChatTokens } from "../../quota/estimate.js";
+import type { ConversationStore, MessageItem } from "../../store/conversationStore.js";
+import type { Tenant } from "../../tenants/types.js";
+import { isNullish, stopList, toSamplingParams } from "../common.js";
+import { requireModel, type RouteDeps } from "../context.js";
+import { runGeneration } from "../runGeneration.js";
+import { newObjectId, toChatMessage, withIds } from "./items.js";
+import { listJson, parseListQuery, refuseInclude } from "./list.js";
+import { conversationNotFound, responseNotFound } from "./notFound.js";
+import { parseResponsesRequest } from "./protocol.js";
+import type { ResponseEcho, ResponseObject } from "./responseObject.js";
+import { respondResponse, streamResponse, type ResponseRun } from "./serving.js";
+
+/**
+ * The items a new response continues from: a stored response's own input and
+ * output (its input already holds the chain before it), or a conversation's
+ * items. Instructions are never carried over.
+ */
+async function loadHistory(store: ConversationStore, tenantId: string, previousResponseId: string | null, conversationId: string | null): Promise<MessageItem[]> {
+  if (previousResponseId !== null) {
+    const previous = await store.getResponse(tenantId, previousResponseId);
+    const input = previous ? await store.getResponseInputItems(tenantId, previousResponseId) : null;
+    if (!previous || !input) {
+      throw new ApiError("previous_response_not_found", `Previous response with id '${previousResponseId}' not found.`, "previous_response_id");
+    }
+    return [...input, ...(previous.body as ResponseObject).output];
+  }
+  if (conversationId !== null) {
+    const items = await store.getConversationItems(tenantId, conversationId);
+    if (!items) throw conversationNotFound(conversationId, "conversation");
+    return items;
+  }
+  return [];
+}
+
+/** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */
+function refuseRetrieveStream(req: Request): void {
+  for (const name of ["stream", "starting_after", "include_obfuscation"]) {
+    const v = req.query[name];
+    if (v !== undefined && v !== "false") {
+      throw new ApiError("unsupported_parameter", `Unsupported parameter: '${name}': replaying a response's stream is not supported.`, name);
+    }
+  }
+}
+
+export function responsesRoute(deps: RouteDeps, store: ConversationStore): Router {
+  const router = Router();
+
+  router.post("/v1/responses", async (req, res) => {
+    const tenant: Tenant = res.locals.tenant;
+    const { body, input, conversationId } = parseResponsesRequest(req.body);
+    requireModel(deps, body.model);
+    const previousResponseId = body.previous_response_id ?? null;
+    const history = await loadHistory(store, tenant.id, previousResponseId, conversationId);
+    const inputItems = withIds(input, new Set(history.map((item) => item.id)), ["input"]);
+    const context = [...history, ...inputItems];
+    const instructions = body.instructions ?? null;
+    const messages: ChatMessage[] = [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...context.map(toChatMessage)];
+    if (messages.length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
+
+    const maxTokens = capMaxTokens(tenant.limits, body.max_output_tokens ?? null);
+    const engineReq: EngineRequest = {
+      tenant: tenant.id,
+      prompt: { kind: "chat", messages },
+      maxTokens,
+      stop: stopList(body.stop),
+      sampling: toSamplingParams(body),
+      echo: false,
+      priority: Math.min(body.priority ?? 0, tenant.scheduling.maxPriority),
+    };
+    const stored = body.store ?? true;
+    const echo: ResponseEcho = {
+      id: newObjectId("resp"),
+      createdAtSeconds: Math.floor(Date.now() / 1000),
+      model: body.model,
+      instructions,
+      maxOutputTokens: body.max_output_tokens ?? null,
+      previousResponseId,
+      conversationId,
+      store: stored,
+      temperature: body.temperature ?? 1,
+      topP: body.top_p ?? 1,
+      parallelToolCalls: body.parallel_tool_calls ?? true,
+      metadata: body.metadata ?? {},
+      user: isNullish(body.user) ? null : body.user!,
+      safetyIdentifier: body.safety_identifier ?? null,
+      promptCacheKey: body.prompt_cache_key ?? null,
+    };
+    const run: ResponseRun = {
+      echo,
+      outputItemId: newObjectId("msg"),
+      // With store:false the response is not kept, but a conversation still
+      // gets its items: continuing the conversation is what was asked for.
+      commit: (response, output) =>
+        store.commitResponse({
+          tenantId: tenant.id,
+          response: stored ? { id: echo.id, createdAtSeconds: echo.createdAtSeconds, body: response, inputItems: context } : null,
+          conversation: conversationId === null ? null : { id: conversationId, items: [...inputItems, output] },
+        }),
+    };
+    const generation = {
+      tenant,
+      model: body.model,
+      includeUsage: false,
+      engineReqs: [engineReq],
+      estimatedTokens: estimateChatTokens(messages, maxTokens),
+    };
+    await runGeneration(deps, req, res, generation, ([choice], meta) =>
+      body.stream ? streamResponse(res, choice!, meta, run) : respondResponse(res, choice!, meta, run),
+    );
+  });
+
+  router.get("/v1/responses/:id", async (req, res) => {
+    refuseInclude(req.query);
+    refuseRetrieveStream(req);
+    const found = await store.getResponse(res.locals.tenant.id, req.params.id);
+    if (!found) throw responseNotFound(req.params.id);
+    res.json(found.body);
+  });
+
+  router.delete("/v1/responses/:id", async (req, res) => {
+    if (!(await store.deleteResponse(res.locals.tenant.id, req.params.id))) throw responseNotFound(req.params.id);
+    res.json({ id: req.params.id, object: "response", deleted: true });
+  });
+
+  router.get("/v1/responses/:id/input_items", async (req, res) => {
+    const options = parseListQuery(req.query);
+    const page = await store.listResponseInputItems(res.locals.tenant.id, req.params.id, options);
+    if (!page) throw responseNotFound(req.params.id);
+    res.json(listJson(page));
+  });
+
+  router.post("/v1/responses/:id/cancel", async (req, res) => {
+    if (!(await store.getResponse(res.locals.tenant.id, req.params.id))) throw responseNotFound(req.params.id);
+    throw new ApiError("invalid_value", "Only responses created with background=true can be cancelled, and llamux does not run responses in the background.", "response_id");
+  });
+
+  return router;
+}

@@ -1,0 +1,141 @@
+// What the Responses and Conversations APIs keep: stored responses (with the
+// items their generation read) and conversations (an ordered list of items).
+// ConversationStore is the seam: SqliteConversationStore keeps them in
+// <data-dir>/llamux.db; a networked store can implement the same promises.
+//
+// Invariants every implementation keeps:
+// - every row belongs to one tenant, and every read, write and delete is
+//   scoped by that tenant id: another tenant's id is indistinguishable from a
+//   missing one (null / false, never an error of its own);
+// - a write whose promise has resolved is durable (the API acknowledges only
+//   after it);
+// - a delete removes the data, not a flag;
+// - responses older than the retention period are invisible at once and
+//   removed by purgeExpired(); conversations and their items are kept until
+//   deleted (as on OpenAI, they are not subject to the response TTL).
+
+export type ItemStatus = "in_progress" | "completed" | "incomplete";
+export type MessageRole = "user" | "system" | "developer" | "assistant";
+
+export interface InputTextPart {
+  type: "input_text";
+  text: string;
+}
+
+export interface OutputTextPart {
+  type: "output_text";
+  text: string;
+  annotations: unknown[];
+  logprobs: unknown[];
+}
+
+export interface RefusalPart {
+  type: "refusal";
+  refusal: string;
+}
+
+export type ContentPart = InputTextPart | OutputTextPart | RefusalPart;
+
+/**
+ * A message item as the API returns it. Input roles (user, system,
+ * developer) carry input_text parts; assistant messages carry output_text or
+ * refusal parts. The only item type llamux stores: tool calls, reasoning and
+ * the like are refused at the edge.
+ */
+export interface MessageItem {
+  type: "message";
+  id: string;
+  role: MessageRole;
+  status: ItemStatus;
+  content: ContentPart[];
+}
+
+/** A JSON object as the API returned it (a Response), stored verbatim. */
+export type JsonObject = { readonly [key: string]: unknown };
+
+export interface NewStoredResponse {
+  id: string;
+  createdAtSeconds: number;
+  /** The Response object exactly as it was sent to the client (output included). */
+  body: JsonObject;
+  /**
+   * Every item the generation read, in order: the previous responses' or the
+   * conversation's items, then this request's input (instructions are not items).
+   */
+  inputItems: readonly MessageItem[];
+}
+
+export interface StoredResponse {
+  id: string;
+  createdAtSeconds: number;
+  body: JsonObject;
+}
+
+export interface ConversationRecord {
+  id: string;
+  createdAtSeconds: number;
+  metadata: Record<string, string>;
+}
+
+export interface ListOptions {
+  /** 1..100. */
+  limit: number;
+  order: "asc" | "desc";
+  /** An item id of the list: the page starts after it (in `order`). */
+  after: string | null;
+}
+
+export type ItemPage =
+  | { kind: "page"; items: MessageItem[]; hasMore: boolean }
+  /** The list exists but has no item `after`. */
+  | { kind: "after_not_found" };
+
+/** What one finished generation writes, all or nothing. */
+export interface ResponseCommit {
+  tenantId: string;
+  /** Null with store:false: the response itself is not kept. */
+  response: NewStoredResponse | null;
+  /**
+   * Items appended to a conversation (the request's input, then the output).
+   * A conversation deleted while the response was generated gets nothing.
+   */
+  conversation: { id: string; items: readonly MessageItem[] } | null;
+}
+
+export interface ConversationStore {
+  /** Writes a finished response and its conversation items in one transaction. */
+  commitResponse(commit: ResponseCommit): Promise<void>;
+  getResponse(tenantId: string, id: string): Promise<StoredResponse | null>;
+  /** All input items of a response, in order; null when there is no such response. */
+  getResponseInputItems(tenantId: string, id: string): Promise<MessageItem[] | null>;
+  /** Null when there is no such response. */
+  listResponseInputItems(tenantId: string, id: string, options: ListOptions): Promise<ItemPage | null>;
+  /** False when there was none. */
+  deleteResponse(tenantId: string, id: string): Promise<boolean>;
+
+  /** Creates a conversation holding `items` (in order). */
+  createConversation(tenantId: string, conversation: ConversationRecord, items: readonly MessageItem[]): Promise<ConversationRecord>;
+  getConversation(tenantId: string, id: string): Promise<ConversationRecord | null>;
+  /** Replaces the metadata; null when there is no such conversation. */
+  updateConversation(tenantId: string, id: string, metadata: Record<string, string>): Promise<ConversationRecord | null>;
+  /** Deletes the conversation and all its items; false when there was none. */
+  deleteConversation(tenantId: string, id: string): Promise<boolean>;
+  /** Appends items; null when there is no such conversation. */
+  addConversationItems(tenantId: string, id: string, items: readonly MessageItem[]): Promise<MessageItem[] | null>;
+  /** Every item, oldest first; null when there is no such conversation. */
+  getConversationItems(tenantId: string, id: string): Promise<MessageItem[] | null>;
+  /** Null when there is no such conversation. */
+  listConversationItems(tenantId: string, id: string, options: ListOptions): Promise<ItemPage | null>;
+  /** Null when there is no such conversation or item. */
+  getConversationItem(tenantId: string, id: string, itemId: string): Promise<MessageItem | null>;
+  /** False when there is no such conversation or item. */
+  deleteConversationItem(tenantId: string, id: string, itemId: string): Promise<boolean>;
+
+  /** Removes everything a tenant stored (the tenant was deleted: a new one of the same id must not inherit it). */
+  deleteTenantData(tenantId: string): Promise<void>;
+
+  /** Removes every expired response now; returns how many. */
+  purgeExpired(): Promise<number>;
+  /** Stops the purge timer and releases the store; idempotent. */
+  close(): Promise<void>;
+}
