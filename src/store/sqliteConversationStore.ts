@@ -7,10 +7,8 @@
 //
 // Every primary key starts with tenant_id and every statement binds it, so a
 // tenant can only ever reach its own rows.
-import fs from "node:fs";
-import path from "node:path";
-import Database from "better-sqlite3";
-import { DB_FILE_NAME } from "../tenants/store.js";
+import type Database from "better-sqlite3";
+import { openDatabase } from "./sqlite.js";
 import type {
   ConversationRecord,
   ConversationStore,
@@ -109,19 +107,7 @@ export class SqliteConversationStore implements ConversationStore {
     if (!Number.isInteger(options.responseTtlSeconds) || options.responseTtlSeconds < 0) {
       throw new Error(`responseTtlSeconds must be a whole number >= 0, not ${options.responseTtlSeconds}`);
     }
-    fs.mkdirSync(dataDir, { recursive: true });
-    const file = path.join(dataDir, DB_FILE_NAME);
-    const db = new Database(file);
-    try {
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = FULL");
-      db.pragma("foreign_keys = ON");
-      db.pragma("busy_timeout = 5000");
-      db.exec(SCHEMA);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    const { db, file } = openDatabase(dataDir, SCHEMA);
     return new SqliteConversationStore(db, file, options);
   }
 

@@ -4,14 +4,13 @@
 //
 // Durability: journal_mode=WAL + synchronous=FULL, so a write whose promise has
 // resolved (and so an acknowledged admin request) survives kill -9 and power loss.
-import fs from "node:fs";
-import path from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { openDatabase } from "../store/sqlite.js";
 import { limitsPatchSchema, schedulingPatchSchema, type TenantDefinition } from "./config.js";
 import { displayPrefixOfHash, generateKeyId } from "./keys.js";
 import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant, type TenantLimits, type TenantScheduling } from "./types.js";
 
-export const DB_FILE_NAME = "llamux.db";
+export { DB_FILE_NAME } from "../store/sqlite.js";
 
 export interface TenantRecord {
   tenant: Tenant;
@@ -133,19 +132,7 @@ export class SqliteTenantStore implements TenantStore {
 
   /** Opens (creating the directory and tables when needed) `<dataDir>/llamux.db`. */
   static open(dataDir: string, options: SqliteTenantStoreOptions = {}): SqliteTenantStore {
-    fs.mkdirSync(dataDir, { recursive: true });
-    const file = path.join(dataDir, DB_FILE_NAME);
-    const db = new Database(file);
-    try {
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = FULL");
-      db.pragma("foreign_keys = ON");
-      db.pragma("busy_timeout = 5000");
-      db.exec(SCHEMA);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    const { db, file } = openDatabase(dataDir, SCHEMA);
     return new SqliteTenantStore(db, file, options);
   }
 
