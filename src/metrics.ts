@@ -10,9 +10,13 @@ export interface Metrics {
   completionTokens: Counter<"model" | "tenant">;
   cachedTokens: Counter<"model" | "tenant">;
   requestSeconds: Histogram<"endpoint">;
-  /** Generation requests that the engine completed, per tenant. */
-  tenantRequests: Counter<"tenant" | "model">;
-  /** Requests refused before the engine: quota, rate limit, queue cap. */
+  /**
+   * Generations ended, one per choice (what the engine ran): `status` ok,
+   * error or cancelled (the client left); `finish_reason` as the response
+   * said it, `none` when there was no finish.
+   */
+  generations: Counter<"model" | "tenant" | "status" | "finish_reason">;
+  /** Requests refused or shed before they ran: quota, rate limit, queue caps (tenant, server), queue timeout. */
   rejections: Counter<"tenant" | "reason">;
   /** Time a request waited for a KV slot. */
   queueSeconds: Histogram<"tenant">;
@@ -20,7 +24,11 @@ export interface Metrics {
   ttftSeconds: Histogram<"model">;
   /** Between consecutive outputs of one stream (one engine step apart). */
   itlSeconds: Histogram<"model">;
+  /** From a choice's admission to a slot to its first sampled token (prompt read, cache reuse included). */
+  prefillSeconds: Histogram<"model">;
 }
+
+export type GenerationStatus = "ok" | "error" | "cancelled";
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -31,10 +39,16 @@ export function createMetrics(): Metrics {
     promptTokens: new Counter({ name: "llamux_prompt_tokens_total", help: "Prompt tokens processed", labelNames: ["model", "tenant"], registers: [registry] }),
     completionTokens: new Counter({ name: "llamux_completion_tokens_total", help: "Completion tokens generated", labelNames: ["model", "tenant"], registers: [registry] }),
     cachedTokens: new Counter({ name: "llamux_cached_tokens_total", help: "Prompt tokens served from a slot's KV cache", labelNames: ["model", "tenant"], registers: [registry] }),
-    tenantRequests: new Counter({ name: "llamux_tenant_requests_total", help: "Generation requests completed, by tenant and model", labelNames: ["tenant", "model"], registers: [registry] }),
-    rejections: new Counter({ name: "llamux_rejections_total", help: "Requests refused before reaching the engine, by tenant and reason", labelNames: ["tenant", "reason"], registers: [registry] }),
+    generations: new Counter({
+      name: "llamux_generations_total",
+      help: "Generations (one per choice) ended, by model, tenant, status (ok, error, cancelled) and finish_reason (none without a finish)",
+      labelNames: ["model", "tenant", "status", "finish_reason"],
+      registers: [registry],
+    }),
+    rejections: new Counter({ name: "llamux_rejections_total", help: "Requests refused or shed before they ran (quota, rate limit, queue caps, queue timeout), by tenant and reason", labelNames: ["tenant", "reason"], registers: [registry] }),
     ttftSeconds: new Histogram({ name: "llamux_time_to_first_token_seconds", help: "From request arrival to the first generated output", labelNames: ["model"], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     itlSeconds: new Histogram({ name: "llamux_inter_token_latency_seconds", help: "Between consecutive outputs of one stream", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    prefillSeconds: new Histogram({ name: "llamux_prefill_seconds", help: "From admission to a KV slot to the first sampled token", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     queueSeconds: new Histogram({ name: "llamux_queue_seconds", help: "Time a request waited for a KV slot", labelNames: ["tenant"], buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     requestSeconds: new Histogram({ name: "llamux_request_duration_seconds", help: "End-to-end HTTP request latency", labelNames: ["endpoint"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] }),
   };
@@ -65,6 +79,25 @@ export function bindEngineMetrics(metrics: Metrics, engine: EngineClient): void 
   gauge("llamux_slots_busy", "KV slots serving a request", (s) => s.slotsBusy);
   gauge("llamux_slots_idle", "KV slots free (their cache kept for prefix reuse)", (s) => s.slotsIdle);
   gauge("llamux_kv_cells_used", "KV cache cells holding tokens, over all slots", (s) => s.kvCellsUsed);
+  gauge("llamux_kv_saved_states", "Evicted slots' KV states saved on disk (--kv-cache-dir)", (s) => s.kv?.states ?? 0);
+  gauge("llamux_kv_saved_bytes", "Bytes of the saved KV states on disk", (s) => s.kv?.bytes ?? 0);
+  // Counted by the worker: like any counter, they start again from 0 when it restarts.
+  const counter = (name: string, help: string, read: (s: Stats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      async collect() {
+        const s = await stats();
+        if (!s) return;
+        this.reset();
+        this.inc(read(s));
+      },
+    });
+  counter("llamux_prefix_hits_total", "Requests admitted with part of their prompt already cached (warm in a slot or restored)", (s) => s.prefixHits);
+  counter("llamux_kv_states_saved_total", "KV states written to disk when their slot was evicted", (s) => s.kv?.saved ?? 0);
+  counter("llamux_kv_states_restored_total", "Saved KV states loaded back into a slot instead of recomputing the prefix", (s) => s.kv?.restored ?? 0);
+  counter("llamux_kv_states_discarded_total", "Saved KV states found corrupt, foreign or unloadable, deleted and recomputed", (s) => s.kv?.discarded ?? 0);
   const restarts = new Counter({ name: "llamux_engine_restarts_total", help: "Engine worker restarts after a crash", registers });
   engine.on("restart", () => restarts.inc());
 }
