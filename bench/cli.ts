@@ -7,6 +7,8 @@ import { defaultThreads, type GpuMode } from "../models/load.js";
 import { runCeiling, type CeilingLevel } from "./ceiling.js";
 import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";
+import { multiturnTable, runMultiturn, summarizeMultiturn } from "./multiturn.js";
+import { OPS_HELP, overloadMain, soakMain } from "./opsCli.js";
 import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, tenantsTable, type CeilingShape } from "./report.js";
 import { runTenantWorkload, tenantSpecs, type TenantWorkload } from "./tenants.js";
 import { UsageError } from "./usage.js";
@@ -56,6 +58,24 @@ export const HELP = `Usage:
         --gpu MODE            auto | off | cuda | vulkan (default auto)
         --json FILE           also write the results as JSON
 
+  llamux bench multiturn --url URL --model ID [options]
+      Multi-turn chats: TENANTS x CONVERSATIONS conversations at once (give more than the server
+      has slots), each sending TURNS turns that resend the whole history after one shared system
+      prompt. Reports per turn: TTFT mean/p99 and the prompt tokens the server recomputed (from
+      usage.cached_tokens, or llama-server's timings.prompt_n). Exit 1 if any turn failed.
+        --tenants N           (default 4)
+        --conversations N     per tenant (default 2)
+        --turns N             (default 6)
+        --system-tokens N     shared system prompt, about N tokens (default 512)
+        --user-tokens N       each user message (default 32)
+        --max-tokens N        generated per turn, ignore_eos (default 16)
+        --think-ms N          pause between a reply and the next turn; conversations start spread
+                              over it (default 3000)
+        --tenant-keys LIST    KEY1,KEY2,... one per tenant, in order (default: no key)
+        --timeout-ms N, --json FILE   as above
+
+${OPS_HELP}
+
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
       Medians over repeated runs of the above, with each server's ratio to the ceiling.`;
 
@@ -73,6 +93,13 @@ export function positiveNumber(name: string, raw: string | undefined, fallback: 
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
+  return n;
+}
+
+export function nonNegativeInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number, got '${raw}'`);
   return n;
 }
 
@@ -257,11 +284,53 @@ function compareCli(argv: string[]): number {
   return 0;
 }
 
+async function multiturnMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      url: { type: "string" }, model: { type: "string" }, tenants: { type: "string" }, conversations: { type: "string" }, turns: { type: "string" },
+      "system-tokens": { type: "string" }, "user-tokens": { type: "string" }, "max-tokens": { type: "string" }, "tenant-keys": { type: "string" },
+      "think-ms": { type: "string" }, "timeout-ms": { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+    },
+  });
+  if (values.help) return (console.log(HELP), 0);
+  if (!values.url || !values.model) throw new UsageError("bench multiturn needs --url URL and --model ID (see --help)");
+  const tenants = positiveInt("tenants", values.tenants, 4);
+  const tenantKeys = values["tenant-keys"] === undefined ? [] : values["tenant-keys"].split(",").map((k) => k.trim());
+  if (tenantKeys.length > 0 && tenantKeys.length !== tenants) throw new UsageError(`--tenant-keys needs one key per tenant (${tenants}), got ${tenantKeys.length}`);
+  const o = {
+    url: values.url,
+    model: values.model,
+    tenants,
+    conversationsPerTenant: positiveInt("conversations", values.conversations, 2),
+    turns: positiveInt("turns", values.turns, 6),
+    systemTokens: positiveInt("system-tokens", values["system-tokens"], 512),
+    userTokens: positiveInt("user-tokens", values["user-tokens"], 32),
+    maxTokens: positiveInt("max-tokens", values["max-tokens"], 16),
+    thinkMs: nonNegativeInt("think-ms", values["think-ms"], 3000),
+    tenantKeys,
+    timeoutMs: positiveInt("timeout-ms", values["timeout-ms"], 600_000),
+  };
+  console.error(`multiturn: ${o.tenants} tenants x ${o.conversationsPerTenant} conversations x ${o.turns} turns against ${o.url} ...`);
+  const { samples, wallSeconds } = await runMultiturn(o, (s) => {
+    if (!s.ok) console.error(`tenant ${s.tenant} conversation ${s.conversation} turn ${s.turn}: ${s.error}`);
+  });
+  const result = summarizeMultiturn(samples, wallSeconds);
+  console.log(multiturnTable(result));
+  const { tenantKeys: keys, ...shape } = o;
+  writeFile(values.json, reportJson({ kind: "multiturn", ...shape, tenantKeys: keys.length > 0, ...result }));
+  return samples.some((s) => !s.ok) ? 1 : 0;
+}
+
 /** Entry point for `llamux bench ...`; `argv` is what follows "bench". Returns the exit code. */
 export async function benchMain(argv: string[]): Promise<number> {
   try {
     if (argv[0] === "ceiling") return await ceilingMain(argv.slice(1));
     if (argv[0] === "compare") return compareCli(argv.slice(1));
+    if (argv[0] === "multiturn") return await multiturnMain(argv.slice(1));
+    if (argv[0] === "soak") return await soakMain(argv.slice(1), HELP);
+    if (argv[0] === "overload") return await overloadMain(argv.slice(1), HELP);
     return await loadMain(argv);
   } catch (err) {
     if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {

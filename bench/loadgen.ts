@@ -28,6 +28,10 @@ export interface RequestSample {
   error?: string;
   /** Failed because the caller's signal aborted it (a deadline, Ctrl-C), not because of the server. */
   aborted?: boolean;
+  /** The HTTP status of a refused request (not 2xx). */
+  status?: number;
+  /** error.code of a refused request's OpenAI-style body, when it had one. */
+  errorCode?: string;
   /** From just before fetch to the first non-empty content delta (also for a failed request that got one; else NaN). */
   ttftMs: number;
   /** From just before fetch to the end of the stream. */
@@ -88,7 +92,7 @@ export function promptFor(index: number, tokens: number): string {
   return words.join(" ");
 }
 
-export function requestBody(opts: LoadOptions, index: number): Record<string, unknown> {
+export function requestBody(opts: Pick<LoadOptions, "model" | "maxTokens" | "promptTokens" | "endpoint" | "ignoreEos">, index: number): Record<string, unknown> {
   const prompt = promptFor(index, opts.promptTokens);
   return {
     model: opts.model,
@@ -124,10 +128,11 @@ export async function runOne(opts: LoadOptions, index: number): Promise<RequestS
   let usagePrompt: number | null = null;
   let sseError: string | null = null;
   const started = performance.now();
-  const fail = (error: string): RequestSample => ({
+  const fail = (error: string, refused?: { status: number; errorCode: string | undefined }): RequestSample => ({
     ok: false,
     error,
     ...(opts.signal?.aborted ? { aborted: true } : {}),
+    ...(refused ? { status: refused.status, ...(refused.errorCode ? { errorCode: refused.errorCode } : {}) } : {}),
     ttftMs: chunkTimes.length > 0 ? chunkTimes[0]! - started : NaN,
     e2eMs: performance.now() - started,
     itlMs: [],
@@ -141,7 +146,10 @@ export async function runOne(opts: LoadOptions, index: number): Promise<RequestS
       body,
       signal: abort.signal,
     });
-    if (!res.ok || !res.body) return fail(`HTTP ${res.status}: ${(await res.text()).replace(/\s+/g, " ").slice(0, 200)}`);
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      return fail(`HTTP ${res.status}: ${text.replace(/\s+/g, " ").slice(0, 200)}`, { status: res.status, errorCode: errorCodeOf(text) });
+    }
     const parser = createParser({
       onEvent: (event) => {
         // Timestamp first: parsing JSON is client time, not server time.
@@ -191,6 +199,16 @@ export async function runOne(opts: LoadOptions, index: number): Promise<RequestS
     outputTokens: usageCompletion ?? chunkTimes.length,
     promptTokens: usagePrompt,
   };
+}
+
+/** error.code of an OpenAI-style error body; undefined when it has none. */
+export function errorCodeOf(body: string): string | undefined {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** undici hides the useful part ("ECONNREFUSED") in err.cause. */

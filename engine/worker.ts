@@ -50,6 +50,8 @@ async function main(): Promise<void> {
   });
   // The front is gone: nobody is left to serve.
   process.on("disconnect", () => void shutdown(0));
+  // A front that died before the handler above was in place is already gone.
+  if (!process.connected) void shutdown(0);
 
   let lastReported = -1;
   loaded = await loadModel({

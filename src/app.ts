@@ -14,7 +14,11 @@ import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
 import type { RouteDeps } from "./openai/context.js";
 import { modelsRoute } from "./openai/models/route.js";
+import { conversationsRoute } from "./openai/conversations/route.js";
+import { responsesRoute } from "./openai/responses/route.js";
+import type { ConversationStore } from "./store/conversationStore.js";
 import type { QuotaLedger } from "./quota/ledger.js";
+import type { ServerQueue } from "./quota/serverQueue.js";
 import type { TenantRegistry } from "./tenants/registry.js";
 
 export interface AppDeps {
@@ -35,6 +39,12 @@ export interface AppDeps {
   /** LLAMUX_ADMIN_KEY; null: no /admin routes at all (404). Requires `tenants`. */
   adminKey: string | null;
   quota: QuotaLedger;
+  /** Stored responses and conversations (/v1/responses, /v1/conversations). */
+  conversations: ConversationStore;
+  /** The server-wide bound on requests waiting for a slot. */
+  queue: ServerQueue;
+  /** --queue-timeout-ms; 0: never. */
+  queueTimeoutMs: number;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -49,6 +59,8 @@ export function createApp(deps: AppDeps): Express {
     metrics: deps.metrics,
     fingerprint: `fp_llamux_${deps.version}`,
     quota: deps.quota,
+    queue: deps.queue,
+    queueTimeoutMs: deps.queueTimeoutMs,
     modelNames: () => {
       const m = deps.engine.model;
       if (!m) return deps.alias ? [deps.alias] : [];
@@ -62,9 +74,11 @@ export function createApp(deps: AppDeps): Express {
   app.use((req, res, next) => {
     const endpoint = req.path.startsWith("/v1/") ? req.path.replace(/^(\/v1\/[a-z_]+).*/, "$1") : req.path;
     const stop = deps.metrics.requestSeconds.startTimer({ endpoint });
-    res.once("finish", () => {
+    // "close" fires once for every response, sent or not: one whose client
+    // left before its end counts as 499 (nginx's "client closed request").
+    res.once("close", () => {
       stop();
-      deps.metrics.requests.inc({ endpoint, status: String(res.statusCode) });
+      deps.metrics.requests.inc({ endpoint, status: res.writableFinished ? String(res.statusCode) : "499" });
     });
     next();
   });
@@ -96,6 +110,8 @@ export function createApp(deps: AppDeps): Express {
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.engine.model?.slots ?? null }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
+  app.use(responsesRoute(routeDeps, deps.conversations));
+  app.use(conversationsRoute(deps.conversations));
   app.use(modelsRoute(routeDeps, startedAtSeconds));
   app.use(notFoundHandler);
   app.use(errorHandler((err) => deps.log.error({ err }, "unhandled error")));

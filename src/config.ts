@@ -22,6 +22,9 @@ const boolean = () =>
     z.boolean({ message: "expected true or false" }),
   );
 
+/** --max-queued when not given: requests that may wait per KV slot. */
+export const QUEUED_PER_SLOT = 8;
+
 const OPTIONS = {
   model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
@@ -40,8 +43,17 @@ const OPTIONS = {
   "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
   "log-content": { env: "LLAMUX_LOG_CONTENT", schema: boolean(), default: false, help: "Also log each request's messages/prompt (debug level); off: prompts never reach the logs" },
   "drain-timeout-ms": { env: "LLAMUX_DRAIN_TIMEOUT_MS", schema: int(0, 3_600_000), default: 30_000, help: "On shutdown, let in-flight requests finish for up to this long, then cut them (0: cut at once)" },
+  // null: QUEUED_PER_SLOT × --slots, filled in by parseServeConfig.
+  "max-queued": { env: "LLAMUX_MAX_QUEUED", schema: z.null().or(int(0, 1_000_000)), default: null, help: `Requests that may wait for a KV slot, over all tenants, while every slot is busy; more get 429 queue_full (0: refuse when no slot is free) [default: ${QUEUED_PER_SLOT} x --slots]` },
+  "queue-timeout-ms": { env: "LLAMUX_QUEUE_TIMEOUT_MS", schema: int(0, 3_600_000), default: 60_000, help: "A request with no output this long after it arrived is cancelled and answered 503 queue_timeout (0: wait forever)" },
+  "headers-timeout-ms": { env: "LLAMUX_HEADERS_TIMEOUT_MS", schema: int(1, 3_600_000), default: 10_000, help: "Close a connection (408) whose request head has not fully arrived this long after it began, or that sends nothing" },
+  "request-timeout-ms": { env: "LLAMUX_REQUEST_TIMEOUT_MS", schema: int(1, 3_600_000), default: 60_000, help: "Close a connection (408) whose request, head and body, has not fully arrived in this long; responses and streams are not limited" },
+  "keep-alive-timeout-ms": { env: "LLAMUX_KEEP_ALIVE_TIMEOUT_MS", schema: int(1, 3_600_000), default: 5_000, help: "Close a keep-alive connection idle this long between requests (keep it above a load balancer's idle timeout)" },
   tenants: { env: "LLAMUX_TENANTS", schema: z.string().min(1).nullable(), default: null, help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)" },
-  "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db (tenants, keys) is kept in multi-tenant mode" },
+  "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db is kept: stored responses and conversations, and in multi-tenant mode tenants, keys and usage" },
+  "response-ttl-days": { env: "LLAMUX_RESPONSE_TTL_DAYS", schema: int(0, 36_500), default: 30, help: "Stored responses (/v1/responses) older than this are invisible and purged (0: keep forever); conversations are kept until deleted" },
+  "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
+  "kv-cache-max-bytes": { env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
@@ -69,9 +81,25 @@ export interface ServeConfig {
   logContent: boolean;
   /** How long close() lets in-flight requests finish before cutting them; 0: at once. */
   drainTimeoutMs: number;
+  /** Requests that may wait for a slot while every slot is busy, over all tenants; 0: none. */
+  maxQueued: number;
+  /** A request with no output this long after arrival is shed with 503 queue_timeout; 0: never. */
+  queueTimeoutMs: number;
+  /** Node's http headersTimeout: the request head (or a first byte) must arrive within it. */
+  headersTimeoutMs: number;
+  /** Node's http requestTimeout: the whole request must arrive within it (responses are not limited). */
+  requestTimeoutMs: number;
+  /** Node's http keepAliveTimeout: idle time allowed between requests on one connection. */
+  keepAliveTimeoutMs: number;
   /** Tenants file; null: none (multi-tenant mode may still be on through LLAMUX_ADMIN_KEY). */
   tenants: string | null;
   dataDir: string;
+  /** Stored responses expire after this many days; 0: never. */
+  responseTtlDays: number;
+  /** Saved KV states; null: <dataDir>/kv-cache. */
+  kvCacheDir: string | null;
+  /** 0: evicted caches are not saved. */
+  kvCacheMaxBytes: number;
 }
 
 /**
@@ -101,11 +129,11 @@ export function serveHelp(): string {
   const lines = ["Usage: llamux serve [options]", "", "Options (each also settable by its environment variable or a --config file):"];
   for (const [name, o] of Object.entries(OPTIONS)) {
     const def = o.default === null ? "" : ` [default: ${o.default}]`;
-    lines.push(`  --${name.padEnd(16)} ${o.env.padEnd(24)} ${o.help}${def}`);
+    lines.push(`  --${name.padEnd(21)} ${o.env.padEnd(28)} ${o.help}${def}`);
   }
-  lines.push(`  --${"config".padEnd(16)} ${"LLAMUX_CONFIG".padEnd(24)} JSON or YAML file with any of the options above`);
-  lines.push(`    ${"(env only)".padEnd(16)} ${"LLAMUX_ADMIN_KEY".padEnd(24)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} characters); turns on API-key auth`);
-  lines.push(`  --${"help".padEnd(16)} ${"".padEnd(24)} Show this help`);
+  lines.push(`  --${"config".padEnd(21)} ${"LLAMUX_CONFIG".padEnd(28)} JSON or YAML file with any of the options above`);
+  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} characters); turns on API-key auth`);
+  lines.push(`  --${"help".padEnd(21)} ${"".padEnd(28)} Show this help`);
   return lines.join("\n");
 }
 
@@ -175,5 +203,11 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     }
     out[camel(name)] = parsed.data;
   }
-  return out as unknown as ServeConfig;
+  const config = out as unknown as ServeConfig;
+  config.maxQueued ??= QUEUED_PER_SLOT * config.slots;
+  // Node refuses a head deadline past the whole request's.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`--headers-timeout-ms (${config.headersTimeoutMs}) must not exceed --request-timeout-ms (${config.requestTimeoutMs})`);
+  }
+  return config;
 }

@@ -5,12 +5,14 @@
 // drains: new /v1 requests get 503 while those in flight run on for up to
 // --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
 // and by the integration tests.
-import type { Server } from "node:http";
+import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { createRequire } from "node:module";
 import { EngineClient, type ModelInfo } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
+import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
 import { tenantPolicy } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
@@ -23,6 +25,8 @@ import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
 import { TenantRegistry } from "./tenants/registry.js";
 import { SqliteTenantStore } from "./tenants/store.js";
+import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
+import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -35,6 +39,8 @@ export interface RunningServer {
   tenants: TenantRegistry | null;
   /** The database under --data-dir (its `db` handle is shared by other stores); null in single-tenant mode. */
   store: SqliteTenantStore | null;
+  /** Stored responses and conversations, in the same database file (in both modes). */
+  conversations: SqliteConversationStore;
   /**
    * Drains and stops: refuses new requests, waits up to --drain-timeout-ms for
    * those in flight, closes the listener and every connection left, stops the
@@ -95,12 +101,26 @@ function watchTenants(tenants: TenantRegistry, engine: EngineClient, quota: Quot
 
 export async function startServer(config: ServeConfig, log: Logger, secrets: ServeSecrets = readServeSecrets()): Promise<RunningServer> {
   const multi = await openTenants(config, secrets, log);
+  let conversations: SqliteConversationStore | null = null;
   try {
-    return await startServing(config, log, secrets, multi);
+    conversations = openConversations(config, log);
+    return await startServing(config, log, secrets, multi, conversations);
   } catch (err) {
+    await conversations?.close();
     await multi?.store.close();
     throw err;
   }
+}
+
+/** Stored responses and conversations: opened after the tenants, closed before them. */
+function openConversations(config: ServeConfig, log: Logger): SqliteConversationStore {
+  return SqliteConversationStore.open(config.dataDir, {
+    responseTtlSeconds: config.responseTtlDays * 24 * 60 * 60,
+    onPurge: (outcome) => {
+      if ("error" in outcome) log.error({ err: outcome.error }, "purging expired responses failed");
+      else log.info({ deleted: outcome.deleted, responseTtlDays: config.responseTtlDays }, "purged expired responses");
+    },
+  });
 }
 
 async function startServing(
@@ -108,6 +128,7 @@ async function startServing(
   log: Logger,
   secrets: ServeSecrets,
   multi: { store: SqliteTenantStore; tenants: TenantRegistry } | null,
+  conversations: SqliteConversationStore,
 ): Promise<RunningServer> {
   const resolved = await resolveModel(config.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
   if (resolved.generated) {
@@ -127,6 +148,8 @@ async function startServing(
       chatTemplateFile: config.chatTemplate,
       stepTokens: config.stepTokens,
       coalesceMs: config.coalesceMs,
+      kvCacheDir: path.resolve(config.kvCacheDir ?? path.join(config.dataDir, "kv-cache")),
+      kvCacheMaxBytes: config.kvCacheMaxBytes,
     },
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
@@ -138,6 +161,8 @@ async function startServing(
   // budget survives restarts; single-tenant mode has no limits to keep.
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, engine, quota, log) : () => undefined;
+  const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
+  const queue = new ServerQueue({ slots: config.slots, maxQueued: config.maxQueued });
   countTextTokens("warm"); // loads the tiktoken encoder now, not on the first request
   const app = createApp({
     engine,
@@ -151,19 +176,40 @@ async function startServing(
     logContent: config.logContent,
     tenants: multi?.tenants ?? null,
     adminKey: secrets.adminKey,
+    conversations,
     quota,
+    queue,
+    queueTimeoutMs: config.queueTimeoutMs,
   });
 
+  // Slow or silent clients cost a socket each, so every connection has a
+  // deadline until its request has arrived: the head within headersTimeout
+  // (a connection that sends nothing included), head and body within
+  // requestTimeout; Node answers 408 and closes. Neither limits the response:
+  // a request waiting for a slot or streaming for minutes is untouched. A head
+  // over Node's 16 KiB limit gets 431 and a close. Node checks the deadlines
+  // every connectionsCheckingInterval (30 s by default, far coarser than the
+  // deadlines), so the interval follows the shorter deadline.
+  const server: Server = http.createServer(
+    {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(config.headersTimeoutMs / 4))),
+    },
+    app,
+  );
   // Listen first so /health answers (and /ready says 503) while the model loads.
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once("error", reject);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // streams may legitimately run for minutes
-  server.keepAliveTimeout = 5_000;
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ url }, "listening");
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -198,6 +244,7 @@ async function startServing(
     await closeHttp();
     await engine.stop();
     stopWatchingTenants();
+    stopForgettingTenants();
     freeEncoder();
     throw err;
   }
@@ -211,13 +258,16 @@ async function startServing(
     model,
     tenants: multi?.tenants ?? null,
     store: multi?.store ?? null,
+    conversations,
     close: () =>
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
         await engine.stop();
         stopWatchingTenants();
+        stopForgettingTenants();
         freeEncoder();
+        await conversations.close();
         await multi?.store.close();
         log.info("llamux stopped");
       })()),

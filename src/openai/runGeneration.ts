@@ -4,12 +4,14 @@
 // when the engine never ran it (a 400 from the engine, a worker restart before
 // admission). The rate-limit headers go on the response before any body byte.
 import type { Request, Response } from "express";
-import type { EngineRequest, Usage } from "../../engine/index.js";
+import type { EngineEvent, EngineRequest, FinishReason, Usage } from "../../engine/index.js";
 import type { QuotaLedger, Reservation } from "../quota/ledger.js";
-import type { Metrics } from "../metrics.js";
+import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
+import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { Tenant } from "../tenants/types.js";
 import { ApiError } from "../errors.js";
-import { clientAbort, recordUsage, type RouteDeps } from "./context.js";
+import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
+import { firstOutput } from "./firstOutput.js";
 import { admitAll, type Admitted } from "./generation.js";
 
 export class QuotaGate {
@@ -18,17 +20,28 @@ export class QuotaGate {
   private constructor(
     private readonly ledger: QuotaLedger,
     private readonly reservation: Reservation,
+    private readonly ticket: QueueTicket,
   ) {}
 
-  /** Reserves `estimatedTokens` for `tenant`, or throws the 429 that says which limit is full. */
-  static open(ledger: QuotaLedger, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
+  /**
+   * Reserves `estimatedTokens` for `tenant` and a place in the server's
+   * queue, or throws the 429 that says which limit is full. The tenant's
+   * limits are asked first: when its budget is spent, "retry in 1 s" would be
+   * the wrong answer.
+   */
+  static open(ledger: QuotaLedger, queue: ServerQueue, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
     const result = ledger.reserve(tenant, { estimatedTokens });
     if (!result.ok) {
       metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
       throw result.error;
     }
+    if (!queue.hasRoom()) {
+      ledger.cancel(result.reservation);
+      metrics.rejections.inc({ tenant: tenant.id, reason: "server_queue_full" });
+      throw queue.fullError();
+    }
     res.set(result.headers);
-    return new QuotaGate(ledger, result.reservation);
+    return new QuotaGate(ledger, result.reservation, queue.enter());
   }
 
   /** The engine is generating for the request: it counts as running, no longer queued. */
@@ -36,6 +49,7 @@ export class QuotaGate {
     if (this.state !== "reserved") return;
     this.state = "running";
     this.ledger.started(this.reservation);
+    this.ticket.started();
   }
 
   /** Exact usage is known: charge it (before the response ends, so what was acknowledged is stored). */
@@ -54,8 +68,12 @@ export class QuotaGate {
     if (this.state === "reserved") this.ledger.cancel(this.reservation);
     else if (this.state === "running") this.ledger.settle(this.reservation, this.reservation.estimatedTokens);
     this.state = "settled";
+    this.ticket.close();
   }
 }
+
+/** The abort reason (and rejection reason) of a request shed by --queue-timeout-ms. */
+const QUEUE_TIMEOUT = "queue_timeout";
 
 function rejectionReason(err: ApiError): string {
   if (err.code === "rate_limit_exceeded") return `rate_limit_${err.type}`;
@@ -72,8 +90,9 @@ export interface GenerationMeta {
 
 /**
  * The life of one generation request after validation, shared by chat and
- * completions: reserve quota, submit and wait for admission, let `respond`
- * write the body, and settle or refund the reservation however it ends.
+ * completions: reserve quota and a place in the server's queue, submit, wait
+ * for the first output (shedding the request past --queue-timeout-ms), let
+ * `respond` write the body, and settle or refund the reservation however it ends.
  */
 export async function runGeneration(
   deps: RouteDeps,
@@ -84,18 +103,59 @@ export async function runGeneration(
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
-  const gate = QuotaGate.open(deps.quota, deps.metrics, g.tenant, res, g.estimatedTokens);
+  const gate = QuotaGate.open(deps.quota, deps.queue, deps.metrics, g.tenant, res, g.estimatedTokens);
+  const model = g.model;
+  const tenant = g.tenant.id;
+  const abort = clientAbort(req, res);
+  const ended = (status: GenerationStatus, finishReason = "none") => deps.metrics.generations.inc({ model, tenant, status, finish_reason: finishReason });
+  // A choice that ended without a finish or an engine error was cut short: by
+  // its client, or by the server (the reader failed, admitAll gave up on it).
+  const cutShort = (): GenerationStatus => (abort.signal.reason === CLIENT_LEFT ? "cancelled" : "error");
   try {
-    const admitted = await admitAll(deps.engine, g.engineReqs, clientAbort(req, res));
+    let admitted: Admitted[];
+    try {
+      admitted = await admitAll(deps.engine, g.engineReqs, abort);
+    } catch (err) {
+      for (let i = 0; i < g.engineReqs.length; i++) ended(cutShort());
+      throw err;
+    }
+    // Nothing is sent before the first output, so a request shed here gets a
+    // plain 503; its choices are cancelled in the engine, and it never ran.
+    const waitMs = deps.queueTimeoutMs === 0 ? 0 : Math.max(1, deps.queueTimeoutMs - (performance.now() - arrivedMs));
+    const startedChoices = await firstOutput(admitted, waitMs);
+    if (startedChoices === null) {
+      abort.abort(QUEUE_TIMEOUT);
+      deps.metrics.rejections.inc({ tenant, reason: QUEUE_TIMEOUT });
+      throw new ApiError(
+        "queue_timeout",
+        `The request waited ${deps.queueTimeoutMs} ms for a free slot without starting (the server is overloaded) and was cancelled. Please try again later.`,
+        null,
+        1,
+      );
+    }
+    // The client left while it waited: there is no one to write to (and an
+    // SSE writer made for a closed response would wait for it forever).
+    if (abort.signal.aborted) {
+      for (let i = 0; i < admitted.length; i++) ended(cutShort());
+      return;
+    }
+    admitted = startedChoices;
     // The engine reports a request's first output once it holds a slot and has
     // read the prompt: from then on it counts as running, not queued.
-    const model = g.model;
-    const onFirst = () => {
-      gate.started();
-      deps.metrics.ttftSeconds.observe({ model }, (performance.now() - arrivedMs) / 1000);
+    const observer: ChoiceObserver = {
+      first: () => {
+        gate.started();
+        deps.metrics.ttftSeconds.observe({ model }, (performance.now() - arrivedMs) / 1000);
+      },
+      gap: (ms) => deps.metrics.itlSeconds.observe({ model }, ms / 1000),
+      end: (how) => {
+        if (how === "error") return ended("error");
+        if (how === "cut_short") return ended(cutShort());
+        ended("ok", how.finish);
+        if (how.usage?.prefillMs !== undefined) deps.metrics.prefillSeconds.observe({ model }, how.usage.prefillMs / 1000);
+      },
     };
-    const onGap = (ms: number) => deps.metrics.itlSeconds.observe({ model }, ms / 1000);
-    const choices = admitted.map((c) => ({ ...c, events: timed(c.events, onFirst, onGap) }));
+    const choices = admitted.map((c) => ({ ...c, events: observed(c.events, observer) }));
     await respond(choices, {
       model: g.model,
       fingerprint: deps.fingerprint,
@@ -111,17 +171,33 @@ export async function runGeneration(
   }
 }
 
-/**
- * Passes `events` through, calling `first` when the first one arrives and
- * `gap` with the time between later ones: O(1) per engine step.
- */
-async function* timed<T>(events: AsyncIterableIterator<T>, first: () => void, gap: (ms: number) => void): AsyncGenerator<T, void, undefined> {
+interface ChoiceObserver {
+  /** The choice's first event. */
+  first(): void;
+  /** Time between its later events. */
+  gap(ms: number): void;
+  /** Once per choice, before the event that ends it is passed on: its final delta, an engine error, or neither. */
+  end(how: { finish: FinishReason; usage: Usage | undefined } | "error" | "cut_short"): void;
+}
+
+/** Passes one choice's `events` through to its reader, telling `o` about them: O(1) per engine step. */
+async function* observed(events: AsyncIterableIterator<EngineEvent>, o: ChoiceObserver): AsyncGenerator<EngineEvent, void, undefined> {
   let lastMs: number | null = null;
-  for await (const ev of events) {
-    const nowMs = performance.now();
-    if (lastMs === null) first();
-    else gap(nowMs - lastMs);
-    lastMs = nowMs;
-    yield ev;
+  let over = false;
+  try {
+    for await (const ev of events) {
+      const nowMs = performance.now();
+      if (lastMs === null) o.first();
+      else o.gap(nowMs - lastMs);
+      lastMs = nowMs;
+      if (ev.type === "error" || (ev.type === "delta" && ev.finish)) {
+        over = true;
+        o.end(ev.type === "error" ? "error" : { finish: ev.finish!, usage: ev.usage });
+      }
+      yield ev;
+    }
+  } finally {
+    // The engine stream closed early (a cancel) or the reader stopped reading.
+    if (!over) o.end("cut_short");
   }
 }

@@ -58,7 +58,7 @@ describe("llamux CLI", () => {
 
   test("serve starts, answers, and exits 0 on SIGTERM with its worker gone", async () => {
     const configFile = path.join(tmp, "llamux.yaml");
-    fs.writeFileSync(configFile, `model: ${MODELS.stories260K}\nslots: 2\nctx-per-slot: 256\nthreads: 2\nport: 0\n`);
+    fs.writeFileSync(configFile, `model: ${MODELS.stories260K}\nslots: 2\nctx-per-slot: 256\nthreads: 2\nport: 0\ndata-dir: ${path.join(tmp, "data")}\n`);
     const child = spawn(process.execPath, [CLI, "serve", "--config", configFile], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));

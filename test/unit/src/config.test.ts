@@ -56,6 +56,11 @@ const DEFAULTS: Partial<ServeConfig> = {
   logLevel: "info",
   logContent: false,
   drainTimeoutMs: 30_000,
+  maxQueued: 32, // 8 x the default 4 slots
+  queueTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
 };
 
 // Every option (kebab name), its env var, a valid non-default value as given on the
@@ -77,6 +82,11 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["log-level", "LLAMUX_LOG_LEVEL", "debug", "debug", "logLevel"],
   ["log-content", "LLAMUX_LOG_CONTENT", "true", true, "logContent"],
   ["drain-timeout-ms", "LLAMUX_DRAIN_TIMEOUT_MS", "0", 0, "drainTimeoutMs"],
+  ["max-queued", "LLAMUX_MAX_QUEUED", "0", 0, "maxQueued"],
+  ["queue-timeout-ms", "LLAMUX_QUEUE_TIMEOUT_MS", "1500", 1500, "queueTimeoutMs"],
+  ["headers-timeout-ms", "LLAMUX_HEADERS_TIMEOUT_MS", "2000", 2000, "headersTimeoutMs"],
+  ["request-timeout-ms", "LLAMUX_REQUEST_TIMEOUT_MS", "3000", 3000, "requestTimeoutMs"],
+  ["keep-alive-timeout-ms", "LLAMUX_KEEP_ALIVE_TIMEOUT_MS", "65000", 65000, "keepAliveTimeoutMs"],
 ];
 const TABLE_KEYS = TABLE.map((r) => r[4]);
 const EXPECTED_FROM_TABLE = Object.fromEntries(TABLE.map((r) => [r[4], r[3]]));
@@ -351,5 +361,31 @@ describe("--help and serveHelp()", () => {
     assert.match(lineOf("slots"), /\[default: 4\]/);
     assert.match(lineOf("host"), /\[default: 127\.0\.0\.1\]/);
     assert.doesNotMatch(lineOf("model"), /\[default:/, "null defaults are not shown");
+  });
+});
+
+describe("overload and connection options", () => {
+  test("--max-queued defaults to 8 waiting requests per slot, and follows --slots from any source", () => {
+    assert.equal(parse(["--slots", "16"]).maxQueued, 128);
+    assert.equal(parse([], { LLAMUX_SLOTS: "2" }).maxQueued, 16);
+    assert.equal(parse(["--slots", "16", "--max-queued", "5"]).maxQueued, 5);
+    assert.equal(parse(["--config", writeFile("json", '{"slots": 3, "maxQueued": null}')]).maxQueued, 24);
+    assertConfigError(["--max-queued", "-1"], {}, /--max-queued/);
+    assertConfigError([], { LLAMUX_MAX_QUEUED: "" }, /LLAMUX_MAX_QUEUED/);
+  });
+
+  test("a head deadline past the whole request's is refused, naming both", () => {
+    assertConfigError(["--headers-timeout-ms", "5000", "--request-timeout-ms", "4000"], {}, /--headers-timeout-ms \(5000\) must not exceed --request-timeout-ms \(4000\)/);
+    assert.equal(parse(["--headers-timeout-ms", "4000", "--request-timeout-ms", "4000"]).headersTimeoutMs, 4000);
+    assertConfigError(["--headers-timeout-ms", "0"], {}, /--headers-timeout-ms/);
+  });
+
+  test("--help documents each of them with its default", () => {
+    const help = serveHelp();
+    assert.match(help, /--max-queued\s+LLAMUX_MAX_QUEUED\s+.*\[default: 8 x --slots\]/);
+    assert.match(help, /--queue-timeout-ms\s+LLAMUX_QUEUE_TIMEOUT_MS\s+.*\[default: 60000\]/);
+    assert.match(help, /--headers-timeout-ms\s+LLAMUX_HEADERS_TIMEOUT_MS\s+.*\[default: 10000\]/);
+    assert.match(help, /--request-timeout-ms\s+LLAMUX_REQUEST_TIMEOUT_MS\s+.*\[default: 60000\]/);
+    assert.match(help, /--keep-alive-timeout-ms\s+LLAMUX_KEEP_ALIVE_TIMEOUT_MS\s+.*\[default: 5000\]/);
   });
 });
