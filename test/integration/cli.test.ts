@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { MODELS, REPO_ROOT, waitFor } from "./helpers/server.js";
+import { groupAlive } from "./helpers/processGroup.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-cli-"));
@@ -14,15 +15,6 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const run = (args: string[], env: Record<string, string> = {}) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("llamux CLI", () => {
   test("serve --help lists every option with its environment variable", () => {

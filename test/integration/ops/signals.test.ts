@@ -11,19 +11,11 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { createParser } from "eventsource-parser";
 import { MODELS, REPO_ROOT, waitFor } from "../helpers/server.js";
+import { groupAlive } from "../helpers/processGroup.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-signals-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Serve {
   child: ChildProcessWithoutNullStreams;

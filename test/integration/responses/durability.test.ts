@@ -11,21 +11,13 @@ import { after, describe, test } from "node:test";
 import { createParser } from "eventsource-parser";
 import type { Response as OpenAIResponse } from "openai/resources/responses/responses";
 import { MODELS, REPO_ROOT, startTestServer, waitFor } from "../helpers/server.js";
+import { groupAlive } from "../helpers/processGroup.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-responses-durable-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const SERVE = ["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "512", "--threads", "2"];
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** `llamux serve` as a child process (its own process group, so its worker dies with it). */
 async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<NodeJS.Signals | null> }> {
