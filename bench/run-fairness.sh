@@ -20,13 +20,13 @@ DURATION_S=${DURATION_S:-40}
 PORT=${PORT:-8092}
 OUT=${OUT:-bench/results/fairness}
 CLI="node dist/src/cli.js"
+. bench/lib.sh
 mkdir -p "$OUT"
 [ -f "$MODEL" ] || $CLI make-model --preset bench --out "$MODEL"
 model_id=$(basename "$MODEL" .gguf)
 
 KEY_A=lmx-benchTenantAaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 KEY_B=lmx-benchTenantBbbbbbbbbbbbbbbbbbbbbbbbbbbbb
-sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 cat >"$OUT/tenants.yaml" <<YAML
 tenants:
   - id: a
@@ -36,13 +36,6 @@ tenants:
     keys: ["sha256:$(sha $KEY_B)"]
 YAML
 
-pid=""
-stop_server() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; pid=""; }
-trap stop_server EXIT
-wait_ready() {
-  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  echo "server did not become ready" >&2; return 1
-}
 workload=(--url "http://127.0.0.1:$PORT" --model "$model_id" --endpoint completions --tenants "a:$A_INFLIGHT,b:1"
   --tenant-keys "a=$KEY_A,b=$KEY_B" --tenant-max-tokens "a=$A_MAX_TOKENS,b=$B_MAX_TOKENS" --duration-s "$DURATION_S" --solo b)
 

@@ -23,11 +23,11 @@ THINK_MS=${THINK_MS:-3000}
 PORT=${PORT:-8093}
 OUT=${OUT:-bench/results/multiturn}
 CLI="node dist/src/cli.js"
+. bench/lib.sh
 mkdir -p "$OUT"
 [ -f "$MODEL" ] || $CLI make-model --preset bench --out "$MODEL"
 model_id=$(basename "$MODEL" .gguf)
 
-sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 keys=()
 echo "tenants:" >"$OUT/tenants.yaml"
 for i in $(seq 0 $((TENANTS - 1))); do
@@ -37,13 +37,6 @@ for i in $(seq 0 $((TENANTS - 1))); do
 done
 key_list=$(IFS=,; echo "${keys[*]}")
 
-pid=""
-stop_server() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; pid=""; }
-trap stop_server EXIT
-wait_ready() {
-  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  echo "server did not become ready" >&2; return 1
-}
 workload=(multiturn --url "http://127.0.0.1:$PORT" --model "$model_id" --tenants "$TENANTS" --conversations "$CONVERSATIONS"
   --turns "$TURNS" --system-tokens "$SYSTEM_TOKENS" --max-tokens "$MAX_TOKENS" --think-ms "$THINK_MS")
 

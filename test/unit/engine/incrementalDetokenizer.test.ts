@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { IncrementalDetokenizer, type DecodeFn, type Token } from "../../../engine/detokenizer.js";
+import { seededRandom } from "../../../bench/random.js";
 
 const REPLACEMENT = "\uFFFD";
 
@@ -68,16 +69,6 @@ function run(tokens: readonly Token[], decode: DecodeFn = decodeBytes, context: 
   return { chunks, flushed, text: chunks.join("") + flushed };
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("IncrementalDetokenizer, byte-level vocabulary", () => {
   test("the fake decoder itself behaves as assumed", () => {
@@ -155,7 +146,7 @@ describe("IncrementalDetokenizer, byte-level vocabulary", () => {
   });
 
   test("random token sequences: output equals a whole decode, and no chunk has U+FFFD unless the text does", () => {
-    const rand = rng(1234);
+    const rand = seededRandom(1234);
     const samples = ["a", " ", "é", "€", "🦙", "日", "\u0301", "Z", "\n"];
     const pieceIds = Object.keys(PIECES).map(Number);
     let checkedClean = 0;
@@ -236,7 +227,7 @@ describe("IncrementalDetokenizer, SentencePiece-like vocabulary", () => {
   });
 
   test("random SentencePiece sequences: output equals a whole decode with the same context", () => {
-    const rand = rng(99);
+    const rand = seededRandom(99);
     const ids = Object.keys(SP).map(Number);
     for (let trial = 0; trial < 400; trial++) {
       const tokens: Token[] = [];

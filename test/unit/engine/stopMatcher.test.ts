@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { StopMatcher } from "../../../engine/stops.js";
+import { seededRandom } from "../../../bench/random.js";
 
 interface Fed {
   /** The text of every push() result, including the one that stopped. */
@@ -27,16 +28,6 @@ function feed(stops: readonly string[], pieces: readonly string[]): Fed {
 }
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Splits `text` at random code-point boundaries (the detokenizer never splits a character). */
 function randomSplit(text: string, rand: () => number, maxPiece = 5): string[] {
@@ -208,7 +199,7 @@ describe("StopMatcher properties over random splits", () => {
   }
 
   test("emitted text is exactly the text before the first stop, never a partial stop, for 2000 random cases", () => {
-    const rand = rng(0xc0ffee);
+    const rand = seededRandom(0xc0ffee);
     let stoppedCases = 0;
     for (let trial = 0; trial < 2000; trial++) {
       const stops = POOL.filter(() => rand() < 0.4);
@@ -251,7 +242,7 @@ describe("StopMatcher properties over random splits", () => {
   });
 
   test("the same text gives the same output however it is split", () => {
-    const rand = rng(42);
+    const rand = seededRandom(42);
     const text = "the quick brown fox says é! then END of story STOP and more";
     const stops = ["STOP", "END", "é!"];
     const expected = "the quick brown fox says ";
