@@ -1,7 +1,6 @@
 // createApp builds the Express app and never listens: main/server listen, and
 // tests drive the real app on 127.0.0.1:0.
 import express, { type Express } from "express";
-import type { EngineClient } from "../engine/index.js";
 import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -12,20 +11,21 @@ import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "
 import { requestLog } from "./middleware/requestLog.js";
 import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
+import { embeddingsRoute } from "./openai/embeddings/route.js";
 import type { RouteDeps } from "./openai/context.js";
 import { modelsRoute } from "./openai/models/route.js";
 import { conversationsRoute } from "./openai/conversations/route.js";
 import { responsesRoute } from "./openai/responses/route.js";
 import type { ConversationStore } from "./store/conversationStore.js";
 import type { QuotaLedger } from "./quota/ledger.js";
-import type { ServerQueue } from "./quota/serverQueue.js";
+import { modelState, type ServedModels } from "./servedModels.js";
 import type { TenantRegistry } from "./tenants/registry.js";
 
 export interface AppDeps {
-  engine: EngineClient;
+  /** Every served model with its engine, queue and names. */
+  models: ServedModels;
   metrics: Metrics;
   log: Logger;
-  alias: string | null;
   maxBodyBytes: number;
   version: string;
   /** False once the server is draining: new work is refused. */
@@ -41,8 +41,6 @@ export interface AppDeps {
   quota: QuotaLedger;
   /** Stored responses and conversations (/v1/responses, /v1/conversations). */
   conversations: ConversationStore;
-  /** The server-wide bound on requests waiting for a slot. */
-  queue: ServerQueue;
   /** --queue-timeout-ms; 0: never. */
   queueTimeoutMs: number;
 }
@@ -55,17 +53,11 @@ export function createApp(deps: AppDeps): Express {
   const startedAtSeconds = Math.floor(Date.now() / 1000);
 
   const routeDeps: RouteDeps = {
-    engine: deps.engine,
+    models: deps.models,
     metrics: deps.metrics,
     fingerprint: `fp_llamux_${deps.version}`,
     quota: deps.quota,
-    queue: deps.queue,
     queueTimeoutMs: deps.queueTimeoutMs,
-    modelNames: () => {
-      const m = deps.engine.model;
-      if (!m) return deps.alias ? [deps.alias] : [];
-      return [...new Set([m.id, ...(deps.alias ? [deps.alias] : [])])];
-    },
   };
 
   // First, so every response (errors included) carries x-request-id and is logged once.
@@ -87,8 +79,13 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: "ok" });
   });
   app.get("/ready", (_req, res) => {
-    const ready = deps.engine.ready && deps.accepting();
-    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : deps.accepting() ? deps.engine.state : "draining" });
+    // Ready when every configured model serves: a model that failed to load
+    // keeps the instance out of a load balancer until its configuration is fixed.
+    const ready = deps.models.ready && deps.accepting();
+    const states = Object.fromEntries(deps.models.all.map((m) => [m.id, modelState(m)]));
+    const notReady = deps.models.all.find((m) => !m.engine.ready);
+    const status = ready ? "ready" : !deps.accepting() ? "draining" : notReady ? modelState(notReady) : "ready";
+    res.status(ready ? 200 : 503).json({ status, models: states });
   });
   app.get("/metrics", async (_req, res) => {
     res.setHeader("content-type", deps.metrics.registry.contentType);
@@ -106,10 +103,11 @@ export function createApp(deps: AppDeps): Express {
   });
   // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
   app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true, verify: jsonBodyVerify() }));
-  app.use("/v1", requireAllowedModel(routeDeps.modelNames));
-  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.engine.model?.slots ?? null }));
+  app.use("/v1", requireAllowedModel(() => deps.models.names()));
+  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots() }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
+  app.use(embeddingsRoute(routeDeps));
   app.use(responsesRoute(routeDeps, deps.conversations));
   app.use(conversationsRoute(deps.conversations));
   app.use(modelsRoute(routeDeps, startedAtSeconds));

@@ -61,6 +61,29 @@ export const MIN_ADMIN_KEY_LENGTH = 16;
 
 type OptionName = keyof typeof OPTIONS;
 
+/** Options a `models` entry of the config file may set for its own model; the top-level values are their defaults. */
+const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "max-queued", "kv-cache-max-bytes"] as const;
+/** Top-level options that describe one model, so they cannot be combined with a `models` list. */
+const SINGLE_MODEL_OPTIONS = ["model", "alias", "chat-template"] as const;
+
+/** One served model: its file and names, and the engine settings of its worker. */
+export interface ModelConfig {
+  /** GGUF file, directory or hf: URI; null: the default model (single-model mode only). */
+  model: string | null;
+  /** The id clients use; null: derived from the file name. */
+  id: string | null;
+  aliases: string[];
+  slots: number;
+  ctxPerSlot: number;
+  threads: number;
+  gpu: (typeof gpuModes)[number];
+  chatTemplate: string | null;
+  stepTokens: number;
+  coalesceMs: number;
+  maxQueued: number;
+  kvCacheMaxBytes: number;
+}
+
 export interface ServeConfig {
   model: string | null;
   host: string;
@@ -100,6 +123,11 @@ export interface ServeConfig {
   kvCacheDir: string | null;
   /** 0: evicted caches are not saved. */
   kvCacheMaxBytes: number;
+  /**
+   * The models to serve, each in its own engine worker: the config file's
+   * `models` list, or one model built from the top-level options.
+   */
+  models: ModelConfig[];
 }
 
 /**
@@ -131,7 +159,8 @@ export function serveHelp(): string {
     const def = o.default === null ? "" : ` [default: ${o.default}]`;
     lines.push(`  --${name.padEnd(21)} ${o.env.padEnd(28)} ${o.help}${def}`);
   }
-  lines.push(`  --${"config".padEnd(21)} ${"LLAMUX_CONFIG".padEnd(28)} JSON or YAML file with any of the options above`);
+  lines.push(`  --${"config".padEnd(21)} ${"LLAMUX_CONFIG".padEnd(28)} JSON or YAML file with any of the options above, and optionally`);
+  lines.push(`    ${"".padEnd(21)} ${"".padEnd(28)} 'models': a list of models to serve at once, each {model, id, alias, ${PER_MODEL_OPTIONS.join(", ")}}`);
   lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} characters); turns on API-key auth`);
   lines.push(`  --${"help".padEnd(21)} ${"".padEnd(28)} Show this help`);
   return lines.join("\n");
@@ -141,7 +170,7 @@ function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function readConfigFile(file: string): Record<string, unknown> {
+function readConfigFile(file: string): { options: Record<string, unknown>; models: unknown } {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
@@ -158,12 +187,71 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new ConfigError(`config file ${file} must hold an object of options`);
   }
   const out: Record<string, unknown> = {};
+  let models: unknown = undefined;
   for (const [key, value] of Object.entries(parsed)) {
+    if (key === "models") {
+      models = value;
+      continue;
+    }
     const name = (Object.keys(OPTIONS) as OptionName[]).find((n) => n === key || camel(n) === key);
     if (!name) throw new ConfigError(`unknown option '${key}' in config file ${file}`);
     out[name] = value;
   }
-  return out;
+  return { options: out, models };
+}
+
+/**
+ * The config file's `models` list → one ModelConfig each, every option it
+ * leaves out taken from `defaults` (the top-level options). Names must be unique.
+ */
+function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: number | null, file: string): ModelConfig[] {
+  if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`config file ${file}: 'models' must be a non-empty list of models`);
+  const names = new Set<string>();
+  return raw.map((entry, i) => {
+    const where = `config file ${file}: models[${i}]`;
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) throw new ConfigError(`${where} must be an object with at least 'model'`);
+    const fields: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(entry as Record<string, unknown>)) {
+      const name = ["model", "id", "alias", ...PER_MODEL_OPTIONS].find((n) => n === key || camel(n) === key);
+      if (!name) throw new ConfigError(`${where}: unknown option '${key}' (a model may set model, id, alias, ${PER_MODEL_OPTIONS.join(", ")})`);
+      fields[name] = value;
+    }
+    const text = z.string().min(1);
+    const model = text.safeParse(fields.model);
+    if (!model.success) throw new ConfigError(`${where}: 'model' (a GGUF file, directory or hf: URI) is required`);
+    const id = text.nullable().safeParse(fields.id ?? null);
+    if (!id.success) throw new ConfigError(`${where}: 'id' must be a non-empty string`);
+    const alias = z.union([text, z.array(text)]).nullable().safeParse(fields.alias ?? null);
+    if (!alias.success) throw new ConfigError(`${where}: 'alias' must be a name or a list of names`);
+    const aliases = alias.data === null ? [] : typeof alias.data === "string" ? [alias.data] : alias.data;
+    const option = <T>(name: (typeof PER_MODEL_OPTIONS)[number], fallback: T): T => {
+      if (fields[name] === undefined) return fallback;
+      const parsed = (OPTIONS[name].schema as z.ZodType).safeParse(fields[name]);
+      if (!parsed.success) throw new ConfigError(`${where}: invalid value for '${name}': ${JSON.stringify(fields[name])} (${parsed.error.issues[0]?.message})`);
+      return parsed.data as T;
+    };
+    const slots = option("slots", defaults.slots);
+    const config: ModelConfig = {
+      model: model.data,
+      id: id.data,
+      aliases,
+      slots,
+      ctxPerSlot: option("ctx-per-slot", defaults.ctxPerSlot),
+      threads: option("threads", defaults.threads),
+      gpu: option("gpu", defaults.gpu),
+      chatTemplate: option("chat-template", null),
+      stepTokens: option("step-tokens", defaults.stepTokens),
+      coalesceMs: option("coalesce-ms", defaults.coalesceMs),
+      maxQueued: option<number | null>("max-queued", maxQueuedGiven) ?? QUEUED_PER_SLOT * slots,
+      kvCacheMaxBytes: option("kv-cache-max-bytes", defaults.kvCacheMaxBytes),
+    };
+    // Ids derived from file names are checked once the files are resolved.
+    for (const name of [...(config.id ? [config.id] : []), ...aliases]) {
+      if (names.has(name)) throw new ConfigError(`${where}: the name '${name}' is already used by another model`);
+      names.add(name);
+    }
+    return config;
+  });
 }
 
 /**
@@ -188,7 +276,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   }
   if (values.help) return null;
   const configFile = (values.config as string | undefined) ?? env.LLAMUX_CONFIG;
-  const fromFile = configFile ? readConfigFile(configFile) : {};
+  const file = configFile ? readConfigFile(configFile) : { options: {}, models: undefined };
+  const fromFile = file.options;
 
   const out: Record<string, unknown> = {};
   for (const [name, o] of Object.entries(OPTIONS) as Array<[OptionName, (typeof OPTIONS)[OptionName]]>) {
@@ -204,7 +293,32 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     out[camel(name)] = parsed.data;
   }
   const config = out as unknown as ServeConfig;
+  const maxQueuedGiven = config.maxQueued;
   config.maxQueued ??= QUEUED_PER_SLOT * config.slots;
+  if (file.models !== undefined) {
+    const given = SINGLE_MODEL_OPTIONS.filter((name) => values[name] !== undefined || env[OPTIONS[name].env] !== undefined || fromFile[name] !== undefined);
+    if (given.length > 0) {
+      throw new ConfigError(`${given.map((n) => `--${n}`).join(", ")} cannot be combined with the config file's 'models' list: set them per model there`);
+    }
+    config.models = parseModelList(file.models, config, maxQueuedGiven, configFile!);
+  } else {
+    config.models = [
+      {
+        model: config.model,
+        id: null,
+        aliases: config.alias ? [config.alias] : [],
+        slots: config.slots,
+        ctxPerSlot: config.ctxPerSlot,
+        threads: config.threads,
+        gpu: config.gpu,
+        chatTemplate: config.chatTemplate,
+        stepTokens: config.stepTokens,
+        coalesceMs: config.coalesceMs,
+        maxQueued: config.maxQueued,
+        kvCacheMaxBytes: config.kvCacheMaxBytes,
+      },
+    ];
+  }
   // Node refuses a head deadline past the whole request's.
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`--headers-timeout-ms (${config.headersTimeoutMs}) must not exceed --request-timeout-ms (${config.requestTimeoutMs})`);

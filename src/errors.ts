@@ -43,6 +43,7 @@ const CATALOGUE = {
   request_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   engine_unavailable: { status: 503, type: "server_error" },
+  model_not_loaded: { status: 503, type: "server_error" },
   queue_timeout: { status: 503, type: "server_error" },
   engine_restarted: { status: 503, type: "server_error" },
   engine_error: { status: 500, type: "server_error" },

@@ -55,23 +55,26 @@ export function createMetrics(): Metrics {
 }
 
 /**
- * Engine gauges, read from the worker when Prometheus scrapes (one stats
- * round trip per scrape, nothing on the token path), and worker restarts.
+ * Engine gauges and counters of every served model (label `model`), read from
+ * the workers when Prometheus scrapes (one stats round trip per worker per
+ * scrape, nothing on the token path), and worker restarts.
  */
-export function bindEngineMetrics(metrics: Metrics, engine: EngineClient): void {
+export function bindEngineMetrics(metrics: Metrics, engines: ReadonlyArray<{ id: string; engine: EngineClient }>): void {
   const registers = [metrics.registry];
-  // Gauges collected together in one scrape share one stats round trip.
-  let pending: ReturnType<EngineClient["stats"]> | null = null;
-  const stats = () => (pending ??= engine.stats().finally(() => (pending = null)));
   type Stats = NonNullable<Awaited<ReturnType<EngineClient["stats"]>>>;
+  // Gauges collected together in one scrape share one stats round trip per worker.
+  let pending: Promise<Array<{ id: string; stats: Stats | null }>> | null = null;
+  const stats = () =>
+    (pending ??= Promise.all(engines.map(async ({ id, engine }) => ({ id, stats: await engine.stats() }))).finally(() => (pending = null)));
+  const labelNames = ["model"] as const;
   const gauge = (name: string, help: string, read: (s: Stats) => number) =>
     new Gauge({
       name,
       help,
+      labelNames,
       registers,
       async collect() {
-        const s = await stats();
-        if (s) this.set(read(s));
+        for (const { id, stats: s } of await stats()) if (s) this.set({ model: id }, read(s));
       },
     });
   gauge("llamux_requests_running", "Requests holding a KV slot", (s) => s.running);
@@ -86,18 +89,24 @@ export function bindEngineMetrics(metrics: Metrics, engine: EngineClient): void 
     new Counter({
       name,
       help,
+      labelNames,
       registers,
       async collect() {
-        const s = await stats();
-        if (!s) return;
-        this.reset();
-        this.inc(read(s));
+        for (const { id, stats: s } of await stats()) {
+          if (!s) continue; // a worker that is not up keeps its last value
+          this.remove({ model: id });
+          this.inc({ model: id }, read(s));
+        }
       },
     });
+  counter("llamux_prefilled_tokens_total", "Prompt tokens the engine evaluated (cached, restored and copied ones excluded)", (s) => s.prefilledTokens);
   counter("llamux_prefix_hits_total", "Requests admitted with part of their prompt already cached (warm in a slot or restored)", (s) => s.prefixHits);
   counter("llamux_kv_states_saved_total", "KV states written to disk when their slot was evicted", (s) => s.kv?.saved ?? 0);
   counter("llamux_kv_states_restored_total", "Saved KV states loaded back into a slot instead of recomputing the prefix", (s) => s.kv?.restored ?? 0);
   counter("llamux_kv_states_discarded_total", "Saved KV states found corrupt, foreign or unloadable, deleted and recomputed", (s) => s.kv?.discarded ?? 0);
-  const restarts = new Counter({ name: "llamux_engine_restarts_total", help: "Engine worker restarts after a crash", registers });
-  engine.on("restart", () => restarts.inc());
+  const restarts = new Counter({ name: "llamux_engine_restarts_total", help: "Engine worker restarts after a crash", labelNames, registers });
+  for (const { id, engine } of engines) {
+    restarts.inc({ model: id }, 0); // every model's series exists from the start
+    engine.on("restart", () => restarts.inc({ model: id }));
+  }
 }

@@ -9,7 +9,7 @@ import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { EngineClient, type ModelInfo } from "../engine/index.js";
+import { EngineClient, type ModelInfo, type WorkerOptions } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { ServerQueue } from "./quota/serverQueue.js";
@@ -17,7 +17,7 @@ import { SqliteUsageStore } from "./quota/usageStore.js";
 import { tenantPolicy } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
-import { readServeSecrets, type ServeConfig, type ServeSecrets } from "./config.js";
+import { ConfigError, readServeSecrets, type ModelConfig, type ServeConfig, type ServeSecrets } from "./config.js";
 import type { Logger } from "./logger.js";
 import { bindEngineMetrics, createMetrics } from "./metrics.js";
 import { InflightRequests } from "./middleware/drain.js";
@@ -27,14 +27,18 @@ import { TenantRegistry } from "./tenants/registry.js";
 import { SqliteTenantStore } from "./tenants/store.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
+import { ServedModels, type ServedModel } from "./servedModels.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
 
 export interface RunningServer {
   url: string;
+  /** The first configured model's engine and details (the only ones in single-model mode). */
   engine: EngineClient;
   model: ModelInfo;
+  /** Every served model. */
+  models: ServedModels;
   /** Tenants and keys; null in single-tenant mode (no auth). */
   tenants: TenantRegistry | null;
   /** The database under --data-dir (its `db` handle is shared by other stores); null in single-tenant mode. */
@@ -81,14 +85,16 @@ async function openTenants(
 }
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
-function watchTenants(tenants: TenantRegistry, engine: EngineClient, quota: QuotaLedger, log: Logger): () => void {
+function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, log: Logger): () => void {
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
-    try {
-      engine.setTenantPolicies(all.map(tenantPolicy));
-    } catch (err) {
-      // The previous policies stay in force; the admin sees why in the log.
-      log.error({ err: (err as Error).message }, "tenant scheduling policies rejected");
+    for (const m of models.all) {
+      try {
+        m.engine.setTenantPolicies(all.map(tenantPolicy));
+      } catch (err) {
+        // The previous policies stay in force; the admin sees why in the log.
+        log.error({ err: (err as Error).message, model: m.id }, "tenant scheduling policies rejected");
+      }
     }
     quota.retain(all.map((t) => t.id));
   };
@@ -130,45 +136,21 @@ async function startServing(
   multi: { store: SqliteTenantStore; tenants: TenantRegistry } | null,
   conversations: SqliteConversationStore,
 ): Promise<RunningServer> {
-  const resolved = await resolveModel(config.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
-  if (resolved.generated) {
-    log.warn(
-      { model: resolved.path },
-      "NO MODEL GIVEN: serving a generated synthetic model with RANDOM WEIGHTS. Its output is gibberish; it exists for smoke tests. Pass --model to serve a real GGUF.",
-    );
-  }
-  const engine = new EngineClient({
-    worker: {
-      modelPath: resolved.path,
-      modelId: resolved.id,
-      slots: config.slots,
-      contextPerSlot: config.ctxPerSlot,
-      threads: config.threads,
-      gpu: config.gpu,
-      chatTemplateFile: config.chatTemplate,
-      stepTokens: config.stepTokens,
-      coalesceMs: config.coalesceMs,
-      kvCacheDir: path.resolve(config.kvCacheDir ?? path.join(config.dataDir, "kv-cache")),
-      kvCacheMaxBytes: config.kvCacheMaxBytes,
-    },
-    log: (msg, fields) => log.info(fields ?? {}, msg),
-  });
+  const models = await createServedModels(config, log);
   let accepting = true;
   const inflight = new InflightRequests();
   const metrics = createMetrics();
-  bindEngineMetrics(metrics, engine);
+  bindEngineMetrics(metrics, models.all);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
-  const stopWatchingTenants = multi ? watchTenants(multi.tenants, engine, quota, log) : () => undefined;
+  const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, log) : () => undefined;
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
-  const queue = new ServerQueue({ slots: config.slots, maxQueued: config.maxQueued });
   countTextTokens("warm"); // loads the tiktoken encoder now, not on the first request
   const app = createApp({
-    engine,
+    models,
     metrics,
     log,
-    alias: config.alias,
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
     accepting: () => accepting,
@@ -178,7 +160,6 @@ async function startServing(
     adminKey: secrets.adminKey,
     conversations,
     quota,
-    queue,
     queueTimeoutMs: config.queueTimeoutMs,
   });
 
@@ -236,26 +217,26 @@ async function startServing(
     await closeHttp();
   };
 
-  let model: ModelInfo;
+  const stopEngines = () => Promise.all([...models.all].reverse().map((m) => m.engine.stop()));
   try {
-    log.info({ model: resolved.path, slots: config.slots, ctxPerSlot: config.ctxPerSlot, threads: config.threads, gpu: config.gpu }, "loading model");
-    model = await engine.start();
+    await startEngines(models, log);
   } catch (err) {
     await closeHttp();
-    await engine.stop();
+    await stopEngines();
     stopWatchingTenants();
     stopForgettingTenants();
     freeEncoder();
     throw err;
   }
-  engine.on("restart", (n: number) => log.error({ restarts: n }, "engine worker restarted"));
   let closing: Promise<void> | null = null;
-  log.info({ url, model: model.id, gpu: model.gpu, chatTemplate: model.chatTemplate, contextPerSlot: model.contextPerSlot }, "llamux ready");
+  const first = models.all[0]!;
+  log.info({ url, models: models.all.map((m) => m.id) }, "llamux ready");
 
   return {
     url,
-    engine,
-    model,
+    engine: first.engine,
+    model: first.engine.model!,
+    models,
     tenants: multi?.tenants ?? null,
     store: multi?.store ?? null,
     conversations,
@@ -263,7 +244,7 @@ async function startServing(
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
-        await engine.stop();
+        await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
         freeEncoder();
@@ -272,4 +253,83 @@ async function startServing(
         log.info("llamux stopped");
       })()),
   };
+}
+
+/**
+ * One engine worker (not started yet) per configured model. Files are resolved
+ * first, so a wrong path fails the start with a clear error before any worker
+ * loads anything. With several models, each keeps its saved KV states in its
+ * own subdirectory: a store evicts what it does not recognise.
+ */
+async function createServedModels(config: ServeConfig, log: Logger): Promise<ServedModels> {
+  const kvCacheDir = path.resolve(config.kvCacheDir ?? path.join(config.dataDir, "kv-cache"));
+  const several = config.models.length > 1;
+  const served: ServedModel[] = [];
+  for (const mc of config.models) {
+    const resolved = await resolveModel(mc.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
+    if (resolved.generated) {
+      log.warn(
+        { model: resolved.path },
+        "NO MODEL GIVEN: serving a generated synthetic model with RANDOM WEIGHTS. Its output is gibberish; it exists for smoke tests. Pass --model to serve a real GGUF.",
+      );
+    }
+    const id = mc.id ?? resolved.id;
+    served.push({
+      id,
+      aliases: mc.aliases.filter((a) => a !== id),
+      engine: new EngineClient({
+        worker: workerOptions(mc, resolved.path, id, several ? path.join(kvCacheDir, encodeURIComponent(id)) : kvCacheDir),
+        log: (msg, fields) => log.info({ model: id, ...fields }, msg),
+      }),
+      queue: new ServerQueue({ slots: mc.slots, maxQueued: mc.maxQueued }),
+      loadError: null,
+    });
+  }
+  try {
+    return new ServedModels(served);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+function workerOptions(mc: ModelConfig, modelPath: string, modelId: string, kvCacheDir: string): WorkerOptions {
+  return {
+    modelPath,
+    modelId,
+    slots: mc.slots,
+    contextPerSlot: mc.ctxPerSlot,
+    threads: mc.threads,
+    gpu: mc.gpu,
+    chatTemplateFile: mc.chatTemplate,
+    stepTokens: mc.stepTokens,
+    coalesceMs: mc.coalesceMs,
+    kvCacheDir,
+    kvCacheMaxBytes: mc.kvCacheMaxBytes,
+  };
+}
+
+/**
+ * Loads every model at once. One model alone must load or the start fails, as
+ * ever; of several, one that fails to load is reported and answered with
+ * model_not_loaded while the others serve, and the start fails only when none loads.
+ */
+async function startEngines(models: ServedModels, log: Logger): Promise<void> {
+  const outcomes = await Promise.allSettled(
+    models.all.map((m) => {
+      log.info({ model: m.id, slots: m.queue.slots, aliases: m.aliases }, "loading model");
+      return m.engine.start();
+    }),
+  );
+  const failures = outcomes.flatMap((o, i) => (o.status === "rejected" ? [{ model: models.all[i]!, err: o.reason as Error }] : []));
+  if (failures.length === models.all.length) throw failures[0]!.err;
+  for (const { model, err } of failures) {
+    model.loadError = err.message;
+    log.error({ model: model.id, err: err.message }, "model failed to load: requests for it get model_not_loaded");
+  }
+  for (const m of models.all) {
+    if (m.loadError !== null) continue;
+    const info = m.engine.model!;
+    log.info({ model: m.id, gpu: info.gpu, chatTemplate: info.chatTemplate, contextPerSlot: info.contextPerSlot, slots: info.slots }, "model ready");
+    m.engine.on("restart", (n: number) => log.error({ model: m.id, restarts: n }, "engine worker restarted"));
+  }
 }

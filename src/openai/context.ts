@@ -1,32 +1,41 @@
 // What the OpenAI routes need from the server, passed in explicitly.
 import type { Request, Response } from "express";
-import type { EngineClient, ModelInfo, Usage } from "../../engine/index.js";
+import type { Usage } from "../../engine/index.js";
 import type { QuotaLedger } from "../quota/ledger.js";
-import type { ServerQueue } from "../quota/serverQueue.js";
 import { ApiError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
+import { modelState, type ServedModel, type ServedModels } from "../servedModels.js";
 
 export interface RouteDeps {
-  engine: EngineClient;
-  /** Names a client may use for the served model: its id and any alias. */
-  modelNames: () => string[];
+  /** The served models, each with its engine and queue, found by id or alias. */
+  models: ServedModels;
   metrics: Metrics;
   fingerprint: string;
   /** Per-tenant rate limits and budgets (a tenant without limits passes untouched). */
   quota: QuotaLedger;
-  /** The server-wide bound on requests waiting for a slot. */
-  queue: ServerQueue;
   /** A request with no output this long after arrival is shed (503 queue_timeout); 0: never. */
   queueTimeoutMs: number;
 }
 
-/** The served model for `name`, or 404 model_not_found (OpenAI's shape). */
-export function requireModel(deps: RouteDeps, name: string): ModelInfo {
-  const model = deps.engine.model;
-  if (!model || !deps.modelNames().includes(name)) {
+/**
+ * The served model called `name`: 404 model_not_found when no model has that
+ * name, 503 model_not_loaded when it is configured but its worker is still
+ * loading it or could not load it. A model whose worker is restarting after a
+ * crash is returned: its engine answers engine_unavailable, as before.
+ */
+export function requireModel(deps: RouteDeps, name: string): ServedModel {
+  const served = deps.models.find(name);
+  if (!served) {
     throw new ApiError("model_not_found", `The model '${name}' does not exist or you do not have access to it.`, "model");
   }
-  return model;
+  const state = modelState(served);
+  if (state === "loading") {
+    throw new ApiError("model_not_loaded", `The model '${name}' is configured but not loaded yet: it is still loading. Retry shortly.`, "model", 1);
+  }
+  if (state === "failed") {
+    throw new ApiError("model_not_loaded", `The model '${name}' is configured but could not be loaded (${served.loadError}). Ask the operator to check the server's model configuration.`, "model");
+  }
+  return served;
 }
 
 /** The abort reason clientAbort gives, telling a client that left from the server cancelling its own work. */

@@ -56,7 +56,7 @@ describe("worker crash and recovery", () => {
     await waitFor(async () => (await fetch(`${t.url}/ready`)).status === 200, 30_000, "the engine to come back");
     assert.equal(t.srv.engine.restarts, 1);
     assert.notEqual(t.srv.engine.pid, firstPid);
-    assert.match(await (await fetch(`${t.url}/metrics`)).text(), /^llamux_engine_restarts_total 1$/m);
+    assert.match(await (await fetch(`${t.url}/metrics`)).text(), /^llamux_engine_restarts_total\{model="[^"]+"\} 1$/m);
     const after = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 4 });
     assert.equal(after.choices.length, 1);
   });

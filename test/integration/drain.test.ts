@@ -92,7 +92,7 @@ describe("graceful drain", () => {
       assert.match(err.message, /llamux is shutting down/);
       const ready = await request(`${t.url}/ready`, "GET");
       assert.equal(ready.status, 503);
-      assert.deepEqual(JSON.parse(ready.body), { status: "draining" });
+      assert.deepEqual(JSON.parse(ready.body), { status: "draining", models: { [t.modelId]: "ready" } });
       assert.equal(closed, false, "close() waits for the stream");
 
       const { frames, error } = await stream.done;

@@ -85,8 +85,8 @@ describe("saved KV states", () => {
       assert.equal(s.saved, 2, "B was saved in turn when A came back");
       assert.equal(s.discarded, 0);
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
-      assert.match(metrics, /^llamux_kv_states_restored_total 1$/m);
-      assert.match(metrics, /^llamux_kv_saved_states 2$/m);
+      assert.match(metrics, /^llamux_kv_states_restored_total\{model="[^"]+"\} 1$/m);
+      assert.match(metrics, /^llamux_kv_saved_states\{model="[^"]+"\} 2$/m);
     } finally {
       await t.close();
     }

@@ -43,7 +43,7 @@ describe("models, health, readiness", () => {
     assert.equal((await fetch(`${t.url}/health`)).status, 200);
     const ready = await fetch(`${t.url}/ready`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: "ready" });
+    assert.deepEqual(await ready.json(), { status: "ready", models: { [t.modelId]: "ready" } });
   });
 
   test("streamed text from a 32k byte-fallback vocabulary is valid UTF-8 in every frame", async () => {

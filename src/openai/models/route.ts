@@ -1,29 +1,36 @@
-// GET /v1/models and /v1/models/{id}: the served model under its id and aliases.
+// GET /v1/models and /v1/models/{id}: every served model under its id and
+// each alias. A model still loading (or that failed to) is listed without
+// its details, so clients see what is configured.
 import { Router } from "express";
 import { ApiError } from "../../errors.js";
+import { modelState, type ServedModel } from "../../servedModels.js";
 import type { RouteDeps } from "../context.js";
 
 export function modelsRoute(deps: RouteDeps, startedAtSeconds: number): Router {
   const router = Router();
-  const card = (id: string) => {
-    const m = deps.engine.model;
+  const card = (name: string, served: ServedModel) => {
+    const m = served.engine.model;
     return {
-      id,
+      id: name,
       object: "model" as const,
       created: startedAtSeconds,
       owned_by: "llamux",
-      ...(m ? { meta: { context_length: m.contextPerSlot, slots: m.slots, vocab_size: m.vocabSize, chat_template: m.chatTemplate, synthetic: m.synthetic } } : {}),
+      meta: {
+        state: modelState(served),
+        ...(m ? { context_length: m.contextPerSlot, slots: m.slots, vocab_size: m.vocabSize, chat_template: m.chatTemplate, synthetic: m.synthetic } : {}),
+      },
     };
   };
   router.get("/v1/models", (_req, res) => {
-    res.json({ object: "list", data: deps.modelNames().map(card) });
+    res.json({ object: "list", data: deps.models.names().map((name) => card(name, deps.models.find(name)!)) });
   });
   router.get("/v1/models/:id", (req, res) => {
     const id = req.params.id;
-    if (!deps.modelNames().includes(id)) {
+    const served = deps.models.find(id);
+    if (!served) {
       throw new ApiError("model_not_found", `The model '${id}' does not exist or you do not have access to it.`, "model");
     }
-    res.json(card(id));
+    res.json(card(id, served));
   });
   return router;
 }

@@ -72,7 +72,7 @@ function killGroup(s: Serve): void {
 }
 
 describe("llamux serve lifecycle", () => {
-  test("/ready is 503 'starting' while the model loads, /health is 200; after SIGTERM no process is left", async () => {
+  test("/ready is 503 'loading' while the model loads, /health is 200; after SIGTERM no process is left", async () => {
     const fifo = path.join(tmp, "never-loads.gguf");
     const made = spawnSync("mkfifo", [fifo]);
     assert.equal(made.status, 0, `mkfifo failed: ${made.stderr}`);
@@ -83,10 +83,22 @@ describe("llamux serve lifecycle", () => {
       await waitFor(() => childrenOf(s.child.pid!).some(blockedOnFifo), 60_000, "the worker to block reading the model");
       const ready = await fetch(`${url}/ready`);
       assert.equal(ready.status, 503);
-      assert.deepEqual(await ready.json(), { status: "starting" });
+      assert.deepEqual(await ready.json(), { status: "loading", models: { "never-loads": "loading" } });
       assert.equal((await fetch(`${url}/health`)).status, 200);
       const early = await fetch(`${url}/v1/models`);
-      assert.deepEqual(((await early.json()) as { data: unknown[] }).data, [], "no model is served before it is loaded");
+      const listed = ((await early.json()) as { data: Array<{ id: string; meta: Record<string, unknown> }> }).data;
+      assert.deepEqual(listed.map((m) => [m.id, m.meta]), [["never-loads", { state: "loading" }]], "configured, listed, not loaded: no details yet");
+      const asked = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "never-loads", messages: [{ role: "user", content: "x" }] }),
+      });
+      assert.equal(asked.status, 503);
+      assert.equal(asked.headers.get("retry-after"), "1");
+      const err = ((await asked.json()) as { error: { code: string; param: string; message: string } }).error;
+      assert.equal(err.code, "model_not_loaded");
+      assert.equal(err.param, "model");
+      assert.match(err.message, /configured but not loaded yet/);
       assert.doesNotMatch(s.output(), /llamux ready/);
 
       s.child.kill("SIGTERM");

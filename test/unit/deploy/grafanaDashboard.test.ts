@@ -17,7 +17,7 @@ async function exported(): Promise<Map<string, MetricType>> {
   const engine = new EngineClient({
     worker: { modelPath: "unused.gguf", modelId: "unused", slots: 1, contextPerSlot: 64, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0 },
   });
-  bindEngineMetrics(metrics, engine);
+  bindEngineMetrics(metrics, [{ id: "unused", engine }]);
   const list = await metrics.registry.getMetricsAsJSON();
   return new Map(list.map((m) => [m.name, String(m.type) as MetricType]));
 }

@@ -351,7 +351,9 @@ describe("--help and serveHelp()", () => {
       assert.equal(envName, `LLAMUX_${name.toUpperCase().replaceAll("-", "_")}`, `env var of --${name}`);
     }
     const optionNames = [...listed.keys()].filter((n) => n !== "help" && n !== "config");
-    assert.deepEqual(optionNames.map(camel).sort(), Object.keys(parse([])).sort(), "every config key has exactly one help line");
+    // `models` is the config file's list of models, described under --config.
+    const keys = Object.keys(parse([])).filter((k) => k !== "models");
+    assert.deepEqual(optionNames.map(camel).sort(), keys.sort(), "every config key has exactly one help line");
   });
 
   test("defaults are shown in the help text", () => {
@@ -387,5 +389,78 @@ describe("overload and connection options", () => {
     assert.match(help, /--headers-timeout-ms\s+LLAMUX_HEADERS_TIMEOUT_MS\s+.*\[default: 10000\]/);
     assert.match(help, /--request-timeout-ms\s+LLAMUX_REQUEST_TIMEOUT_MS\s+.*\[default: 60000\]/);
     assert.match(help, /--keep-alive-timeout-ms\s+LLAMUX_KEEP_ALIVE_TIMEOUT_MS\s+.*\[default: 5000\]/);
+  });
+});
+
+describe("several models (the config file's models list)", () => {
+  test("without a list, the top-level options describe the one model", () => {
+    const cfg = parse(["--model", "/m/a.gguf", "--alias", "gpt-x", "--slots", "3", "--ctx-per-slot", "512", "--chat-template", "/t.jinja"]);
+    assert.deepEqual(cfg.models, [
+      {
+        model: "/m/a.gguf",
+        id: null,
+        aliases: ["gpt-x"],
+        slots: 3,
+        ctxPerSlot: 512,
+        threads: cfg.threads,
+        gpu: "auto",
+        chatTemplate: "/t.jinja",
+        stepTokens: 512,
+        coalesceMs: 3,
+        maxQueued: 24,
+        kvCacheMaxBytes: 2 * 1024 ** 3,
+      },
+    ]);
+  });
+
+  test("each entry sets its own options; what it leaves out comes from the top level", () => {
+    const file = writeFile(
+      "yaml",
+      [
+        "slots: 6",
+        "threads: 1",
+        "max-queued: 10",
+        "models:",
+        "  - model: /m/a.gguf",
+        "    id: small",
+        "    alias: [fast, cheap]",
+        "    ctx-per-slot: 256",
+        "  - model: /m/b.gguf",
+        "    alias: big",
+        "    slots: 2",
+        "    chatTemplate: /b.jinja",
+        "    maxQueued: 3",
+      ].join("\n"),
+    );
+    const [a, b] = parse(["--config", file]).models;
+    assert.deepEqual([a!.model, a!.id, a!.aliases, a!.slots, a!.ctxPerSlot, a!.threads, a!.chatTemplate, a!.maxQueued], ["/m/a.gguf", "small", ["fast", "cheap"], 6, 256, 1, null, 10]);
+    assert.deepEqual([b!.model, b!.id, b!.aliases, b!.slots, b!.ctxPerSlot, b!.chatTemplate, b!.maxQueued], ["/m/b.gguf", null, ["big"], 2, 2048, "/b.jinja", 3]);
+    const flags = parse(["--config", file, "--ctx-per-slot", "1024"]).models;
+    assert.deepEqual(flags.map((m) => m.ctxPerSlot), [256, 1024], "a flag changes the default, not an entry's own value");
+  });
+
+  test("without --max-queued anywhere, each model may queue 8 per slot of its own", () => {
+    const file = writeFile("json", JSON.stringify({ models: [{ model: "/a.gguf", slots: 2 }, { model: "/b.gguf", slots: 5 }] }));
+    assert.deepEqual(parse(["--config", file]).models.map((m) => m.maxQueued), [16, 40]);
+  });
+
+  test("--model, --alias and --chat-template cannot be combined with a list, from any source", () => {
+    const file = writeFile("json", JSON.stringify({ models: [{ model: "/a.gguf" }] }));
+    assertConfigError(["--config", file, "--model", "/x.gguf"], {}, /--model cannot be combined with the config file's 'models' list/);
+    assertConfigError(["--config", file], { LLAMUX_ALIAS: "x" }, /--alias cannot be combined/);
+    const both = writeFile("json", JSON.stringify({ chatTemplate: "/t", models: [{ model: "/a.gguf" }] }));
+    assertConfigError(["--config", both], {}, /--chat-template cannot be combined/);
+  });
+
+  test("bad lists and entries are ConfigErrors naming the entry and the option", () => {
+    const bad = (models: unknown, ...patterns: RegExp[]) => assertConfigError(["--config", writeFile("json", JSON.stringify({ models }))], {}, ...patterns);
+    bad([], /'models' must be a non-empty list/);
+    bad({ model: "/a.gguf" }, /'models' must be a non-empty list/);
+    bad(["/a.gguf"], /models\[0\] must be an object/);
+    bad([{ id: "x" }], /models\[0\]: 'model' .* is required/);
+    bad([{ model: "/a.gguf" }, { model: "/b.gguf", port: 1 }], /models\[1\]: unknown option 'port'/);
+    bad([{ model: "/a.gguf", slots: 0 }], /models\[0\]: invalid value for 'slots'/);
+    bad([{ model: "/a.gguf", alias: [""] }], /models\[0\]: 'alias' must be a name or a list of names/);
+    bad([{ model: "/a.gguf", id: "m" }, { model: "/b.gguf", alias: "m" }], /models\[1\]: the name 'm' is already used by another model/);
   });
 });

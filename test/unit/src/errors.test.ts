@@ -51,6 +51,7 @@ describe("ApiError", () => {
       request_too_large: [413, "invalid_request_error"],
       unsupported_media_type: [415, "invalid_request_error"],
       engine_unavailable: [503, "server_error"],
+      model_not_loaded: [503, "server_error"],
       queue_timeout: [503, "server_error"],
       engine_restarted: [503, "server_error"],
       engine_error: [500, "server_error"],
