@@ -39,8 +39,7 @@ export type ContentPart = InputTextPart | OutputTextPart | RefusalPart;
 /**
  * A message item as the API returns it. Input roles (user, system,
  * developer) carry input_text parts; assistant messages carry output_text or
- * refusal parts. The only item type llamux stores: tool calls, reasoning and
- * the like are refused at the edge.
+ * refusal parts.
  */
 export interface MessageItem {
   type: "message";
@@ -49,6 +48,33 @@ export interface MessageItem {
   status: ItemStatus;
   content: ContentPart[];
 }
+
+/** A function call the model made (a response's output), or that a client sends back as input. */
+export interface FunctionCallItem {
+  type: "function_call";
+  id: string;
+  /** Pairs the call with its function_call_output. */
+  call_id: string;
+  name: string;
+  /** JSON text of the arguments object. */
+  arguments: string;
+  status: ItemStatus;
+}
+
+/** What the client's function returned for a call (text only). */
+export interface FunctionCallOutputItem {
+  type: "function_call_output";
+  id: string;
+  call_id: string;
+  output: string;
+  status: ItemStatus;
+}
+
+/**
+ * The items llamux stores. Reasoning items, item references, images, files
+ * and built-in tool calls are refused at the edge.
+ */
+export type Item = MessageItem | FunctionCallItem | FunctionCallOutputItem;
 
 /** A JSON object as the API returned it (a Response), stored verbatim. */
 export type JsonObject = { readonly [key: string]: unknown };
@@ -62,7 +88,7 @@ export interface NewStoredResponse {
    * Every item the generation read, in order: the previous responses' or the
    * conversation's items, then this request's input (instructions are not items).
    */
-  inputItems: readonly MessageItem[];
+  inputItems: readonly Item[];
 }
 
 export interface StoredResponse {
@@ -86,7 +112,7 @@ export interface ListOptions {
 }
 
 export type ItemPage =
-  | { kind: "page"; items: MessageItem[]; hasMore: boolean }
+  | { kind: "page"; items: Item[]; hasMore: boolean }
   /** The list exists but has no item `after`. */
   | { kind: "after_not_found" };
 
@@ -99,7 +125,7 @@ export interface ResponseCommit {
    * Items appended to a conversation (the request's input, then the output).
    * A conversation deleted while the response was generated gets nothing.
    */
-  conversation: { id: string; items: readonly MessageItem[] } | null;
+  conversation: { id: string; items: readonly Item[] } | null;
 }
 
 export interface ConversationStore {
@@ -107,27 +133,27 @@ export interface ConversationStore {
   commitResponse(commit: ResponseCommit): Promise<void>;
   getResponse(tenantId: string, id: string): Promise<StoredResponse | null>;
   /** All input items of a response, in order; null when there is no such response. */
-  getResponseInputItems(tenantId: string, id: string): Promise<MessageItem[] | null>;
+  getResponseInputItems(tenantId: string, id: string): Promise<Item[] | null>;
   /** Null when there is no such response. */
   listResponseInputItems(tenantId: string, id: string, options: ListOptions): Promise<ItemPage | null>;
   /** False when there was none. */
   deleteResponse(tenantId: string, id: string): Promise<boolean>;
 
   /** Creates a conversation holding `items` (in order). */
-  createConversation(tenantId: string, conversation: ConversationRecord, items: readonly MessageItem[]): Promise<ConversationRecord>;
+  createConversation(tenantId: string, conversation: ConversationRecord, items: readonly Item[]): Promise<ConversationRecord>;
   getConversation(tenantId: string, id: string): Promise<ConversationRecord | null>;
   /** Replaces the metadata; null when there is no such conversation. */
   updateConversation(tenantId: string, id: string, metadata: Record<string, string>): Promise<ConversationRecord | null>;
   /** Deletes the conversation and all its items; false when there was none. */
   deleteConversation(tenantId: string, id: string): Promise<boolean>;
   /** Appends items; null when there is no such conversation. */
-  addConversationItems(tenantId: string, id: string, items: readonly MessageItem[]): Promise<MessageItem[] | null>;
+  addConversationItems(tenantId: string, id: string, items: readonly Item[]): Promise<Item[] | null>;
   /** Every item, oldest first; null when there is no such conversation. */
-  getConversationItems(tenantId: string, id: string): Promise<MessageItem[] | null>;
+  getConversationItems(tenantId: string, id: string): Promise<Item[] | null>;
   /** Null when there is no such conversation. */
   listConversationItems(tenantId: string, id: string, options: ListOptions): Promise<ItemPage | null>;
   /** Null when there is no such conversation or item. */
-  getConversationItem(tenantId: string, id: string, itemId: string): Promise<MessageItem | null>;
+  getConversationItem(tenantId: string, id: string, itemId: string): Promise<Item | null>;
   /** False when there is no such conversation or item. */
   deleteConversationItem(tenantId: string, id: string, itemId: string): Promise<boolean>;
 

@@ -15,7 +15,7 @@ import type {
   ItemPage,
   JsonObject,
   ListOptions,
-  MessageItem,
+  Item,
   ResponseCommit,
   StoredResponse,
 } from "./conversationStore.js";
@@ -139,7 +139,7 @@ export class SqliteConversationStore implements ConversationStore {
     return row ? { id: row.id, createdAtSeconds: row.created_at, body: JSON.parse(row.body) as JsonObject } : null;
   }
 
-  async getResponseInputItems(tenantId: string, id: string): Promise<MessageItem[] | null> {
+  async getResponseInputItems(tenantId: string, id: string): Promise<Item[] | null> {
     if (!this.responseVisible(tenantId, id)) return null;
     const rows = this.db
       .prepare("SELECT item FROM response_input_items WHERE tenant_id = ? AND response_id = ? ORDER BY position")
@@ -163,7 +163,7 @@ export class SqliteConversationStore implements ConversationStore {
     return this.db.prepare("DELETE FROM responses WHERE tenant_id = ? AND id = ? AND created_at > ?").run(tenantId, id, this.expiredAtOrBefore()).changes === 1;
   }
 
-  async createConversation(tenantId: string, conversation: ConversationRecord, items: readonly MessageItem[]): Promise<ConversationRecord> {
+  async createConversation(tenantId: string, conversation: ConversationRecord, items: readonly Item[]): Promise<ConversationRecord> {
     this.db
       .transaction(() => {
         this.db
@@ -189,7 +189,7 @@ export class SqliteConversationStore implements ConversationStore {
     return this.db.prepare("DELETE FROM conversations WHERE tenant_id = ? AND id = ?").run(tenantId, id).changes === 1;
   }
 
-  async addConversationItems(tenantId: string, id: string, items: readonly MessageItem[]): Promise<MessageItem[] | null> {
+  async addConversationItems(tenantId: string, id: string, items: readonly Item[]): Promise<Item[] | null> {
     return this.db
       .transaction(() => {
         if (!this.conversationRow(tenantId, id)) return null;
@@ -199,7 +199,7 @@ export class SqliteConversationStore implements ConversationStore {
       .immediate();
   }
 
-  async getConversationItems(tenantId: string, id: string): Promise<MessageItem[] | null> {
+  async getConversationItems(tenantId: string, id: string): Promise<Item[] | null> {
     if (!this.conversationRow(tenantId, id)) return null;
     const rows = this.db
       .prepare("SELECT item FROM conversation_items WHERE tenant_id = ? AND conversation_id = ? ORDER BY seq")
@@ -218,7 +218,7 @@ export class SqliteConversationStore implements ConversationStore {
     );
   }
 
-  async getConversationItem(tenantId: string, id: string, itemId: string): Promise<MessageItem | null> {
+  async getConversationItem(tenantId: string, id: string, itemId: string): Promise<Item | null> {
     const item = this.db
       .prepare("SELECT item FROM conversation_items WHERE tenant_id = ? AND conversation_id = ? AND item_id = ?")
       .pluck()
@@ -282,7 +282,7 @@ export class SqliteConversationStore implements ConversationStore {
     return this.db.prepare("SELECT id, created_at, metadata FROM conversations WHERE tenant_id = ? AND id = ?").get(tenantId, id) as ConversationRow | undefined;
   }
 
-  private appendItems(tenantId: string, conversationId: string, items: readonly MessageItem[]): void {
+  private appendItems(tenantId: string, conversationId: string, items: readonly Item[]): void {
     const insert = this.db.prepare("INSERT INTO conversation_items (tenant_id, conversation_id, item_id, item) VALUES (?, ?, ?, ?)");
     for (const item of items) insert.run(tenantId, conversationId, item.id, JSON.stringify(item));
   }
@@ -309,8 +309,8 @@ export class SqliteConversationStore implements ConversationStore {
   }
 }
 
-function parseItem(json: string): MessageItem {
-  return JSON.parse(json) as MessageItem;
+function parseItem(json: string): Item {
+  return JSON.parse(json) as Item;
 }
 
 function toConversation(row: ConversationRow): ConversationRecord {

@@ -1,21 +1,30 @@
 // Input items of the Responses and Conversations APIs: validated once at the
-// edge into the message items the store keeps, and rendered as chat messages
-// for the engine. Only message items with text content exist here: tool calls,
-// reasoning items, item references, images and files are refused with a 400
-// naming the parameter.
+// edge into the items the store keeps, and rendered as chat messages for the
+// engine. Three item types exist here: messages with text content, function
+// calls and function call outputs. Reasoning items, item references, built-in
+// tool calls, images and files are refused with a 400 naming the parameter.
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { ChatMessage } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
-import type { ContentPart, ItemStatus, MessageItem, MessageRole } from "../../store/conversationStore.js";
+import type { ContentPart, Item, ItemStatus, MessageItem, MessageRole } from "../../store/conversationStore.js";
 import { paramName, zodToApiError } from "../common.js";
 
 export const MAX_INPUT_ITEMS = 2048;
 export const MAX_CONTENT_PARTS = 1024;
 export const MAX_ITEM_ID_LENGTH = 128;
 
-/** OpenAI-shaped ids: `resp_`, `msg_`, `conv_` and 48 hex digits (192 random bits). */
-export function newObjectId(prefix: "resp" | "msg" | "conv"): string {
+/** Longest call_id and function name OpenAI accepts on an input item. */
+export const MAX_CALL_ID_LENGTH = 64;
+export const MAX_FUNCTION_NAME_LENGTH = 128;
+/** Longest function_call_output text OpenAI accepts (10 MiB). */
+export const MAX_FUNCTION_OUTPUT_LENGTH = 10_485_760;
+
+/**
+ * OpenAI-shaped ids: `resp_`, `msg_`, `conv_`, `fc_` (function call item),
+ * `fco_` (its output), `call_` (a call's call_id), and 48 hex digits (192 random bits).
+ */
+export function newObjectId(prefix: "resp" | "msg" | "conv" | "fc" | "fco" | "call"): string {
   return `${prefix}_${randomBytes(24).toString("hex")}`;
 }
 
@@ -30,6 +39,29 @@ const messageSchema = z
       error: "must be a string or an array of content parts",
     }),
     status: z.enum(["in_progress", "completed", "incomplete"]).optional(),
+  })
+  .strict();
+
+const itemStatus = z.enum(["in_progress", "completed", "incomplete"]).optional();
+
+const functionCallSchema = z
+  .object({
+    type: z.literal("function_call"),
+    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).optional(),
+    call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
+    name: z.string({ error: "must be a string" }).min(1).max(MAX_FUNCTION_NAME_LENGTH),
+    arguments: z.string({ error: "must be a string" }),
+    status: itemStatus,
+  })
+  .strict();
+
+const functionCallOutputSchema = z
+  .object({
+    type: z.literal("function_call_output"),
+    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
+    call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
+    output: z.union([z.string().max(MAX_FUNCTION_OUTPUT_LENGTH), z.array(anyPart).max(MAX_CONTENT_PARTS)], { error: "must be a string or an array of input_text parts" }),
+    status: itemStatus.nullable(),
   })
   .strict();
 
@@ -48,18 +80,18 @@ const refusalPart = z.object({ type: z.literal("refusal"), refusal: z.string({ e
 /** Part types of the spec that carry something other than text. */
 const NON_TEXT_PARTS = new Set(["input_image", "input_file", "input_audio", "computer_screenshot"]);
 
-/** A validated message item, before ids are assigned. */
-export interface ParsedItem {
-  /** The client's own id (an output message sent back as input), or null. */
-  id: string | null;
-  role: MessageRole;
-  status: ItemStatus;
-  content: ContentPart[];
-}
+/**
+ * A validated item before ids are assigned: `id` is the client's own (an
+ * output item sent back as input), or null.
+ */
+export type ParsedItem =
+  | (Omit<MessageItem, "id"> & { id: string | null })
+  | (Omit<Item & { type: "function_call" }, "id"> & { id: string | null })
+  | (Omit<Item & { type: "function_call_output" }, "id"> & { id: string | null });
 
 /** A plain-string input is one user message. */
 export function userText(text: string): ParsedItem {
-  return { id: null, role: "user", status: "completed", content: [{ type: "input_text", text }] };
+  return { type: "message", id: null, role: "user", status: "completed", content: [{ type: "input_text", text }] };
 }
 
 /** Validates input items; `at` is where the list sits in the body (["input"], ["items"]). */
@@ -72,11 +104,13 @@ function parseItem(raw: unknown, at: readonly PropertyKey[]): ParsedItem {
     throw new ApiError("invalid_type", `Invalid '${paramName(at)}': must be an object.`, paramName(at));
   }
   const type = (raw as { type?: unknown }).type;
+  if (type === "function_call") return parseFunctionCall(raw, at);
+  if (type === "function_call_output") return parseFunctionCallOutput(raw, at);
   if (type !== undefined && type !== "message") {
     const param = paramName([...at, "type"]);
     throw new ApiError(
       "unsupported_parameter",
-      `Unsupported input item type ${JSON.stringify(type)} in '${param}': llamux accepts message items only (no tool calls, tool outputs, reasoning items or item references).`,
+      `Unsupported input item type ${JSON.stringify(type)} in '${param}': llamux accepts message, function_call and function_call_output items (no reasoning items, item references or built-in tool calls).`,
       param,
     );
   }
@@ -87,7 +121,38 @@ function parseItem(raw: unknown, at: readonly PropertyKey[]): ParsedItem {
     typeof m.content === "string"
       ? [m.role === "assistant" ? outputText(m.content) : ({ type: "input_text", text: m.content } as const)]
       : m.content.map((part, j) => parsePart(part, m.role, [...at, "content", j]));
-  return { id: m.id ?? null, role: m.role, status: m.status ?? "completed", content };
+  return { type: "message", id: m.id ?? null, role: m.role, status: m.status ?? "completed", content };
+}
+
+function parseFunctionCall(raw: object, at: readonly PropertyKey[]): ParsedItem {
+  const parsed = functionCallSchema.safeParse(raw);
+  if (!parsed.success) throw zodToApiError(parsed.error, raw, at);
+  const c = parsed.data;
+  return { type: "function_call", id: c.id ?? null, call_id: c.call_id, name: c.name, arguments: c.arguments, status: c.status ?? "completed" };
+}
+
+/** A function's output: a string, or input_text parts (joined); images and files are refused. */
+function parseFunctionCallOutput(raw: object, at: readonly PropertyKey[]): ParsedItem {
+  const parsed = functionCallOutputSchema.safeParse(raw);
+  if (!parsed.success) throw zodToApiError(parsed.error, raw, at);
+  const o = parsed.data;
+  let output: string;
+  if (typeof o.output === "string") output = o.output;
+  else {
+    output = o.output
+      .map((part, j) => {
+        const where = [...at, "output", j];
+        if (part.type !== "input_text") {
+          const param = paramName([...where, "type"]);
+          throw new ApiError("unsupported_parameter", `Unsupported content part type '${part.type}' in '${param}': a function's output may be text only.`, param);
+        }
+        const text = inputTextPart.safeParse(part);
+        if (!text.success) throw zodToApiError(text.error, part, where);
+        return text.data.text;
+      })
+      .join("");
+  }
+  return { type: "function_call_output", id: o.id ?? null, call_id: o.call_id, output, status: o.status ?? "completed" };
 }
 
 function outputText(text: string, annotations: unknown[] = [], logprobs: unknown[] = []): ContentPart {
@@ -115,23 +180,25 @@ function parsePart(part: { type: string }, role: MessageRole, at: readonly Prope
   return p;
 }
 
+const ID_PREFIX = { message: "msg", function_call: "fc", function_call_output: "fco" } as const;
+
 /**
- * Gives each item its id: the client's own when it has one, else a new msg_
- * id. Ids are unique within what a response reads and within a conversation
- * (lists page by them), so an id already in `taken` or repeated is a 400.
+ * Gives each item its id: the client's own when it has one, else a new one
+ * (msg_, fc_, fco_). Ids are unique within what a response reads and within a
+ * conversation (lists page by them), so an id already in `taken` or repeated is a 400.
  */
-export function withIds(items: readonly ParsedItem[], taken: ReadonlySet<string>, at: readonly PropertyKey[]): MessageItem[] {
+export function withIds(items: readonly ParsedItem[], taken: ReadonlySet<string>, at: readonly PropertyKey[]): Item[] {
   const seen = new Set(taken);
   return items.map((item, i) => {
     let id = item.id;
     if (id === null) {
-      id = newObjectId("msg");
+      id = newObjectId(ID_PREFIX[item.type]);
     } else if (seen.has(id)) {
       const param = paramName([...at, i, "id"]);
       throw new ApiError("invalid_value", `Invalid '${param}': an item with id '${id}' is already part of this context.`, param);
     }
     seen.add(id);
-    return { type: "message", id, role: item.role, status: item.status, content: item.content };
+    return { ...item, id } as Item;
   });
 }
 
@@ -140,6 +207,25 @@ export function itemText(item: Pick<MessageItem, "content">): string {
   return item.content.map((p) => (p.type === "refusal" ? p.refusal : p.text)).join("");
 }
 
-export function toChatMessage(item: MessageItem): ChatMessage {
-  return { role: item.role, content: itemText(item) };
+/**
+ * A context's items → the chat the template renders. Function calls join the
+ * assistant turn just before them (the text the model wrote with them, or the
+ * other calls of the same turn), as chat's assistant message with tool_calls;
+ * a function's output is a `tool` turn.
+ */
+export function toChatMessages(items: readonly Item[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  for (const item of items) {
+    if (item.type === "message") {
+      messages.push({ role: item.role, content: itemText(item) });
+    } else if (item.type === "function_call_output") {
+      messages.push({ role: "tool", content: item.output });
+    } else {
+      const last = messages.at(-1);
+      const call = { name: item.name, arguments: item.arguments };
+      if (last?.role === "assistant") last.toolCalls = [...(last.toolCalls ?? []), call];
+      else messages.push({ role: "assistant", content: "", toolCalls: [call] });
+    }
+  }
+  return messages;
 }

@@ -4,7 +4,7 @@
 // sending the last id it got as `after` while has_more is true.
 import { z } from "zod";
 import { ApiError } from "../../errors.js";
-import type { ItemPage, ListOptions, MessageItem } from "../../store/conversationStore.js";
+import type { Item, ItemPage, ListOptions } from "../../store/conversationStore.js";
 import { zodToApiError } from "../common.js";
 
 export const MAX_LIST_LIMIT = 100;
@@ -33,7 +33,7 @@ export function refuseInclude(query: Record<string, unknown>): void {
 }
 
 /** OpenAI's list object, or 400 naming `after` when it is not an id of the list. */
-export function listJson(page: ItemPage): { object: "list"; data: MessageItem[]; first_id: string | null; last_id: string | null; has_more: boolean } {
+export function listJson(page: ItemPage): { object: "list"; data: Item[]; first_id: string | null; last_id: string | null; has_more: boolean } {
   if (page.kind === "after_not_found") {
     throw new ApiError("invalid_value", "Invalid 'after': no item with this id in the list.", "after");
   }

@@ -5,6 +5,7 @@ import { ApiError } from "../../errors.js";
 import { isNullish, MAX_INT32, parseBody, refuseUnsupported, samplingShape } from "../common.js";
 import type { ParamTable } from "../parameters.js";
 import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type ParsedItem } from "./items.js";
+import { responseToolsShape } from "./tools.js";
 
 /** OpenAI's floor for max_output_tokens. */
 export const MIN_OUTPUT_TOKENS = 16;
@@ -33,7 +34,7 @@ export const responsesRequestSchema = z
       .max(MAX_INT32)
       .nullish(),
     stream_options: z.object({ include_obfuscation: z.boolean().optional() }).strict().nullish(),
-    parallel_tool_calls: z.boolean().nullish(),
+    ...responseToolsShape,
     // llamux extension: order among the tenant's own waiting requests (higher first).
     priority: z.number().int("must be an integer").min(-1000).max(1000).nullish(),
     // Refused unless neutral (see RESPONSES_PARAMETERS).
@@ -41,8 +42,6 @@ export const responsesRequestSchema = z
     background: z.unknown().optional(),
     max_tool_calls: z.unknown().optional(),
     text: z.unknown().optional(),
-    tools: z.unknown().optional(),
-    tool_choice: z.unknown().optional(),
     prompt: z.unknown().optional(),
     truncation: z.unknown().optional(),
     reasoning: z.unknown().optional(),
@@ -84,8 +83,10 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   service_tier: ignored,
   // Stream obfuscation pads delta events against a side channel of OpenAI's; llamux sends none.
   stream_options: ignored,
-  // Without tools there are no tool calls to run in parallel.
-  parallel_tool_calls: ignored,
+  // Function tools only (src/openai/responses/tools.ts).
+  tools: implemented,
+  tool_choice: implemented,
+  parallel_tool_calls: implemented,
   presence_penalty: implementedExtension,
   frequency_penalty: implementedExtension,
   logit_bias: implementedExtension,
@@ -98,15 +99,13 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   priority: implementedExtension,
   top_logprobs: refused("is not supported yet", (v) => isNullish(v) || v === 0),
   background: refused("(background responses) is not supported", (v) => isNullish(v) || v === false),
-  max_tool_calls: refused("(tool calling) is not supported yet"),
+  max_tool_calls: refused("is not supported: use parallel_tool_calls false for at most one call per response"),
   text: refused('only supports {"format": {"type": "text"}} so far', (v) => {
     if (isNullish(v)) return true;
     if (typeof v !== "object" || Array.isArray(v)) return false;
     const { format, verbosity, ...rest } = v as { format?: { type?: unknown } | null; verbosity?: unknown };
     return Object.keys(rest).length === 0 && isNullish(verbosity) && (isNullish(format) || (Object.keys(format!).length === 1 && format!.type === "text"));
   }),
-  tools: refused("(tool calling) is not supported yet", (v) => isNullish(v) || (Array.isArray(v) && v.length === 0)),
-  tool_choice: refused("(tool calling) is not supported yet", (v) => isNullish(v) || v === "none" || v === "auto"),
   prompt: refused("(prompt templates) is not supported"),
   truncation: refused('only supports "disabled": a context that does not fit is a 400 context_length_exceeded', (v) => isNullish(v) || v === "disabled"),
   reasoning: refused("is not supported with this model", allNullish),

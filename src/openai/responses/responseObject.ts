@@ -2,7 +2,8 @@
 // sends, stores and returns it. `output_text` is left out: the spec marks it
 // an SDK-only convenience, and the openai SDKs compute it from `output`.
 import type { FinishReason, Usage } from "../../../engine/index.js";
-import type { MessageItem } from "../../store/conversationStore.js";
+import type { FunctionCallItem, Item, MessageItem } from "../../store/conversationStore.js";
+import type { EchoedTool, echoToolChoice } from "./tools.js";
 
 export type ResponseStatus = "in_progress" | "completed" | "incomplete" | "failed";
 
@@ -19,6 +20,8 @@ export interface ResponseEcho {
   temperature: number;
   topP: number;
   parallelToolCalls: boolean;
+  tools: EchoedTool[];
+  toolChoice: ReturnType<typeof echoToolChoice>;
   metadata: Record<string, string>;
   user: string | null;
   safetyIdentifier: string | null;
@@ -27,7 +30,7 @@ export interface ResponseEcho {
 
 export interface ResponseState {
   status: ResponseStatus;
-  output: MessageItem[];
+  output: Item[];
   usage: Usage | null;
   error: { code: "server_error"; message: string } | null;
   completedAtSeconds: number | null;
@@ -62,8 +65,8 @@ export function responseJson(echo: ResponseEcho, state: ResponseState) {
     store: echo.store,
     temperature: echo.temperature,
     text: { format: { type: "text" as const }, verbosity: "medium" as const },
-    tool_choice: "auto" as const,
-    tools: [] as never[],
+    tool_choice: echo.toolChoice,
+    tools: echo.tools,
     top_logprobs: 0,
     top_p: echo.topP,
     truncation: "disabled" as const,
@@ -91,6 +94,11 @@ export function responseUsageJson(u: Usage) {
 /** The assistant message a finished (or cut) generation produced. */
 export function outputMessage(id: string, text: string, status: MessageItem["status"]): MessageItem {
   return { type: "message", id, role: "assistant", status, content: [{ type: "output_text", text, annotations: [], logprobs: [] }] };
+}
+
+/** A function call the model made, once its arguments are complete. */
+export function functionCall(id: string, callId: string, name: string, args: string, status: FunctionCallItem["status"] = "completed"): FunctionCallItem {
+  return { type: "function_call", id, call_id: callId, name, arguments: args, status };
 }
 
 export function finishedStatus(finish: FinishReason): "completed" | "incomplete" {

@@ -8,24 +8,26 @@ import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
 import { estimateChatTokens } from "../../quota/estimate.js";
-import type { ConversationStore, MessageItem } from "../../store/conversationStore.js";
+import type { ConversationStore, Item } from "../../store/conversationStore.js";
 import type { Tenant } from "../../tenants/types.js";
 import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { runGeneration } from "../runGeneration.js";
-import { newObjectId, toChatMessage, withIds } from "./items.js";
+import { toolSetup } from "../tools/tools.js";
+import { newObjectId, toChatMessages, withIds } from "./items.js";
 import { listJson, parseListQuery, refuseInclude } from "./list.js";
 import { conversationNotFound, responseNotFound } from "./notFound.js";
 import { parseResponsesRequest } from "./protocol.js";
 import type { ResponseEcho, ResponseObject } from "./responseObject.js";
 import { respondResponse, streamResponse, type ResponseRun } from "./serving.js";
+import { asChatToolFields, echoToolChoice, echoTools, RESPONSES_TOOL_PATHS } from "./tools.js";
 
 /**
  * The items a new response continues from: a stored response's own input and
  * output (its input already holds the chain before it), or a conversation's
  * items. Instructions are never carried over.
  */
-async function loadHistory(store: ConversationStore, tenantId: string, previousResponseId: string | null, conversationId: string | null): Promise<MessageItem[]> {
+async function loadHistory(store: ConversationStore, tenantId: string, previousResponseId: string | null, conversationId: string | null): Promise<Item[]> {
   if (previousResponseId !== null) {
     const previous = await store.getResponse(tenantId, previousResponseId);
     const input = previous ? await store.getResponseInputItems(tenantId, previousResponseId) : null;
@@ -40,6 +42,22 @@ async function loadHistory(store: ConversationStore, tenantId: string, previousR
     return items;
   }
   return [];
+}
+
+/**
+ * A function_call_output in this request's input must answer a call made
+ * earlier in the context (OpenAI refuses an orphan output too): the model
+ * would otherwise read a result for a question nobody asked.
+ */
+function requireAnsweredCalls(context: readonly Item[], firstInput: number): void {
+  const calls = new Set<string>();
+  for (const [i, item] of context.entries()) {
+    if (item.type === "function_call") calls.add(item.call_id);
+    else if (item.type === "function_call_output" && i >= firstInput && !calls.has(item.call_id)) {
+      const param = `input[${i - firstInput}].call_id`;
+      throw new ApiError("invalid_value", `Invalid '${param}': no function call with call_id '${item.call_id}' precedes this output.`, param);
+    }
+  }
 }
 
 /** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */
@@ -58,19 +76,22 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
   router.post("/v1/responses", async (req, res) => {
     const tenant: Tenant = res.locals.tenant;
     const { body, input, conversationId } = parseResponsesRequest(req.body);
-    requireModel(deps, body.model);
+    const served = requireModel(deps, body.model);
     const previousResponseId = body.previous_response_id ?? null;
     const history = await loadHistory(store, tenant.id, previousResponseId, conversationId);
     const inputItems = withIds(input, new Set(history.map((item) => item.id)), ["input"]);
     const context = [...history, ...inputItems];
+    requireAnsweredCalls(context, history.length);
     const instructions = body.instructions ?? null;
-    const messages: ChatMessage[] = [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...context.map(toChatMessage)];
+    const messages: ChatMessage[] = [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context)];
     if (messages.length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
+    const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
 
     const maxTokens = capMaxTokens(tenant.limits, body.max_output_tokens ?? null);
     const engineReq: EngineRequest = {
       tenant: tenant.id,
-      prompt: { kind: "chat", messages },
+      prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
+      ...(tools.grammar ? { grammar: tools.grammar } : {}),
       maxTokens,
       stop: stopList(body.stop),
       sampling: toSamplingParams(body),
@@ -90,6 +111,8 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       temperature: body.temperature ?? 1,
       topP: body.top_p ?? 1,
       parallelToolCalls: body.parallel_tool_calls ?? true,
+      tools: echoTools(body.tools),
+      toolChoice: echoToolChoice(body.tool_choice),
       metadata: body.metadata ?? {},
       user: isNullish(body.user) ? null : body.user!,
       safetyIdentifier: body.safety_identifier ?? null,
@@ -97,22 +120,31 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
     };
     const run: ResponseRun = {
       echo,
-      outputItemId: newObjectId("msg"),
+      tools: tools.parsing,
       // With store:false the response is not kept, but a conversation still
       // gets its items: continuing the conversation is what was asked for.
       commit: (response, output) =>
         store.commitResponse({
           tenantId: tenant.id,
           response: stored ? { id: echo.id, createdAtSeconds: echo.createdAtSeconds, body: response, inputItems: context } : null,
-          conversation: conversationId === null ? null : { id: conversationId, items: [...inputItems, output] },
+          conversation: conversationId === null ? null : { id: conversationId, items: [...inputItems, ...output] },
         }),
     };
     const generation = {
       tenant,
       model: body.model,
+      served,
       includeUsage: false,
       engineReqs: [engineReq],
-      estimatedTokens: estimateChatTokens(messages, maxTokens),
+      // The tool list and earlier calls are prompt text too.
+      estimatedTokens: estimateChatTokens(
+        [
+          ...messages,
+          ...(tools.promptTools ? [{ content: JSON.stringify(tools.promptTools) }] : []),
+          ...messages.flatMap((m) => (m.toolCalls ?? []).map((c) => ({ content: c.name + c.arguments }))),
+        ],
+        maxTokens,
+      ),
     };
     await runGeneration(deps, req, res, generation, ([choice], meta) =>
       body.stream ? streamResponse(res, choice!, meta, run) : respondResponse(res, choice!, meta, run),

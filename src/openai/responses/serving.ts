@@ -4,39 +4,54 @@
 //   response.content_part.added, response.output_text.delta (one per engine
 //   delta), response.output_text.done, response.content_part.done,
 //   response.output_item.done, then response.completed or response.incomplete;
-//   response.failed when the generation or its storage fails midway.
+//   response.failed when the generation or its storage fails midway. With
+//   tools, each call the model writes is a function_call item of its own
+//   (output_item.added, response.function_call_arguments.delta as its
+//   arguments are generated, .done, output_item.done), in the order written.
 // Either way the finished response is committed (stored, appended to its
 // conversation) before the client is told it is complete.
 import type { Response } from "express";
 import type { Usage } from "../../../engine/index.js";
 import { ApiError, fromEngineError } from "../../errors.js";
 import { SseWriter } from "../../sse.js";
-import type { MessageItem } from "../../store/conversationStore.js";
+import type { Item } from "../../store/conversationStore.js";
 import { collect, type Admitted } from "../generation.js";
 import type { GenerationMeta } from "../runGeneration.js";
-import { finishedStatus, outputMessage, responseJson, type ResponseEcho, type ResponseObject } from "./responseObject.js";
+import { ToolCallParser } from "../tools/toolCallParser.js";
+import type { ToolParsing } from "../tools/tools.js";
+import { newObjectId } from "./items.js";
+import { OutputItems, type OutputListener } from "./outputItems.js";
+import { finishedStatus, responseJson, type ResponseEcho, type ResponseObject } from "./responseObject.js";
 
 export interface ResponseRun {
   echo: ResponseEcho;
-  outputItemId: string;
+  /** How tool calls are read out of the model's text; null: no tools, the text is the message. */
+  tools: ToolParsing | null;
   /** Makes the finished response durable; resolves before it is acknowledged. */
-  commit: (response: ResponseObject, output: MessageItem) => Promise<void>;
+  commit: (response: ResponseObject, output: Item[]) => Promise<void>;
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-function finished(run: ResponseRun, text: string, finish: "stop" | "length", usage: Usage): { item: MessageItem; body: ResponseObject } {
+function toolParser(run: ResponseRun): ToolCallParser | null {
+  return run.tools ? new ToolCallParser({ ...run.tools, newId: () => newObjectId("call") }) : null;
+}
+
+function finishedBody(run: ResponseRun, output: Item[], finish: "stop" | "length", usage: Usage): ResponseObject {
   const status = finishedStatus(finish);
-  const item = outputMessage(run.outputItemId, text, status);
-  const body = responseJson(run.echo, { status, output: [item], usage, error: null, completedAtSeconds: status === "completed" ? nowSeconds() : null });
-  return { item, body };
+  return responseJson(run.echo, { status, output, usage, error: null, completedAtSeconds: status === "completed" ? nowSeconds() : null });
 }
 
 export async function respondResponse(res: Response, choice: Admitted, meta: GenerationMeta, run: ResponseRun): Promise<void> {
   const out = await collect(choice);
   meta.onUsage(out.usage);
-  const { item, body } = finished(run, out.text, out.finishReason, out.usage);
-  await run.commit(body, item);
+  const items = new OutputItems();
+  const parser = toolParser(run);
+  if (parser) await items.push([...parser.push(out.text), ...parser.flush()]);
+  else await items.text(out.text);
+  const output = await items.finish(finishedStatus(out.finishReason));
+  const body = finishedBody(run, output, out.finishReason, out.usage);
+  await run.commit(body, output);
   res.json(body);
 }
 
@@ -44,24 +59,42 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
   const sse = new SseWriter(res);
   let sequenceNumber = 0;
   const send = (type: string, fields: object) => sse.sendEvent(type, { type, ...fields, sequence_number: sequenceNumber++ });
-  const itemId = run.outputItemId;
-  const at = { item_id: itemId, output_index: 0, content_index: 0 };
+  const part = (itemId: string, outputIndex: number) => ({ item_id: itemId, output_index: outputIndex, content_index: 0 });
+  const listener: OutputListener = {
+    added: async (outputIndex, item) => {
+      await send("response.output_item.added", { output_index: outputIndex, item });
+      if (item.type === "message") await send("response.content_part.added", { ...part(item.id, outputIndex), part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
+    },
+    textDelta: (outputIndex, item, delta) => send("response.output_text.delta", { ...part(item.id, outputIndex), delta, logprobs: [] }),
+    argumentsDelta: (outputIndex, itemId, delta) => send("response.function_call_arguments.delta", { item_id: itemId, output_index: outputIndex, delta }),
+    done: async (outputIndex, item) => {
+      if (item.type === "message") {
+        const text = item.content[0]!;
+        await send("response.output_text.done", { ...part(item.id, outputIndex), text: text.type === "refusal" ? text.refusal : text.text, logprobs: [] });
+        await send("response.content_part.done", { ...part(item.id, outputIndex), part: text });
+      } else if (item.type === "function_call") {
+        await send("response.function_call_arguments.done", { item_id: item.id, output_index: outputIndex, name: item.name, arguments: item.arguments });
+      }
+      await send("response.output_item.done", { output_index: outputIndex, item });
+    },
+  };
+  const items = new OutputItems(listener);
+  const parser = toolParser(run);
 
   sse.open();
   const inProgress = responseJson(run.echo, { status: "in_progress", output: [], usage: null, error: null, completedAtSeconds: null });
   await send("response.created", { response: inProgress });
   await send("response.in_progress", { response: inProgress });
-  await send("response.output_item.added", { output_index: 0, item: { ...outputMessage(itemId, "", "in_progress"), content: [] } });
-  await send("response.content_part.added", { ...at, part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
-  let text = "";
+  // Without tools the output is one message, announced before its first token.
+  if (!parser) await items.startMessage();
   try {
     let end: { finish: "stop" | "length"; usage: Usage } | null = null;
     for await (const ev of choice.events) {
       if (ev.type === "error") throw fromEngineError(ev.error);
       if (ev.type !== "delta") continue;
       if (ev.text) {
-        text += ev.text;
-        await send("response.output_text.delta", { ...at, delta: ev.text, logprobs: [] });
+        if (parser) await items.push(parser.push(ev.text));
+        else await items.text(ev.text);
       }
       if (ev.finish && ev.usage) {
         end = { finish: ev.finish, usage: ev.usage };
@@ -74,22 +107,15 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
       throw fromEngineError({ code: "engine_error", param: null, message: "The request was cancelled." });
     }
     meta.onUsage(end.usage);
-    const { item, body } = finished(run, text, end.finish, end.usage);
-    const part = item.content[0]!;
-    await send("response.output_text.done", { ...at, text, logprobs: [] });
-    await send("response.content_part.done", { ...at, part });
-    await send("response.output_item.done", { output_index: 0, item });
-    await run.commit(body, item);
+    if (parser) await items.push(parser.flush());
+    const output = await items.finish(finishedStatus(end.finish));
+    const body = finishedBody(run, output, end.finish, end.usage);
+    await run.commit(body, output);
     await send(body.status === "completed" ? "response.completed" : "response.incomplete", { response: body });
   } catch (err) {
     const message = err instanceof ApiError ? err.message : "The server had an error while processing your request.";
-    const failed = responseJson(run.echo, {
-      status: "failed",
-      output: [outputMessage(itemId, text, "incomplete")],
-      usage: null,
-      error: { code: "server_error", message },
-      completedAtSeconds: null,
-    });
+    const output = items.snapshot.map((item) => ({ ...item, status: item.status === "in_progress" ? ("incomplete" as const) : item.status }));
+    const failed = responseJson(run.echo, { status: "failed", output, usage: null, error: { code: "server_error", message }, completedAtSeconds: null });
     await send("response.failed", { response: failed });
     // Anything but an ApiError is a bug: let the error handler log it.
     if (!(err instanceof ApiError)) {

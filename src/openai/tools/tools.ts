@@ -16,7 +16,7 @@ import { toGrammarSchema } from "../structured/grammarSchema.js";
 
 export const MAX_TOOLS = 128;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-const functionName = () => z.string().regex(FUNCTION_NAME, "must be 1 to 64 letters, digits, '_' or '-'");
+export const functionName = () => z.string().regex(FUNCTION_NAME, "must be 1 to 64 letters, digits, '_' or '-'");
 
 export const toolSchema = z
   .object({
@@ -58,20 +58,33 @@ export interface ToolSetup {
   parsing: ToolParsing | null;
 }
 
-interface ToolFields {
+export interface ToolFields {
   tools?: Tool[] | null;
   tool_choice?: ToolChoice | null;
   parallel_tool_calls?: boolean | null;
 }
 
+/** Where a request keeps what its errors name: chat nests each function under `function`, the Responses API does not. */
+export interface ToolPaths {
+  name(i: number): string;
+  parameters(i: number): string;
+  choiceName: string;
+}
+
+export const CHAT_TOOL_PATHS: ToolPaths = {
+  name: (i) => `tools[${i}].function.name`,
+  parameters: (i) => `tools[${i}].function.parameters`,
+  choiceName: "tool_choice.function.name",
+};
+
 /** Checks the tool fields together and says what the engine and the response writer do with them. */
-export function toolSetup(req: ToolFields): ToolSetup {
+export function toolSetup(req: ToolFields, paths: ToolPaths = CHAT_TOOL_PATHS): ToolSetup {
   const tools = req.tools ?? [];
   const choice = req.tool_choice ?? (tools.length > 0 ? "auto" : "none");
   const seen = new Set<string>();
   for (const [i, t] of tools.entries()) {
     if (seen.has(t.function.name)) {
-      throw new ApiError("invalid_value", `Invalid 'tools[${i}].function.name': '${t.function.name}' is declared twice.`, `tools[${i}].function.name`);
+      throw new ApiError("invalid_value", `Invalid '${paths.name(i)}': '${t.function.name}' is declared twice.`, paths.name(i));
     }
     seen.add(t.function.name);
   }
@@ -91,12 +104,12 @@ export function toolSetup(req: ToolFields): ToolSetup {
   if (typeof choice === "object") {
     callable = callable.filter(({ t }) => t.function.name === choice.function.name);
     if (callable.length === 0) {
-      throw new ApiError("invalid_value", `Invalid 'tool_choice.function.name': no tool named '${choice.function.name}' is declared in 'tools'.`, "tool_choice.function.name");
+      throw new ApiError("invalid_value", `Invalid '${paths.choiceName}': no tool named '${choice.function.name}' is declared in 'tools'.`, paths.choiceName);
     }
   }
   const calls = callable.map(({ t, i }) => ({
     type: "object",
-    properties: { name: { const: t.function.name }, arguments: argumentsGrammar(t.function.parameters, `tools[${i}].function.parameters`) },
+    properties: { name: { const: t.function.name }, arguments: argumentsGrammar(t.function.parameters, paths.parameters(i)) },
     additionalProperties: false,
   }));
   const schema = calls.length === 1 ? calls[0]! : { oneOf: calls };

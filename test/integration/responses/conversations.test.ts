@@ -100,7 +100,7 @@ describe("/v1/conversations", () => {
   test("bad items and bodies are 400s naming the parameter", async () => {
     const conv = await t.client.conversations.create();
     const cases: Array<[() => Promise<unknown>, string, string]> = [
-      [() => t.client.conversations.items.create(conv.id, { items: [{ type: "function_call_output", call_id: "c", output: "x" }] } as never), "items[0].type", "unsupported_parameter"],
+      [() => t.client.conversations.items.create(conv.id, { items: [{ type: "reasoning", summary: [] }] } as never), "items[0].type", "unsupported_parameter"],
       [() => t.client.conversations.items.create(conv.id, { items: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png", detail: "auto" }] }] }), "items[0].content[0].type", "unsupported_parameter"],
       [() => t.client.conversations.items.create(conv.id, { items: Array.from({ length: 21 }, () => ({ role: "user" as const, content: "x" })) }), "items", "invalid_value"],
       [() => t.client.conversations.items.create(conv.id, {} as never), "items", "missing_required_parameter"],

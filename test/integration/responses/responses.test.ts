@@ -258,7 +258,7 @@ describe("POST /v1/responses", () => {
 
   test("bad requests are 400s naming the parameter", async () => {
     const cases: Array<[Record<string, unknown>, string, string]> = [
-      [{ input: [{ type: "function_call", call_id: "c", name: "f", arguments: "{}" }] }, "input[0].type", "unsupported_parameter"],
+      [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
       [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0].type", "unsupported_parameter"],
       [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
       [{ input: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png" }] }] }, "input[0].content[0].type", "unsupported_parameter"],
@@ -273,8 +273,8 @@ describe("POST /v1/responses", () => {
       [{ input: "x", max_output_tokens: 5 }, "max_output_tokens", "invalid_value"],
       [{ input: "x", temperature: 3 }, "temperature", "invalid_value"],
       [{ input: "x", max_tokens: 16 }, "max_tokens", "unknown_parameter"],
-      [{ input: "x", tools: [{ type: "function", name: "f", parameters: {} }] }, "tools", "unsupported_parameter"],
-      [{ input: "x", tool_choice: "required" }, "tool_choice", "unsupported_parameter"],
+      [{ input: "x", tools: [{ type: "file_search", vector_store_ids: [] }] }, "tools[0].type", "invalid_value"],
+      [{ input: "x", tool_choice: "required" }, "tool_choice", "invalid_value"],
       [{ input: "x", reasoning: { effort: "high" } }, "reasoning", "unsupported_parameter"],
       [{ input: "x", include: ["message.output_text.logprobs"] }, "include", "unsupported_parameter"],
       [{ input: "x", background: true }, "background", "unsupported_parameter"],
@@ -375,7 +375,7 @@ describe("POST /v1/responses with stream: true", () => {
     while (!text.includes("response.output_text.delta")) text += new TextDecoder().decode((await reader.read()).value);
     const id = /"id":"(resp_[0-9a-f]+)"/.exec(text)![1]!;
     ac.abort();
-    await waitFor(async () => (await fetch(`${t.url}/metrics`).then((r) => r.text())).includes("llamux_requests_running 0"), 10_000, "the cancelled generation to end");
+    await waitFor(async () => (await fetch(`${t.url}/metrics`).then((r) => r.text())).match(/^llamux_requests_running\{model="[^"]+"\} 0$/m) !== null, 10_000, "the cancelled generation to end");
     await apiError(t.client.responses.retrieve(id), OpenAI.NotFoundError);
   });
 });

@@ -44,6 +44,8 @@ const echo: ResponseEcho = {
   temperature: 1,
   topP: 1,
   parallelToolCalls: true,
+  tools: [],
+  toolChoice: "auto",
   metadata: {},
   user: null,
   safetyIdentifier: null,
@@ -73,10 +75,12 @@ function setup() {
   const meta: GenerationMeta = { model: "m", fingerprint: "fp", includeUsage: false, onUsage: () => log.push("usage") };
   const run: ResponseRun = {
     echo,
-    outputItemId: "msg_1",
+    tools: null,
     commit: async (response, output) => {
       // What the client had been sent when the commit began.
-      log.push(`commit:${response.status}:${output.content[0]!.type === "output_text" ? output.content[0]!.text : ""}:sent=${res.sent.length}`);
+      const message = output[0]!;
+      const text = message.type === "message" && message.content[0]!.type === "output_text" ? message.content[0]!.text : "";
+      log.push(`commit:${response.status}:${text}:sent=${res.sent.length}`);
       await new Promise((r) => setTimeout(r, 5));
       log.push("committed");
     },

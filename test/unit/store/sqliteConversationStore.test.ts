@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
-import type { MessageItem, NewStoredResponse } from "../../../src/store/conversationStore.js";
+import type { Item, MessageItem, NewStoredResponse } from "../../../src/store/conversationStore.js";
 import { SqliteConversationStore, type SqliteConversationStoreOptions } from "../../../src/store/sqliteConversationStore.js";
 import { DB_FILE_NAME } from "../../../src/tenants/store.js";
 
@@ -44,7 +44,7 @@ const response = (id: string, inputItems: MessageItem[], createdAtSeconds = cloc
   inputItems,
 });
 const count = (sql: string, ...params: unknown[]) => store.db.prepare(sql).pluck().get(...params) as number;
-const ids = (items: readonly MessageItem[]) => items.map((i) => i.id);
+const ids = (items: readonly Item[]) => items.map((i) => i.id);
 
 describe("SqliteConversationStore: database", () => {
   test("uses <data-dir>/llamux.db in WAL mode with synchronous=FULL and foreign keys on", () => {
