@@ -25,6 +25,12 @@ export interface WaitingView {
   /** Higher first within the tenant; default 0. */
   priority?: number;
   promptTokens: readonly Token[];
+  /**
+   * Prompt tokens the request gets at admission by copying another running
+   * request's KV state (a choice of an n > 1 request, fork.ts) rather than by
+   * evaluating them; the slot's own reuse counts instead when it is larger.
+   */
+  sharedTokens?: number;
 }
 
 export interface RunningView {
@@ -114,7 +120,7 @@ export function planStep(input: SchedulerInput): StepPlan {
     const slot = slots.find((s) => s.index === choice.index);
     // The slot now counts as held by this tenant for caps and reservations.
     if (slot) Object.assign(slot, { busy: true, tenant: w.tenant, cachedTokens: w.promptTokens });
-    const inputTokens = w.promptTokens.length - choice.reuseTokens;
+    const inputTokens = w.promptTokens.length - Math.max(choice.reuseTokens, w.sharedTokens ?? 0);
     picker.take(inputTokens);
     admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
     allot(w.id, inputTokens);

@@ -8,6 +8,7 @@ import type { EngineEvent, EngineRequest, FinishReason, Usage } from "../../engi
 import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
 import type { GenerationStatus, Metrics } from "../metrics.js";
+import type { ServedModel } from "../servedModels.js";
 import type { Tenant } from "../tenants/types.js";
 import { ApiError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
@@ -20,28 +21,29 @@ export class QuotaGate {
   private constructor(
     private readonly ledger: QuotaLedger,
     private readonly reservation: Reservation,
-    private readonly ticket: QueueTicket,
+    private readonly ticket: QueueTicket | null,
   ) {}
 
   /**
    * Reserves `estimatedTokens` for `tenant` and a place in the server's
    * queue, or throws the 429 that says which limit is full. The tenant's
    * limits are asked first: when its budget is spent, "retry in 1 s" would be
-   * the wrong answer.
+   * the wrong answer. `queue` null: the request takes no KV slot (embeddings
+   * run on their own context), so it holds no place among the slots' waiters.
    */
-  static open(ledger: QuotaLedger, queue: ServerQueue, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
+  static open(ledger: QuotaLedger, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
     const result = ledger.reserve(tenant, { estimatedTokens });
     if (!result.ok) {
       metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
       throw result.error;
     }
-    if (!queue.hasRoom()) {
+    if (queue && !queue.hasRoom()) {
       ledger.cancel(result.reservation);
       metrics.rejections.inc({ tenant: tenant.id, reason: "server_queue_full" });
       throw queue.fullError();
     }
     res.set(result.headers);
-    return new QuotaGate(ledger, result.reservation, queue.enter());
+    return new QuotaGate(ledger, result.reservation, queue?.enter() ?? null);
   }
 
   /** The engine is generating for the request: it counts as running, no longer queued. */
@@ -49,7 +51,7 @@ export class QuotaGate {
     if (this.state !== "reserved") return;
     this.state = "running";
     this.ledger.started(this.reservation);
-    this.ticket.started();
+    this.ticket?.started();
   }
 
   /** Exact usage is known: charge it (before the response ends, so what was acknowledged is stored). */
@@ -68,7 +70,7 @@ export class QuotaGate {
     if (this.state === "reserved") this.ledger.cancel(this.reservation);
     else if (this.state === "running") this.ledger.settle(this.reservation, this.reservation.estimatedTokens);
     this.state = "settled";
-    this.ticket.close();
+    this.ticket?.close();
   }
 }
 
@@ -98,12 +100,21 @@ export async function runGeneration(
   deps: RouteDeps,
   req: Request,
   res: Response,
-  g: { tenant: Tenant; model: string; includeUsage: boolean; engineReqs: EngineRequest[]; estimatedTokens: number },
+  g: {
+    tenant: Tenant;
+    /** The model as the client named it (responses echo that name). */
+    model: string;
+    /** The model's engine and queue (requireModel). */
+    served: ServedModel;
+    includeUsage: boolean;
+    engineReqs: EngineRequest[];
+    estimatedTokens: number;
+  },
   respond: (choices: Admitted[], meta: GenerationMeta) => Promise<void>,
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
-  const gate = QuotaGate.open(deps.quota, deps.queue, deps.metrics, g.tenant, res, g.estimatedTokens);
+  const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimatedTokens);
   const model = g.model;
   const tenant = g.tenant.id;
   const abort = clientAbort(req, res);
@@ -114,7 +125,7 @@ export async function runGeneration(
   try {
     let admitted: Admitted[];
     try {
-      admitted = await admitAll(deps.engine, g.engineReqs, abort);
+      admitted = await admitAll(g.served.engine, g.engineReqs, abort);
     } catch (err) {
       for (let i = 0; i < g.engineReqs.length; i++) ended(cutShort());
       throw err;
@@ -167,6 +178,10 @@ export async function runGeneration(
       },
     });
   } finally {
+    // However the response ended (an engine error in one of n choices, say),
+    // choices still running have no reader left: cancel them in the engine.
+    // After a normal end every choice has finished and this does nothing.
+    abort.abort();
     gate.close();
   }
 }

@@ -102,10 +102,12 @@ export interface ChatMessageLike {
 export interface EstimateOptions {
   /** Completion tokens assumed when maxTokens is null. */
   defaultCompletionTokens?: number;
+  /** Choices generated from the prompt (`n`, default 1): the prompt is read once, the completion budget spent once per choice. */
+  choices?: number;
 }
 
 /**
- * Prompt tokens + template overhead + the completion budget.
+ * Prompt tokens + template overhead + the completion budget per choice.
  * `maxTokens`: what the engine will be given, i.e.
  * capMaxTokens(tenant.limits, req.max_completion_tokens ?? req.max_tokens ?? null).
  */
@@ -120,24 +122,26 @@ export function estimateChatTokens(
     prompt += TOKENS_PER_MESSAGE + (m.name ? TOKENS_PER_NAME + counter.count(m.name) : 0);
     prompt += counter.count(messageText(m));
   }
-  return prompt + (maxTokens ?? options.defaultCompletionTokens ?? DEFAULT_CHAT_COMPLETION_TOKENS);
+  return prompt + (options.choices ?? 1) * (maxTokens ?? options.defaultCompletionTokens ?? DEFAULT_CHAT_COMPLETION_TOKENS);
 }
 
 /**
- * Every prompt's tokens + the completion budget once per prompt (an array of
- * prompts is that many generations). Token-id arrays count as their length.
+ * Every prompt's tokens + the completion budget once per choice: `choices`
+ * (`n`) per prompt (an array of prompts is that many generations each; the
+ * prompt itself is read once). Token-id arrays count as their length.
  * `maxTokens` null means the endpoint's default, OpenAI's 16.
  */
 export function estimateCompletionTokens(
   prompt: string | readonly string[] | readonly number[] | readonly (readonly number[])[],
   maxTokens: number | null,
+  choices = 1,
 ): number {
   const prompts: readonly (string | readonly number[])[] =
     typeof prompt === "string" ? [prompt] : prompt.length > 0 && typeof prompt[0] === "number" ? [prompt as readonly number[]] : (prompt as readonly (string | readonly number[])[]);
   const counter = new TokenCounter();
   let total = 0;
   for (const p of prompts) total += typeof p === "string" ? counter.count(p) : p.length;
-  return total + prompts.length * (maxTokens ?? DEFAULT_COMPLETION_MAX_TOKENS);
+  return total + prompts.length * choices * (maxTokens ?? DEFAULT_COMPLETION_MAX_TOKENS);
 }
 
 function messageText(m: ChatMessageLike): string {

@@ -3,6 +3,7 @@ import { capMaxTokens } from "../../quota/capMaxTokens.js";
 import { estimateChatTokens } from "../../quota/estimate.js";
 import type { Tenant } from "../../tenants/types.js";
 import { requireModel, type RouteDeps } from "../context.js";
+import { forkChoices } from "../choices.js";
 import { runGeneration } from "../runGeneration.js";
 import { toolSetup } from "../tools/tools.js";
 import { parseChatRequest, toEngineRequest } from "./protocol.js";
@@ -13,15 +14,17 @@ export function chatRoute(deps: RouteDeps): Router {
   router.post("/v1/chat/completions", async (req, res) => {
     const tenant: Tenant = res.locals.tenant;
     const body = parseChatRequest(req.body);
-    requireModel(deps, body.model);
+    const served = requireModel(deps, body.model);
     const tools = toolSetup(body);
     const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority, tools);
     engineReq.maxTokens = capMaxTokens(tenant.limits, engineReq.maxTokens);
+    const n = body.n ?? 1;
     const generation = {
       tenant,
       model: body.model,
+      served,
       includeUsage: body.stream_options?.include_usage === true,
-      engineReqs: [engineReq],
+      engineReqs: forkChoices(engineReq, n),
       // The tool list and earlier calls are prompt text too.
       estimatedTokens: estimateChatTokens(
         [
@@ -30,10 +33,11 @@ export function chatRoute(deps: RouteDeps): Router {
           ...body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => ({ content: c.function.name + c.function.arguments }))),
         ],
         engineReq.maxTokens,
+        { choices: n },
       ),
     };
-    await runGeneration(deps, req, res, generation, ([choice], meta) =>
-      body.stream ? streamChat(res, choice!, meta, tools.parsing) : respondChat(res, choice!, meta, tools.parsing),
+    await runGeneration(deps, req, res, generation, (choices, meta) =>
+      body.stream ? streamChat(res, choices, meta, tools.parsing) : respondChat(res, choices, meta, tools.parsing),
     );
   });
   return router;

@@ -71,6 +71,13 @@ describe("estimateChatTokens", () => {
     assert.equal(estimateChatTokens(messages, null, { defaultCompletionTokens: 10 }), prompt + 10);
   });
 
+  test("n choices: the prompt once, the completion budget n times", () => {
+    const messages = [{ role: "user", content: "hello world" }];
+    const prompt = estimateChatTokens(messages, 0);
+    assert.equal(estimateChatTokens(messages, 100, { choices: 4 }), prompt + 4 * 100);
+    assert.equal(estimateChatTokens(messages, null, { choices: 3 }), prompt + 3 * DEFAULT_CHAT_COMPLETION_TOKENS);
+  });
+
   test("grows with the prompt and with max_tokens", () => {
     const short = [{ content: "hi" }];
     const long = [{ content: "hi ".repeat(500) }];
@@ -101,6 +108,11 @@ describe("estimateCompletionTokens", () => {
 
   test("an array of prompts generates once per prompt", () => {
     assert.equal(estimateCompletionTokens(["hello world", "hello"], 10), 2 + 1 + 2 * 10);
+  });
+
+  test("n choices per prompt: each prompt once, the completion budget prompts × n times", () => {
+    assert.equal(estimateCompletionTokens(["hello world", "hello"], 10, 3), 2 + 1 + 2 * 3 * 10);
+    assert.equal(estimateCompletionTokens("hello world", null, 2), 2 + 2 * 16);
   });
 
   test("token-id arrays count as their length", () => {

@@ -1,0 +1,79 @@
+// The engine's books on fork groups (n > 1 choices, protocol.ts ForkSpec):
+// which job leads each group, which waiting members share its prompt, and
+// which of them this step's planning let copy it (fork.ts forkDecision).
+// Plain data over jobs; the engine tells it where each job is.
+import { forkDecision } from "./fork.js";
+import type { Job } from "./job.js";
+import type { WaitingView } from "./scheduler.js";
+import { commonPrefixLength } from "./slots.js";
+
+/** Where a job is: waiting for a slot, holding one, or out of the engine. */
+export type JobPlace = "waiting" | "running" | "gone";
+
+export class ForkGroups {
+  /** By group: its leader, while it is in the engine. */
+  private readonly leaders = new Map<string, Job>();
+  /** A waiting member's leader, when both have the same prompt; dropped at admission. */
+  private readonly memberLeaders = new Map<string, Job>();
+  /** This step's members that copy their leader's prompt state at admission. */
+  private readonly copySources = new Map<string, Job>();
+
+  /**
+   * At submit: enters a group's leader, or links a member to its leader when
+   * they share the prompt (compared once, here) and the tenant: KV state never
+   * crosses tenants, whatever group a request names.
+   */
+  link(job: Job): void {
+    if (!job.fork) return;
+    if (job.fork.index === 0) {
+      this.leaders.set(job.fork.group, job);
+      return;
+    }
+    const leader = this.leaders.get(job.fork.group);
+    if (leader && leader.tenant === job.tenant && leader.prompt.length === job.prompt.length && commonPrefixLength(leader.prompt, job.prompt) === job.prompt.length) {
+      this.memberLeaders.set(job.id, leader);
+    }
+  }
+
+  /** When the job leaves the engine, whichever way. */
+  forget(job: Job): void {
+    this.memberLeaders.delete(job.id);
+    this.copySources.delete(job.id);
+    if (job.fork && this.leaders.get(job.fork.group) === job) this.leaders.delete(job.fork.group);
+  }
+
+  /**
+   * The waiting jobs this step may plan, as the scheduler sees them, in
+   * order: members whose leader has not read the prompt yet are left out
+   * (they take no slot meanwhile), and those that will copy it carry the
+   * tokens they get. A cancelled or departed leader holds no one back.
+   */
+  plannable(waiting: readonly Job[], placeOf: (job: Job) => JobPlace): WaitingView[] {
+    this.copySources.clear();
+    const views: WaitingView[] = [];
+    for (const job of waiting) {
+      const view: WaitingView = { id: job.id, tenant: job.tenant, priority: job.priority, promptTokens: job.prompt };
+      const leader = this.memberLeaders.get(job.id);
+      const place = leader && !leader.cancelled ? placeOf(leader) : "gone";
+      const decision = forkDecision(
+        job.prompt.length,
+        place === "gone" ? null : place === "waiting" ? { state: "waiting" } : { state: "running", evaluated: leader!.evaluated },
+      );
+      if (decision.kind === "held") continue;
+      if (decision.kind === "copy") {
+        this.copySources.set(job.id, leader!);
+        view.sharedTokens = decision.sharedTokens;
+      }
+      views.push(view);
+    }
+    return views;
+  }
+
+  /** At the job's admission: the leader planning chose it to copy, if any. Its link ends here either way. */
+  admitted(job: Job): Job | null {
+    const leader = this.copySources.get(job.id) ?? null;
+    this.memberLeaders.delete(job.id);
+    this.copySources.delete(job.id);
+    return leader;
+  }
+}
