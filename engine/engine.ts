@@ -7,11 +7,15 @@
 // per-request loop would let requests drift apart and split the batch.
 import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
 import type { ChatTemplate } from "../models/chatTemplate.js";
-import { acceptToken, finalDelta, finishReason, isFinished, prepareJob, type Job, type Slot } from "./job.js";
+import { acceptToken, endsTurn, finalDelta, finishReason, isFinished, prepareJob, takeLogprobs, type Job, type Slot } from "./job.js";
 import type { KvStateStore } from "./kvStore.js";
+import { RawLogprobs, type TokenWithLogprobs } from "./logprobs.js";
 import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, TenantPolicy } from "./protocol.js";
+import { assertCanCopyState, copyPromptState } from "./fork.js";
+import { ForkGroups } from "./forkGroups.js";
 import { findEogTokens } from "./sampling.js";
 import { planStep, type StepPlan } from "./scheduler.js";
+import { commonPrefixLength } from "./slots.js";
 import { TenantLedger } from "./tenantLedger.js";
 
 export interface EngineOptions {
@@ -37,6 +41,8 @@ export class Engine {
   private readonly jobs = new Map<string, Job>();
   private readonly eogTokens: Token[];
   private readonly eogSet: ReadonlySet<Token>;
+  /** Exact raw log-probabilities for the jobs that ask (wraps the context's sampling). */
+  private readonly rawLogprobs: RawLogprobs;
   private loop: Promise<void> | null = null;
   private stopping = false;
   /** Nothing can be admitted or run until a request, a cancel or a policy change arrives. */
@@ -46,6 +52,9 @@ export class Engine {
   private steps = 0;
   private decodedTokens = 0;
   private prefixHits = 0;
+  private prefilledTokens = 0;
+  /** n > 1 choices: who leads each group, who may copy its prompt state. */
+  private readonly forks = new ForkGroups();
 
   constructor(
     private readonly model: LlamaModel,
@@ -65,8 +74,10 @@ export class Engine {
       lastUsed: 0,
     }));
     this.ledger = new TenantLedger(opts.costs);
+    if (this.slots[0]) assertCanCopyState(this.slots[0].seq);
     this.eogTokens = findEogTokens(model);
     this.eogSet = new Set(this.eogTokens);
+    this.rawLogprobs = new RawLogprobs(model, context);
   }
 
   submit(id: string, req: EngineRequest): void {
@@ -78,6 +89,7 @@ export class Engine {
     // Echo returns the prompt as the caller wrote it; only token prompts need decoding.
     const promptText = !req.echo ? null : req.prompt.kind === "text" ? req.prompt.text : this.model.detokenize(prepared.prompt, false);
     this.jobs.set(id, prepared);
+    this.forks.link(prepared);
     this.ledger.arrive(prepared.tenant);
     this.waiting.push(prepared);
     this.emit({ t: "accepted", id, promptTokens: prepared.prompt.length, promptText });
@@ -107,6 +119,7 @@ export class Engine {
       steps: this.steps,
       decodedTokens: this.decodedTokens,
       prefixHits: this.prefixHits,
+      prefilledTokens: this.prefilledTokens,
       kv: this.kv?.stats() ?? null,
     };
   }
@@ -115,6 +128,8 @@ export class Engine {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.loop;
+    // Nothing samples after the loop: the raw samplers go before the context does.
+    this.rawLogprobs.dispose();
   }
 
   /**
@@ -146,6 +161,7 @@ export class Engine {
     if (this.jobs.get(job.id) !== job) return;
     this.jobs.delete(job.id);
     this.ledger.leave(job.tenant);
+    this.forks.forget(job);
   }
 
   private async run(): Promise<void> {
@@ -156,7 +172,7 @@ export class Engine {
       const deltas: Delta[] = [];
       await this.reapCancelled(deltas);
       const plan = planStep({
-        waiting: this.waiting.map((j) => ({ id: j.id, tenant: j.tenant, priority: j.priority, promptTokens: j.prompt })),
+        waiting: this.forks.plannable(this.waiting, (j) => (this.running.get(j.id) === j ? "running" : this.jobs.get(j.id) === j ? "waiting" : "gone")),
         running: [...this.running.values()].map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
@@ -205,11 +221,16 @@ export class Engine {
         job.slot = slot;
         this.running.set(id, job);
         let reuse = reuseTokens;
+        let copied: number | null;
         try {
-          if (this.kv) reuse = await this.swap(slot, holder, job, reuseTokens);
-          if (reuse === 0) await slot.seq.clearHistory();
-          else if (slot.seq.nextTokenIndex > reuse) {
-            await slot.seq.eraseContextTokenRanges([{ start: reuse, end: slot.seq.nextTokenIndex }]);
+          copied = await this.copyFromLeader(job, slot, holder, reuseTokens);
+          if (copied !== null) reuse = copied;
+          else {
+            if (this.kv) reuse = await this.swap(slot, holder, job, reuseTokens);
+            if (reuse === 0) await slot.seq.clearHistory();
+            else if (slot.seq.nextTokenIndex > reuse) {
+              await slot.seq.eraseContextTokenRanges([{ start: reuse, end: slot.seq.nextTokenIndex }]);
+            }
           }
         } catch (err) {
           await this.fail(job, err);
@@ -217,10 +238,29 @@ export class Engine {
         }
         slot.cached = job.prompt.slice(0, reuse);
         job.evaluated = job.cachedTokens = reuse;
-        if (reuse > 0) this.prefixHits++;
+        if (reuse > 0 && copied === null) this.prefixHits++;
         job.queueMs = performance.now() - job.submittedAtMs;
       }),
     );
+  }
+
+  /**
+   * For a fork member planned to copy its leader's prompt state (ForkGroups):
+   * the prompt tokens copied into `slot`, or 0 when the copy failed and the
+   * slot was cleared (the whole prompt is then computed: a half-copied state
+   * is never used). Null when no copy is due: not such a member, the slot's
+   * own cache serves as much, or the leader's slot no longer holds the prompt.
+   */
+  private async copyFromLeader(job: Job, slot: Slot, holder: string | null, slotReuse: number): Promise<number | null> {
+    const leader = this.forks.admitted(job);
+    const shared = job.prompt.length - 1;
+    if (!leader?.slot || this.running.get(leader.id) !== leader || slotReuse >= shared) return null;
+    if (commonPrefixLength(leader.slot.seq.contextTokens, job.prompt) < shared) return null;
+    // The copy replaces all the slot holds: what is lost is saved first, as swap() does.
+    if (this.kv && holder !== null) await this.kv.save(slot.seq, holder, slot.seq.nextTokenIndex);
+    if (await copyPromptState(slot.seq, leader.slot.seq, shared)) return shared;
+    await slot.seq.clearHistory();
+    return 0;
   }
 
   /**
@@ -254,11 +294,16 @@ export class Engine {
       const remaining = job.prompt.length - job.evaluated;
       const tokens = job.prompt.slice(job.evaluated, job.evaluated + Math.min(chunk.tokens, remaining));
       job.evaluated += tokens.length;
+      this.prefilledTokens += tokens.length;
       this.ledger.charge(job.tenant, tokens.length, 0);
       if (tokens.length < remaining) {
         work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens));
       } else {
-        job.gen = job.slot.seq.evaluate(tokens, job.options);
+        // Only jobs with logprobs pay for metadata: the others keep the bare-token path.
+        job.gen =
+          job.topLogprobs === null
+            ? job.slot.seq.evaluate(tokens, job.options)
+            : job.slot.seq.evaluateWithMetadata(tokens, { probabilities: true }, job.options);
         work.push(job.gen.next().then((r) => this.accept(job, r)));
       }
     }
@@ -274,7 +319,7 @@ export class Engine {
     for (const job of [...this.running.values()]) {
       if (job.newTokens === 0 && job.text === "") continue;
       if (isFinished(job)) continue;
-      deltas.push({ id: job.id, text: job.text, tokens: job.newTokens });
+      deltas.push({ id: job.id, text: job.text, tokens: job.newTokens, ...takeLogprobs(job) });
       job.text = "";
       job.newTokens = 0;
     }
@@ -287,7 +332,7 @@ export class Engine {
     }
   }
 
-  private accept(job: Job, result: IteratorResult<Token, void>): void {
+  private accept(job: Job, result: IteratorResult<Token | TokenWithLogprobs, void>): void {
     job.prefillMs ??= performance.now() - job.submittedAtMs - job.queueMs;
     if (result.done) {
       job.finish = "stop"; // the generator ended on its own: nothing more will come
@@ -295,7 +340,15 @@ export class Engine {
     }
     this.decodedTokens++;
     this.ledger.charge(job.tenant, 0, 1);
-    acceptToken(job, result.value, this.eogSet);
+    const value = result.value;
+    const token = typeof value === "number" ? value : value.token;
+    acceptToken(job, token, this.eogSet);
+    // Every sampled token gets an entry, those after a stop string began
+    // included (generated and billed), except the one that ends the turn.
+    // A job that asked but got a bare token makes readLogprobs throw: no entry is ever made up.
+    if (job.topLogprobs !== null && !endsTurn(job, token, this.eogSet)) {
+      job.logprobs.push(this.rawLogprobs.entry(token, typeof value === "number" ? undefined : value.probabilities, job.topLogprobs));
+    }
   }
 
   /** Ends a running job and returns its slot, keeping the slot's KV cache for prefix reuse. */

@@ -7,8 +7,9 @@ import type { LlamaContextSequence, LlamaGrammar, LlamaModel, SequenceEvaluateOp
 import { tokenizeText, type ChatTemplate } from "../models/chatTemplate.js";
 import { IncrementalDetokenizer } from "./detokenizer.js";
 import { grammarFor } from "./grammar.js";
-import type { Delta, EngineErrorPayload, EngineRequest, FinishReason } from "./protocol.js";
-import { buildEvaluateOptions } from "./sampling.js";
+import type { TokenWithLogprobs } from "./logprobs.js";
+import type { Delta, EngineErrorPayload, EngineRequest, FinishReason, ForkSpec, TokenLogprob } from "./protocol.js";
+import { buildEvaluateOptions, choiceSeed } from "./sampling.js";
 import { StopMatcher } from "./stops.js";
 
 export interface Slot {
@@ -21,7 +22,8 @@ export interface Slot {
   lastUsed: number;
 }
 
-type Generator = AsyncGenerator<Token, void, void | Token | Token[]>;
+/** Jobs with logprobs are evaluated with metadata (logprobs.ts); the others yield bare tokens. */
+type Generator = AsyncGenerator<Token | TokenWithLogprobs, void, void | Token | Token[]>;
 
 export interface Job {
   id: string;
@@ -52,6 +54,12 @@ export interface Job {
   queueMs: number;
   /** Admission to the first sampled token (submittedAtMs + queueMs is the admission); null until then. */
   prefillMs: number | null;
+  /** One choice of an n > 1 request (fork.ts); null for a request of its own. */
+  fork: ForkSpec | null;
+  /** Top alternatives wanted per token (EngineRequest.logprobs); null: no logprobs. */
+  topLogprobs: number | null;
+  /** Entries of the tokens sampled since the last delta (with topLogprobs only). */
+  logprobs: TokenLogprob[];
 }
 
 export interface JobContext {
@@ -106,6 +114,7 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     return { code: "invalid_value", param: null, message: `The output grammar (response_format or tool_choice) could not be built: ${(err as Error).message}` };
   }
   const setup = buildEvaluateOptions(c.model, req.sampling, [...c.eogTokens], maxTokens, grammar);
+  if (req.fork) setup.options.seed = choiceSeed(req.sampling.seed, req.fork.index);
   const decode = (tokens: readonly number[], context: readonly number[]) =>
     c.model.detokenize(tokens as Token[], false, context as Token[]);
   return {
@@ -131,6 +140,9 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     submittedAtMs: performance.now(),
     queueMs: 0,
     prefillMs: null,
+    fork: req.fork ?? null,
+    topLogprobs: req.logprobs ?? null,
+    logprobs: [],
   };
 }
 
@@ -142,7 +154,7 @@ function vocabSize(model: LlamaModel): number {
 export function acceptToken(job: Job, token: Token, eogSet: ReadonlySet<Token>): void {
   job.generated.push(token);
   job.newTokens++;
-  if ((!job.ignoreEos && eogSet.has(token)) || job.stopTokens.has(token)) {
+  if (endsTurn(job, token, eogSet)) {
     job.finish = "stop";
     return;
   }
@@ -152,6 +164,11 @@ export function acceptToken(job: Job, token: Token, eogSet: ReadonlySet<Token>):
     job.finish = "stop";
     job.stopMatched = true;
   } else if (job.generated.length >= job.maxTokens) job.finish = "length";
+}
+
+/** An end-of-generation or template stop token: it ends the turn and writes no text (nor a logprobs entry). */
+export function endsTurn(job: Job, token: Token, eogSet: ReadonlySet<Token>): boolean {
+  return (!job.ignoreEos && eogSet.has(token)) || job.stopTokens.has(token);
 }
 
 export function isFinished(job: Job): boolean {
@@ -182,5 +199,14 @@ export function finalDelta(job: Job, reason: FinishReason): Delta {
     tokens,
     finish: reason,
     usage: { promptTokens: job.prompt.length, completionTokens: job.generated.length, cachedTokens: job.cachedTokens, queueMs: job.queueMs, prefillMs: job.prefillMs ?? undefined },
+    ...takeLogprobs(job),
   };
+}
+
+/** The logprobs entries gathered since the job's last delta, as that delta's field (none: no field). */
+export function takeLogprobs(job: Job): Pick<Delta, "logprobs"> {
+  if (job.logprobs.length === 0) return {};
+  const logprobs = job.logprobs;
+  job.logprobs = [];
+  return { logprobs };
 }

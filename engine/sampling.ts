@@ -16,6 +16,16 @@ export function samplerSeed(seed: number | null): number {
 }
 
 /**
+ * The seed of choice `index` of a request seeded `seed` (n > 1): seed + index
+ * as the sampler reads it, so choice j samples as a lone request seeded s + j
+ * would, even where s + j is past the safe-integer range; with no seed, each
+ * choice gets its own random one.
+ */
+export function choiceSeed(seed: number | null, index: number): number {
+  return (samplerSeed(seed) + index) % UINT32;
+}
+
+/**
  * A banned token's bias under a grammar. -Infinity there can leave no token
  * both allowed and possible (ban every token that writes "}" and the object
  * cannot close): llama.cpp then fails to accept the sampled token and the

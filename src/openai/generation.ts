@@ -1,7 +1,7 @@
 // The bridge between an HTTP request and engine requests: submit, wait for
 // admission (so errors such as context_length_exceeded become proper HTTP
 // errors before any SSE header is sent), then consume deltas.
-import type { EngineClient, EngineEvent, FinishReason, EngineRequest, Usage } from "../../engine/index.js";
+import type { EngineClient, EngineEvent, FinishReason, EngineRequest, TokenLogprob, Usage } from "../../engine/index.js";
 import { fromEngineError } from "../errors.js";
 
 export interface Admitted {
@@ -9,12 +9,16 @@ export interface Admitted {
   events: AsyncIterableIterator<EngineEvent>;
   promptTokens: number;
   promptText: string | null;
+  /** The choice asked for logprobs (EngineRequest.logprobs): its body carries them, even when empty. Absent: false. */
+  logprobs?: boolean;
 }
 
 export interface ChoiceOutcome {
   text: string;
   finishReason: FinishReason;
   usage: Usage;
+  /** Every entry the engine sent, in order (empty without logprobs). */
+  logprobs: TokenLogprob[];
 }
 
 /** Submits every request; resolves once all are admitted, or cancels them all and throws the first error. */
@@ -25,7 +29,7 @@ export async function admitAll(engine: EngineClient, reqs: EngineRequest[], abor
   for (const [index, first] of firsts.entries()) {
     const event = first.done ? undefined : first.value;
     if (event?.type === "accepted") {
-      admitted.push({ index, events: streams[index]!, promptTokens: event.promptTokens, promptText: event.promptText });
+      admitted.push({ index, events: streams[index]!, promptTokens: event.promptTokens, promptText: event.promptText, logprobs: reqs[index]!.logprobs !== undefined });
       continue;
     }
     abort.abort();
@@ -38,26 +42,15 @@ export async function admitAll(engine: EngineClient, reqs: EngineRequest[], abor
 /** Reads one admitted request to the end; throws if the engine fails it midway. */
 export async function collect(a: Admitted): Promise<ChoiceOutcome> {
   let text = "";
+  const logprobs: TokenLogprob[] = [];
   for await (const ev of a.events) {
     if (ev.type === "error") throw fromEngineError(ev.error);
     if (ev.type !== "delta") continue;
     text += ev.text;
-    if (ev.finish && ev.usage) return { text, finishReason: ev.finish, usage: ev.usage };
+    if (ev.logprobs) for (const e of ev.logprobs) logprobs.push(e);
+    if (ev.finish && ev.usage) return { text, finishReason: ev.finish, usage: ev.usage, logprobs };
   }
   throw fromEngineError({ code: "engine_error", param: null, message: "The request was cancelled." });
-}
-
-export function sumUsage(usages: Usage[]): Usage {
-  return usages.reduce(
-    (acc, u) => ({
-      promptTokens: acc.promptTokens + u.promptTokens,
-      completionTokens: acc.completionTokens + u.completionTokens,
-      cachedTokens: acc.cachedTokens + u.cachedTokens,
-      // The request waited as long as its slowest prompt did.
-      queueMs: Math.max(acc.queueMs ?? 0, u.queueMs ?? 0),
-    }),
-    { promptTokens: 0, completionTokens: 0, cachedTokens: 0, queueMs: 0 },
-  );
 }
 
 /** OpenAI's usage object, with the detail fields the spec lists. */

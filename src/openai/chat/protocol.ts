@@ -82,6 +82,10 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export function parseChatRequest(body: unknown): ChatRequest {
   const req = parseBody(chatRequestSchema, body);
   refuseUnsupported(req as Record<string, unknown>, CHAT_COMPLETION_PARAMETERS);
+  if (!isNullish(req.top_logprobs) && req.logprobs !== true) {
+    // OpenAI's rule: the alternatives come with the chosen tokens' logprobs or not at all.
+    throw new ApiError("invalid_value", "Invalid 'top_logprobs': it requires 'logprobs' to be true.", "top_logprobs");
+  }
   if (req.ignore_eos && req.response_format && req.response_format.type !== "text") {
     // A finished grammar allows nothing but end-of-generation.
     throw new ApiError("unsupported_parameter", "Unsupported parameter: 'ignore_eos' cannot be combined with a JSON 'response_format'.", "ignore_eos");
@@ -164,5 +168,6 @@ export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 
     echo: false,
     priority: Math.min(req.priority ?? 0, maxPriority),
     ...(grammar ? { grammar } : {}),
+    ...(req.logprobs ? { logprobs: req.top_logprobs ?? 0 } : {}),
   };
 }

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import type { EngineRequest } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
-import { parseBody, refuseUnsupported, samplingShape, stopList, toSamplingParams } from "../common.js";
+import { isNullish, parseBody, refuseUnsupported, samplingShape, stopList, toSamplingParams } from "../common.js";
 import { COMPLETION_PARAMETERS } from "../parameters.js";
 
 export const MAX_PROMPTS = 64;
@@ -39,9 +39,20 @@ export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   const req = parseBody(completionRequestSchema, body);
   refuseUnsupported(req as Record<string, unknown>, COMPLETION_PARAMETERS);
+  if (req.best_of != null && req.best_of < (req.n ?? 1)) {
+    // best_of candidates are drawn to return n of them, as OpenAI's and vLLM's check.
+    throw new ApiError("invalid_value", `Invalid 'best_of': it must be at least 'n' (${req.n}).`, "best_of");
+  }
   if (req.echo && req.stream) {
     // Kept simple and explicit rather than half-supported.
     throw new ApiError("unsupported_parameter", "Unsupported parameter: 'echo' cannot be combined with 'stream'.", "echo");
+  }
+  if (req.echo && !isNullish(req.logprobs)) {
+    throw new ApiError(
+      "unsupported_parameter",
+      "Unsupported parameter: 'logprobs' cannot be combined with 'echo': it would need the prompt tokens' log-probabilities, which this server does not compute.",
+      "logprobs",
+    );
   }
   return req;
 }
@@ -65,5 +76,6 @@ export function toEngineRequests(req: CompletionRequest, tenant: string, maxPrio
     sampling: toSamplingParams(req),
     echo: req.echo ?? false,
     priority: Math.min(req.priority ?? 0, maxPriority),
+    ...(isNullish(req.logprobs) ? {} : { logprobs: req.logprobs! }),
   }));
 }

@@ -201,9 +201,6 @@ describe("parseChatRequest: error mapping", () => {
 
   test("refused parameters → unsupported_parameter naming each", () => {
     const cases: Array<[string, Record<string, unknown>]> = [
-      ["n", { n: 2 }],
-      ["logprobs", { logprobs: true }],
-      ["top_logprobs", { top_logprobs: 2 }],
       ["modalities", { modalities: ["text", "audio"] }],
       ["functions", { functions: [{ name: "f" }] }],
       ["function_call", { function_call: "auto" }],
@@ -237,6 +234,27 @@ describe("parseChatRequest: error mapping", () => {
     );
     assert.equal(req.n, 1);
     assert.deepEqual(req.tools, []);
+  });
+
+  test("n: 1..128 choices; 0, 129 or a fraction is a 400 naming n", () => {
+    assert.equal(parseChatRequest(chat({ n: 128 })).n, 128);
+    for (const n of [0, 129]) assertApiError(() => parseChatRequest(chat({ n })), "invalid_value", "n");
+    assertApiError(() => parseChatRequest(chat({ n: 1.5 })), "invalid_type", "n");
+  });
+
+  test("logprobs: true carries top_logprobs (default 0) to the engine; false or absent asks for none", () => {
+    assert.equal(toEngineRequest(parseChatRequest(chat({ logprobs: true, top_logprobs: 20 })), "t").logprobs, 20);
+    assert.equal(toEngineRequest(parseChatRequest(chat({ logprobs: true })), "t").logprobs, 0);
+    assert.equal("logprobs" in toEngineRequest(parseChatRequest(chat({ logprobs: false })), "t"), false);
+    assert.equal("logprobs" in toEngineRequest(parseChatRequest(chat()), "t"), false);
+  });
+
+  test("top_logprobs above 20, or without logprobs: true, is a 400 naming top_logprobs", () => {
+    assertApiError(() => parseChatRequest(chat({ logprobs: true, top_logprobs: 21 })), "invalid_value", "top_logprobs");
+    assertApiError(() => parseChatRequest(chat({ logprobs: true, top_logprobs: -1 })), "invalid_value", "top_logprobs");
+    const e = assertApiError(() => parseChatRequest(chat({ top_logprobs: 2 })), "invalid_value", "top_logprobs");
+    assert.match(e.message, /'logprobs'/);
+    assertApiError(() => parseChatRequest(chat({ logprobs: false, top_logprobs: 0 })), "invalid_value", "top_logprobs");
   });
 
   test("accepted-and-ignored parameters pass", () => {
@@ -432,12 +450,31 @@ describe("completions", () => {
     }
   });
 
-  test("refused parameters: n, best_of, logprobs, suffix; neutral values pass", () => {
-    assertApiError(() => parseCompletionRequest(completion({ n: 2 })), "unsupported_parameter", "n");
+  test("n: 1..128 choices; 0 or 129 is a 400 naming n; best_of, when given, must be at least n", () => {
+    assert.equal(parseCompletionRequest(completion({ n: 128 })).n, 128);
+    for (const n of [0, 129]) assertApiError(() => parseCompletionRequest(completion({ n })), "invalid_value", "n");
+    assertApiError(() => parseCompletionRequest(completion({ n: 2, best_of: 1 })), "invalid_value", "best_of");
+  });
+
+  test("refused parameters: best_of, suffix; neutral values pass", () => {
     assertApiError(() => parseCompletionRequest(completion({ best_of: 2 })), "unsupported_parameter", "best_of");
-    assertApiError(() => parseCompletionRequest(completion({ logprobs: 0 })), "unsupported_parameter", "logprobs");
     assertApiError(() => parseCompletionRequest(completion({ suffix: "end" })), "unsupported_parameter", "suffix");
     assert.doesNotThrow(() => parseCompletionRequest(completion({ n: 1, best_of: 1, logprobs: null, suffix: "" })));
+  });
+
+  test("logprobs 0..5 reaches every prompt's engine request; 6 is a 400 naming logprobs", () => {
+    for (const k of [0, 5]) {
+      const reqs = toEngineRequests(parseCompletionRequest(completion({ prompt: ["a", "b"], logprobs: k })), "t");
+      assert.deepEqual(reqs.map((r) => r.logprobs), [k, k]);
+    }
+    assert.equal("logprobs" in toEngineRequests(parseCompletionRequest(completion()), "t")[0]!, false);
+    assertApiError(() => parseCompletionRequest(completion({ logprobs: 6 })), "invalid_value", "logprobs");
+  });
+
+  test("echo with logprobs is refused naming logprobs: prompt logprobs are not computed", () => {
+    const e = assertApiError(() => parseCompletionRequest(completion({ echo: true, logprobs: 1 })), "unsupported_parameter", "logprobs");
+    assert.match(e.message, /prompt/);
+    assert.doesNotThrow(() => parseCompletionRequest(completion({ echo: true, logprobs: null })));
   });
 
   test("echo with stream is refused naming echo; either alone is fine", () => {
