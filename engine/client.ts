@@ -10,6 +10,7 @@ import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
 import type {
+  EmbedRequest,
   EngineErrorPayload,
   EngineRequest,
   EngineStats,
@@ -17,6 +18,7 @@ import type {
   FromWorker,
   ModelInfo,
   TenantPolicy,
+  TokenLogprob,
   ToWorker,
   Usage,
   WorkerOptions,
@@ -25,8 +27,11 @@ import { PROTOCOL_VERSION } from "./protocol.js";
 
 export type EngineEvent =
   | { type: "accepted"; promptTokens: number; promptText: string | null }
-  | { type: "delta"; text: string; tokens: number; finish?: FinishReason; usage?: Usage }
+  | { type: "delta"; text: string; tokens: number; finish?: FinishReason; usage?: Usage; logprobs?: TokenLogprob[] }
   | { type: "error"; error: EngineErrorPayload };
+
+/** An embeddings request's outcome: unit vectors and token counts per input, in input order, or why there are none. */
+export type EmbedOutcome = { vectors: Float32Array[]; promptTokens: number[] } | { error: EngineErrorPayload };
 
 export type EngineState = "starting" | "ready" | "restarting" | "stopping" | "stopped";
 
@@ -47,6 +52,8 @@ export class EngineClient extends EventEmitter {
   restarts = 0;
   private child: ChildProcess | null = null;
   private readonly inflight = new Map<string, AsyncQueue<EngineEvent>>();
+  /** Embeddings requests sent to the worker, by id (the same id space as `inflight`). */
+  private readonly embeds = new Map<string, (outcome: EmbedOutcome) => void>();
   private nextId = 0;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -113,6 +120,32 @@ export class EngineClient extends EventEmitter {
     if (reserved !== null) throw new TypeError(`tenant policies reserve ${reserved} slots, but the engine has ${this.model!.slots}`);
     this.policies = checked;
     if (this.ready) this.send({ t: "tenants", policies: checked });
+  }
+
+  /**
+   * Embeds every input of `req` on the worker's embedding context. Resolves
+   * with the vectors, or with the engine's error (engine_unavailable when the
+   * worker is not ready, engine_restarted when it dies meanwhile, a bad input).
+   * Rejects with `signal.reason` when `signal` aborts: the worker drops the
+   * request's remaining inputs and nobody waits for them.
+   */
+  embed(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedOutcome> {
+    if (!this.ready || !this.child) return Promise.resolve({ error: unavailable(this.state) });
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const id = `e${++this.nextId}`;
+    return new Promise<EmbedOutcome>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.embeds.delete(id)) return;
+        this.send({ t: "cancel", id });
+        reject(signal!.reason);
+      };
+      this.embeds.set(id, (outcome) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(outcome);
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.send({ t: "embed", id, req });
+    });
   }
 
   stats(): Promise<EngineStats | null> {
@@ -189,10 +222,16 @@ export class EngineClient extends EventEmitter {
         return;
       case "step":
         for (const d of msg.deltas) {
-          const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage };
+          const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage, ...(d.logprobs ? { logprobs: d.logprobs } : {}) };
           if (d.finish) this.finish(d.id, event);
           else this.inflight.get(d.id)?.push(event);
         }
+        return;
+      case "embedded":
+        this.settleEmbed(msg.id, { vectors: msg.vectors, promptTokens: msg.promptTokens });
+        return;
+      case "embed_failed":
+        this.settleEmbed(msg.id, { error: msg.error });
         return;
       case "stats":
         for (const w of this.statsWaiters.splice(0)) w(msg.stats);
@@ -215,7 +254,7 @@ export class EngineClient extends EventEmitter {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = null;
-    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, kv: null });
+    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, prefilledTokens: 0, kv: null });
     if (this.state === "stopping" || this.state === "stopped") return;
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
     if (this.state === "starting" && this.restarts === 0) {
@@ -239,7 +278,15 @@ export class EngineClient extends EventEmitter {
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.restartBackoffMs?.max ?? 5000);
   }
 
+  private settleEmbed(id: string, outcome: EmbedOutcome): void {
+    const settle = this.embeds.get(id);
+    if (!settle) return;
+    this.embeds.delete(id);
+    settle(outcome);
+  }
+
   private failInflight(error: EngineErrorPayload): void {
+    for (const id of [...this.embeds.keys()]) this.settleEmbed(id, { error });
     for (const [id, queue] of this.inflight) {
       this.inflight.delete(id);
       queue.push({ type: "error", error });

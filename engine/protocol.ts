@@ -9,7 +9,10 @@
 // v3: saved KV states (WorkerOptions.kvCache*, EngineStats.kv and prefixHits).
 // v4: EngineRequest.grammar (structured output, tool calls); engine error code invalid_value;
 //     chat tools, assistant tool calls and tool messages in the chat prompt.
-export const PROTOCOL_VERSION = 4;
+// v5: n > 1 (EngineRequest.fork, EngineStats.prefilledTokens); logprobs
+//     (EngineRequest.logprobs, Delta.logprobs); embeddings (the embed,
+//     embedded and embed_failed messages, ModelInfo.embeddingSize).
+export const PROTOCOL_VERSION = 5;
 
 export type FinishReason = "stop" | "length";
 
@@ -80,6 +83,52 @@ export interface EngineRequest {
   priority: number;
   /** Constrains the output to a grammar (structured output, forced tool calls); absent: free text. */
   grammar?: GrammarSpec;
+  /** One choice of a request with n > 1 choices (absent: a request of its own). */
+  fork?: ForkSpec;
+  /**
+   * Log-probabilities wanted: how many top alternatives per token (0..MAX_TOP_LOGPROBS);
+   * absent: none computed. Each sampled token's entry is sent with its delta.
+   */
+  logprobs?: number;
+}
+
+/** The most top alternatives per token the engine computes (OpenAI's chat limit). */
+export const MAX_TOP_LOGPROBS = 20;
+
+/**
+ * A token's log-probability under the model's raw distribution: the softmax
+ * of its logits before any sampling transform (temperature, top-k/top-p,
+ * penalties, logit_bias, grammar). Natural log, <= 0.
+ */
+export interface TopLogprob {
+  /** The token's text, or `bytes:\xe2\x80` when its bytes are not valid UTF-8 alone; a control token's vocabulary text. */
+  token: string;
+  /** Its raw bytes; null for a token that writes no text (control tokens). */
+  bytes: number[] | null;
+  logprob: number;
+}
+
+/** One sampled token's entry: its own log-probability and the most likely tokens at its position. */
+export interface TokenLogprob extends TopLogprob {
+  /** The EngineRequest.logprobs most likely tokens, most likely first (fewer only if the vocabulary is smaller). */
+  top: TopLogprob[];
+}
+
+/**
+ * The n choices of one OpenAI request are n engine requests with the same
+ * prompt, sampling and `group`, and `index` 0..n-1. The prompt is computed
+ * once: index 0 (the leader) reads it, and the others wait until it has, then
+ * start from a copy of its KV state and evaluate only the last prompt token
+ * with their own sampler. Should the leader be gone (finished, cancelled,
+ * failed) first, they are run as requests of their own. With a request seed s,
+ * choice `index` samples with seed s + index (mod 2^32); without one, each
+ * choice gets its own random seed.
+ */
+export interface ForkSpec {
+  /** Unique to the OpenAI request (and prompt, for completions with several). */
+  group: string;
+  /** 0..n-1; 0 is the leader, submitted first. */
+  index: number;
 }
 
 /**
@@ -146,6 +195,13 @@ export interface Delta {
   tokens: number;
   finish?: FinishReason;
   usage?: Usage;
+  /**
+   * With EngineRequest.logprobs: one entry per token sampled since the
+   * previous delta, in order, except a final end-of-generation or template
+   * stop token (it writes no text). Tokens sampled after a stop string began
+   * keep their entries: they were generated and are counted in usage.
+   */
+  logprobs?: TokenLogprob[];
 }
 
 export type EngineErrorCode =
@@ -170,6 +226,8 @@ export interface ModelInfo {
   slots: number;
   trainedContext: number;
   vocabSize: number;
+  /** Length of the model's embedding vectors (n_embd): what /v1/embeddings returns, and the only `dimensions` it accepts. */
+  embeddingSize: number;
   chatTemplate: string;
   gpu: string | false;
   threads: number;
@@ -186,6 +244,12 @@ export interface EngineStats {
   decodedTokens: number;
   /** Requests admitted with part of their prompt already in the KV cache (warm in a slot or restored). */
   prefixHits: number;
+  /**
+   * Prompt tokens evaluated since the worker started; tokens served from the
+   * KV cache (reused, restored, or copied from another choice of the same
+   * request) are not.
+   */
+  prefilledTokens: number;
   /** Saved KV states (--kv-cache-dir); null when saving is off. */
   kv: KvCacheStats | null;
 }
@@ -222,8 +286,25 @@ export interface WorkerOptions {
   kvCacheMaxBytes?: number;
 }
 
+/** One input of an embeddings request: text (tokenized by the worker) or token ids of the served model. */
+export type EmbedInput = { kind: "text"; text: string } | { kind: "tokens"; tokens: number[] };
+
+/**
+ * POST /v1/embeddings, already validated by the front (non-empty inputs, at
+ * most 2048). The worker checks what needs the model: token ids against the
+ * vocabulary, each input's length against the context.
+ */
+export interface EmbedRequest {
+  /** Who asked (logs, future fairness); embeddings keep no cache, so nothing is shared across tenants. */
+  tenant: string;
+  inputs: EmbedInput[];
+}
+
 export type ToWorker =
   | { t: "submit"; id: string; req: EngineRequest }
+  /** Embeds every input of `req` on the worker's embedding context; answered by `embedded` or `embed_failed`. */
+  | { t: "embed"; id: string; req: EmbedRequest }
+  /** Cancels a submitted generation or an embeddings request (ids are unique across both). */
   | { t: "cancel"; id: string }
   | { t: "stats" }
   /** Replaces every tenant policy; tenants not listed fall back to DEFAULT_TENANT_POLICY. */
@@ -236,5 +317,15 @@ export type FromWorker =
   | { t: "accepted"; id: string; promptTokens: number; promptText: string | null }
   | { t: "rejected"; id: string; error: EngineErrorPayload }
   | { t: "step"; deltas: Delta[] }
+  /**
+   * An embeddings request done: one unit-length (L2) vector per input, in
+   * input order, and the tokens each input was evaluated as (BOS included).
+   */
+  | { t: "embedded"; id: string; vectors: Float32Array[]; promptTokens: number[] }
+  /**
+   * An embeddings request that produced nothing: a bad input (invalid_prompt,
+   * context_length_exceeded; `param` "input", the message names which) or a failed evaluation.
+   */
+  | { t: "embed_failed"; id: string; error: EngineErrorPayload }
   | { t: "stats"; stats: EngineStats }
   | { t: "fatal"; message: string };

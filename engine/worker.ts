@@ -5,6 +5,7 @@ import fs from "node:fs";
 import type { LlamaContext } from "node-llama-cpp";
 import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
+import { Embedder } from "./embedder.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
 import { DEFAULT_FAIRNESS_COSTS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
@@ -24,15 +25,19 @@ async function main(): Promise<void> {
   let loaded: LoadedModel | null = null;
   let context: LlamaContext | null = null;
   let engine: Engine | null = null;
+  let embedder: Embedder | null = null;
   let shuttingDown = false;
 
-  // Reverse order of construction: engine, context, model, backend.
+  // Reverse order of construction: engine and embedder (whose embedding
+  // context, created on first use, is the newest), context, model, backend.
   const shutdown = async (code: number): Promise<never> => {
     if (!shuttingDown) {
       shuttingDown = true;
       await engine?.stop().catch(() => undefined);
+      await embedder?.stop().catch(() => undefined);
       // Within the front's 5 s grace: a cache not written by then is only recomputed later.
       await engine?.saveWarmSlots(SAVE_ON_EXIT_BUDGET_MS).catch(() => undefined);
+      await embedder?.dispose().catch(() => undefined);
       await context?.dispose().catch(() => undefined);
       await loaded?.model.dispose().catch(() => undefined);
       await loaded?.llama.dispose().catch(() => undefined);
@@ -42,10 +47,12 @@ async function main(): Promise<void> {
 
   process.on("message", (msg: ToWorker) => {
     if (msg.t === "shutdown") void shutdown(0);
-    else if (!engine) return;
+    else if (!engine || !embedder) return;
     else if (msg.t === "submit") engine.submit(msg.id, msg.req);
-    else if (msg.t === "cancel") engine.cancel(msg.id);
-    else if (msg.t === "tenants") engine.setTenantPolicies(msg.policies);
+    else if (msg.t === "embed") embedder.submit(msg.id, msg.req);
+    else if (msg.t === "cancel") {
+      if (!embedder.cancel(msg.id)) engine.cancel(msg.id);
+    } else if (msg.t === "tenants") engine.setTenantPolicies(msg.policies);
     else if (msg.t === "stats") send({ t: "stats", stats: engine.stats() });
   });
   // The front is gone: nobody is left to serve.
@@ -91,6 +98,8 @@ async function main(): Promise<void> {
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
     },
   }, send, kv);
+  // Inputs as long as a slot's context: the limit clients already know from /v1/models.
+  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens }, send);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
   send({
@@ -104,6 +113,7 @@ async function main(): Promise<void> {
       slots: opts.slots,
       trainedContext: model.trainContextSize,
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+      embeddingSize: model.embeddingVectorSize,
       chatTemplate: template.name,
       gpu: loaded.gpu,
       threads: opts.threads,

@@ -1,4 +1,4 @@
-// How each top-level request parameter of the generation endpoints is handled:
+// How each top-level request parameter of the OpenAI endpoints is handled:
 // one table per endpoint, the single place that classifies them. Every
 // parameter of the OpenAI spec's request schema must appear here (the spec walk
 // in test/unit/openai/parameters.test.ts reads shared/openai-openapi/openapi.json
@@ -69,9 +69,9 @@ export const CHAT_COMPLETION_PARAMETERS: ParamTable = {
   max_completion_tokens: implemented,
   ...SAMPLING,
   ...EXTENSIONS,
-  n: refused("is only supported with the value 1", onlyOne),
-  logprobs: refused("is not supported yet", (v) => isNullish(v) || v === false),
-  top_logprobs: refused("is not supported yet"),
+  n: implemented,
+  logprobs: implemented,
+  top_logprobs: implemented,
   response_format: implemented,
   modalities: refused('only supports ["text"]', (v) => isNullish(v) || (Array.isArray(v) && v.every((m) => m === "text"))),
   tools: implemented,
@@ -95,14 +95,30 @@ export const COMPLETION_PARAMETERS: ParamTable = {
   echo: implemented,
   ...SAMPLING,
   ...EXTENSIONS,
-  n: refused("is only supported with the value 1", onlyOne),
+  n: implemented,
   best_of: refused("is only supported with the value 1", onlyOne),
-  logprobs: refused("is not supported yet"),
+  logprobs: implemented,
   suffix: refused("(fill-in-the-middle) is not supported", (v) => isNullish(v) || v === ""),
   user: ignored,
   // Not in the legacy endpoint's schema; accepted as on chat so one client config serves both.
   ...Object.fromEntries(IDENTIFIERS.filter((name) => name !== "user").map((name) => [name, ignoredExtension])),
 };
+
+/**
+ * POST /v1/embeddings (CreateEmbeddingRequest), for a model whose vectors have
+ * `embeddingSize` dimensions. `dimensions` is neutral only when it asks for
+ * exactly that size: the served models are not trained for shortened
+ * (Matryoshka) vectors, so a cut vector would not mean what OpenAI's does.
+ */
+export function embeddingParameters(embeddingSize: number): ParamTable {
+  return {
+    model: implemented,
+    input: implemented,
+    encoding_format: implemented,
+    dimensions: refused(`is only supported with this model's embedding size, ${embeddingSize}`, (v) => isNullish(v) || v === embeddingSize),
+    user: ignored,
+  };
+}
 
 /** Names of the parameters of `table` handled as `handling`. */
 export function paramsHandled(table: ParamTable, handling: ParamHandling["handling"]): string[] {

@@ -2,9 +2,6 @@
 // is not neutral, so the request must be refused naming it. Read by the unit
 // spec walk and by the integration check against the real server.
 export const CHAT_REFUSED_SAMPLES: Record<string, unknown> = {
-  n: 2,
-  logprobs: true,
-  top_logprobs: 2,
   modalities: ["text", "audio"],
   functions: [{ name: "f", parameters: { type: "object", properties: {} } }],
   function_call: "auto",
@@ -17,8 +14,11 @@ export const CHAT_REFUSED_SAMPLES: Record<string, unknown> = {
 };
 
 export const COMPLETION_REFUSED_SAMPLES: Record<string, unknown> = {
-  n: 2,
   best_of: 2,
-  logprobs: 1,
   suffix: "the end",
+};
+
+/** `dimensions` other than the served model's embedding size (stories260K's is 64; the unit walk uses 64 too). */
+export const EMBEDDING_REFUSED_SAMPLES: Record<string, unknown> = {
+  dimensions: 32,
 };

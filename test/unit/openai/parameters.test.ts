@@ -10,9 +10,10 @@ import type { z } from "zod";
 import { ApiError } from "../../../src/errors.js";
 import { chatRequestSchema, parseChatRequest } from "../../../src/openai/chat/protocol.js";
 import { completionRequestSchema, parseCompletionRequest } from "../../../src/openai/completions/protocol.js";
-import { CHAT_COMPLETION_PARAMETERS, COMPLETION_PARAMETERS, paramsHandled, type ParamTable } from "../../../src/openai/parameters.js";
+import { embeddingRequestSchema, parseEmbeddingRequest, refuseEmbeddingParameters } from "../../../src/openai/embeddings/protocol.js";
+import { CHAT_COMPLETION_PARAMETERS, COMPLETION_PARAMETERS, embeddingParameters, paramsHandled, type ParamTable } from "../../../src/openai/parameters.js";
 import { REPO_ROOT, requestPropertyNames } from "../../helpers/openapi.js";
-import { CHAT_REFUSED_SAMPLES, COMPLETION_REFUSED_SAMPLES } from "../../helpers/parameterSamples.js";
+import { CHAT_REFUSED_SAMPLES, COMPLETION_REFUSED_SAMPLES, EMBEDDING_REFUSED_SAMPLES } from "../../helpers/parameterSamples.js";
 
 const README = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 
@@ -25,6 +26,8 @@ interface Endpoint {
   minimal: Record<string, unknown>;
   samples: Record<string, unknown>;
 }
+
+const EMBEDDING_SIZE = 64;
 
 const ENDPOINTS: Endpoint[] = [
   {
@@ -44,6 +47,20 @@ const ENDPOINTS: Endpoint[] = [
     parse: parseCompletionRequest,
     minimal: { model: "m", prompt: "hi" },
     samples: COMPLETION_REFUSED_SAMPLES,
+  },
+  {
+    // The table depends on the model's embedding size (`dimensions` equal to it is neutral).
+    name: "POST /v1/embeddings",
+    specSchema: "CreateEmbeddingRequest",
+    table: embeddingParameters(EMBEDDING_SIZE),
+    zodSchema: embeddingRequestSchema,
+    parse: (body) => {
+      const req = parseEmbeddingRequest(body);
+      refuseEmbeddingParameters(req, EMBEDDING_SIZE);
+      return req;
+    },
+    minimal: { model: "m", input: "hi" },
+    samples: EMBEDDING_REFUSED_SAMPLES,
   },
 ];
 
