@@ -2,11 +2,10 @@
 // receives: they reach the worker before any request, also after a restart.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
+import { fakeWorker, waitFor } from "./helpers/fakeWorker.js";
 import { EngineClient, validateTenantPolicies } from "../../../engine/client.js";
-import { PROTOCOL_VERSION, type EngineRequest, type TenantPolicy, type WorkerOptions } from "../../../engine/protocol.js";
+import { type EngineRequest, type TenantPolicy, type WorkerOptions } from "../../../engine/protocol.js";
 
 const FAKE_WORKER = `
 import fs from "node:fs";
@@ -34,36 +33,12 @@ const request = (tenant: string): EngineRequest => ({
 });
 const policy = (id: string, over: Partial<TenantPolicy> = {}): TenantPolicy => ({ id, weight: 1, reservedSlots: 0, maxSlots: null, ...over });
 
-let dir: string;
-let logFile: string;
-let entry: string;
-const readLog = (): Array<{ pid: number; msg: { t: string; policies?: TenantPolicy[]; req?: EngineRequest } }> =>
-  fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
-const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
-  const until = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
-before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-client-"));
-  logFile = path.join(dir, "log.jsonl");
-  entry = path.join(dir, "fakeWorker.mjs");
-  fs.writeFileSync(entry, FAKE_WORKER);
-  process.env.FAKE_WORKER_LOG = logFile;
-  process.env.FAKE_WORKER_VERSION = String(PROTOCOL_VERSION);
-});
-after(() => {
-  delete process.env.FAKE_WORKER_LOG;
-  delete process.env.FAKE_WORKER_VERSION;
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const worker = fakeWorker<{ t: string; policies?: TenantPolicy[]; req?: EngineRequest }>(FAKE_WORKER, "llamux-client-");
+const readLog = () => worker.readLog();
 
 describe("EngineClient.setTenantPolicies", () => {
   test("policies set before start reach the worker before any request, and again after a restart", async () => {
-    const client = new EngineClient({ worker: workerOptions, workerEntry: entry, restartBackoffMs: { initial: 10, max: 10 } });
+    const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry, restartBackoffMs: { initial: 10, max: 10 } });
     const policies = [policy("a", { weight: 2, reservedSlots: 1 }), policy("b", { maxSlots: 2 })];
     client.setTenantPolicies(policies);
     try {
@@ -93,8 +68,8 @@ describe("EngineClient.setTenantPolicies", () => {
   });
 
   test("invalid policies throw and leave the previous ones in force", async () => {
-    fs.rmSync(logFile, { force: true });
-    const client = new EngineClient({ worker: workerOptions, workerEntry: entry });
+    fs.rmSync(worker.logFile, { force: true });
+    const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry });
     try {
       await client.start();
       client.setTenantPolicies([policy("a")]);

@@ -4,17 +4,16 @@
 // again); an aborted request rejects at once and the worker is told to cancel.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
+import { fakeWorker, waitFor } from "./helpers/fakeWorker.js";
 import { EngineClient } from "../../../engine/client.js";
-import { PROTOCOL_VERSION, type EmbedRequest, type WorkerOptions } from "../../../engine/protocol.js";
+import { type EmbedRequest, type WorkerOptions } from "../../../engine/protocol.js";
 
 // Tenant "crash" kills the worker, "hang" is never answered; others get one
 // vector [index, inputs] per input and 3 tokens each.
 const FAKE_WORKER = `
 import fs from "node:fs";
-const log = process.env.FAKE_EMBED_WORKER_LOG;
+const log = process.env.FAKE_WORKER_LOG;
 process.on("message", (msg) => {
   fs.appendFileSync(log, JSON.stringify({ pid: process.pid, msg }) + "\\n");
   if (msg.t === "shutdown") process.exit(0);
@@ -25,7 +24,7 @@ process.on("message", (msg) => {
   process.send({ t: "embedded", id: msg.id, vectors: msg.req.inputs.map((_, i) => new Float32Array([i, n])), promptTokens: msg.req.inputs.map(() => 3) });
 });
 process.on("disconnect", () => process.exit(0));
-process.send({ t: "ready", v: Number(process.env.FAKE_EMBED_WORKER_VERSION), model: { id: "fake", slots: 1, embeddingSize: 2 } });
+process.send({ t: "ready", v: Number(process.env.FAKE_WORKER_VERSION), model: { id: "fake", slots: 1, embeddingSize: 2 } });
 `;
 
 const workerOptions: WorkerOptions = {
@@ -33,36 +32,12 @@ const workerOptions: WorkerOptions = {
 };
 const request = (tenant: string, inputs = 2): EmbedRequest => ({ tenant, inputs: Array.from({ length: inputs }, (_, i) => ({ kind: "text", text: `t${i}` })) });
 
-let dir: string;
-let logFile: string;
-let entry: string;
-const readLog = (): Array<{ pid: number; msg: { t: string; id?: string } }> =>
-  fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
-const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
-  const until = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
-before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-embed-client-"));
-  logFile = path.join(dir, "log.jsonl");
-  entry = path.join(dir, "fakeWorker.mjs");
-  fs.writeFileSync(entry, FAKE_WORKER);
-  process.env.FAKE_EMBED_WORKER_LOG = logFile;
-  process.env.FAKE_EMBED_WORKER_VERSION = String(PROTOCOL_VERSION);
-});
-after(() => {
-  delete process.env.FAKE_EMBED_WORKER_LOG;
-  delete process.env.FAKE_EMBED_WORKER_VERSION;
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const worker = fakeWorker<{ t: string; id?: string }>(FAKE_WORKER, "llamux-embed-client-");
+const readLog = () => worker.readLog();
 
 describe("EngineClient.embed", () => {
   test("not started, ready, died mid-request, restarted, stopped", async () => {
-    const client = new EngineClient({ worker: workerOptions, workerEntry: entry, restartBackoffMs: { initial: 10, max: 10 } });
+    const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry, restartBackoffMs: { initial: 10, max: 10 } });
     try {
       const early = await client.embed(request("a"));
       assert.ok("error" in early);
@@ -96,8 +71,8 @@ describe("EngineClient.embed", () => {
   });
 
   test("an abort rejects with its reason at once and cancels the request in the worker", async () => {
-    fs.rmSync(logFile, { force: true });
-    const client = new EngineClient({ worker: workerOptions, workerEntry: entry });
+    fs.rmSync(worker.logFile, { force: true });
+    const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry });
     try {
       await client.start();
       const ac = new AbortController();
