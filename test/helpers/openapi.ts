@@ -60,12 +60,13 @@ export function requestPropertyNames(name: string): string[] {
  *    `anyOf: [itself, {type: "null"}]`, which is what `nullable` means;
  *  - `discriminator` is an OpenAPI hint (ajv's own support needs a shape the
  *    spec does not always have): dropped, the oneOf it annotates still checks;
- *  - closed objects: a schema with `properties` and no word on extra ones gets
- *    `unevaluatedProperties: false`, so a misspelt or invented field in a
- *    response fails instead of passing unnoticed. llamux's documented
+ *  - closed objects: a schema with `properties` (or an `allOf` of parts) and
+ *    no word on extra ones gets `unevaluatedProperties: false`, so a misspelt
+ *    or invented field in a response fails instead of passing unnoticed. The
+ *    parts of an allOf stay open, since each sees only its own fields. llamux's documented
  *    extensions are declared in EXTENSION_PROPERTIES.
  */
-function toAjvSchema(value: unknown, isNameMap = false): unknown {
+function toAjvSchema(value: unknown, isNameMap = false, open = false): unknown {
   if (Array.isArray(value)) return value.map((v) => toAjvSchema(v));
   if (value === null || typeof value !== "object") return value;
   const out: Schema = {};
@@ -76,10 +77,17 @@ function toAjvSchema(value: unknown, isNameMap = false): unknown {
       continue;
     }
     if (k === "nullable" || k === "discriminator") continue;
+    // allOf members are parts of one object: closed each on its own, every part
+    // would refuse the others' fields. The object holding the allOf is closed instead.
+    if (k === "allOf" && Array.isArray(v)) {
+      out[k] = v.map((member) => toAjvSchema(member, false, true));
+      continue;
+    }
     out[k] = toAjvSchema(v, k === "properties" || k === "patternProperties" || k === "$defs" || k === "dependentSchemas");
   }
   if (isNameMap) return out;
-  if (out.properties && !("additionalProperties" in out) && !("unevaluatedProperties" in out)) out.unevaluatedProperties = false;
+  const closable = (out.properties && !open) || out.allOf;
+  if (closable && !("additionalProperties" in out) && !("unevaluatedProperties" in out)) out.unevaluatedProperties = false;
   if ((value as Schema).nullable === true) return { anyOf: [out, { type: "null" }] };
   return out;
 }
@@ -88,11 +96,36 @@ function toAjvSchema(value: unknown, isNameMap = false): unknown {
 const EXTENSION_PROPERTIES: Record<string, Record<string, Schema>> = {
   // GET /v1/models: context length, slots, vocabulary, template, synthetic.
   Model: { meta: { type: "object" } },
+  // Not an extension: OpenAI returns `store` on every Response (the spec's own
+  // examples show it), but the schema does not list it.
+  Response: { store: { type: "boolean" } },
 };
 
+/** Components some allOf names as a member (by $ref): they are parts of another object, so left open. */
+function allOfMembers(value: unknown, found = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) for (const v of value) allOfMembers(v, found);
+  else if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === "allOf" && Array.isArray(v)) for (const m of v) if (typeof (m as Schema)?.$ref === "string") found.add(refName((m as Schema).$ref as string));
+      allOfMembers(v, found);
+    }
+  }
+  return found;
+}
+
 function ajvComponents(): Record<string, Schema> {
-  const schemas = toAjvSchema(loadSpec().components.schemas, true) as Record<string, Schema & { properties: Schema }>;
-  for (const [name, extra] of Object.entries(EXTENSION_PROPERTIES)) Object.assign(schemas[name]!.properties, extra);
+  const raw = loadSpec().components.schemas;
+  const members = allOfMembers(raw);
+  const schemas = Object.fromEntries(Object.entries(raw).map(([name, schema]) => [name, toAjvSchema(schema, false, members.has(name))])) as Record<
+    string,
+    Schema & { properties: Schema }
+  >;
+  for (const [name, extra] of Object.entries(EXTENSION_PROPERTIES)) {
+    const schema = schemas[name]!;
+    // An allOf composition gets its extra fields as one more part.
+    if (schema.properties) Object.assign(schema.properties, extra);
+    else (schema.allOf as Schema[]).push({ properties: extra });
+  }
   return schemas;
 }
 
@@ -165,4 +198,10 @@ export function assertMatchesSpec(name: string, value: unknown, what = name): vo
   if (!validate(value)) {
     throw new Error(`${what} does not match the spec's ${name}: ${describeErrors(validate.errors)}\n${JSON.stringify(value).slice(0, 2000)}`);
   }
+}
+
+/** A Response as the openai SDK hands it over, less `output_text`: the SDK adds it, the server does not send it. */
+export function wireResponse<T extends object>(sdkResponse: T): Omit<T, "output_text"> {
+  const { output_text: _sdkOnly, ...wire } = sdkResponse as T & { output_text?: unknown };
+  return wire;
 }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import type { Response as OpenAIResponse, ResponseStreamEvent } from "openai/resources/responses/responses";
+import { assertMatchesSpec, wireResponse } from "../../helpers/openapi.js";
 import { MODELS, startTestServer, waitFor, type TestServer } from "../helpers/server.js";
 import { apiError, collapseDeltas, rawStream, STREAM_ORDER } from "./helpers.js";
 
@@ -36,6 +37,7 @@ const outputText = (r: OpenAIResponse) => {
 describe("POST /v1/responses", () => {
   test("a string input gives a Response with one assistant message and exact usage, rendered as chat renders it", async () => {
     const r = await create({ input: "Once upon a time", max_output_tokens: 16, ...greedy });
+    assertMatchesSpec("Response", wireResponse(r));
     assert.match(r.id, /^resp_[0-9a-f]{48}$/);
     assert.equal(r.object, "response");
     assert.ok(Math.abs(r.created_at - Date.now() / 1000) < 60);
@@ -352,6 +354,7 @@ describe("POST /v1/responses with stream: true", () => {
     assert.ok(!sse.text.includes("[DONE]"));
     assert.ok(sse.events.length >= STREAM_ORDER.length + 1);
     for (const e of sse.events) assert.equal(e.event, (JSON.parse(e.data) as { type: string }).type);
+    for (const [i, e] of sse.events.entries()) assertMatchesSpec("ResponseStreamEvent", JSON.parse(e.data), `event ${i}`);
     const types = sse.events.map((e) => e.event!);
     assert.deepEqual(collapseDeltas(types), [...STREAM_ORDER, "response.completed"]);
     const completed = JSON.parse(sse.events.at(-1)!.data) as { response: OpenAIResponse };

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import type { Response as OpenAIResponse } from "openai/resources/responses/responses";
-import { assertMatchesSpec } from "../../helpers/openapi.js";
+import { assertMatchesSpec, wireResponse } from "../../helpers/openapi.js";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
 import { apiError, rawStream } from "./helpers.js";
 
@@ -34,8 +34,12 @@ const time = {
   strict: true,
 };
 // As the chat tool tests: sampled with a seed (a tiny model's greedy choice can be endless whitespace inside the JSON).
-const create = (body: Record<string, unknown>) =>
-  t.client.responses.create({ model: t.modelId, seed: 1, max_output_tokens: 400, ...body } as never) as Promise<OpenAIResponse>;
+// Every response is checked against the spec's Response schema.
+const create = async (body: Record<string, unknown>) => {
+  const r = (await t.client.responses.create({ model: t.modelId, seed: 1, max_output_tokens: 400, ...body } as never)) as OpenAIResponse;
+  assertMatchesSpec("Response", wireResponse(r));
+  return r;
+};
 
 type Call = { type: "function_call"; id: string; call_id: string; name: string; arguments: string; status: string };
 const calls = (r: OpenAIResponse) => r.output.filter((i) => i.type === "function_call") as unknown as Call[];
@@ -103,6 +107,8 @@ describe("function tools on /v1/responses", () => {
     assert.equal(types[0], "response.created");
     assert.equal(types.at(-1), "response.completed");
     const final = events.at(-1)!.data.response as OpenAIResponse;
+    assertMatchesSpec("Response", final);
+    for (const [i, e] of events.entries()) assertMatchesSpec("ResponseStreamEvent", e.data, `event ${i}`);
     for (const e of events) {
       if (e.data.type === "response.function_call_arguments.delta") assertMatchesSpec("ResponseFunctionCallArgumentsDeltaEvent", e.data);
       if (e.data.type === "response.function_call_arguments.done") assertMatchesSpec("ResponseFunctionCallArgumentsDoneEvent", e.data);
