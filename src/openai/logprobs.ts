@@ -18,6 +18,23 @@ export function chatLogprobs(entries: readonly TokenLogprob[]) {
   return { content: entries.map(chatTokenLogprob), refusal: null };
 }
 
+/** Responses: an output_text part's LogProb (byte-less control tokens get []: the schema wants an array). */
+export function responseLogProb(e: TokenLogprob) {
+  return {
+    token: e.token,
+    logprob: e.logprob,
+    bytes: e.bytes ?? [],
+    top_logprobs: e.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes ?? [] })),
+  };
+}
+
+type ResponseLogProbJson = ReturnType<typeof responseLogProb>;
+
+/** Responses: the ResponseLogProb of output_text.delta and .done events, which have no bytes. */
+export function responseEventLogProb(e: ResponseLogProbJson) {
+  return { token: e.token, logprob: e.logprob, top_logprobs: e.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob })) };
+}
+
 export interface CompletionLogprobsJson {
   tokens: string[];
   token_logprobs: number[];

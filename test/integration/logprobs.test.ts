@@ -7,7 +7,9 @@ import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { tokenizeText } from "../../models/chatTemplate.js";
-import { assertMatchesSpec, COMPLETION_STREAM_CHUNK } from "../helpers/openapi.js";
+import type { Response as OpenAIResponse } from "openai/resources/responses/responses";
+import { assertMatchesSpec, COMPLETION_STREAM_CHUNK, wireResponse } from "../helpers/openapi.js";
+import { rawStream } from "./responses/helpers.js";
 import { MODELS, postSse, startTestServer, type TestServer } from "./helpers/server.js";
 
 const TOLERANCE = 1e-3;
@@ -268,6 +270,74 @@ describe("logprobs on completions", () => {
     assert.ok(cut.lp.tokens.join("").length > cut.text.length, "the entries go past the cut text");
     // logprobs 0: no alternatives, only the sampled token in each top_logprobs.
     cut.lp.top_logprobs.forEach((top, i) => assert.deepEqual(top, { [cut.lp.tokens[i]!]: cut.lp.token_logprobs[i] }));
+  });
+});
+
+describe("logprobs with n > 1", () => {
+  test("each choice has its own entries, those of a lone request with seed s + j", async () => {
+    const messages = [{ role: "user" as const, content: "Lily saw a dog" }];
+    const body = { model: t.modelId, messages, max_tokens: 12, temperature: 1, logprobs: true, top_logprobs: 2 };
+    const both = await t.client.chat.completions.create({ ...body, n: 2, seed: 40 });
+    assertMatchesSpec("CreateChatCompletionResponse", both);
+    assert.equal(both.choices.length, 2);
+    for (const [j, choice] of both.choices.entries()) {
+      const lone = await t.client.chat.completions.create({ ...body, seed: 40 + j });
+      assert.equal(choice.message.content, lone.choices[0]!.message.content, `choice ${j}`);
+      assertClose(choice.logprobs!.content, lone.choices[0]!.logprobs!.content, `choice ${j}`);
+      checkChatLogprobs(choice.logprobs!.content!, 2, choice.message.content, choice.finish_reason);
+    }
+  });
+});
+
+type LogProb = { token: string; logprob: number; bytes: number[]; top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }> };
+const outputLogprobs = (r: OpenAIResponse): LogProb[] => {
+  const item = r.output[0] as { type: string; content: Array<{ type: string; logprobs: LogProb[] }> };
+  assert.equal(item.type, "message");
+  return item.content[0]!.logprobs;
+};
+
+describe("logprobs on /v1/responses (include message.output_text.logprobs)", () => {
+  const input = "Sam found a shell";
+  const chatBody = { messages: [{ role: "user" as const, content: input }], max_tokens: 16, temperature: 0, ignore_eos: true };
+  const responseBody = { input, max_output_tokens: 16, temperature: 0, ignore_eos: true, include: ["message.output_text.logprobs"], top_logprobs: 3 };
+  const create = async (body: Record<string, unknown>) => {
+    const r = (await t.client.responses.create({ model: t.modelId, ...body } as never)) as OpenAIResponse;
+    assertMatchesSpec("Response", wireResponse(r));
+    return r;
+  };
+
+  test("output_text carries LogProb entries equal to chat's for the same conversation", async () => {
+    const chat = await t.client.chat.completions.create({ ...chatBody, model: t.modelId, logprobs: true, top_logprobs: 3 } as never);
+    const r = await create(responseBody);
+    assert.equal((r as unknown as { top_logprobs: number }).top_logprobs, 3);
+    const entries = outputLogprobs(r);
+    assert.equal(entries.length, 16);
+    assertClose(entries, (chat as OpenAI.ChatCompletion).choices[0]!.logprobs!.content!.map((e) => ({ ...e, bytes: e.bytes ?? [], top_logprobs: e.top_logprobs.map((x) => ({ ...x, bytes: x.bytes ?? [] })) })));
+    const plain = await create({ input, max_output_tokens: 16, top_logprobs: 3 });
+    assert.deepEqual(outputLogprobs(plain), [], "without include there are none");
+  });
+
+  test("streamed: the delta events' logprobs, joined, are the final ones less their bytes; every event matches the spec", async () => {
+    const s = await rawStream(`${t.url}/v1/responses`, { model: t.modelId, ...responseBody, stream: true });
+    const events = s.events.map((e) => JSON.parse(e.data) as { type: string; logprobs?: unknown[]; response?: OpenAIResponse });
+    for (const [i, e] of events.entries()) assertMatchesSpec("ResponseStreamEvent", e, `event ${i}`);
+    const fromDeltas = events.filter((e) => e.type === "response.output_text.delta").flatMap((e) => e.logprobs!);
+    const final = outputLogprobs(events.at(-1)!.response!);
+    const withoutBytes = final.map((e) => ({ token: e.token, logprob: e.logprob, top_logprobs: e.top_logprobs.map((x) => ({ token: x.token, logprob: x.logprob })) }));
+    assert.deepEqual(fromDeltas, withoutBytes);
+    assert.deepEqual(events.find((e) => e.type === "response.output_text.done")!.logprobs, withoutBytes);
+    assert.equal(final.length, 16);
+  });
+
+  test("other include values, logprobs with tools and top_logprobs 21 are 400s naming the parameter", async () => {
+    const bad = async (body: Record<string, unknown>, param: string) => {
+      const err = await t.client.responses.create({ model: t.modelId, input, ...body } as never).catch((e: unknown) => e);
+      assert.ok(err instanceof OpenAI.BadRequestError, String(err));
+      assert.equal(err.param, param, err.message);
+    };
+    await bad({ include: ["message.output_text.logprobs", "reasoning.encrypted_content"] }, "include[1]");
+    await bad({ include: ["message.output_text.logprobs"], tools: [{ type: "function", name: "f", parameters: null, strict: null }] }, "include");
+    await bad({ top_logprobs: 21 }, "top_logprobs");
   });
 });
 

@@ -7,19 +7,22 @@
 // Whitespace the model writes around its calls is not a message: text that
 // is only whitespace is held until something else comes, dropped when a call
 // does, and becomes the message only when nothing else was written.
+import type { TokenLogprob } from "../../../engine/index.js";
 import type { Item, ItemStatus, MessageItem } from "../../store/conversationStore.js";
+import { responseLogProb } from "../logprobs.js";
 import type { ToolCallEvent } from "../tools/toolCallParser.js";
 import { newObjectId } from "./items.js";
 import { functionCall, outputMessage } from "./responseObject.js";
 
 export interface OutputListener {
   added(outputIndex: number, item: Item): Promise<void>;
-  textDelta(outputIndex: number, item: MessageItem, delta: string): Promise<void>;
+  /** `logprobs`: the entries of the tokens this delta's text came from (none unless asked for). */
+  textDelta(outputIndex: number, item: MessageItem, delta: string, logprobs: readonly TokenLogprob[]): Promise<void>;
   argumentsDelta(outputIndex: number, itemId: string, delta: string): Promise<void>;
   done(outputIndex: number, item: Item): Promise<void>;
 }
 
-type Open = { kind: "message"; id: string; text: string } | { kind: "call"; id: string; callId: string; name: string; args: string };
+type Open = { kind: "message"; id: string; text: string; logprobs: TokenLogprob[] } | { kind: "call"; id: string; callId: string; name: string; args: string };
 
 export class OutputItems {
   private readonly items: Item[] = [];
@@ -46,7 +49,7 @@ export class OutputItems {
     }
   }
 
-  async text(text: string): Promise<void> {
+  async text(text: string, logprobs: readonly TokenLogprob[] = []): Promise<void> {
     if (this.open?.kind !== "message") {
       if ((this.heldWhitespace + text).trim() === "") {
         this.heldWhitespace += text;
@@ -58,7 +61,8 @@ export class OutputItems {
     }
     const open = this.open as Extract<Open, { kind: "message" }>;
     open.text += text;
-    await this.listener?.textDelta(this.items.length, this.openItem("in_progress") as MessageItem, text);
+    open.logprobs.push(...logprobs);
+    await this.listener?.textDelta(this.items.length, this.openItem("in_progress") as MessageItem, text, logprobs);
   }
 
   /** Ends the output: the last item gets `status` (incomplete when generation was cut by max_output_tokens). */
@@ -88,7 +92,7 @@ export class OutputItems {
 
   private async openMessage(): Promise<void> {
     await this.close("completed");
-    this.open = { kind: "message", id: newObjectId("msg"), text: "" };
+    this.open = { kind: "message", id: newObjectId("msg"), text: "", logprobs: [] };
     await this.listener?.added(this.items.length, { ...outputMessage(this.open.id, "", "in_progress"), content: [] });
   }
 
@@ -102,6 +106,6 @@ export class OutputItems {
 
   private openItem(status: ItemStatus): Item {
     const o = this.open!;
-    return o.kind === "message" ? outputMessage(o.id, o.text, status) : functionCall(o.id, o.callId, o.name, o.args, status);
+    return o.kind === "message" ? outputMessage(o.id, o.text, status, o.logprobs.map(responseLogProb)) : functionCall(o.id, o.callId, o.name, o.args, status);
   }
 }

@@ -6,6 +6,7 @@ import { isNullish, MAX_INT32, parseBody, refuseUnsupported, samplingShape } fro
 import type { ParamTable } from "../parameters.js";
 import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type ParsedItem } from "./items.js";
 import { responseToolsShape } from "./tools.js";
+import { MAX_TOP_LOGPROBS } from "../../../engine/index.js";
 
 /** OpenAI's floor for max_output_tokens. */
 export const MIN_OUTPUT_TOKENS = 16;
@@ -38,14 +39,14 @@ export const responsesRequestSchema = z
     // llamux extension: order among the tenant's own waiting requests (higher first).
     priority: z.number().int("must be an integer").min(-1000).max(1000).nullish(),
     // Refused unless neutral (see RESPONSES_PARAMETERS).
-    top_logprobs: z.unknown().optional(),
+    top_logprobs: z.number({ error: "must be an integer" }).int("must be an integer").min(0).max(MAX_TOP_LOGPROBS).nullish(),
+    include: z.array(z.string({ error: "must be a string" }), { error: "must be an array of strings" }).nullish(),
     background: z.unknown().optional(),
     max_tool_calls: z.unknown().optional(),
     text: z.unknown().optional(),
     prompt: z.unknown().optional(),
     truncation: z.unknown().optional(),
     reasoning: z.unknown().optional(),
-    include: z.unknown().optional(),
     moderation: z.unknown().optional(),
     context_management: z.unknown().optional(),
     ...sampling,
@@ -97,7 +98,9 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   repeat_penalty: implementedExtension,
   ignore_eos: implementedExtension,
   priority: implementedExtension,
-  top_logprobs: refused("is not supported yet", (v) => isNullish(v) || v === 0),
+  // Returned when `include` asks for message.output_text.logprobs, as on OpenAI.
+  top_logprobs: implemented,
+  include: implemented,
   background: refused("(background responses) is not supported", (v) => isNullish(v) || v === false),
   max_tool_calls: refused("is not supported: use parallel_tool_calls false for at most one call per response"),
   text: refused('only supports {"format": {"type": "text"}} so far', (v) => {
@@ -109,7 +112,6 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   prompt: refused("(prompt templates) is not supported"),
   truncation: refused('only supports "disabled": a context that does not fit is a 400 context_length_exceeded', (v) => isNullish(v) || v === "disabled"),
   reasoning: refused("is not supported with this model", allNullish),
-  include: refused("is not supported: llamux has no additional output data to include", (v) => isNullish(v) || (Array.isArray(v) && v.length === 0)),
   moderation: refused("is not supported"),
   context_management: refused("(compaction) is not supported"),
 };
@@ -120,6 +122,8 @@ export interface ParsedResponsesRequest {
   input: ParsedItem[];
   /** The `conversation` id, whichever form it was given in. */
   conversationId: string | null;
+  /** output_text carries log-probabilities (include message.output_text.logprobs). */
+  logprobs: boolean;
 }
 
 export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
@@ -134,5 +138,28 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
     );
   }
   const input = isNullish(body.input) ? [] : typeof body.input === "string" ? [userText(body.input)] : parseInputItems(body.input!, ["input"]);
-  return { body, input, conversationId };
+  return { body, input, conversationId, logprobs: wantsLogprobs(body) };
+}
+
+/** The one `include` value llamux has data for. */
+export const INCLUDE_LOGPROBS = "message.output_text.logprobs";
+
+/**
+ * Whether output_text gets log-probabilities: `include` must name them (as on
+ * OpenAI, `top_logprobs` alone only sets how many alternatives). Other include
+ * values name data llamux does not have (tool results, images, encrypted
+ * reasoning): a 400 naming them.
+ */
+function wantsLogprobs(body: ResponsesRequest): boolean {
+  const include = body.include ?? [];
+  for (const [i, value] of include.entries()) {
+    if (value !== INCLUDE_LOGPROBS) {
+      throw new ApiError("unsupported_parameter", `Unsupported value '${value}' in 'include[${i}]': llamux can only include '${INCLUDE_LOGPROBS}'.`, `include[${i}]`);
+    }
+  }
+  const wanted = include.length > 0;
+  if (wanted && body.tools && body.tools.length > 0 && body.tool_choice !== "none") {
+    throw new ApiError("unsupported_parameter", `Unsupported parameter: 'include' '${INCLUDE_LOGPROBS}' cannot be combined with tools yet.`, "include");
+  }
+  return wanted;
 }

@@ -22,6 +22,7 @@ export interface ResponseEcho {
   parallelToolCalls: boolean;
   tools: EchoedTool[];
   toolChoice: ReturnType<typeof echoToolChoice>;
+  topLogprobs: number;
   metadata: Record<string, string>;
   user: string | null;
   safetyIdentifier: string | null;
@@ -67,7 +68,7 @@ export function responseJson(echo: ResponseEcho, state: ResponseState) {
     text: { format: { type: "text" as const }, verbosity: "medium" as const },
     tool_choice: echo.toolChoice,
     tools: echo.tools,
-    top_logprobs: 0,
+    top_logprobs: echo.topLogprobs,
     top_p: echo.topP,
     truncation: "disabled" as const,
     // Absent until the response is finished (the spec's `usage` is never null).
@@ -91,9 +92,9 @@ export function responseUsageJson(u: Usage) {
   };
 }
 
-/** The assistant message a finished (or cut) generation produced. */
-export function outputMessage(id: string, text: string, status: MessageItem["status"]): MessageItem {
-  return { type: "message", id, role: "assistant", status, content: [{ type: "output_text", text, annotations: [], logprobs: [] }] };
+/** The assistant message a finished (or cut) generation produced; `logprobs` as LogProb entries (include message.output_text.logprobs). */
+export function outputMessage(id: string, text: string, status: MessageItem["status"], logprobs: unknown[] = []): MessageItem {
+  return { type: "message", id, role: "assistant", status, content: [{ type: "output_text", text, annotations: [], logprobs }] };
 }
 
 /** A function call the model made, once its arguments are complete. */

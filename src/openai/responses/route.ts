@@ -75,7 +75,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
 
   router.post("/v1/responses", async (req, res) => {
     const tenant: Tenant = res.locals.tenant;
-    const { body, input, conversationId } = parseResponsesRequest(req.body);
+    const { body, input, conversationId, logprobs } = parseResponsesRequest(req.body);
     const served = requireModel(deps, body.model);
     const previousResponseId = body.previous_response_id ?? null;
     const history = await loadHistory(store, tenant.id, previousResponseId, conversationId);
@@ -92,6 +92,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       tenant: tenant.id,
       prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
       ...(tools.grammar ? { grammar: tools.grammar } : {}),
+      ...(logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       maxTokens,
       stop: stopList(body.stop),
       sampling: toSamplingParams(body),
@@ -113,6 +114,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       parallelToolCalls: body.parallel_tool_calls ?? true,
       tools: echoTools(body.tools),
       toolChoice: echoToolChoice(body.tool_choice),
+      topLogprobs: body.top_logprobs ?? 0,
       metadata: body.metadata ?? {},
       user: isNullish(body.user) ? null : body.user!,
       safetyIdentifier: body.safety_identifier ?? null,

@@ -17,6 +17,7 @@ import { SseWriter } from "../../sse.js";
 import type { Item } from "../../store/conversationStore.js";
 import { collect, type Admitted } from "../generation.js";
 import type { GenerationMeta } from "../runGeneration.js";
+import { responseEventLogProb, responseLogProb } from "../logprobs.js";
 import { ToolCallParser } from "../tools/toolCallParser.js";
 import type { ToolParsing } from "../tools/tools.js";
 import { newObjectId } from "./items.js";
@@ -48,7 +49,7 @@ export async function respondResponse(res: Response, choice: Admitted, meta: Gen
   const items = new OutputItems();
   const parser = toolParser(run);
   if (parser) await items.push([...parser.push(out.text), ...parser.flush()]);
-  else await items.text(out.text);
+  else await items.text(out.text, out.logprobs);
   const output = await items.finish(finishedStatus(out.finishReason));
   const body = finishedBody(run, output, out.finishReason, out.usage);
   await run.commit(body, output);
@@ -65,12 +66,14 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
       await send("response.output_item.added", { output_index: outputIndex, item });
       if (item.type === "message") await send("response.content_part.added", { ...part(item.id, outputIndex), part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
     },
-    textDelta: (outputIndex, item, delta) => send("response.output_text.delta", { ...part(item.id, outputIndex), delta, logprobs: [] }),
+    textDelta: (outputIndex, item, delta, logprobs) =>
+      send("response.output_text.delta", { ...part(item.id, outputIndex), delta, logprobs: logprobs.map((e) => responseEventLogProb(responseLogProb(e))) }),
     argumentsDelta: (outputIndex, itemId, delta) => send("response.function_call_arguments.delta", { item_id: itemId, output_index: outputIndex, delta }),
     done: async (outputIndex, item) => {
       if (item.type === "message") {
         const text = item.content[0]!;
-        await send("response.output_text.done", { ...part(item.id, outputIndex), text: text.type === "refusal" ? text.refusal : text.text, logprobs: [] });
+        const logprobs = text.type === "output_text" ? (text.logprobs as Array<ReturnType<typeof responseLogProb>>).map(responseEventLogProb) : [];
+        await send("response.output_text.done", { ...part(item.id, outputIndex), text: text.type === "refusal" ? text.refusal : text.text, logprobs });
         await send("response.content_part.done", { ...part(item.id, outputIndex), part: text });
       } else if (item.type === "function_call") {
         await send("response.function_call_arguments.done", { item_id: item.id, output_index: outputIndex, name: item.name, arguments: item.arguments });
@@ -92,9 +95,9 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
     for await (const ev of choice.events) {
       if (ev.type === "error") throw fromEngineError(ev.error);
       if (ev.type !== "delta") continue;
-      if (ev.text) {
+      if (ev.text || ev.logprobs?.length) {
         if (parser) await items.push(parser.push(ev.text));
-        else await items.text(ev.text);
+        else await items.text(ev.text, ev.logprobs);
       }
       if (ev.finish && ev.usage) {
         end = { finish: ev.finish, usage: ev.usage };

@@ -278,11 +278,11 @@ describe("POST /v1/responses", () => {
       [{ input: "x", tools: [{ type: "file_search", vector_store_ids: [] }] }, "tools[0].type", "invalid_value"],
       [{ input: "x", tool_choice: "required" }, "tool_choice", "invalid_value"],
       [{ input: "x", reasoning: { effort: "high" } }, "reasoning", "unsupported_parameter"],
-      [{ input: "x", include: ["message.output_text.logprobs"] }, "include", "unsupported_parameter"],
+      [{ input: "x", include: ["file_search_call.results"] }, "include[0]", "unsupported_parameter"],
       [{ input: "x", background: true }, "background", "unsupported_parameter"],
       [{ input: "x", text: { format: { type: "json_object" } } }, "text", "unsupported_parameter"],
       [{ input: "x", truncation: "auto" }, "truncation", "unsupported_parameter"],
-      [{ input: "x", top_logprobs: 3 }, "top_logprobs", "unsupported_parameter"],
+      [{ input: "x", top_logprobs: 21 }, "top_logprobs", "invalid_value"],
       [{ input: "x", prompt: { id: "pmpt_1" } }, "prompt", "unsupported_parameter"],
       [{ input: "x", previous_response_id: "resp_a", conversation: "conv_b" }, "previous_response_id", "invalid_value"],
     ];

@@ -46,6 +46,7 @@ const echo: ResponseEcho = {
   parallelToolCalls: true,
   tools: [],
   toolChoice: "auto",
+  topLogprobs: 0,
   metadata: {},
   user: null,
   safetyIdentifier: null,
