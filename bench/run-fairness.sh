@@ -17,6 +17,8 @@ A_INFLIGHT=${A_INFLIGHT:-16}
 A_MAX_TOKENS=${A_MAX_TOKENS:-256}
 B_MAX_TOKENS=${B_MAX_TOKENS:-16}
 DURATION_S=${DURATION_S:-40}
+# Extra `llamux serve` flags, e.g. LLAMUX_ARGS="--follow-up-ms 0" to compare.
+read -r -a extra_args <<<"${LLAMUX_ARGS:-}"
 PORT=${PORT:-8092}
 OUT=${OUT:-bench/results/fairness}
 CLI="node dist/src/cli.js"
@@ -42,7 +44,7 @@ workload=(--url "http://127.0.0.1:$PORT" --model "$model_id" --endpoint completi
 echo "== llamux (fair scheduling, b reserves 1 of $SLOTS slots)"
 rm -rf "$OUT/data"
 $CLI serve --model "$MODEL" --slots "$SLOTS" --ctx-per-slot "$CTX_PER_SLOT" --threads "$THREADS" --gpu off \
-  --port "$PORT" --log-level warn --tenants "$OUT/tenants.yaml" --data-dir "$OUT/data" >"$OUT/llamux.log" 2>&1 &
+  --port "$PORT" --log-level warn --tenants "$OUT/tenants.yaml" --data-dir "$OUT/data" "${extra_args[@]}" >"$OUT/llamux.log" 2>&1 &
 pid=$!
 wait_ready ready
 $CLI bench "${workload[@]}" --json "$OUT/llamux.json" | tee "$OUT/llamux.md"

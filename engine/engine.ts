@@ -28,6 +28,15 @@ export interface EngineOptions {
    * batch instead of being split into several small, less efficient ones.
    */
   coalesceMs: number;
+  /**
+   * After a step in which a tenant's last request ended, how long the next
+   * step waits for that tenant's next request (woken early by any arrival).
+   * A client in a loop (a chat turn, an agent) sends it at once; a step begun
+   * without it would make it wait for a whole step of everyone else's
+   * decodes, which is what made a light tenant's time to first token twice
+   * its time alone next to a heavy one. 0: never wait.
+   */
+  followUpMs: number;
   /** Prices of the fair scheduler's virtual tokens. */
   costs: FairnessCosts;
 }
@@ -53,6 +62,10 @@ export class Engine {
   private decodedTokens = 0;
   private prefixHits = 0;
   private prefilledTokens = 0;
+  /** A tenant went idle in the last step: the next one waits up to followUpMs for its next request. */
+  private awaitFollowUp = false;
+  /** Resolves the follow-up wait early when a request arrives. */
+  private onArrival: (() => void) | null = null;
   /** n > 1 choices: who leads each group, who may copy its prompt state. */
   private readonly forks = new ForkGroups();
 
@@ -92,6 +105,7 @@ export class Engine {
     this.forks.link(prepared);
     this.ledger.arrive(prepared.tenant);
     this.waiting.push(prepared);
+    this.onArrival?.();
     this.emit({ t: "accepted", id, promptTokens: prepared.prompt.length, promptText });
     this.wake();
   }
@@ -160,7 +174,7 @@ export class Engine {
   private forget(job: Job): void {
     if (this.jobs.get(job.id) !== job) return;
     this.jobs.delete(job.id);
-    this.ledger.leave(job.tenant);
+    if (this.ledger.leave(job.tenant)) this.awaitFollowUp = true;
     this.forks.forget(job);
   }
 
@@ -168,7 +182,10 @@ export class Engine {
     while (!this.stopping && (this.waiting.length > 0 || this.running.size > 0)) {
       if (this.running.size === 0 && this.opts.coalesceMs > 0) {
         await new Promise((resolve) => setTimeout(resolve, this.opts.coalesceMs));
+      } else if (this.awaitFollowUp && this.running.size > 0 && this.opts.followUpMs > 0) {
+        await this.followUp();
       }
+      this.awaitFollowUp = false;
       const deltas: Delta[] = [];
       await this.reapCancelled(deltas);
       const plan = planStep({
@@ -192,6 +209,17 @@ export class Engine {
       this.ledger.settle();
       if (deltas.length > 0) this.emit({ t: "step", deltas });
     }
+  }
+
+  /** Waits up to followUpMs, or until a request arrives. */
+  private async followUp(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.onArrival = resolve;
+      timer = setTimeout(resolve, this.opts.followUpMs);
+    });
+    clearTimeout(timer);
+    this.onArrival = null;
   }
 
   /** Cancelled requests end at the step boundary, freeing their slot for this step's admissions. */

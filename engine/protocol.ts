@@ -174,6 +174,9 @@ export interface FairnessCosts {
 
 export const DEFAULT_FAIRNESS_COSTS: FairnessCosts = { inputCost: 1, outputCost: 2 };
 
+/** EngineOptions.followUpMs when WorkerOptions leaves it out. */
+export const DEFAULT_FOLLOW_UP_MS = 10;
+
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -276,6 +279,8 @@ export interface WorkerOptions {
   stepTokens: number;
   /** Idle engine: wait this long for more arrivals before the first step. */
   coalesceMs: number;
+  /** After a tenant's last request ended, wait up to this long for its next one before the next step (default DEFAULT_FOLLOW_UP_MS). */
+  followUpMs?: number;
   /** Fair-scheduler price of a prompt token (default DEFAULT_FAIRNESS_COSTS.inputCost). */
   inputCost?: number;
   /** Fair-scheduler price of an output token (default DEFAULT_FAIRNESS_COSTS.outputCost). */

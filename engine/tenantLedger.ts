@@ -33,15 +33,16 @@ export class TenantLedger {
     if (n === 1) this.state = activate(this.state, tenant, this.active.keys());
   }
 
-  /** A request of `tenant` left the engine; its last one makes the tenant idle. */
-  leave(tenant: string): void {
+  /** A request of `tenant` left the engine; its last one makes the tenant idle (returns true then). */
+  leave(tenant: string): boolean {
     const n = (this.active.get(tenant) ?? 0) - 1;
     if (n > 0) {
       this.active.set(tenant, n);
-      return;
+      return false;
     }
     this.active.delete(tenant);
     this.state = deactivate(this.state, tenant, this.active.keys());
+    return true;
   }
 
   /** O(1): called per prefill chunk and per sampled token. */

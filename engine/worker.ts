@@ -8,7 +8,7 @@ import { loadModel, type LoadedModel } from "../models/load.js";
 import { Embedder } from "./embedder.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
-import { DEFAULT_FAIRNESS_COSTS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
+import { DEFAULT_FAIRNESS_COSTS, DEFAULT_FOLLOW_UP_MS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
 
 /** Time given to saving warm slots' KV states on a clean shutdown. */
 const SAVE_ON_EXIT_BUDGET_MS = 2000;
@@ -93,6 +93,7 @@ async function main(): Promise<void> {
     contextPerSlot,
     stepTokens: opts.stepTokens,
     coalesceMs: opts.coalesceMs,
+    followUpMs: opts.followUpMs ?? DEFAULT_FOLLOW_UP_MS,
     costs: {
       inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import { parseArgs } from "node:util";
 import YAML from "yaml";
 import { z } from "zod";
+import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
 import { defaultThreads } from "../models/load.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
@@ -37,6 +38,7 @@ const OPTIONS = {
   "chat-template": { env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
   "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: int(1, 8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
   "coalesce-ms": { env: "LLAMUX_COALESCE_MS", schema: int(0, 1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
+  "follow-up-ms": { env: "LLAMUX_FOLLOW_UP_MS", schema: int(0, 1000), default: DEFAULT_FOLLOW_UP_MS, help: "After a tenant's last request ends, the next engine step waits up to this long for its next one (woken by any arrival), so a client in a loop is not made to wait a whole step (0: never)" },
   "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
@@ -62,7 +64,7 @@ export const MIN_ADMIN_KEY_LENGTH = 16;
 type OptionName = keyof typeof OPTIONS;
 
 /** Options a `models` entry of the config file may set for its own model; the top-level values are their defaults. */
-const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "max-queued", "kv-cache-max-bytes"] as const;
+const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "follow-up-ms", "max-queued", "kv-cache-max-bytes"] as const;
 /** Top-level options that describe one model, so they cannot be combined with a `models` list. */
 const SINGLE_MODEL_OPTIONS = ["model", "alias", "chat-template"] as const;
 
@@ -80,6 +82,7 @@ export interface ModelConfig {
   chatTemplate: string | null;
   stepTokens: number;
   coalesceMs: number;
+  followUpMs: number;
   maxQueued: number;
   kvCacheMaxBytes: number;
 }
@@ -96,6 +99,8 @@ export interface ServeConfig {
   chatTemplate: string | null;
   stepTokens: number;
   coalesceMs: number;
+  /** After a tenant's last request ends, the next step waits up to this long for its next one. */
+  followUpMs: number;
   modelsDir: string;
   cacheDir: string;
   maxBodyBytes: number;
@@ -242,6 +247,7 @@ function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: num
       chatTemplate: option("chat-template", null),
       stepTokens: option("step-tokens", defaults.stepTokens),
       coalesceMs: option("coalesce-ms", defaults.coalesceMs),
+      followUpMs: option("follow-up-ms", defaults.followUpMs),
       maxQueued: option<number | null>("max-queued", maxQueuedGiven) ?? QUEUED_PER_SLOT * slots,
       kvCacheMaxBytes: option("kv-cache-max-bytes", defaults.kvCacheMaxBytes),
     };
@@ -314,6 +320,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         chatTemplate: config.chatTemplate,
         stepTokens: config.stepTokens,
         coalesceMs: config.coalesceMs,
+        followUpMs: config.followUpMs,
         maxQueued: config.maxQueued,
         kvCacheMaxBytes: config.kvCacheMaxBytes,
       },

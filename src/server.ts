@@ -303,6 +303,7 @@ function workerOptions(mc: ModelConfig, modelPath: string, modelId: string, kvCa
     chatTemplateFile: mc.chatTemplate,
     stepTokens: mc.stepTokens,
     coalesceMs: mc.coalesceMs,
+    followUpMs: mc.followUpMs,
     kvCacheDir,
     kvCacheMaxBytes: mc.kvCacheMaxBytes,
   };
