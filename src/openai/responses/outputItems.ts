@@ -28,6 +28,8 @@ export class OutputItems {
   private readonly items: Item[] = [];
   private open: Open | null = null;
   private heldWhitespace = "";
+  /** The logprobs of the held whitespace's tokens: they go where it goes. */
+  private heldLogprobs: TokenLogprob[] = [];
 
   constructor(private readonly listener: OutputListener | null = null) {}
 
@@ -53,10 +55,12 @@ export class OutputItems {
     if (this.open?.kind !== "message") {
       if ((this.heldWhitespace + text).trim() === "") {
         this.heldWhitespace += text;
+        this.heldLogprobs.push(...logprobs);
         return;
       }
       text = this.heldWhitespace + text;
-      this.heldWhitespace = "";
+      logprobs = [...this.heldLogprobs, ...logprobs];
+      this.dropHeld();
       await this.openMessage();
     }
     const open = this.open as Extract<Open, { kind: "message" }>;
@@ -68,17 +72,17 @@ export class OutputItems {
   /** Ends the output: the last item gets `status` (incomplete when generation was cut by max_output_tokens). */
   async finish(status: ItemStatus): Promise<Item[]> {
     if (!this.open && this.items.length === 0) {
-      const held = this.heldWhitespace;
-      this.heldWhitespace = "";
+      const [held, heldLogprobs] = [this.heldWhitespace, this.heldLogprobs];
+      this.dropHeld();
       await this.openMessage();
-      if (held !== "") await this.text(held);
+      if (held !== "" || heldLogprobs.length > 0) await this.text(held, heldLogprobs);
     }
     await this.close(status);
     return [...this.items];
   }
 
   private async call(callId: string, name: string): Promise<void> {
-    this.heldWhitespace = "";
+    this.dropHeld();
     await this.close("completed");
     this.open = { kind: "call", id: newObjectId("fc"), callId, name, args: "" };
     await this.listener?.added(this.items.length, this.openItem("in_progress"));
@@ -88,6 +92,11 @@ export class OutputItems {
     if (this.open?.kind !== "call") return; // the parser only sends arguments inside a call
     this.open.args += delta;
     await this.listener?.argumentsDelta(this.items.length, this.open.id, delta);
+  }
+
+  private dropHeld(): void {
+    this.heldWhitespace = "";
+    this.heldLogprobs = [];
   }
 
   private async openMessage(): Promise<void> {

@@ -96,6 +96,20 @@ describe("OutputItems", () => {
     assert.deepEqual(log, ['added 0 msg message in_progress ""', 'text 0 msg " \\n"', 'done 0 message completed " \\n"']);
   });
 
+  test("whitespace held before the message keeps its logprobs, in order", async () => {
+    const entry = (token: string) => ({ token, logprob: -1, bytes: [...Buffer.from(token)], top: [] });
+    const out = new OutputItems();
+    await out.text(" ", [entry(" ")]);
+    await out.text("\n", [entry("\n")]);
+    const [only] = await out.finish("completed");
+    assert.deepEqual((only as { content: Array<{ logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token), [" ", "\n"]);
+    const more = new OutputItems();
+    await more.text(" ", [entry(" ")]);
+    await more.text("Hi", [entry("Hi")]);
+    const [message] = await more.finish("completed");
+    assert.deepEqual((message as { content: Array<{ text: string; logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token), [" ", "Hi"]);
+  });
+
   test("no output at all: one empty message; startMessage opens it before any text", async () => {
     const { log, listener } = recorder();
     const out = new OutputItems(listener);
