@@ -111,6 +111,14 @@ export interface EstimateOptions {
  * `maxTokens`: what the engine will be given, i.e.
  * capMaxTokens(tenant.limits, req.max_completion_tokens ?? req.max_tokens ?? null).
  */
+/**
+ * Prompt text a chat carries besides its messages' own, as messages to count:
+ * the tool list the template renders, and the calls earlier turns made.
+ */
+export function toolPromptParts(tools: readonly unknown[] | undefined, calls: ReadonlyArray<{ name: string; arguments: string }>): Array<{ content: string }> {
+  return [...(tools ? [{ content: JSON.stringify(tools) }] : []), ...calls.map((c) => ({ content: c.name + c.arguments }))];
+}
+
 export function estimateChatTokens(
   messages: readonly ChatMessageLike[],
   maxTokens: number | null,

@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
-import { estimateChatTokens } from "../../quota/estimate.js";
+import { estimateChatTokens, toolPromptParts } from "../../quota/estimate.js";
 import type { Tenant } from "../../tenants/types.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { forkChoices } from "../choices.js";
@@ -27,11 +27,7 @@ export function chatRoute(deps: RouteDeps): Router {
       engineReqs: forkChoices(engineReq, n),
       // The tool list and earlier calls are prompt text too.
       estimatedTokens: estimateChatTokens(
-        [
-          ...body.messages,
-          ...(tools.promptTools ? [{ content: JSON.stringify(tools.promptTools) }] : []),
-          ...body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => ({ content: c.function.name + c.function.arguments }))),
-        ],
+        [...body.messages, ...toolPromptParts(tools.promptTools, body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.function)))],
         engineReq.maxTokens,
         { choices: n },
       ),

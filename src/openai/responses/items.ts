@@ -84,10 +84,9 @@ const NON_TEXT_PARTS = new Set(["input_image", "input_file", "input_audio", "com
  * A validated item before ids are assigned: `id` is the client's own (an
  * output item sent back as input), or null.
  */
-export type ParsedItem =
-  | (Omit<MessageItem, "id"> & { id: string | null })
-  | (Omit<Item & { type: "function_call" }, "id"> & { id: string | null })
-  | (Omit<Item & { type: "function_call_output" }, "id"> & { id: string | null });
+export type ParsedItem = WithClientId<Item>;
+/** Each item type (distributed over the union) with the client's id or null. */
+type WithClientId<T> = T extends Item ? Omit<T, "id"> & { id: string | null } : never;
 
 /** A plain-string input is one user message. */
 export function userText(text: string): ParsedItem {

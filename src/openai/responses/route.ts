@@ -7,7 +7,7 @@ import { Router, type Request } from "express";
 import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
-import { estimateChatTokens } from "../../quota/estimate.js";
+import { estimateChatTokens, toolPromptParts } from "../../quota/estimate.js";
 import type { ConversationStore, Item } from "../../store/conversationStore.js";
 import type { Tenant } from "../../tenants/types.js";
 import { isNullish, stopList, toSamplingParams } from "../common.js";
@@ -139,14 +139,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       includeUsage: false,
       engineReqs: [engineReq],
       // The tool list and earlier calls are prompt text too.
-      estimatedTokens: estimateChatTokens(
-        [
-          ...messages,
-          ...(tools.promptTools ? [{ content: JSON.stringify(tools.promptTools) }] : []),
-          ...messages.flatMap((m) => (m.toolCalls ?? []).map((c) => ({ content: c.name + c.arguments }))),
-        ],
-        maxTokens,
-      ),
+      estimatedTokens: estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens),
     };
     await runGeneration(deps, req, res, generation, ([choice], meta) =>
       body.stream ? streamResponse(res, choice!, meta, run) : respondResponse(res, choice!, meta, run),

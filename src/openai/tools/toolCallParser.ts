@@ -186,17 +186,28 @@ function parseCall(inner: string, functions: ReadonlySet<string>): { name: strin
   return { name, arguments: JSON.stringify(parsed) };
 }
 
-/** The whole text at once: content (null when there are calls and no other text) and calls. */
-export function parseToolCalls(text: string, opts: ToolCallParserOptions): { content: string | null; calls: Array<{ id: string; name: string; arguments: string }> } {
-  const parser = new ToolCallParser(opts);
-  const events = [...parser.push(text), ...parser.flush()];
+export interface ParsedToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** Events, in order → all the content and every call with its arguments joined. */
+export function assembleToolCallEvents(events: readonly ToolCallEvent[]): { content: string; calls: ParsedToolCall[] } {
   let content = "";
-  const calls: Array<{ id: string; name: string; arguments: string }> = [];
+  const calls: ParsedToolCall[] = [];
   for (const e of events) {
     if (e.type === "content") content += e.text;
     else if (e.type === "call") calls.push({ id: e.id, name: e.name, arguments: "" });
     else calls[e.index]!.arguments += e.text;
   }
+  return { content, calls };
+}
+
+/** The whole text at once: content (null when there are calls and no other text) and calls. */
+export function parseToolCalls(text: string, opts: ToolCallParserOptions): { content: string | null; calls: ParsedToolCall[] } {
+  const parser = new ToolCallParser(opts);
+  const { content, calls } = assembleToolCallEvents([...parser.push(text), ...parser.flush()]);
   if (calls.length === 0) return { content, calls };
   const trimmed = content.trim();
   return { content: trimmed.length > 0 ? trimmed : null, calls };

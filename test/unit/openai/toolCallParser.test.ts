@@ -2,7 +2,7 @@
 // the same however the text is split into deltas.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { parseToolCalls, ToolCallParser, type ToolCallEvent, type ToolCallParserOptions } from "../../../src/openai/tools/toolCallParser.js";
+import { assembleToolCallEvents, parseToolCalls, ToolCallParser, type ToolCallEvent, type ToolCallParserOptions } from "../../../src/openai/tools/toolCallParser.js";
 
 function options(trusted: boolean, parallel = true): ToolCallParserOptions {
   let n = 0;
@@ -13,17 +13,6 @@ function options(trusted: boolean, parallel = true): ToolCallParserOptions {
 function run(opts: ToolCallParserOptions, pieces: string[]): ToolCallEvent[] {
   const p = new ToolCallParser(opts);
   return [...pieces.flatMap((piece) => p.push(piece)), ...p.flush()];
-}
-
-function assemble(events: ToolCallEvent[]): { content: string; calls: Array<{ id: string; name: string; arguments: string }> } {
-  let content = "";
-  const calls: Array<{ id: string; name: string; arguments: string }> = [];
-  for (const e of events) {
-    if (e.type === "content") content += e.text;
-    else if (e.type === "call") calls.push({ id: e.id, name: e.name, arguments: "" });
-    else calls[e.index]!.arguments += e.text;
-  }
-  return { content, calls };
 }
 
 /** Every way to cut `text` in two, and one piece per character. */
@@ -40,7 +29,7 @@ const GRAMMAR_OUTPUT =
 describe("trusted (grammar-forced) output", () => {
   test("calls and their exact arguments, no content, whatever the split", () => {
     for (const pieces of splits(GRAMMAR_OUTPUT)) {
-      const { content, calls } = assemble(run(options(true), pieces));
+      const { content, calls } = assembleToolCallEvents(run(options(true), pieces));
       assert.equal(content, "");
       assert.deepEqual(calls, [
         { id: "call_0", name: "get_weather", arguments: '{\n    "city": "Par\\"is}", "tags": ["a", {"b": "]"}]\n}' },
@@ -62,7 +51,7 @@ describe("trusted (grammar-forced) output", () => {
   });
 
   test("cut by max_tokens: the last call keeps the arguments written so far", () => {
-    const { calls } = assemble(run(options(true), ['<tool_call>\n{"name": "add", "arguments": {"a": 1']));
+    const { calls } = assembleToolCallEvents(run(options(true), ['<tool_call>\n{"name": "add", "arguments": {"a": 1']));
     assert.deepEqual(calls, [{ id: "call_0", name: "add", arguments: '{"a": 1' }]);
   });
 });
@@ -72,7 +61,7 @@ describe("untrusted (tool_choice auto) output", () => {
 
   test("valid blocks become calls, text around them is content, whatever the split", () => {
     for (const pieces of splits(TEXT)) {
-      assert.deepEqual(assemble(run(options(false), pieces)), {
+      assert.deepEqual(assembleToolCallEvents(run(options(false), pieces)), {
         content: "Let me look.\n\nDone.",
         calls: [{ id: "call_0", name: "get_weather", arguments: '{"city":"Paris"}' }],
       }, JSON.stringify(pieces));
@@ -86,12 +75,12 @@ describe("untrusted (tool_choice auto) output", () => {
       '<tool_call>{"name": "add", "arguments": [1, 2]}</tool_call>',
       '<tool_call>["add"]</tool_call>',
     ]) {
-      for (const pieces of splits(`a ${block} b`)) assert.deepEqual(assemble(run(options(false), pieces)), { content: `a ${block} b`, calls: [] });
+      for (const pieces of splits(`a ${block} b`)) assert.deepEqual(assembleToolCallEvents(run(options(false), pieces)), { content: `a ${block} b`, calls: [] });
     }
   });
 
   test("arguments written as a JSON string, or left out, are read as the object they mean", () => {
-    const { calls } = assemble(run(options(false), ['<tool_call>{"name": "add", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>{"name": "add"}</tool_call>']));
+    const { calls } = assembleToolCallEvents(run(options(false), ['<tool_call>{"name": "add", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>{"name": "add"}</tool_call>']));
     assert.deepEqual(calls.map((c) => c.arguments), ['{"a":1}', "{}"]);
   });
 
@@ -104,12 +93,12 @@ describe("untrusted (tool_choice auto) output", () => {
   });
 
   test("an unclosed block is content at the end", () => {
-    assert.deepEqual(assemble(run(options(false), ['hi <tool_call>{"name": "add"'])), { content: 'hi <tool_call>{"name": "add"', calls: [] });
+    assert.deepEqual(assembleToolCallEvents(run(options(false), ['hi <tool_call>{"name": "add"'])), { content: 'hi <tool_call>{"name": "add"', calls: [] });
   });
 
   test("parallel_tool_calls false: blocks after the first call are content", () => {
     const block = '<tool_call>{"name": "add", "arguments": {}}</tool_call>';
-    const { content, calls } = assemble(run(options(false, false), [block + block]));
+    const { content, calls } = assembleToolCallEvents(run(options(false, false), [block + block]));
     assert.equal(calls.length, 1);
     assert.equal(content, block);
   });
