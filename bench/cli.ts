@@ -3,7 +3,8 @@
 // message (exit 2), not a half-finished benchmark.
 import fs from "node:fs";
 import { parseArgs } from "node:util";
-import { defaultThreads, type GpuMode } from "../models/load.js";
+import type { GpuMode } from "../models/load.js";
+import { defaultThreads } from "../models/threads.js";
 import { runCeiling, type CeilingLevel } from "./ceiling.js";
 import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";

@@ -1,7 +1,6 @@
 // Loading a GGUF through node-llama-cpp with the settings llamux always wants:
 // no run-time build or download, and an explicit thread count (node-llama-cpp's
-// default oversubscribes small machines).
-import os from "node:os";
+// default oversubscribes small machines; see threads.ts).
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 
 export type GpuMode = "auto" | "off" | "cuda" | "vulkan";
@@ -21,14 +20,6 @@ export interface LoadedModel {
   gpu: string | false;
 }
 
-/** Physical cores, the right default for llama.cpp's compute threads. */
-export function defaultThreads(): number {
-  // os.availableParallelism counts logical CPUs; llama.cpp scales with physical
-  // cores, and on SMT machines using every logical CPU slows it down. Halving is
-  // the usual estimate when we cannot read the topology; never go below 1.
-  const logical = os.availableParallelism();
-  return logical >= 4 ? Math.floor(logical / 2) : logical;
-}
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const llama = await getLlama({

@@ -3,7 +3,6 @@
 // generated once.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { resolveModelFile } from "node-llama-cpp";
 import { ensureDefaultSyntheticModel } from "./syntheticCache.js";
 
 export class ModelResolutionError extends Error {}
@@ -38,6 +37,8 @@ export async function resolveModel(spec: string | null, opts: { modelsDir: strin
   }
   if (spec.startsWith("hf:")) {
     try {
+      // Loaded only here: the serving front otherwise never needs node-llama-cpp.
+      const { resolveModelFile } = await import("node-llama-cpp");
       const file = await resolveModelFile(spec, { directory: opts.cacheDir, cli: false, verify: false });
       return { path: file, id: idOf(file), generated: false };
     } catch (err) {

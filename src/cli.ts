@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // llamux command line: serve | make-model | bench.
-import { benchMain } from "../bench/cli.js";
-import { makeModelMain } from "../models/makeModelCli.js";
+// The bench and make-model commands are imported when run: the bench's ceiling
+// loads node-llama-cpp, which a serving front must not carry (see threads.ts).
 import { ModelResolutionError } from "../models/resolve.js";
 import { ConfigError, parseServeConfig, serveHelp } from "./config.js";
 import { createLogger } from "./logger.js";
@@ -50,9 +50,9 @@ async function main(argv: string[]): Promise<number> {
     case "serve":
       return serve(rest);
     case "make-model":
-      return makeModelMain(rest);
+      return (await import("../models/makeModelCli.js")).makeModelMain(rest);
     case "bench":
-      return benchMain(rest);
+      return (await import("../bench/cli.js")).benchMain(rest);
     case "--version":
     case "-v":
       console.log(VERSION);

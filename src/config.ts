@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import YAML from "yaml";
 import { z } from "zod";
 import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
-import { defaultThreads } from "../models/load.js";
+import { defaultThreads } from "../models/threads.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;

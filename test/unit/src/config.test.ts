@@ -5,7 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { defaultThreads } from "../../../models/load.js";
+import { defaultThreads } from "../../../models/threads.js";
 import { ConfigError, parseServeConfig, serveHelp, type ServeConfig } from "../../../src/config.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-config-test-"));
