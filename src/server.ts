@@ -14,7 +14,7 @@ import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
-import { tenantPolicy } from "./tenants/types.js";
+import { hasTokenLimit, tenantPolicy } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { ConfigError, readServeSecrets, type ModelConfig, type ServeConfig, type ServeSecrets } from "./config.js";
@@ -97,6 +97,10 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
       }
     }
     quota.retain(all.map((t) => t.id));
+    // The token estimate (QuotaGate.open) loads tiktoken's tokenizer, about
+    // 60 MiB and 0.4 s: now, rather than in the first request, but only once
+    // some tenant has a token limit to check it against.
+    if (all.some((t) => hasTokenLimit(t.limits))) countTextTokens("warm");
   };
   apply();
   return tenants.onChange((change) => {
@@ -146,7 +150,6 @@ async function startServing(
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, log) : () => undefined;
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
-  countTextTokens("warm"); // loads the tiktoken encoder now, not on the first request
   const app = createApp({
     models,
     metrics,

@@ -9,7 +9,7 @@ import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
 import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { ServedModel } from "../servedModels.js";
-import type { Tenant } from "../tenants/types.js";
+import { hasTokenLimit, type Tenant } from "../tenants/types.js";
 import { ApiError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
@@ -22,17 +22,26 @@ export class QuotaGate {
     private readonly ledger: QuotaLedger,
     private readonly reservation: Reservation,
     private readonly ticket: QueueTicket | null,
+    private readonly estimate: () => number,
   ) {}
 
   /**
-   * Reserves `estimatedTokens` for `tenant` and a place in the server's
-   * queue, or throws the 429 that says which limit is full. The tenant's
-   * limits are asked first: when its budget is spent, "retry in 1 s" would be
-   * the wrong answer. `queue` null: the request takes no KV slot (embeddings
-   * run on their own context), so it holds no place among the slots' waiters.
+   * Reserves the request's estimated tokens for `tenant` and a place in the
+   * server's queue, or throws the 429 that says which limit is full. The
+   * tenant's limits are asked first: when its budget is spent, "retry in 1 s"
+   * would be the wrong answer. `queue` null: the request takes no KV slot
+   * (embeddings run on their own context), so it holds no place among the
+   * slots' waiters.
+   *
+   * `estimate` is called only when a number is needed: at once for a tenant
+   * with a token limit to check it against, otherwise only if the request
+   * ends without exact usage. Counting loads tiktoken's tokenizer (about 60
+   * MiB), which a server whose tenants have no token limits never needs.
    */
-  static open(ledger: QuotaLedger, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimatedTokens: number): QuotaGate {
-    const result = ledger.reserve(tenant, { estimatedTokens });
+  static open(ledger: QuotaLedger, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimate: () => number): QuotaGate {
+    let estimated: number | null = null;
+    const once = () => (estimated ??= estimate());
+    const result = ledger.reserve(tenant, { estimatedTokens: hasTokenLimit(tenant.limits) ? once() : 0 });
     if (!result.ok) {
       metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
       throw result.error;
@@ -43,7 +52,7 @@ export class QuotaGate {
       throw queue.fullError();
     }
     res.set(result.headers);
-    return new QuotaGate(ledger, result.reservation, queue?.enter() ?? null);
+    return new QuotaGate(ledger, result.reservation, queue?.enter() ?? null, once);
   }
 
   /** The engine is generating for the request: it counts as running, no longer queued. */
@@ -63,12 +72,12 @@ export class QuotaGate {
 
   /**
    * The request is over, whichever way. Never admitted: refund everything.
-   * Admitted but ended without usage (client left, worker died): keep the
+   * Admitted but ended without usage (client left, worker died): charge the
    * estimate, since the engine did work we cannot count exactly.
    */
   close(): void {
     if (this.state === "reserved") this.ledger.cancel(this.reservation);
-    else if (this.state === "running") this.ledger.settle(this.reservation, this.reservation.estimatedTokens);
+    else if (this.state === "running") this.ledger.settle(this.reservation, this.estimate());
     this.state = "settled";
     this.ticket?.close();
   }
@@ -108,13 +117,14 @@ export async function runGeneration(
     served: ServedModel;
     includeUsage: boolean;
     engineReqs: EngineRequest[];
-    estimatedTokens: number;
+    /** The pre-flight token estimate (see QuotaGate.open: called only when needed). */
+    estimate: () => number;
   },
   respond: (choices: Admitted[], meta: GenerationMeta) => Promise<void>,
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
-  const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimatedTokens);
+  const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
   const model = g.model;
   const tenant = g.tenant.id;
   const abort = clientAbort(req, res);

@@ -51,6 +51,11 @@ export const DEFAULT_LIMITS: TenantLimits = {
   allowedModels: null,
 };
 
+/** Whether any limit counts tokens (so a request's tokens must be estimated before it runs). */
+export function hasTokenLimit(limits: TenantLimits): boolean {
+  return limits.tokensPerMinute !== null || limits.tokensPerDay !== null || limits.lifetimeTokens !== null;
+}
+
 export const DEFAULT_SCHEDULING: TenantScheduling = { weight: 1, maxPriority: 0, reservedSlots: 0, maxSlots: null };
 
 /** The tenant every request belongs to when no tenants are configured (single-tenant mode, no auth). */

@@ -26,11 +26,12 @@ export function chatRoute(deps: RouteDeps): Router {
       includeUsage: body.stream_options?.include_usage === true,
       engineReqs: forkChoices(engineReq, n),
       // The tool list and earlier calls are prompt text too.
-      estimatedTokens: estimateChatTokens(
-        [...body.messages, ...toolPromptParts(tools.promptTools, body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.function)))],
-        engineReq.maxTokens,
-        { choices: n },
-      ),
+      estimate: () =>
+        estimateChatTokens(
+          [...body.messages, ...toolPromptParts(tools.promptTools, body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.function)))],
+          engineReq.maxTokens,
+          { choices: n },
+        ),
     };
     await runGeneration(deps, req, res, generation, (choices, meta) =>
       body.stream ? streamChat(res, choices, meta, tools.parsing) : respondChat(res, choices, meta, tools.parsing),

@@ -24,7 +24,7 @@ export function completionsRoute(deps: RouteDeps): Router {
       // n choices per prompt, in OpenAI's order: index = promptIndex × n + j.
       engineReqs: toEngineRequests(body, tenant.id, tenant.scheduling.maxPriority).flatMap((r) => forkChoices({ ...r, maxTokens }, n)),
       // An array of prompts is one API request: one RPM unit, every prompt's tokens.
-      estimatedTokens: estimateCompletionTokens(body.prompt, maxTokens, n),
+      estimate: () => estimateCompletionTokens(body.prompt, maxTokens, n),
     };
     await runGeneration(deps, req, res, generation, (choices, meta) =>
       body.stream ? streamCompletion(res, choices, meta, n) : respondCompletion(res, choices, meta, n),

@@ -27,7 +27,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     // reservation stays "queued" in the tenant's books until settled: there
     // is no first output to mark the start, and a request the worker refuses
     // (bad token id, too long) or loses (restart) is then refunded whole.
-    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, estimatedTokens(inputs));
+    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => estimatedTokens(inputs));
     const abort = clientAbort(req, res);
     try {
       let outcome: EmbedOutcome;

@@ -139,7 +139,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       includeUsage: false,
       engineReqs: [engineReq],
       // The tool list and earlier calls are prompt text too.
-      estimatedTokens: estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens),
+      estimate: () => estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens),
     };
     await runGeneration(deps, req, res, generation, ([choice], meta) =>
       body.stream ? streamResponse(res, choice!, meta, run) : respondResponse(res, choice!, meta, run),
