@@ -81,6 +81,13 @@ export class KvStateStore {
   private saved = 0;
   private restored = 0;
   private discarded = 0;
+  /**
+   * Saves and restores run one at a time. The engine admits several requests
+   * at once, and each may save a slot's state (evicting others to stay under
+   * maxBytes) or restore one; interleaved, a save could delete the very file
+   * a restore was about to load.
+   */
+  private turn: Promise<unknown> = Promise.resolve();
 
   private constructor(
     root: string,
@@ -110,7 +117,26 @@ export class KvStateStore {
   }
 
   /** Writes `seq`'s state out before the slot loses `lostTokens` of its cache, when that is worth keeping. */
-  async save(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+  save(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+    return this.exclusive(() => this.saveNow(seq, tenant, lostTokens));
+  }
+
+  /**
+   * Loads state `id` into `seq` after checking it belongs to `tenant` and is
+   * intact. True when `seq` now holds exactly the saved tokens; false when the
+   * state was unusable (it is deleted, and `seq` is left empty).
+   */
+  restore(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+    return this.exclusive(() => this.restoreNow(seq, id, tenant));
+  }
+
+  private exclusive<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(op);
+    this.turn = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveNow(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
     const tokens = seq.contextTokens;
     const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
     if (decision.kind === "skip") return;
@@ -140,12 +166,7 @@ export class KvStateStore {
     for (const old of decision.supersedes) await this.remove(old);
   }
 
-  /**
-   * Loads state `id` into `seq` after checking it belongs to `tenant` and is
-   * intact. True when `seq` now holds exactly the saved tokens; false when the
-   * state was unusable (it is deleted, and `seq` is left empty).
-   */
-  async restore(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+  private async restoreNow(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
     const entry = this.entries.get(id);
     if (!entry || entry.tenant !== tenant) return false;
     try {
@@ -154,6 +175,13 @@ export class KvStateStore {
       if (!isManifest(manifest) || manifest.model !== this.model || manifest.tenant !== tenant || !sameTokens(manifest.tokens, entry.tokens) || sha256(bytes) !== manifest.sha256) {
         throw new Error("state file does not match its manifest");
       }
+      // Emptied here, not left to the load: node-llama-cpp forgets the
+      // sequence's tokens before it asks llama.cpp to load, so a load that
+      // fails (a file gone, a read error) would leave the old KV cells in
+      // place with a sequence that believes it is empty, and clearHistory()
+      // could no longer erase them: the next decode into this slot would fail
+      // for every request in its batch.
+      await seq.clearHistory();
       await seq.loadStateFromFile(this.stateFile(id), { acceptRisk: true });
       if (!sameTokens(seq.contextTokens, entry.tokens)) throw new Error("restored tokens differ from the saved ones");
     } catch {

@@ -1,0 +1,111 @@
+// engine/kvStore.ts on a real model, one level below the server: what a
+// sequence holds after a restore that fails at the last moment, and the order
+// in which concurrent saves and restores take effect. Both were found by a
+// 16-stream bench, where a save evicted the very file another slot was
+// restoring and the next decode failed for every request in its batch.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import { KvStateStore } from "../../engine/kvStore.js";
+import { loadModel, type LoadedModel } from "../../models/load.js";
+import { MODELS } from "./helpers/server.js";
+
+const A = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her friends and her dog Max.";
+const B = "Tom had a big red ball. He liked to kick it high in the sky, and every day he ran to the park to play with it.";
+const C = "The cat sat on the mat and looked at the bird in the tree. The bird sang a song, and the cat fell asleep in the warm sun.";
+
+describe("KvStateStore with a real model", () => {
+  let loaded: LoadedModel;
+  let model: LlamaModel;
+  let context: LlamaContext;
+  let seqs: LlamaContextSequence[];
+  const dirs: string[] = [];
+
+  before(async () => {
+    loaded = await loadModel({ modelPath: MODELS.stories260K, threads: 1, gpu: "off" });
+    model = loaded.model;
+    context = await model.createContext({ sequences: 3, contextSize: 256, threads: { ideal: 1, min: 1 } });
+    seqs = [0, 1, 2].map(() => context.getSequence());
+  });
+  after(async () => {
+    await context.dispose();
+    await model.dispose();
+    await loaded.llama.dispose();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  const tokens = (text: string): Token[] => [model.tokens.bos!, ...model.tokenize(text)];
+
+  async function fill(seq: LlamaContextSequence, text: string): Promise<Token[]> {
+    await seq.clearHistory();
+    const t = tokens(text);
+    await seq.evaluateWithoutGeneratingNewTokens(t);
+    assert.equal(seq.nextTokenIndex, t.length);
+    return t;
+  }
+
+  async function openStore(maxBytes: number): Promise<KvStateStore> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-kvstore-test-"));
+    dirs.push(dir);
+    return KvStateStore.open(dir, "model-identity", maxBytes);
+  }
+
+  /** The saved state for `prompt`, found the way the engine finds it. */
+  function savedFor(store: KvStateStore, prompt: Token[]): string {
+    const choice = store.find("t", prompt, 0);
+    assert.ok(choice, "a saved state serves the prompt");
+    return choice.id;
+  }
+
+  test("a restore whose load fails leaves the sequence empty and usable, not holding its old cells", async () => {
+    const store = await openStore(64 * 1024 * 1024);
+    const a = await fill(seqs[0]!, A);
+    await store.save(seqs[0]!, "t", a.length);
+    const id = savedFor(store, a);
+
+    const target = seqs[1]!;
+    await fill(target, B); // the cells the slot held before the restore
+    // The file vanishes between the store's checks and llama.cpp's load.
+    const load = target.loadStateFromFile.bind(target);
+    target.loadStateFromFile = async (file, opts) => {
+      fs.rmSync(file);
+      return load(file, opts);
+    };
+    try {
+      assert.equal(await store.restore(target, id, "t"), false);
+    } finally {
+      delete (target as { loadStateFromFile?: unknown }).loadStateFromFile;
+    }
+    assert.equal(target.nextTokenIndex, 0);
+    assert.equal(store.stats().discarded, 1);
+    // Before the fix llama.cpp still held B's cells at positions 0..n, and
+    // this decode failed ("Eval has failed": inconsistent sequence positions).
+    const c = tokens(C);
+    await target.evaluateWithoutGeneratingNewTokens(c);
+    assert.deepEqual(target.contextTokens, c);
+  });
+
+  test("saves and restores take effect in the order called: a save that evicts a state waits for its restore", async () => {
+    const a = await fill(seqs[0]!, A);
+    // Room for one state of about A's size (C's is similar): a second save evicts the first.
+    const probe = await openStore(64 * 1024 * 1024);
+    await probe.save(seqs[0]!, "t", a.length);
+    const store = await openStore(Math.floor(probe.stats().bytes * 1.5));
+    await store.save(seqs[0]!, "t", a.length);
+    const id = savedFor(store, a);
+
+    await fill(seqs[1]!, B);
+    await fill(seqs[2]!, C);
+    // As the engine admits two requests at once: one slot restores A while
+    // another slot's eviction saves C, which must make room by deleting A.
+    const [restored] = await Promise.all([store.restore(seqs[1]!, id, "t"), store.save(seqs[2]!, "t", seqs[2]!.nextTokenIndex)]);
+    assert.equal(restored, true);
+    assert.deepEqual(seqs[1]!.contextTokens, a);
+    assert.equal(store.stats().states, 1, "then C's save evicted A");
+    assert.equal(store.find("t", a, 0), null);
+    assert.ok(store.find("t", tokens(C), 0));
+  });
+});
