@@ -1,6 +1,7 @@
 // `llamux bench`: the streaming load generator, and `llamux bench ceiling`.
 // Every argument is checked before anything runs, so a typo costs a one-line
 // message (exit 2), not a half-finished benchmark.
+import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import type { GpuMode } from "../models/load.js";
@@ -30,6 +31,9 @@ export const HELP = `Usage:
         --timeout-ms N        per request (default 600000)
         --json FILE           also write the results as JSON
         --ceiling-json FILE   a 'bench ceiling --json' file: adds a "vs ceiling" column
+        --prompt-seed N       prompt index of the first request; every request of the run (warm-up
+                              and levels) gets a prompt of its own (default: random, so that runs
+                              repeated against one server do not resend prompts it has cached)
 
   llamux bench --url URL --model ID --tenants a:16,b:1 [options]
       Multi-tenant workload: every tenant at once, each a closed loop keeping its own number of
@@ -82,6 +86,8 @@ ${OPS_HELP}
 
 
 const GPU_MODES: readonly GpuMode[] = ["auto", "off", "cuda", "vulkan"];
+/** --prompt-seed values: promptFor is exact below ~3e6, and a run uses a few hundred indices past its seed. */
+const PROMPT_SEEDS = 1_000_000;
 
 export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
@@ -162,7 +168,7 @@ async function loadMain(argv: string[]): Promise<number> {
       "no-ignore-eos": { type: "boolean" }, "timeout-ms": { type: "string" }, json: { type: "string" }, "ceiling-json": { type: "string" },
       tenants: { type: "string" }, "tenant-keys": { type: "string" }, "tenant-max-tokens": { type: "string" },
       "tenant-prompt-tokens": { type: "string" }, "duration-s": { type: "string" }, solo: { type: "string" }, warmup: { type: "string" },
-      help: { type: "boolean" },
+      "prompt-seed": { type: "string" }, help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -216,13 +222,20 @@ async function loadMain(argv: string[]): Promise<number> {
   // no part of its steady-state throughput.
   const warmup = values.warmup === undefined ? 1 : Number(values.warmup);
   if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup must be a whole number, got '${values.warmup}'`);
-  if (warmup > 0) await runLoad({ ...shape, concurrency: 1, requests: warmup });
+  // Prompts differ from their first word on (promptFor), but only between
+  // indices: a level or a run that reused indices would resend prompts the
+  // server has cached, and measure its prefix cache instead of its prefill.
+  let nextIndex = values["prompt-seed"] === undefined ? randomInt(PROMPT_SEEDS) : nonNegativeInt("prompt-seed", values["prompt-seed"], 0);
+  if (nextIndex >= PROMPT_SEEDS) throw new UsageError(`--prompt-seed must be below ${PROMPT_SEEDS}, got '${values["prompt-seed"]}'`);
+  if (warmup > 0) await runLoad({ ...shape, concurrency: 1, requests: warmup, firstIndex: nextIndex });
+  nextIndex += warmup;
 
   const results: LevelResult[] = [];
   for (const c of concurrency) {
     const requests = fixedRequests ?? 4 * c;
     console.error(`c=${c}: ${requests} requests to ${shape.url} ...`);
-    const r = await runLoad({ ...shape, concurrency: c, requests });
+    const r = await runLoad({ ...shape, concurrency: c, requests, firstIndex: nextIndex });
+    nextIndex += requests;
     console.error(
       `c=${c}: ${r.completed}/${r.requests} ok in ${r.wallSeconds.toFixed(2)} s, ${r.outputTokensPerSecond.toFixed(1)} out tok/s, ` +
         `TTFT p50 ${fixed(r.ttftMs.p50)} ms${r.errors ? `; errors: ${r.errorSamples.join(" | ")}` : ""}`,

@@ -21,6 +21,8 @@ export interface LoadOptions {
   timeoutMs: number;
   /** Aborts requests in flight and stops sending new ones. */
   signal?: AbortSignal;
+  /** The prompt index (promptFor) of the first request; the rest follow it. Default 0. */
+  firstIndex?: number;
 }
 
 export interface RequestSample {
@@ -226,10 +228,11 @@ export function gaps(times: readonly number[]): number[] {
 /** One level: a pool of `concurrency` workers, each sending its next request as soon as its last one ends. */
 export async function runLoad(opts: LoadOptions): Promise<LevelResult> {
   const samples: RequestSample[] = [];
+  const first = opts.firstIndex ?? 0;
   let next = 0;
   const started = performance.now();
   const worker = async () => {
-    while (next < opts.requests && !opts.signal?.aborted) samples.push(await runOne(opts, next++));
+    while (next < opts.requests && !opts.signal?.aborted) samples.push(await runOne(opts, first + next++));
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency, opts.requests) }, worker));
   return summarizeLevel(opts, samples, (performance.now() - started) / 1000);

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import { runLoad, runOne, type LoadOptions } from "../../../bench/loadgen.js";
+import { promptFor, runLoad, runOne, type LoadOptions } from "../../../bench/loadgen.js";
 
 const CHUNK_DELAY_MS = 5;
 let server: http.Server;
@@ -94,6 +94,15 @@ test("concurrency above the request count sends each request once", async () => 
   assert.equal(r.completed, 2);
   assert.equal(seen.length, 2);
   assert.equal(maxInFlight, 2);
+});
+
+test("firstIndex picks the prompts: consecutive runs from consecutive indices send no prompt twice", async () => {
+  seen.length = 0;
+  await runLoad(base({ concurrency: 2, requests: 3, firstIndex: 500 }));
+  await runLoad(base({ concurrency: 2, requests: 3, firstIndex: 503 }));
+  const prompts = seen.map((s) => s.body["prompt"]);
+  assert.equal(new Set(prompts).size, 6);
+  assert.deepEqual(new Set(prompts), new Set([500, 501, 502, 503, 504, 505].map((i) => promptFor(i, 32))));
 });
 
 test("one request: a timestamp per content chunk, TTFT before the end", async () => {
