@@ -105,8 +105,10 @@ for r in $(seq 1 "$REPEATS"); do
     name=${s%%=*}
     port=${s#*=}
     echo "== round $r/$REPEATS: $name"
+    # A failed request makes the bench exit 1; it is counted in the table's
+    # errors column, and the other rounds and servers still run.
     $CLI bench --url "http://127.0.0.1:$port" --model "$model_id" --endpoint completions "${shape[@]}" \
-      --json "$OUT/$name-$r.json" --ceiling-json "$OUT/ceiling-$r.json"
+      --json "$OUT/$name-$r.json" --ceiling-json "$OUT/ceiling-$r.json" || echo "($name round $r: some requests failed)"
     runs[$name]="${runs[$name]:+${runs[$name]},}$OUT/$name-$r.json"
   done
 done
