@@ -303,7 +303,7 @@ export class Engine {
     const kept = restore ? 0 : reuse;
     if (holder !== null) await kv.save(slot.seq, holder, slot.seq.nextTokenIndex - kept);
     if (!restore) return reuse;
-    // A failed restore leaves the sequence empty: the whole prompt is recomputed.
+    // A failed restore returns 0: admit() clears the slot and the whole prompt is recomputed.
     return (await kv.restore(slot.seq, restore.id, job.tenant)) ? restore.reuseTokens : 0;
   }
 

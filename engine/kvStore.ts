@@ -123,8 +123,10 @@ export class KvStateStore {
 
   /**
    * Loads state `id` into `seq` after checking it belongs to `tenant` and is
-   * intact. True when `seq` now holds exactly the saved tokens; false when the
-   * state was unusable (it is deleted, and `seq` is left empty).
+   * intact. True when `seq` now holds exactly the saved tokens. False when the
+   * state is gone (evicted since it was found) or unusable (it is deleted):
+   * `seq` then holds what it held before or nothing, its token list agreeing
+   * with its KV cells either way, so clearHistory() empties it.
    */
   restore(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
     return this.exclusive(() => this.restoreNow(seq, id, tenant));

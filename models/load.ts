@@ -20,7 +20,6 @@ export interface LoadedModel {
   gpu: string | false;
 }
 
-
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const llama = await getLlama({
     build: "never",
