@@ -16,6 +16,14 @@ export interface CeilingOptions {
   /** Prompt length in tokens, BOS included. */
   promptTokens: number;
   maxTokens: number;
+  /**
+   * Context per sequence, in tokens: give the server's own (llamux
+   * --ctx-per-slot, llama-server -c / -np). It is not free: node-llama-cpp
+   * gives each sequence its own KV stream, and llama.cpp attends over
+   * min(this, 256 or more) cells of each at every step, used or not.
+   * null: the least the shape needs (prompt + output + 64).
+   */
+  contextPerSequence: number | null;
   threads: number;
   gpu: GpuMode;
   onLevel?: (level: CeilingLevel) => void;
@@ -72,6 +80,16 @@ export function randomPrompt(vocab: readonly Token[], bos: Token | null, length:
   return tokens.slice(0, Math.max(length, 1)); // a 1-token prompt with BOS is BOS alone
 }
 
+/** The context each sequence gets; throws when the shape does not fit in the one asked for. */
+export function ceilingContextSize(opts: Pick<CeilingOptions, "promptTokens" | "maxTokens" | "contextPerSequence">): number {
+  const needed = opts.promptTokens + opts.maxTokens;
+  if (opts.contextPerSequence === null) return needed + 64;
+  if (opts.contextPerSequence < needed) {
+    throw new RangeError(`a context of ${opts.contextPerSequence} tokens per sequence cannot hold ${opts.promptTokens} prompt + ${opts.maxTokens} output tokens`);
+  }
+  return opts.contextPerSequence;
+}
+
 export async function runCeiling(opts: CeilingOptions): Promise<CeilingLevel[]> {
   if (opts.concurrency.length === 0) throw new Error("runCeiling needs at least one concurrency level");
   const { llama, model } = await loadModel({ modelPath: opts.modelPath, threads: opts.threads, gpu: opts.gpu });
@@ -79,7 +97,7 @@ export async function runCeiling(opts: CeilingOptions): Promise<CeilingLevel[]> 
     const maxC = Math.max(...opts.concurrency);
     const context = await model.createContext({
       sequences: maxC,
-      contextSize: opts.promptTokens + opts.maxTokens + 64, // per sequence in node-llama-cpp
+      contextSize: ceilingContextSize(opts), // per sequence in node-llama-cpp
       // One round's whole prefill in one batch when it fits, as a server with
       // enough batch room would do it.
       batchSize: Math.min(2048, Math.max(512, maxC * opts.promptTokens)),

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import { parseArgs } from "node:util";
 import type { GpuMode } from "../models/load.js";
 import { defaultThreads } from "../models/threads.js";
-import { runCeiling, type CeilingLevel } from "./ceiling.js";
+import { ceilingContextSize, runCeiling, type CeilingLevel } from "./ceiling.js";
 import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";
 import { multiturnTable, runMultiturn, summarizeMultiturn } from "./multiturn.js";
@@ -59,6 +59,9 @@ export const HELP = `Usage:
         --requests N          per level; rounds = ceil(N / concurrency) (default 4 x concurrency)
         --prompt-tokens N     exact prompt length in tokens, BOS included (default 32)
         --max-tokens N        (default 64)
+        --ctx-per-slot N      context per sequence: give the server's own, for llama.cpp attends over
+                              at least min(N, 256) cells of every sequence at every step
+                              (default: prompt + max tokens + 64)
         --threads T           (default ${defaultThreads()})
         --gpu MODE            auto | off | cuda | vulkan (default auto)
         --json FILE           also write the results as JSON
@@ -131,7 +134,7 @@ async function ceilingMain(argv: string[]): Promise<number> {
     strict: true,
     options: {
       model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" }, "prompt-tokens": { type: "string" },
-      "max-tokens": { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+      "max-tokens": { type: "string" }, "ctx-per-slot": { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -145,10 +148,16 @@ async function ceilingMain(argv: string[]): Promise<number> {
     requests: values.requests === undefined ? null : positiveInt("requests", values.requests, 1),
     promptTokens: positiveInt("prompt-tokens", values["prompt-tokens"], 32),
     maxTokens: positiveInt("max-tokens", values["max-tokens"], 64),
+    contextPerSequence: values["ctx-per-slot"] === undefined ? null : positiveInt("ctx-per-slot", values["ctx-per-slot"], 1),
     threads: positiveInt("threads", values.threads, defaultThreads()),
     gpu,
   };
-  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${shape.threads} threads, gpu ${gpu}`);
+  try {
+    ceilingContextSize(shape);
+  } catch (err) {
+    throw new UsageError(`--ctx-per-slot: ${(err as Error).message}`);
+  }
+  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${ceilingContextSize(shape)}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`);
   const levels = await runCeiling({
     ...shape,
     onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),

@@ -99,7 +99,8 @@ ceilings=()
 declare -A runs=()
 for r in $(seq 1 "$REPEATS"); do
   echo "== round $r/$REPEATS: ceiling"
-  $CLI bench ceiling --model "$MODEL" --threads "$THREADS" --gpu off "${shape[@]}" --json "$OUT/ceiling-$r.json" >/dev/null
+  # The servers' own KV layout: each sequence's context costs attention time.
+  $CLI bench ceiling --model "$MODEL" --threads "$THREADS" --gpu off --ctx-per-slot "$CTX_PER_SLOT" "${shape[@]}" --json "$OUT/ceiling-$r.json" >/dev/null
   ceilings+=("$OUT/ceiling-$r.json")
   for s in "${servers[@]}"; do
     name=${s%%=*}

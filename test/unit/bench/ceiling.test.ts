@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Token } from "node-llama-cpp";
-import { randomPrompt } from "../../../bench/ceiling.js";
+import { ceilingContextSize, randomPrompt } from "../../../bench/ceiling.js";
 
 const vocab = Array.from({ length: 100 }, (_, i) => (i + 300) as Token);
 const BOS = 1 as Token;
@@ -22,4 +22,11 @@ test("random prompts are deterministic per salt and differ right after BOS", () 
   assert.deepEqual(randomPrompt(vocab, BOS, 16, 5), randomPrompt(vocab, BOS, 16, 5));
   const firsts = new Set(Array.from({ length: vocab.length }, (_, salt) => randomPrompt(vocab, BOS, 16, salt)[1]));
   assert.equal(firsts.size, vocab.length);
+});
+
+test("the ceiling's context per sequence is the one asked for, or the least the shape needs", () => {
+  assert.equal(ceilingContextSize({ promptTokens: 32, maxTokens: 64, contextPerSequence: null }), 160);
+  assert.equal(ceilingContextSize({ promptTokens: 32, maxTokens: 64, contextPerSequence: 256 }), 256);
+  assert.equal(ceilingContextSize({ promptTokens: 32, maxTokens: 64, contextPerSequence: 96 }), 96);
+  assert.throws(() => ceilingContextSize({ promptTokens: 32, maxTokens: 64, contextPerSequence: 95 }), /cannot hold 32 prompt \+ 64 output tokens/);
 });
