@@ -19,8 +19,8 @@ export interface CeilingOptions {
   /**
    * Context per sequence, in tokens: give the server's own (llamux
    * --ctx-per-slot, llama-server -c / -np). It is not free: node-llama-cpp
-   * gives each sequence its own KV stream, and llama.cpp attends over
-   * min(this, 256 or more) cells of each at every step, used or not.
+   * gives each sequence its own KV stream, and llama.cpp attends over at
+   * least min(this, 256) cells of each at every step, used or not.
    * null: the least the shape needs (prompt + output + 64).
    */
   contextPerSequence: number | null;
