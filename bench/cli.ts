@@ -152,12 +152,13 @@ async function ceilingMain(argv: string[]): Promise<number> {
     threads: positiveInt("threads", values.threads, defaultThreads()),
     gpu,
   };
+  let contextSize: number;
   try {
-    ceilingContextSize(shape);
+    contextSize = ceilingContextSize(shape);
   } catch (err) {
     throw new UsageError(`--ctx-per-slot: ${(err as Error).message}`);
   }
-  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${ceilingContextSize(shape)}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`);
+  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${contextSize}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`);
   const levels = await runCeiling({
     ...shape,
     onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),
