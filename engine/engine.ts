@@ -11,6 +11,7 @@ import { acceptToken, endsTurn, finalDelta, finishReason, isFinished, prepareJob
 import type { KvStateStore } from "./kvStore.js";
 import { RawLogprobs, type TokenWithLogprobs } from "./logprobs.js";
 import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, TenantPolicy } from "./protocol.js";
+import { batchPlace } from "./batchOrder.js";
 import { assertCanCopyState, copyPromptState } from "./fork.js";
 import { ForkGroups } from "./forkGroups.js";
 import { findEogTokens } from "./sampling.js";
@@ -78,6 +79,7 @@ export class Engine {
     /** Where evicted slots' states are saved and restored from; null: evicted caches are simply lost. */
     private readonly kv: KvStateStore | null = null,
   ) {
+    // A fresh context hands out sequence ids 0, 1, 2...: a slot's index is its sequence id (batchOrder.ts).
     this.slots = Array.from({ length: opts.slots }, (_, index) => ({
       index,
       seq: context.getSequence(),
@@ -325,13 +327,14 @@ export class Engine {
       this.prefilledTokens += tokens.length;
       this.ledger.charge(job.tenant, tokens.length, 0);
       if (tokens.length < remaining) {
-        work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens));
+        work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens, batchPlace(job.slot.index)));
       } else {
         // Only jobs with logprobs pay for metadata: the others keep the bare-token path.
+        const options = { ...job.options, ...batchPlace(job.slot.index) };
         job.gen =
           job.topLogprobs === null
-            ? job.slot.seq.evaluate(tokens, job.options)
-            : job.slot.seq.evaluateWithMetadata(tokens, { probabilities: true }, job.options);
+            ? job.slot.seq.evaluate(tokens, options)
+            : job.slot.seq.evaluateWithMetadata(tokens, { probabilities: true }, options);
         work.push(job.gen.next().then((r) => this.accept(job, r)));
       }
     }

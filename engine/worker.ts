@@ -5,6 +5,7 @@ import fs from "node:fs";
 import type { LlamaContext } from "node-llama-cpp";
 import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
+import { ENGINE_BATCHING } from "./batchOrder.js";
 import { Embedder } from "./embedder.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
@@ -78,6 +79,8 @@ async function main(): Promise<void> {
     contextSize: opts.contextPerSlot,
     batchSize: Math.max(opts.stepTokens, opts.slots),
     threads: { ideal: opts.threads, min: opts.threads },
+    // One pass over the weights per step (batchOrder.ts); the engine tags every evaluation.
+    batching: ENGINE_BATCHING,
   });
   const template = ChatTemplate.select(model, opts.chatTemplateFile);
   // llama.cpp rounds the context up (to a multiple of 256); the limit clients
