@@ -9,6 +9,12 @@
 //   3. otherwise the least recently used idle slot (evicted, and reused as far
 //      as its prefix allows when it is the caller's own), preferring slots
 //      that other tenants do not need to fill their reservations.
+// Within rules 2 and 3, slots next to busy ones come first (the most busy
+// neighbours, then the first empty or the least recently used): a slot is a
+// llama.cpp sequence, and llama.cpp reads the weights once per run of
+// consecutive busy sequences in a decode (batchOrder.ts). Keeping the busy
+// slots in one run keeps a step at one pass; a cache this evicts in place of
+// an older one is saved to the KV store like any other (engine.ts, swap).
 //
 // Tenant policies (optional) bound the choice first:
 //   - a tenant holding maxSlots busy slots gets none (its request waits);
@@ -108,6 +114,11 @@ export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: r
     if (idle <= reservedForOthers(slots, tenant, policies, held)) return null;
   }
   const keep = protectedSlots(slots, tenant, policies, held);
+  const busy = new Set(slots.filter((s) => s.busy).map((s) => s.index));
+  const neighbours = (s: SlotView) => (busy.has(s.index - 1) ? 1 : 0) + (busy.has(s.index + 1) ? 1 : 0);
+  // Fewer runs first; then, for empty slots, the first one, and for full ones the least recently used.
+  const better = (a: SlotView, b: SlotView | null, byAge: boolean) =>
+    b === null || neighbours(a) > neighbours(b) || (neighbours(a) === neighbours(b) && (byAge ? a.lastUsed < b.lastUsed : a.index < b.index));
   let best: SlotChoice | null = null;
   let empty: SlotView | null = null;
   let lru: SlotView | null = null;
@@ -119,9 +130,9 @@ export function chooseSlot(slots: readonly SlotView[], tenant: string, prompt: r
       const worthIt = reuse > 0 && reuse * 2 >= slot.cachedTokens.length;
       if (worthIt && (best === null || reuse > best.reuseTokens)) best = { index: slot.index, reuseTokens: reuse };
     }
-    if (slot.cachedTokens.length === 0 && empty === null) empty = slot;
-    if (lru === null || slot.lastUsed < lru.lastUsed) lru = slot;
-    if (!keep.has(slot.index) && (lruUnprotected === null || slot.lastUsed < lruUnprotected.lastUsed)) lruUnprotected = slot;
+    if (slot.cachedTokens.length === 0 && better(slot, empty, false)) empty = slot;
+    if (better(slot, lru, true)) lru = slot;
+    if (!keep.has(slot.index) && better(slot, lruUnprotected, true)) lruUnprotected = slot;
   }
   if (best) return best;
   if (empty) return { index: empty.index, reuseTokens: 0 };

@@ -157,8 +157,51 @@ describe("chooseSlot", () => {
       slot(3, "b", [1], 1, true), // oldest but busy
     ];
     assert.deepEqual(chooseSlot(slots, "a", seq(1, 11)), { index: 1, reuseTokens: 5 });
-    const noOwn = [slot(0, "a", [1], 0, true), slot(1, "b", [2], 9), slot(2, "c", [3], 4)];
-    assert.deepEqual(chooseSlot(noOwn, "z", [1, 2]), { index: 2, reuseTokens: 0 });
+    const noOwn = [slot(0, "b", [2], 9), slot(1, "c", [3], 4), slot(2, "a", [1], 0, true)];
+    assert.deepEqual(chooseSlot(noOwn, "z", [1, 2]), { index: 1, reuseTokens: 0 });
+  });
+
+  test("eviction keeps the busy slots in one run: next to a busy slot before an older slot elsewhere", () => {
+    const slots = [slot(0, "a", [1], 0, true), slot(1, "b", [2], 9), slot(2, "c", [3], 1)];
+    assert.deepEqual(chooseSlot(slots, "z", [5]), { index: 1, reuseTokens: 0 });
+    // Among slots next to busy ones, the least recently used.
+    const both = [slot(0, "b", [2], 9), slot(1, "a", [1], 0, true), slot(2, "c", [3], 4), slot(3, "d", [4], 1)];
+    assert.deepEqual(chooseSlot(both, "z", [5]), { index: 2, reuseTokens: 0 });
+  });
+
+  test("a slot that joins two busy runs comes before one that extends a run", () => {
+    const slots = [slot(0, "a", [1], 0, true), slot(1, "b", [2], 5), slot(2, "a", [1], 0, true), slot(3, "c", [3], 1)];
+    assert.deepEqual(chooseSlot(slots, "z", [5]), { index: 1, reuseTokens: 0 });
+  });
+
+  test("empty slots: one next to a busy slot before the first one", () => {
+    const slots = [empty(0), empty(1), empty(2), slot(3, "a", [1], 0, true)];
+    assert.deepEqual(chooseSlot(slots, "z", [5]), { index: 2, reuseTokens: 0 });
+  });
+
+  test("prefix reuse and empty slots still come before keeping the run", () => {
+    const own = [slot(0, "a", [1], 0, true), slot(1, "b", [2], 1), slot(2, "a", [1], 0, true), slot(3, "z", [5, 6, 7], 9)];
+    assert.deepEqual(chooseSlot(own, "z", [5, 6, 7, 8]), { index: 3, reuseTokens: 3 });
+    const withEmpty = [slot(0, "a", [1], 0, true), slot(1, "b", [2], 1), empty(2, 9)];
+    assert.deepEqual(chooseSlot(withEmpty, "z", [5]), { index: 2, reuseTokens: 0 });
+  });
+
+  test("randomised: requests admitted one after another into idle slots that all hold caches take one run of slots", () => {
+    let s = 5;
+    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    for (let trial = 0; trial < 500; trial++) {
+      const n = 1 + Math.floor(rand() * 16);
+      let slots: SlotView[] = Array.from({ length: n }, (_, index) => slot(index, "t", [index + 100], Math.floor(rand() * 1000)));
+      const k = 1 + Math.floor(rand() * n);
+      for (let i = 0; i < k; i++) {
+        const c = chooseSlot(slots, "u", [1, 2]);
+        assert.ok(c);
+        slots = slots.map((x) => (x.index === c.index ? { ...x, busy: true } : x));
+      }
+      const busy = slots.filter((x) => x.busy).map((x) => x.index);
+      assert.equal(busy.length, k);
+      assert.equal(busy.at(-1)! - busy[0]!, k - 1, JSON.stringify({ n, k, busy }));
+    }
   });
 
   test("returns null when every slot is busy, or there are no slots", () => {
