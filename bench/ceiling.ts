@@ -4,7 +4,7 @@
 // prefill included, end to end, like llama-batched-bench. A server's
 // throughput over this is the share of the hardware it actually delivers.
 import { TokenBias, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
-import { setTokenBias } from "../engine/sampling.js";
+import { samplerTopK, setTokenBias } from "../engine/sampling.js";
 import { loadModel, type GpuMode } from "../models/load.js";
 
 export interface CeilingOptions {
@@ -40,10 +40,11 @@ export interface CeilingLevel {
 }
 
 // The sampling llamux applies to a bench request, which sends no sampling
-// fields: OpenAI's defaults (temperature 1, no top-k, top-p 1, no min-p; see
-// engine/sampling.ts). Sampling the same way keeps the per-token sampler cost
-// identical on both sides of the "vs ceiling" ratio.
-const SAMPLING = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;
+// fields: OpenAI's defaults (temperature 1, no top-k, top-p 1, no min-p),
+// built the way engine/sampling.ts builds them (no top-k sampler at all, so
+// no sort of the vocabulary per token). Sampling the same way keeps the
+// per-token sampler cost identical on both sides of the "vs ceiling" ratio.
+const SAMPLING = { temperature: 1, topK: samplerTopK(null), topP: 1, minP: 0 } as const;
 
 /** Bans every end-of-generation token, so every sequence yields exactly maxTokens. */
 export function banEndOfGeneration(model: LlamaModel): TokenBias {
