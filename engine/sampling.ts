@@ -89,6 +89,7 @@ export function buildEvaluateOptions(
  * sampler config (removeNullFields in LlamaContext.js, 3.22.1), so the chain
  * has no top-k at all, as llama.cpp's own top_k = 0 means: the other
  * samplers (top-p, min-p, the final draw) work on unsorted candidates.
+ * Typed number because SequenceEvaluateOptions does not admit null.
  */
 export function samplerTopK(topK: number | null): number {
   return topK !== null && topK > 0 ? topK : (null as unknown as number);

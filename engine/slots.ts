@@ -14,7 +14,8 @@
 // llama.cpp sequence, and llama.cpp reads the weights once per run of
 // consecutive busy sequences in a decode (batchOrder.ts). Keeping the busy
 // slots in one run keeps a step at one pass; a cache this evicts in place of
-// an older one is saved to the KV store like any other (engine.ts, swap).
+// an older one is saved to the KV store, when there is one, like any other
+// (engine.ts, swap).
 //
 // Tenant policies (optional) bound the choice first:
 //   - a tenant holding maxSlots busy slots gets none (its request waits);
