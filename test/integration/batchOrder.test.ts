@@ -13,6 +13,7 @@ import { Engine } from "../../engine/engine.js";
 import type { EngineRequest, FromWorker } from "../../engine/protocol.js";
 import { ChatTemplate } from "../../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../../models/load.js";
+import { toSamplingParams } from "../../src/openai/common.js";
 import { MODELS } from "./helpers/server.js";
 
 const SLOTS = 3;
@@ -34,7 +35,7 @@ function request(text: string, maxTokens: number): EngineRequest {
     stop: [],
     echo: false,
     priority: 0,
-    sampling: { temperature: 0, topP: 1, topK: null, minP: null, seed: 1, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: true },
+    sampling: toSamplingParams({ temperature: 0, seed: 1, ignore_eos: true }),
   };
 }
 
@@ -54,14 +55,15 @@ async function batchesOf(batching: BatchingOptions | undefined): Promise<number[
   const decode = native["decodeBatch"]!.bind(native);
   Object.defineProperty(native, "addToBatch", { value: (seq: number, ...rest: unknown[]) => (current.push(seq), add(seq, ...rest)) });
   Object.defineProperty(native, "decodeBatch", { value: () => (batches.push(current), (current = []), decode()) });
-  const done = new Map<string, () => void>();
+  const done = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   const emit = (msg: FromWorker) => {
-    if (msg.t === "step") for (const d of msg.deltas) if (d.finish) done.get(d.id)?.();
-    if (msg.t === "rejected") assert.fail(`rejected: ${msg.error.message}`);
+    if (msg.t === "step") for (const d of msg.deltas) if (d.finish) done.get(d.id)?.resolve();
+    // A rejection fails the test instead of leaving it waiting for a finish that never comes.
+    if (msg.t === "rejected") done.get(msg.id)?.reject(new Error(`${msg.id} rejected: ${msg.error.message}`));
   };
   const engine = new Engine(model, context, ChatTemplate.select(model, null), { slots: SLOTS, contextPerSlot: 256, stepTokens: 512, coalesceMs: 0, followUpMs: 0, costs: { inputCost: 1, outputCost: 1 } }, emit, null);
   try {
-    const finished = ["a", "b", "c", "d"].map((id) => new Promise<void>((resolve) => done.set(id, resolve)));
+    const finished = ["a", "b", "c", "d"].map((id) => new Promise<void>((resolve, reject) => done.set(id, { resolve, reject })));
     engine.submit("a", request("Once upon a time", 2));
     engine.submit("b", request("The little dog", 12));
     engine.submit("c", request("A girl named Lily", 12));
