@@ -1,9 +1,12 @@
 // `llamux bench`: the streaming load generator, and `llamux bench ceiling`.
 // Every argument is checked before anything runs, so a typo costs a one-line
 // message (exit 2), not a half-finished benchmark.
+import { spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
+import { once } from "node:events";
 import fs from "node:fs";
 import { parseArgs } from "node:util";
+import { engineEnv, engineExecArgv } from "../engine/processSettings.js";
 import type { GpuMode } from "../models/load.js";
 import { defaultThreads } from "../models/threads.js";
 import { ceilingContextSize, runCeiling, type CeilingLevel } from "./ceiling.js";
@@ -55,6 +58,8 @@ export const HELP = `Usage:
   llamux bench ceiling --model FILE [options]
       Drives the same model directly through node-llama-cpp (no HTTP, no llamux engine),
       all sequences decoded in lockstep: the raw throughput ceiling to compare a server with.
+      Measures in a child process run like llamux's engine worker (its V8 flags, one libuv pool
+      thread, two malloc arenas; your environment overrides these), so only llamux's own work differs.
         --concurrency LIST    (default 1,4,8,16)
         --requests N          per level; rounds = ceil(N / concurrency) (default 4 x concurrency)
         --prompt-tokens N     exact prompt length in tokens, BOS included (default 32)
@@ -128,6 +133,32 @@ function writeFile(file: string | undefined, text: string): void {
   console.error(`wrote ${file}`);
 }
 
+/** Set in the environment of the process that runs the ceiling's measurement. */
+const CEILING_CHILD = "LLAMUX_CEILING_CHILD";
+
+/**
+ * Runs this command again in a child process with the engine worker's V8 flags
+ * and environment (engine/processSettings.ts): libuv's pool size, for one, is
+ * fixed once a process has started. Returns the child's exit code.
+ */
+async function rerunAsEngineProcess(): Promise<number> {
+  const child = spawn(process.execPath, [...engineExecArgv(), ...process.argv.slice(1)], {
+    stdio: "inherit",
+    env: engineEnv(process.env, { [CEILING_CHILD]: "1" }),
+  });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
+  try {
+    const [code, signal] = (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
+    if (signal) console.error(`bench ceiling: the measuring process ended on ${signal}`);
+    return code ?? 1;
+  } finally {
+    process.off("SIGINT", forward);
+    process.off("SIGTERM", forward);
+  }
+}
+
 async function ceilingMain(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -158,13 +189,16 @@ async function ceilingMain(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(`--ctx-per-slot: ${(err as Error).message}`);
   }
+  if (process.env[CEILING_CHILD] !== "1") return rerunAsEngineProcess();
   console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${contextSize}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`);
   const levels = await runCeiling({
     ...shape,
     onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),
   });
   console.log(ceilingTable(levels));
-  writeFile(values.json, reportJson({ kind: "ceiling", shape, levels }));
+  const env = process.env;
+  const how = { execArgv: process.execArgv, uvThreadpoolSize: env.UV_THREADPOOL_SIZE ?? null, mallocArenaMax: env.MALLOC_ARENA_MAX ?? null };
+  writeFile(values.json, reportJson({ kind: "ceiling", shape, process: how, levels }));
   return 0;
 }
 

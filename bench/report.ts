@@ -95,6 +95,8 @@ export interface OpsReport {
 export interface CeilingReport {
   kind: "ceiling";
   shape: CeilingShape;
+  /** How the measuring process ran: what it shares with llamux's engine worker (engine/processSettings.ts). */
+  process: { execArgv: string[]; uvThreadpoolSize: string | null; mallocArenaMax: string | null };
   levels: CeilingLevel[];
 }
 

@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
+import { engineEnv, engineExecArgv } from "./processSettings.js";
 import type {
   EmbedRequest,
   EngineErrorPayload,
@@ -188,20 +189,8 @@ export class EngineClient extends EventEmitter {
 
   private spawn(): void {
     const child = fork(this.opts.workerEntry ?? WORKER_ENTRY, [], {
-      // The worker's JavaScript makes small, short-lived objects per step;
-      // V8's default 16 MiB semi-spaces let its young generation grow to tens
-      // of MiB of resident memory for nothing (measured: 23 MiB less RSS at
-      // 1 MiB, throughput unchanged). The front's own flags come after, so
-      // they can override it.
-      execArgv: ["--max-semi-space-size=1", ...process.execArgv],
-      env: {
-        // glibc gives each thread that allocates (libuv's pool runs the
-        // samplers) its own malloc arena, and freed memory stays in them:
-        // two arenas hold 10 MiB less, with no measurable cost per step.
-        MALLOC_ARENA_MAX: "2",
-        ...process.env,
-        LLAMUX_WORKER_OPTIONS: JSON.stringify(this.opts.worker),
-      },
+      execArgv: engineExecArgv(),
+      env: engineEnv(process.env, { LLAMUX_WORKER_OPTIONS: JSON.stringify(this.opts.worker) }),
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

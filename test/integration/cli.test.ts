@@ -48,6 +48,23 @@ describe("llamux CLI", () => {
     assert.equal(r.stderr.trim().split("\n").length, 1);
   });
 
+  test("bench ceiling measures in a child run like the engine worker, the caller's environment winning", () => {
+    const { UV_THREADPOOL_SIZE: _unset, ...env } = process.env;
+    for (const [given, expected] of [[undefined, "1"], ["2", "2"]] as const) {
+      const json = path.join(tmp, `ceiling-${expected}.json`);
+      const args = ["bench", "ceiling", "--model", MODELS.stories260K, "--concurrency", "1", "--requests", "1", "--prompt-tokens", "8", "--max-tokens", "4", "--threads", "1", "--gpu", "off", "--json", json];
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: given === undefined ? env : { ...env, UV_THREADPOOL_SIZE: given }, timeout: 60_000 });
+      assert.equal(r.status, 0, r.stderr);
+      // One measurement, not one per process.
+      assert.equal(r.stderr.match(/^ceiling c=1:/gm)?.length, 1, r.stderr);
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as { process: { uvThreadpoolSize: string; mallocArenaMax: string; execArgv: string[] }; levels: Array<{ outputTokens: number }> };
+      assert.equal(report.process.uvThreadpoolSize, expected);
+      assert.equal(report.process.mallocArenaMax, "2");
+      assert.ok(report.process.execArgv.includes("--max-semi-space-size=1"), report.process.execArgv.join(" "));
+      assert.equal(report.levels[0]!.outputTokens, 4);
+    }
+  });
+
   test("serve starts, answers, and exits 0 on SIGTERM with its worker gone", async () => {
     const configFile = path.join(tmp, "llamux.yaml");
     fs.writeFileSync(configFile, `model: ${MODELS.stories260K}\nslots: 2\nctx-per-slot: 256\nthreads: 2\nport: 0\ndata-dir: ${path.join(tmp, "data")}\n`);
