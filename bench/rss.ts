@@ -2,7 +2,7 @@
 // the front by its pid, the engine worker as the front's child. One read of a
 // small file per process per sample: cheap enough not to disturb what is
 // measured (forking `ps` would not be, on a 2-core machine).
-import { readFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { median } from "./stats.js";
 
 export interface RssSample {
@@ -26,14 +26,8 @@ export async function readRssBytes(pid: number): Promise<number | null> {
 
 /** The child processes of `pid` whose command line runs the engine worker. */
 export async function workerPidsOf(pid: number): Promise<number[]> {
-  let children: number[];
-  try {
-    children = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
   const out: number[] = [];
-  for (const c of children) {
+  for (const c of await childPidsOf(pid)) {
     const cmd = await readFile(`/proc/${c}/cmdline`, "utf8").catch(() => "");
     if (cmd.includes("worker.js")) out.push(c);
   }
@@ -122,4 +116,106 @@ export function rssSummary(
     peakBytes: all.length > 0 ? Math.max(...all) : null,
     growth: baselineBytes !== null && endBytes !== null && baselineBytes > 0 ? endBytes / baselineBytes - 1 : null,
   };
+}
+
+/** The children of `pid` (from /proc/PID/task/PID/children); [] when it cannot be read. */
+export async function childPidsOf(pid: number): Promise<number[]> {
+  try {
+    return (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const PAGE_BYTES = 4096;
+
+/** A file-backed mapping of a process (/proc/PID/maps), by the file's device and inode. */
+interface FileMapping {
+  start: number;
+  end: number;
+  file: string;
+}
+
+async function fileMappings(pid: number): Promise<FileMapping[]> {
+  const out: FileMapping[] = [];
+  for (const line of (await readFile(`/proc/${pid}/maps`, "utf8")).split("\n")) {
+    // start-end perms offset dev inode [path]
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ (\S+) (\d+)/.exec(line);
+    if (!m || m[5] === "0" || m[3]!.startsWith("---")) continue;
+    out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), file: `${m[4]}:${m[5]}` });
+  }
+  return out;
+}
+
+/**
+ * The physical frame of every resident page in `ranges` of `pid`'s address
+ * space, from /proc/PID/pagemap (bit 63: present; bits 0–54: the frame).
+ * null when the frames are hidden, as they are without CAP_SYS_ADMIN (they read 0).
+ */
+async function residentFrames(pid: number, ranges: FileMapping[]): Promise<Float64Array | null> {
+  const pages = ranges.reduce((n, r) => n + (r.end - r.start) / PAGE_BYTES, 0);
+  const buf = Buffer.alloc(pages * 8);
+  const fh = await open(`/proc/${pid}/pagemap`, "r");
+  try {
+    let at = 0;
+    for (const r of ranges) {
+      const bytes = ((r.end - r.start) / PAGE_BYTES) * 8;
+      await fh.read(buf, at, bytes, (r.start / PAGE_BYTES) * 8);
+      at += bytes;
+    }
+  } finally {
+    await fh.close();
+  }
+  const frames = new Float64Array(pages);
+  let n = 0;
+  for (let i = 0; i < pages; i++) {
+    const high = buf.readUInt32LE(i * 8 + 4);
+    if ((high & 0x80000000) === 0) continue;
+    const frame = (high & 0x7fffff) * 2 ** 32 + buf.readUInt32LE(i * 8);
+    if (frame === 0) return null;
+    frames[n++] = frame;
+  }
+  return frames.subarray(0, n);
+}
+
+/** How many distinct values the arrays hold together. */
+export function distinctCount(arrays: readonly Float64Array[]): number {
+  const all = new Float64Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) (all.set(a, at), (at += a.length));
+  all.sort();
+  let n = 0;
+  for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) n++;
+  return n;
+}
+
+/**
+ * Bytes resident in any of `pids`, each physical page counted once: what a
+ * server made of several processes occupies. Summed RSS counts a page every
+ * process maps once per process (the node binary's code is in both llamux's
+ * front and its worker); PSS splits such a page among all the processes on
+ * the machine that map it, the benchmark client included, so it reads low.
+ * Only file-backed pages can be shared here: the processes are separate
+ * programs (fork + exec), so their anonymous memory is their own. Pages of
+ * files that more than one of `pids` maps are counted by physical frame.
+ * null when a process cannot be read or the frames are hidden (not root).
+ */
+export async function residentOnceBytes(pids: readonly number[]): Promise<number | null> {
+  try {
+    const maps = await Promise.all(pids.map(fileMappings));
+    const mappedBy = new Map<string, number>();
+    for (const m of maps) for (const file of new Set(m.map((r) => r.file))) mappedBy.set(file, (mappedBy.get(file) ?? 0) + 1);
+    let total = 0;
+    const shared: Float64Array[] = [];
+    for (const [i, pid] of pids.entries()) {
+      const rss = await readRssBytes(pid);
+      const frames = await residentFrames(pid, maps[i]!.filter((r) => mappedBy.get(r.file)! > 1));
+      if (rss === null || frames === null) return null;
+      total += rss - frames.length * PAGE_BYTES;
+      shared.push(frames);
+    }
+    return total + distinctCount(shared) * PAGE_BYTES;
+  } catch {
+    return null;
+  }
 }

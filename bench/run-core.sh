@@ -40,38 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Peak memory of a process and its children, in KiB, once a second: RSS (what
-# each process has resident, summed, so pages two processes share, such as
-# the node binary, count twice) and PSS (shared pages split among the
-# processes that map them: the server's physical footprint). Bash builtins
-# reading /proc only: forking `ps` several times a second costs enough CPU on a
-# 2-core machine to distort the very numbers being measured.
-mem_kib() { # pid file key
-  local key value _
-  while read -r key value _; do
-    if [ "$key" = "$3" ]; then echo "$value"; return; fi
-  done <"/proc/$1/$2" 2>/dev/null
-  echo 0
-}
-sample_rss() {
-  local root=$1 file=$2 peak=0 peak_pss=0 total pss kids kid
-  while [ -e "/proc/$root" ]; do
-    total=$(mem_kib "$root" status VmRSS:)
-    pss=$(mem_kib "$root" smaps_rollup Pss:)
-    # The children file has no trailing newline, so read returns 1 even when it
-    # filled the array: ignore the status instead of discarding what it read.
-    kids=()
-    read -r -a kids <"/proc/$root/task/$root/children" 2>/dev/null || true
-    for kid in "${kids[@]}"; do
-      total=$((total + $(mem_kib "$kid" status VmRSS:)))
-      pss=$((pss + $(mem_kib "$kid" smaps_rollup Pss:)))
-    done
-    if [ "$total" -gt "$peak" ]; then peak=$total; echo "$peak" >"$file"; fi
-    if [ "$pss" -gt "$peak_pss" ]; then peak_pss=$pss; echo "$peak_pss" >"$file.pss"; fi
-    sleep 1
-  done
-}
-
 start_server() { # name port ready-path command...
   local name=$1 port=$2 path=$3
   shift 3
@@ -82,7 +50,9 @@ start_server() { # name port ready-path command...
     curl -sf "http://127.0.0.1:$port/$path" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  sample_rss "$pid" "$OUT/$name.rss" &
+  # Peak memory of the server and its children (bench/sampleMemory.ts).
+  rm -f "$OUT/$name.mem.json"
+  node dist/bench/sampleMemory.js "$pid" "$OUT/$name.mem.json" &
   pids+=("$!")
 }
 
@@ -123,5 +93,10 @@ echo
 echo "model file: $(( $(stat -c %s "$MODEL") / 1024 / 1024 )) MiB"
 for s in "${servers[@]}"; do
   name=${s%%=*}
-  echo "$name peak memory (server and children): RSS $(( $(cat "$OUT/$name.rss") / 1024 )) MiB, PSS $(( $(cat "$OUT/$name.rss.pss") / 1024 )) MiB"
+  node -e '
+    const [name, file] = process.argv.slice(1);
+    const m = JSON.parse(require("fs").readFileSync(file, "utf8"));
+    const mib = (b) => (b === null ? "n/a (needs root)" : `${Math.round(b / 1048576)} MiB`);
+    console.log(`${name} peak memory, server and children: RSS summed ${mib(m.rssBytes)}, each physical page once ${mib(m.onceBytes)}`);
+  ' "$name" "$OUT/$name.mem.json"
 done
