@@ -6,7 +6,7 @@ import { randomInt } from "node:crypto";
 import { once } from "node:events";
 import fs from "node:fs";
 import { parseArgs } from "node:util";
-import { engineEnv, engineExecArgv } from "../engine/processSettings.js";
+import { ENGINE_ENV, engineEnv, engineExecArgv } from "../engine/processSettings.js";
 import type { GpuMode } from "../models/load.js";
 import { defaultThreads } from "../models/threads.js";
 import { ceilingContextSize, runCeiling, type CeilingLevel } from "./ceiling.js";
@@ -59,7 +59,7 @@ export const HELP = `Usage:
       Drives the same model directly through node-llama-cpp (no HTTP, no llamux engine),
       all sequences decoded in lockstep: the raw throughput ceiling to compare a server with.
       Measures in a child process run like llamux's engine worker (its V8 flags, one libuv pool
-      thread, two malloc arenas; your environment overrides these), so only llamux's own work differs.
+      thread, its malloc settings; your environment overrides these), so only llamux's own work differs.
         --concurrency LIST    (default 1,4,8,16)
         --requests N          per level; rounds = ceil(N / concurrency) (default 4 x concurrency)
         --prompt-tokens N     exact prompt length in tokens, BOS included (default 32)
@@ -196,8 +196,8 @@ async function ceilingMain(argv: string[]): Promise<number> {
     onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),
   });
   console.log(ceilingTable(levels));
-  const env = process.env;
-  const how = { execArgv: process.execArgv, uvThreadpoolSize: env.UV_THREADPOOL_SIZE ?? null, mallocArenaMax: env.MALLOC_ARENA_MAX ?? null };
+  const env = Object.fromEntries(Object.keys(ENGINE_ENV).map((k) => [k, process.env[k] ?? null]));
+  const how = { execArgv: process.execArgv, env };
   writeFile(values.json, reportJson({ kind: "ceiling", shape, process: how, levels }));
   return 0;
 }

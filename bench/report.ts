@@ -96,7 +96,7 @@ export interface CeilingReport {
   kind: "ceiling";
   shape: CeilingShape;
   /** How the measuring process ran: what it shares with llamux's engine worker (engine/processSettings.ts). */
-  process: { execArgv: string[]; uvThreadpoolSize: string | null; mallocArenaMax: string | null };
+  process: { execArgv: string[]; env: Record<string, string | null> };
   levels: CeilingLevel[];
 }
 

@@ -190,31 +190,29 @@ export function distinctCount(arrays: readonly Float64Array[]): number {
 }
 
 /**
- * Bytes resident in any of `pids`, each physical page counted once: what a
- * server made of several processes occupies. Summed RSS counts a page every
- * process maps once per process (the node binary's code is in both llamux's
- * front and its worker); PSS splits such a page among all the processes on
- * the machine that map it, the benchmark client included, so it reads low.
- * Only file-backed pages can be shared here: the processes are separate
- * programs (fork + exec), so their anonymous memory is their own. Pages of
- * files that more than one of `pids` maps are counted by physical frame.
- * null when a process cannot be read or the frames are hidden (not root).
+ * Bytes that summing the RSS of `pids` counts more than once: pages two or
+ * more of them map, such as the node binary's code in both llamux's front and
+ * its worker. Summed RSS minus this is what the processes occupy together,
+ * each physical page once. (PSS instead splits a shared page among all the
+ * processes on the machine that map it, the benchmark client included, so it
+ * reads low.) Only file-backed pages can be shared here: the processes are
+ * separate programs (fork + exec), so their anonymous memory is their own.
+ * The pages of files that more than one of `pids` maps are compared by
+ * physical frame. null when a process cannot be read or the frames are hidden
+ * (without CAP_SYS_ADMIN).
  */
-export async function residentOnceBytes(pids: readonly number[]): Promise<number | null> {
+export async function doubleCountedBytes(pids: readonly number[]): Promise<number | null> {
   try {
     const maps = await Promise.all(pids.map(fileMappings));
     const mappedBy = new Map<string, number>();
     for (const m of maps) for (const file of new Set(m.map((r) => r.file))) mappedBy.set(file, (mappedBy.get(file) ?? 0) + 1);
-    let total = 0;
-    const shared: Float64Array[] = [];
+    const frames: Float64Array[] = [];
     for (const [i, pid] of pids.entries()) {
-      const rss = await readRssBytes(pid);
-      const frames = await residentFrames(pid, maps[i]!.filter((r) => mappedBy.get(r.file)! > 1));
-      if (rss === null || frames === null) return null;
-      total += rss - frames.length * PAGE_BYTES;
-      shared.push(frames);
+      const f = await residentFrames(pid, maps[i]!.filter((r) => mappedBy.get(r.file)! > 1));
+      if (f === null) return null;
+      frames.push(f);
     }
-    return total + distinctCount(shared) * PAGE_BYTES;
+    return (frames.reduce((n, f) => n + f.length, 0) - distinctCount(frames)) * PAGE_BYTES;
   } catch {
     return null;
   }

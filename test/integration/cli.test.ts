@@ -8,6 +8,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { MODELS, REPO_ROOT, waitFor } from "./helpers/server.js";
 import { groupAlive } from "./helpers/processGroup.js";
+import { ENGINE_ENV } from "../../engine/processSettings.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-cli-"));
@@ -57,9 +58,8 @@ describe("llamux CLI", () => {
       assert.equal(r.status, 0, r.stderr);
       // One measurement, not one per process.
       assert.equal(r.stderr.match(/^ceiling c=1:/gm)?.length, 1, r.stderr);
-      const report = JSON.parse(fs.readFileSync(json, "utf8")) as { process: { uvThreadpoolSize: string; mallocArenaMax: string; execArgv: string[] }; levels: Array<{ outputTokens: number }> };
-      assert.equal(report.process.uvThreadpoolSize, expected);
-      assert.equal(report.process.mallocArenaMax, "2");
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as { process: { env: Record<string, string | null>; execArgv: string[] }; levels: Array<{ outputTokens: number }> };
+      assert.deepEqual(report.process.env, { ...ENGINE_ENV, UV_THREADPOOL_SIZE: expected });
       assert.ok(report.process.execArgv.includes("--max-semi-space-size=1"), report.process.execArgv.join(" "));
       assert.equal(report.levels[0]!.outputTokens, 4);
     }

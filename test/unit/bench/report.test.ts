@@ -53,7 +53,7 @@ test("the load table shows the ratio to the ceiling at the same concurrency, '-'
 
 test("ceiling JSON round-trips through reportJson and parseCeilingJson, and a wrong file is refused", () => {
   const shape = { modelPath: "m.gguf", concurrency: [4], requests: null, promptTokens: 32, maxTokens: 64, contextPerSequence: 256, threads: 2, gpu: "off" as const };
-  const how = { execArgv: ["--max-semi-space-size=1"], uvThreadpoolSize: "1", mallocArenaMax: "2" };
+  const how = { execArgv: ["--max-semi-space-size=1"], env: { UV_THREADPOOL_SIZE: "1" } };
   const text = reportJson({ kind: "ceiling", shape, process: how, levels: [ceilingLevel(4, 202)] });
   assert.deepEqual(parseCeilingJson(text), [ceilingLevel(4, 202)]);
   assert.throws(() => parseCeilingJson(JSON.stringify({ kind: "load", levels: [] })), /not a 'bench ceiling --json' file/);

@@ -10,8 +10,9 @@ import type { WorkerOptions } from "../../../engine/protocol.js";
 
 const FAKE_WORKER = `
 import fs from "node:fs";
+const keys = ${JSON.stringify(Object.keys(ENGINE_ENV))};
 fs.appendFileSync(process.env.FAKE_WORKER_LOG, JSON.stringify({ pid: process.pid, msg: {
-  uv: process.env.UV_THREADPOOL_SIZE ?? null, arenas: process.env.MALLOC_ARENA_MAX ?? null, execArgv: process.execArgv,
+  env: Object.fromEntries(keys.map((k) => [k, process.env[k] ?? null])), execArgv: process.execArgv,
   options: JSON.parse(process.env.LLAMUX_WORKER_OPTIONS).modelId,
 } }) + "\\n");
 process.on("message", (msg) => { if (msg.t === "shutdown") process.exit(0); });
@@ -23,7 +24,7 @@ const workerOptions: WorkerOptions = {
   modelPath: "/nonexistent", modelId: "fake", slots: 1, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0,
 };
 
-type Seen = { uv: string | null; arenas: string | null; execArgv: string[]; options: string };
+type Seen = { env: Record<string, string | null>; execArgv: string[]; options: string };
 const worker = fakeWorker<Seen>(FAKE_WORKER, "llamux-settings-");
 
 describe("engine process settings", () => {
@@ -47,8 +48,7 @@ describe("engine process settings", () => {
         await client.start();
         await waitFor(() => worker.readLog().length > before, "the worker's report");
         const seen = worker.readLog().at(-1)!.msg;
-        assert.equal(seen.uv, expected);
-        assert.equal(seen.arenas, ENGINE_ENV.MALLOC_ARENA_MAX);
+        assert.deepEqual(seen.env, { ...ENGINE_ENV, UV_THREADPOOL_SIZE: expected });
         for (const flag of ENGINE_EXEC_ARGV) assert.ok(seen.execArgv.includes(flag), `worker lacks ${flag}`);
         assert.equal(seen.options, "fake");
       } finally {
