@@ -1,7 +1,8 @@
 // Resident memory of a server's processes over time, read from /proc (Linux):
 // the front by its pid, the engine worker as the front's child. One read of a
 // small file per process per sample: cheap enough not to disturb what is
-// measured (forking `ps` would not be, on a 2-core machine).
+// measured (forking `ps` would not be, on a 2-core machine). Also which pages
+// summed RSS counts twice (doubleCountedBytes), from the processes' page maps.
 import { open, readFile } from "node:fs/promises";
 import { median } from "./stats.js";
 
@@ -159,9 +160,14 @@ async function residentFrames(pid: number, ranges: FileMapping[]): Promise<Float
   try {
     let at = 0;
     for (const r of ranges) {
-      const bytes = ((r.end - r.start) / PAGE_BYTES) * 8;
-      await fh.read(buf, at, bytes, (r.start / PAGE_BYTES) * 8);
-      at += bytes;
+      const end = at + ((r.end - r.start) / PAGE_BYTES) * 8;
+      let position = (r.start / PAGE_BYTES) * 8;
+      while (at < end) {
+        const { bytesRead } = await fh.read(buf, at, end - at, position);
+        if (bytesRead === 0) throw new Error(`short read of /proc/${pid}/pagemap`);
+        at += bytesRead;
+        position += bytesRead;
+      }
     }
   } finally {
     await fh.close();
