@@ -50,7 +50,8 @@ describe("llamux CLI", () => {
   });
 
   test("bench ceiling measures in a child run like the engine worker, the caller's environment winning", () => {
-    const { UV_THREADPOOL_SIZE: _unset, ...env } = process.env;
+    // The caller's environment without any of the worker's settings, so only the defaults apply.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !(k in ENGINE_ENV)));
     for (const [given, expected] of [[undefined, "1"], ["2", "2"]] as const) {
       const json = path.join(tmp, `ceiling-${expected}.json`);
       const args = ["bench", "ceiling", "--model", MODELS.stories260K, "--concurrency", "1", "--requests", "1", "--prompt-tokens", "8", "--max-tokens", "4", "--threads", "1", "--gpu", "off", "--json", json];

@@ -39,23 +39,29 @@ describe("engine process settings", () => {
 
   test("the client forks its worker with them, under the front's own environment", async () => {
     const saved = process.env.UV_THREADPOOL_SIZE;
-    for (const [front, expected] of [[undefined, "1"], ["3", "3"]] as const) {
-      if (front === undefined) delete process.env.UV_THREADPOOL_SIZE;
-      else process.env.UV_THREADPOOL_SIZE = front;
-      const before = worker.readLog().length;
-      const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry });
-      try {
-        await client.start();
-        await waitFor(() => worker.readLog().length > before, "the worker's report");
-        const seen = worker.readLog().at(-1)!.msg;
-        assert.deepEqual(seen.env, { ...ENGINE_ENV, UV_THREADPOOL_SIZE: expected });
-        for (const flag of ENGINE_EXEC_ARGV) assert.ok(seen.execArgv.includes(flag), `worker lacks ${flag}`);
-        assert.equal(seen.options, "fake");
-      } finally {
-        await client.stop();
+    try {
+      for (const [front, expected] of [[undefined, "1"], ["3", "3"]] as const) {
+        if (front === undefined) delete process.env.UV_THREADPOOL_SIZE;
+        else process.env.UV_THREADPOOL_SIZE = front;
+        const before = worker.readLog().length;
+        const client = new EngineClient({ worker: workerOptions, workerEntry: worker.entry });
+        try {
+          await client.start();
+          await waitFor(() => worker.readLog().length > before, "the worker's report");
+          const seen = worker.readLog().at(-1)!.msg;
+          assert.equal(seen.env.UV_THREADPOOL_SIZE, expected);
+          // The rest as engineEnv gives them (a variable of the test's own environment would win).
+          const want = engineEnv(process.env);
+          assert.deepEqual(seen.env, Object.fromEntries(Object.keys(ENGINE_ENV).map((k) => [k, want[k] ?? null])));
+          for (const flag of ENGINE_EXEC_ARGV) assert.ok(seen.execArgv.includes(flag), `worker lacks ${flag}`);
+          assert.equal(seen.options, "fake");
+        } finally {
+          await client.stop();
+        }
       }
+    } finally {
+      if (saved === undefined) delete process.env.UV_THREADPOOL_SIZE;
+      else process.env.UV_THREADPOOL_SIZE = saved;
     }
-    if (saved === undefined) delete process.env.UV_THREADPOOL_SIZE;
-    else process.env.UV_THREADPOOL_SIZE = saved;
   });
 });
