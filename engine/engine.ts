@@ -158,9 +158,11 @@ export class Engine {
     const deadline = performance.now() + budgetMs;
     const warm = this.slots.filter((s) => !s.busy && s.tenant !== null).sort((a, b) => b.lastUsed - a.lastUsed);
     for (const slot of warm) {
-      if (performance.now() >= deadline) return;
+      if (performance.now() >= deadline) break;
       await this.kv.save(slot.seq, slot.tenant!, slot.seq.nextTokenIndex);
     }
+    // The process exits next: finish every save now, evictions' included.
+    this.kv.flush();
   }
 
   private wake(): void {

@@ -12,6 +12,13 @@
 // manifest, written last, so a crash mid-save leaves no manifest and the
 // orphan is swept at the next open). Bounded by maxBytes, least recently used
 // out first. Everything here is a cache: losing it costs only recomputation.
+//
+// A save is in two parts. The engine waits only for the first, llama.cpp
+// writing the slot's state to a temporary file, because the slot is reused
+// the moment it returns. The rest (hash, rename, manifest, deleting what the
+// save evicted) runs on a timer, after the step that needed the slot has
+// gone to the decoder: it is synchronous, so it never interleaves with a
+// restore, and a restore of a state still unfinished finishes it first.
 import { createHash, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -61,6 +68,21 @@ function sha256(buf: Buffer): string {
   return createHash("sha256").update(buf).digest("hex");
 }
 
+/** sha256 of a file that must be `bytes` long, read synchronously in pieces. */
+function sha256File(file: string, bytes: number): string {
+  const hash = createHash("sha256");
+  const buf = Buffer.allocUnsafe(Math.min(bytes, 4 * 1024 * 1024));
+  const fd = fs.openSync(file, "r");
+  try {
+    let at = 0;
+    for (let n; at < bytes && (n = fs.readSync(fd, buf, 0, Math.min(buf.length, bytes - at), at)) > 0; at += n) hash.update(buf.subarray(0, n));
+    if (at !== bytes || fs.fstatSync(fd).size !== bytes) throw new Error("state file changed while it was hashed");
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest("hex");
+}
+
 function isManifest(v: unknown): v is Manifest {
   const m = v as Manifest;
   return (
@@ -76,6 +98,8 @@ function sameTokens(a: readonly number[], b: readonly number[]): boolean {
 
 export class KvStateStore {
   private readonly entries = new Map<string, SavedStateView>();
+  /** Saves written but not yet finished: what they evicted, and the timer that finishes them. */
+  private readonly unfinished = new Map<string, { tenant: string; doomed: string[]; timer: NodeJS.Timeout }>();
   private readonly dir: string;
   private clock = 0;
   private saved = 0;
@@ -116,9 +140,14 @@ export class KvStateStore {
     return chooseRestore(this.entries.values(), tenant, prompt, slotReuse);
   }
 
-  /** Writes `seq`'s state out before the slot loses `lostTokens` of its cache, when that is worth keeping. */
+  /**
+   * Writes `seq`'s state out before the slot loses `lostTokens` of its cache,
+   * when that is worth keeping. Resolves once `seq` may be overwritten; the
+   * state is in the index from then on, and on disk under its final name
+   * shortly after (finish()).
+   */
   save(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
-    return this.exclusive(() => this.saveNow(seq, tenant, lostTokens));
+    return this.exclusive(() => this.write(seq, tenant, lostTokens));
   }
 
   /**
@@ -138,37 +167,75 @@ export class KvStateStore {
     return run;
   }
 
-  private async saveNow(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+  private async write(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
     const tokens = seq.contextTokens;
     const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
     if (decision.kind === "skip") return;
     const id = randomUUID();
-    const file = this.stateFile(id);
-    const tmp = `${file}.tmp`;
+    const tmp = `${this.stateFile(id)}.tmp`;
+    let bytes: number;
     try {
       await seq.saveStateToFile(tmp);
-      const bytes = await fs.promises.readFile(tmp);
-      if (bytes.length > this.maxBytes) {
-        await fs.promises.rm(tmp, { force: true });
-        return;
-      }
-      for (const old of evictionsFor(this.entries.values(), this.maxBytes, bytes.length)) await this.remove(old);
-      await fs.promises.rename(tmp, file);
-      const manifest: Manifest = { format: FORMAT, model: this.model, tenant, tokens: [...tokens], bytes: bytes.length, sha256: sha256(bytes) };
-      await fs.promises.writeFile(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest));
-      await fs.promises.rename(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
-      this.entries.set(id, { id, tenant, tokens: manifest.tokens, bytes: bytes.length, lastUsed: ++this.clock });
-      this.saved++;
+      bytes = fs.statSync(tmp).size;
     } catch {
       // A state that cannot be written is a cache miss later, nothing worse.
-      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-      await this.remove(id);
+      fs.rmSync(tmp, { force: true });
       return;
     }
-    for (const old of decision.supersedes) await this.remove(old);
+    if (bytes > this.maxBytes) {
+      fs.rmSync(tmp, { force: true });
+      return;
+    }
+    // Out of the index now, so that the bound holds and nothing restores
+    // them; their files go when this save finishes.
+    const doomed = [...evictionsFor(this.entries.values(), this.maxBytes, bytes), ...decision.supersedes];
+    for (const old of doomed) this.entries.delete(old);
+    this.entries.set(id, { id, tenant, tokens: [...tokens], bytes, lastUsed: ++this.clock });
+    this.unfinished.set(id, {
+      tenant,
+      doomed,
+      timer: setTimeout(() => this.finish(id), 0),
+    });
+  }
+
+  /** Finishes every save still pending (at shutdown, so that what was written is kept). */
+  flush(): void {
+    for (const id of [...this.unfinished.keys()]) this.finish(id);
+  }
+
+  /**
+   * The second part of save `id`: hashes the temporary file, renames it and
+   * writes its manifest, then deletes the states the save evicted or
+   * superseded. Synchronous, so no restore can run in the middle of it.
+   */
+  private finish(id: string): void {
+    const pending = this.unfinished.get(id);
+    if (!pending) return;
+    this.unfinished.delete(id);
+    clearTimeout(pending.timer);
+    for (const old of pending.doomed) this.unlink(old);
+    const entry = this.entries.get(id);
+    // Evicted by a later save before this one finished.
+    if (!entry) {
+      this.unlink(id);
+      return;
+    }
+    const file = this.stateFile(id);
+    try {
+      const sha256 = sha256File(`${file}.tmp`, entry.bytes);
+      fs.renameSync(`${file}.tmp`, file);
+      const manifest: Manifest = { format: FORMAT, model: this.model, tenant: pending.tenant, tokens: [...entry.tokens], bytes: entry.bytes, sha256 };
+      fs.writeFileSync(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest));
+      fs.renameSync(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
+      this.saved++;
+    } catch {
+      this.entries.delete(id);
+      this.unlink(id);
+    }
   }
 
   private async restoreNow(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+    this.finish(id);
     const entry = this.entries.get(id);
     if (!entry || entry.tenant !== tenant) return false;
     try {
@@ -211,6 +278,17 @@ export class KvStateStore {
     this.entries.delete(id);
     await fs.promises.rm(this.manifestFile(id), { force: true }).catch(() => undefined);
     await fs.promises.rm(this.stateFile(id), { force: true }).catch(() => undefined);
+  }
+
+  /** Deletes state `id`'s files, finished or not. */
+  private unlink(id: string): void {
+    for (const f of [this.manifestFile(id), this.stateFile(id), `${this.stateFile(id)}.tmp`]) {
+      try {
+        fs.rmSync(f, { force: true });
+      } catch {
+        // Swept at the next open.
+      }
+    }
   }
 
   /**

@@ -88,6 +88,41 @@ describe("KvStateStore with a real model", () => {
     assert.deepEqual(target.contextTokens, c);
   });
 
+  test("a save returns once the slot may be reused and finishes later; a restore or flush() finishes it first", async () => {
+    const store = await openStore(64 * 1024 * 1024);
+    const modelDir = path.join(dirs.at(-1)!, fs.readdirSync(dirs.at(-1)!)[0]!);
+    const a = await fill(seqs[0]!, A);
+    await store.save(seqs[0]!, "t", a.length);
+    // Only llama.cpp's file so far: no manifest, nothing a restart would keep.
+    assert.deepEqual(fs.readdirSync(modelDir).map((f) => path.extname(f)), [".tmp"]);
+    assert.equal(store.stats().states, 1, "indexed at once");
+    assert.equal(store.stats().saved, 0, "counted when finished");
+    // The slot is reused straight away; the restore finishes the save first.
+    await fill(seqs[0]!, B);
+    assert.equal(await store.restore(seqs[1]!, savedFor(store, a), "t"), true);
+    assert.deepEqual(seqs[1]!.contextTokens, a);
+    assert.deepEqual(fs.readdirSync(modelDir).map((f) => path.extname(f)).sort(), [".json", ".kv"]);
+
+    const c = await fill(seqs[2]!, C);
+    await store.save(seqs[2]!, "t", c.length);
+    store.flush();
+    assert.equal(store.stats().saved, 2);
+    const reopened = await KvStateStore.open(dirs.at(-1)!, "model-identity", 64 * 1024 * 1024);
+    assert.equal(reopened.stats().states, 2, "both survive a restart");
+    assert.equal(await reopened.restore(seqs[1]!, savedFor(reopened, c), "t"), true);
+    assert.deepEqual(seqs[1]!.contextTokens, c);
+  });
+
+  test("a save left to its timer finishes on its own", async () => {
+    const store = await openStore(64 * 1024 * 1024);
+    const a = await fill(seqs[0]!, A);
+    await store.save(seqs[0]!, "t", a.length);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(store.stats().saved, 1);
+    const reopened = await KvStateStore.open(dirs.at(-1)!, "model-identity", 64 * 1024 * 1024);
+    assert.equal(reopened.stats().states, 1);
+  });
+
   test("saves and restores take effect in the order called: a save that evicts a state waits for its restore", async () => {
     const a = await fill(seqs[0]!, A);
     // Room for one state of about A's size (C's is similar): a second save evicts the first.
