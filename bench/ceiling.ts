@@ -24,6 +24,12 @@ export interface CeilingOptions {
    * null: the least the shape needs (prompt + output + 64).
    */
   contextPerSequence: number | null;
+  /**
+   * Sequences in the context, give the server's slot count so both hold the
+   * same KV layout; the levels use the first `concurrency` of them. null: the
+   * largest level, which is also the least this may be.
+   */
+  sequences?: number | null;
   threads: number;
   gpu: GpuMode;
   onLevel?: (level: CeilingLevel) => void;
@@ -97,7 +103,7 @@ export async function runCeiling(opts: CeilingOptions): Promise<CeilingLevel[]> 
   try {
     const maxC = Math.max(...opts.concurrency);
     const context = await model.createContext({
-      sequences: maxC,
+      sequences: Math.max(maxC, opts.sequences ?? 0),
       contextSize: ceilingContextSize(opts), // per sequence in node-llama-cpp
       // One round's whole prefill in one batch when it fits, as a server with
       // enough batch room would do it.

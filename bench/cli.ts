@@ -67,6 +67,8 @@ export const HELP = `Usage:
         --ctx-per-slot N      context per sequence: give the server's own, for llama.cpp attends over
                               at least min(N, 256) cells of every sequence at every step
                               (default: prompt + max tokens + 64)
+        --slots N             sequences in the context: give the server's own --slots, so that
+                              a level run alone has the same KV layout (default: the largest level)
         --threads T           (default ${defaultThreads()})
         --gpu MODE            auto | off | cuda | vulkan (default auto)
         --json FILE           also write the results as JSON
@@ -165,7 +167,7 @@ async function ceilingMain(argv: string[]): Promise<number> {
     strict: true,
     options: {
       model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" }, "prompt-tokens": { type: "string" },
-      "max-tokens": { type: "string" }, "ctx-per-slot": { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+      "max-tokens": { type: "string" }, "ctx-per-slot": { type: "string" }, slots: { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -180,6 +182,7 @@ async function ceilingMain(argv: string[]): Promise<number> {
     promptTokens: positiveInt("prompt-tokens", values["prompt-tokens"], 32),
     maxTokens: positiveInt("max-tokens", values["max-tokens"], 64),
     contextPerSequence: values["ctx-per-slot"] === undefined ? null : positiveInt("ctx-per-slot", values["ctx-per-slot"], 1),
+    sequences: values.slots === undefined ? null : positiveInt("slots", values.slots, 1),
     threads: positiveInt("threads", values.threads, defaultThreads()),
     gpu,
   };

@@ -17,7 +17,8 @@ const median = (xs: number[]) => percentile(xs, 50);
 export function compare(ceilingRuns: CeilingLevel[][], servers: Array<{ name: string; runs: LevelResult[][] }>): CompareRow[] {
   const levels = [...new Set(ceilingRuns.flat().map((l) => l.concurrency))].sort((a, b) => a - b);
   return levels.map((c) => {
-    const ceiling = median(ceilingRuns.flat().filter((l) => l.concurrency === c).map((l) => l.outputTokensPerSecond));
+    const ceilings = ceilingRuns.flat().filter((l) => l.concurrency === c).map((l) => l.outputTokensPerSecond);
+    const ceiling = median(ceilings);
     return {
       concurrency: c,
       ceiling,
@@ -27,7 +28,7 @@ export function compare(ceilingRuns: CeilingLevel[][], servers: Array<{ name: st
         return {
           name: s.name,
           tokensPerSecond: median(tps),
-          ratio: median(tps) / ceiling,
+          ratio: pairedRatio(tps, ceilings),
           ttftP50: median(mine.map((l) => l.ttftMs.p50)),
           itlP50: median(mine.map((l) => l.itlMs.p50)),
           runs: tps,
@@ -35,6 +36,20 @@ export function compare(ceilingRuns: CeilingLevel[][], servers: Array<{ name: st
       }),
     };
   });
+}
+
+/**
+ * A server's throughput over the ceiling at one level. With as many server
+ * runs as ceiling runs, given in the order they were measured, the k-th run
+ * is divided by the k-th ceiling (run-core.sh measures each pair back to
+ * back) and the median of those ratios is taken: the machine's drift over a
+ * run, which on a shared host reaches 20 %, cancels within each pair instead
+ * of landing on whichever side ran later. Otherwise: median over median.
+ */
+export function pairedRatio(server: readonly number[], ceiling: readonly number[]): number {
+  if (server.length === 0 || ceiling.length === 0) return NaN;
+  if (server.length !== ceiling.length) return median([...server]) / median([...ceiling]);
+  return median(server.map((s, k) => s / ceiling[k]!));
 }
 
 export function compareTable(rows: CompareRow[]): string {

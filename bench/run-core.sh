@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Reproduces the README's core throughput table in one run on one machine.
-# Each of REPEATS rounds measures, one after the other (never concurrently):
-#   1. the raw ceiling: the same model driven directly through node-llama-cpp;
-#   2. llamux over HTTP/SSE (completions endpoint, so prompts are exactly
-#      PROMPT_TOKENS tokens as in the ceiling; the table shows what the server counted);
-#   3. optionally llama.cpp's llama-server on the same model, slots, threads and
-#      KV memory (set LLAMA_SERVER=/path/to/llama-server).
-# Servers stay loaded but idle while the others run. The summary gives medians
-# over the rounds and each server's ratio to the ceiling; peak RSS (server and
-# its children) is sampled throughout.   Usage: npm run build && bash bench/run-core.sh
+# Each of REPEATS rounds measures every level with, one after the other (never
+# concurrently):
+#   - the raw ceiling: the same model driven directly through node-llama-cpp;
+#   - llamux over HTTP/SSE (completions endpoint, so prompts are exactly
+#     PROMPT_TOKENS tokens as in the ceiling; the table shows what the server counted);
+#   - optionally llama.cpp's llama-server on the same model, slots, threads and
+#     KV memory (set LLAMA_SERVER=/path/to/llama-server).
+# A level's runs are back to back, and the order of the three turns each
+# round, so a server and its ceiling are measured within a minute of each
+# other and none of them always goes first. Servers stay loaded but idle while
+# the others run. The summary gives medians over the rounds and each server's
+# ratio to the ceiling (the median of its per-round ratios, bench/compare.ts);
+# peak RSS (server and its children) is sampled throughout.
+# Usage: npm run build && bash bench/run-core.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +36,6 @@ mkdir -p "$OUT"
 model_id=$(basename "$MODEL" .gguf)
 req_args=()
 [ -n "$REQUESTS" ] && req_args=(--requests "$REQUESTS")
-shape=(--concurrency "$LEVELS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" "${req_args[@]}")
 
 pids=()
 cleanup() {
@@ -65,29 +69,39 @@ if [ -n "${LLAMA_SERVER:-}" ]; then
   servers+=("llama-server=$LLAMA_PORT")
 fi
 
+programs=(ceiling "${servers[@]}")
 ceilings=()
 declare -A runs=()
 for r in $(seq 1 "$REPEATS"); do
-  echo "== round $r/$REPEATS: ceiling"
-  # The servers' own KV layout: each sequence's context costs attention time.
-  $CLI bench ceiling --model "$MODEL" --threads "$THREADS" --gpu off --ctx-per-slot "$CTX_PER_SLOT" "${shape[@]}" --json "$OUT/ceiling-$r.json" >/dev/null
-  ceilings+=("$OUT/ceiling-$r.json")
-  for s in "${servers[@]}"; do
-    name=${s%%=*}
-    port=${s#*=}
-    echo "== round $r/$REPEATS: $name"
-    # A failed request makes the bench exit 1; it is counted in the table's
-    # errors column, and the other rounds and servers still run.
-    $CLI bench --url "http://127.0.0.1:$port" --model "$model_id" --endpoint completions "${shape[@]}" \
-      --json "$OUT/$name-$r.json" --ceiling-json "$OUT/ceiling-$r.json" || echo "($name round $r: some requests failed)"
-    runs[$name]="${runs[$name]:+${runs[$name]},}$OUT/$name-$r.json"
+  # Round r starts with the ((r-1) mod n)-th program.
+  order=("${programs[@]:$(( (r - 1) % ${#programs[@]} ))}" "${programs[@]:0:$(( (r - 1) % ${#programs[@]} ))}")
+  for c in ${LEVELS//,/ }; do
+    level=(--concurrency "$c" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" "${req_args[@]}")
+    for p in "${order[@]}"; do
+      if [ "$p" = ceiling ]; then
+        echo "== round $r/$REPEATS, $c streams: ceiling"
+        # The servers' own KV layout: their slot count and context per slot.
+        $CLI bench ceiling --model "$MODEL" --threads "$THREADS" --gpu off --slots "$SLOTS" --ctx-per-slot "$CTX_PER_SLOT" "${level[@]}" \
+          --json "$OUT/ceiling-$r-$c.json" >/dev/null
+        ceilings+=("$OUT/ceiling-$r-$c.json")
+        continue
+      fi
+      name=${p%%=*}
+      port=${p#*=}
+      echo "== round $r/$REPEATS, $c streams: $name"
+      # A failed request makes the bench exit 1; it is counted in the table's
+      # errors column, and the other rounds and servers still run.
+      $CLI bench --url "http://127.0.0.1:$port" --model "$model_id" --endpoint completions "${level[@]}" \
+        --json "$OUT/$name-$r-$c.json" >/dev/null || echo "($name round $r, $c streams: some requests failed)"
+      runs[$name]="${runs[$name]:+${runs[$name]},}$OUT/$name-$r-$c.json"
+    done
   done
 done
 
 server_args=()
 for s in "${servers[@]}"; do name=${s%%=*}; server_args+=(--server "$name=${runs[$name]}"); done
 echo
-echo "Medians over $REPEATS interleaved rounds ($PROMPT_TOKENS-token prompts, $MAX_TOKENS output tokens, ignore_eos, $THREADS threads):"
+echo "Medians over $REPEATS rounds ($PROMPT_TOKENS-token prompts, $MAX_TOKENS output tokens, ignore_eos, $THREADS threads):"
 $CLI bench compare --ceiling "$(IFS=,; echo "${ceilings[*]}")" "${server_args[@]}" | tee "$OUT/summary.md"
 echo
 echo "model file: $(( $(stat -c %s "$MODEL") / 1024 / 1024 )) MiB"

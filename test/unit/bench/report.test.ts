@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { CeilingLevel } from "../../../bench/ceiling.js";
-import { compare, compareTable } from "../../../bench/compare.js";
+import { compare, compareTable, pairedRatio } from "../../../bench/compare.js";
 import { gaps, promptFor, requestBody, summarizeLevel, type RequestSample } from "../../../bench/loadgen.js";
 import { ceilingTable, loadTable, parseCeilingJson, reportJson } from "../../../bench/report.js";
 
@@ -68,6 +68,19 @@ test("compare takes medians over runs", () => {
   assert.equal(rows[0]!.servers[0]!.tokensPerSecond, 99);
   assert.equal(rows[0]!.servers[0]!.ratio, 0.9);
   assert.match(compareTable(rows), /\| 1 \| 110\.0 \| 99\.0 \| 0\.900 \|/);
+});
+
+test("the ratio to the ceiling pairs each run with the ceiling measured next to it, so drift over the run cancels", () => {
+  const lvl = (tps: number) => ({ ...summarizeLevel({ concurrency: 8 }, [sample(10, 20, 2)], 1), outputTokensPerSecond: tps });
+  // The machine sped up and slowed down; each server run is measured beside its own ceiling.
+  const ceilings = [[ceilingLevel(8, 100)], [ceilingLevel(8, 200)], [ceilingLevel(8, 150)]];
+  const [row] = compare(ceilings, [{ name: "x", runs: [[lvl(90)], [lvl(190)], [lvl(100)]] }]);
+  assert.equal(row!.servers[0]!.ratio, 0.9); // median of 0.9, 0.95, 0.667; the medians' ratio would be 100 / 150
+  assert.equal(row!.servers[0]!.tokensPerSecond, 100);
+  assert.equal(pairedRatio([90, 190, 100], [100, 200, 150]), 0.9);
+  // Unpaired (counts differ): median over median.
+  assert.equal(pairedRatio([90, 100], [100, 200, 150]), 95 / 150);
+  assert.ok(Number.isNaN(pairedRatio([], [100])));
 });
 
 test("prompts are deterministic, distinct from their first word and promptTokens - 1 words long (BOS is the last token)", () => {
