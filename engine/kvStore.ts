@@ -179,11 +179,11 @@ export class KvStateStore {
       bytes = fs.statSync(tmp).size;
     } catch {
       // A state that cannot be written is a cache miss later, nothing worse.
-      fs.rmSync(tmp, { force: true });
+      this.unlink(id);
       return;
     }
     if (bytes > this.maxBytes) {
-      fs.rmSync(tmp, { force: true });
+      this.unlink(id);
       return;
     }
     // Out of the index now, so that the bound holds and nothing restores
