@@ -92,7 +92,9 @@ export const HELP = `Usage:
 ${OPS_HELP}
 
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
-      Medians over repeated runs of the above, with each server's ratio to the ceiling.`;
+      Medians over repeated runs of the above, with each server's ratio to the ceiling: with as
+      many server files as ceiling files, given in the order measured, the median of the k-th
+      server run over the k-th ceiling run; otherwise median over median.`;
 
 
 const GPU_MODES: readonly GpuMode[] = ["auto", "off", "cuda", "vulkan"];
