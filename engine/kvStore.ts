@@ -64,11 +64,7 @@ export function modelIdentity(modelPath: string, runtime: string): string {
   return hash.digest("hex");
 }
 
-function sha256(buf: Buffer): string {
-  return createHash("sha256").update(buf).digest("hex");
-}
-
-/** sha256 of a file that must be `bytes` long, read synchronously in pieces. */
+/** sha256 of a file that must be `bytes` long (else it throws), read synchronously in pieces. */
 function sha256File(file: string, bytes: number): string {
   const hash = createHash("sha256");
   const buf = Buffer.allocUnsafe(Math.min(bytes, 4 * 1024 * 1024));
@@ -229,8 +225,7 @@ export class KvStateStore {
       fs.renameSync(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
       this.saved++;
     } catch {
-      this.entries.delete(id);
-      this.unlink(id);
+      this.remove(id);
     }
   }
 
@@ -240,8 +235,7 @@ export class KvStateStore {
     if (!entry || entry.tenant !== tenant) return false;
     try {
       const manifest: unknown = JSON.parse(await fs.promises.readFile(this.manifestFile(id), "utf8"));
-      const bytes = await fs.promises.readFile(this.stateFile(id));
-      if (!isManifest(manifest) || manifest.model !== this.model || manifest.tenant !== tenant || !sameTokens(manifest.tokens, entry.tokens) || sha256(bytes) !== manifest.sha256) {
+      if (!isManifest(manifest) || manifest.model !== this.model || manifest.tenant !== tenant || !sameTokens(manifest.tokens, entry.tokens) || sha256File(this.stateFile(id), manifest.bytes) !== manifest.sha256) {
         throw new Error("state file does not match its manifest");
       }
       // Emptied here, not left to the load: node-llama-cpp forgets the
@@ -255,7 +249,7 @@ export class KvStateStore {
       if (!sameTokens(seq.contextTokens, entry.tokens)) throw new Error("restored tokens differ from the saved ones");
     } catch {
       this.discarded++;
-      await this.remove(id);
+      this.remove(id);
       await seq.clearHistory().catch(() => undefined);
       return false;
     }
@@ -274,10 +268,10 @@ export class KvStateStore {
     return path.join(this.dir, `${id}.json`);
   }
 
-  private async remove(id: string): Promise<void> {
+  /** Forgets state `id` and deletes its files. */
+  private remove(id: string): void {
     this.entries.delete(id);
-    await fs.promises.rm(this.manifestFile(id), { force: true }).catch(() => undefined);
-    await fs.promises.rm(this.stateFile(id), { force: true }).catch(() => undefined);
+    this.unlink(id);
   }
 
   /** Deletes state `id`'s files, finished or not. */
@@ -321,6 +315,6 @@ export class KvStateStore {
       view.lastUsed = ++this.clock;
       this.entries.set(view.id, view);
     }
-    for (const old of evictionsFor(this.entries.values(), this.maxBytes)) await this.remove(old);
+    for (const old of evictionsFor(this.entries.values(), this.maxBytes)) this.remove(old);
   }
 }
