@@ -256,7 +256,7 @@ export class EngineClient extends EventEmitter {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = null;
-    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, prefilledTokens: 0, kv: null });
+    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, prefilledTokens: 0, kv: null, loopSeconds: { wait: 0, admit: 0, step: 0, emit: 0 } });
     if (this.state === "stopping" || this.state === "stopped") return;
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
     if (this.state === "starting" && this.restarts === 0) {

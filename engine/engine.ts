@@ -10,7 +10,7 @@ import type { ChatTemplate } from "../models/chatTemplate.js";
 import { acceptToken, endsTurn, finalDelta, finishReason, isFinished, prepareJob, takeLogprobs, type Job, type Slot } from "./job.js";
 import type { KvStateStore } from "./kvStore.js";
 import { RawLogprobs, type TokenWithLogprobs } from "./logprobs.js";
-import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, TenantPolicy } from "./protocol.js";
+import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, LoopPhase, TenantPolicy } from "./protocol.js";
 import { batchPlace } from "./batchOrder.js";
 import { assertCanCopyState, copyPromptState } from "./fork.js";
 import { ForkGroups } from "./forkGroups.js";
@@ -63,6 +63,8 @@ export class Engine {
   private decodedTokens = 0;
   private prefixHits = 0;
   private prefilledTokens = 0;
+  /** Milliseconds the loop spent in each phase (EngineStats.loopSeconds). */
+  private readonly phaseMs: Record<LoopPhase, number> = { wait: 0, admit: 0, step: 0, emit: 0 };
   /** A tenant went idle in the last step: the next one waits up to followUpMs for its next request. */
   private awaitFollowUp = false;
   /** Resolves the follow-up wait early when a request arrives. */
@@ -137,7 +139,15 @@ export class Engine {
       prefixHits: this.prefixHits,
       prefilledTokens: this.prefilledTokens,
       kv: this.kv?.stats() ?? null,
+      loopSeconds: { wait: this.phaseMs.wait / 1000, admit: this.phaseMs.admit / 1000, step: this.phaseMs.step / 1000, emit: this.phaseMs.emit / 1000 },
     };
+  }
+
+  /** Books the time since `since` to `phase`; returns now, the next phase's start. */
+  private spent(phase: LoopPhase, since: number): number {
+    const now = performance.now();
+    this.phaseMs[phase] += now - since;
+    return now;
   }
 
   /** Stops the loop after the current step; requests still in flight are left to the caller. */
@@ -184,11 +194,13 @@ export class Engine {
 
   private async run(): Promise<void> {
     while (!this.stopping && (this.waiting.length > 0 || this.running.size > 0)) {
+      let t = performance.now();
       if (this.running.size === 0 && this.opts.coalesceMs > 0) {
         await new Promise((resolve) => setTimeout(resolve, this.opts.coalesceMs));
       } else if (this.awaitFollowUp && this.running.size > 0 && this.opts.followUpMs > 0) {
         await this.followUp();
       }
+      t = this.spent("wait", t);
       this.awaitFollowUp = false;
       const deltas: Delta[] = [];
       await this.reapCancelled(deltas);
@@ -204,14 +216,19 @@ export class Engine {
       if (plan.admit.length === 0 && plan.prefill.length === 0 && plan.decode.length === 0) {
         // Only waiting requests no slot may take (caps, reservations): spinning
         // would starve the IPC that can change that. wake() resumes the loop.
+        t = this.spent("admit", t);
         if (deltas.length > 0) this.emit({ t: "step", deltas });
+        this.spent("emit", t);
         this.stalled = true;
         return;
       }
       await this.admit(plan);
+      t = this.spent("admit", t);
       await this.step(plan, deltas);
+      t = this.spent("step", t);
       this.ledger.settle();
       if (deltas.length > 0) this.emit({ t: "step", deltas });
+      this.spent("emit", t);
     }
   }
 

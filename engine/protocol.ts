@@ -255,7 +255,19 @@ export interface EngineStats {
   prefilledTokens: number;
   /** Saved KV states (--kv-cache-dir); null when saving is off. */
   kv: KvCacheStats | null;
+  /** Seconds the engine loop has spent in each phase since the worker started (LoopPhase). */
+  loopSeconds: Record<LoopPhase, number>;
 }
+
+/**
+ * Where the engine loop's time goes, phase by phase of a step:
+ * - wait: idling on purpose with work pending (--coalesce-ms, --follow-up-ms);
+ * - admit: planning the step and admitting requests to slots, KV-store saves and restores included;
+ * - step: the step's llama.cpp decode, sampling, and each token's bookkeeping;
+ * - emit: handing the step's tokens to the front.
+ * Time with nothing to do is in none of them.
+ */
+export type LoopPhase = "wait" | "admit" | "step" | "emit";
 
 export interface KvCacheStats {
   /** States on disk now, and their bytes. */

@@ -104,6 +104,22 @@ export function bindEngineMetrics(metrics: Metrics, engines: ReadonlyArray<{ id:
   counter("llamux_kv_states_saved_total", "KV states written to disk when their slot was evicted", (s) => s.kv?.saved ?? 0);
   counter("llamux_kv_states_restored_total", "Saved KV states loaded back into a slot instead of recomputing the prefix", (s) => s.kv?.restored ?? 0);
   counter("llamux_kv_states_discarded_total", "Saved KV states found corrupt, foreign or unloadable, deleted and recomputed", (s) => s.kv?.discarded ?? 0);
+  counter("llamux_engine_steps_total", "Engine steps: one llama.cpp decode each, every running request advanced in it", (s) => s.steps);
+  new Counter({
+    name: "llamux_engine_loop_seconds_total",
+    help: "Engine loop time by phase: wait (coalescing on purpose), admit (planning, slots, KV-store saves and restores), step (decode, sampling, per-token work), emit (tokens to the front)",
+    labelNames: ["model", "phase"],
+    registers,
+    async collect() {
+      for (const { id, stats: s } of await stats()) {
+        if (!s) continue;
+        for (const [phase, seconds] of Object.entries(s.loopSeconds)) {
+          this.remove({ model: id, phase });
+          this.inc({ model: id, phase }, seconds);
+        }
+      }
+    },
+  });
   const restarts = new Counter({ name: "llamux_engine_restarts_total", help: "Engine worker restarts after a crash", labelNames, registers });
   for (const { id, engine } of engines) {
     restarts.inc({ model: id }, 0); // every model's series exists from the start

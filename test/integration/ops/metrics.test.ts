@@ -107,3 +107,29 @@ describe("generation metrics", () => {
     assert.equal(allGenerations(after) - allGenerations(before), 1);
   });
 });
+
+describe("engine loop metrics", () => {
+  const PHASES = ["wait", "admit", "step", "emit"];
+  const loopSeconds = (s: Sample[], phase: string) => sumOf(s, "llamux_engine_loop_seconds_total", { model: t.modelId, phase });
+
+  test("a generation's steps are counted, and its time is booked by phase, never more than the time that passed", async () => {
+    const before = await scrape(t.url);
+    const started = performance.now();
+    const r = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 8, ignore_eos: true } as never);
+    const elapsed = (performance.now() - started) / 1000;
+    const after = await scrape(t.url);
+    assert.equal(r.usage?.completion_tokens, 8);
+    // The step that reads the prompt samples the first token; each of the other 7 takes a step of its own.
+    const steps = sumOf(after, "llamux_engine_steps_total", { model: t.modelId }) - sumOf(before, "llamux_engine_steps_total", { model: t.modelId });
+    assert.equal(steps, 8);
+    for (const phase of PHASES) {
+      assert.equal(after.filter((s) => s.name === "llamux_engine_loop_seconds_total" && s.labels.phase === phase).length, 1, `one ${phase} series`);
+    }
+    const spent = Object.fromEntries(PHASES.map((p) => [p, loopSeconds(after, p) - loopSeconds(before, p)]));
+    assert.ok(spent.step! > 0, "the decodes took time");
+    assert.ok(spent.wait! > 0, "an idle engine coalesces before its first step (--coalesce-ms)");
+    const total = PHASES.reduce((n, p) => n + spent[p]!, 0);
+    // Phases do not overlap: together they fit in the request's own time.
+    assert.ok(total <= elapsed, `phases ${JSON.stringify(spent)} sum to ${total}s, more than the ${elapsed}s that passed`);
+  });
+});
