@@ -104,6 +104,20 @@ echo
 echo "Medians over $REPEATS rounds ($PROMPT_TOKENS-token prompts, $MAX_TOKENS output tokens, ignore_eos, $THREADS threads):"
 $CLI bench compare --ceiling "$(IFS=,; echo "${ceilings[*]}")" "${server_args[@]}" | tee "$OUT/summary.md"
 echo
+# Where llamux's engine loop spent the whole run, every level and round
+# included, from its own /metrics (llamux_engine_loop_seconds_total).
+curl -sf "http://127.0.0.1:$LLAMUX_PORT/metrics" | node --input-type=module -e '
+  import { parsePromText, sumOf } from "./dist/bench/promText.js";
+  let text = "";
+  for await (const part of process.stdin) text += part;
+  const m = parsePromText(text);
+  const steps = sumOf(m, "llamux_engine_steps_total");
+  const phases = ["step", "admit", "emit", "wait"].map((phase) => [phase, sumOf(m, "llamux_engine_loop_seconds_total", { phase })]);
+  const busy = phases.reduce((n, [, s]) => n + s, 0);
+  const parts = phases.map(([p, s]) => `${p} ${s.toFixed(1)} s (${((100 * s) / busy).toFixed(1)} %, ${((1000 * s) / steps).toFixed(2)} ms a step)`);
+  console.log(`llamux engine loop over the run, ${steps} steps: ${parts.join(", ")}`);
+'
+echo
 echo "model file: $(( $(stat -c %s "$MODEL") / 1024 / 1024 )) MiB"
 for s in "${servers[@]}"; do
   name=${s%%=*}
