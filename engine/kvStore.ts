@@ -95,7 +95,7 @@ function sameTokens(a: readonly number[], b: readonly number[]): boolean {
 export class KvStateStore {
   private readonly entries = new Map<string, SavedStateView>();
   /** Saves written but not yet finished: what they evicted, and the timer that finishes them. */
-  private readonly unfinished = new Map<string, { tenant: string; doomed: string[]; timer: NodeJS.Timeout }>();
+  private readonly unfinished = new Map<string, { doomed: string[]; timer: NodeJS.Timeout }>();
   private readonly dir: string;
   private clock = 0;
   private saved = 0;
@@ -187,11 +187,7 @@ export class KvStateStore {
     const doomed = [...evictionsFor(this.entries.values(), this.maxBytes, bytes), ...decision.supersedes];
     for (const old of doomed) this.entries.delete(old);
     this.entries.set(id, { id, tenant, tokens: [...tokens], bytes, lastUsed: ++this.clock });
-    this.unfinished.set(id, {
-      tenant,
-      doomed,
-      timer: setTimeout(() => this.finish(id), 0),
-    });
+    this.unfinished.set(id, { doomed, timer: setTimeout(() => this.finish(id), 0) });
   }
 
   /** Finishes every save still pending (at shutdown, so that what was written is kept). */
@@ -220,7 +216,7 @@ export class KvStateStore {
     try {
       const sha256 = sha256File(`${file}.tmp`, entry.bytes);
       fs.renameSync(`${file}.tmp`, file);
-      const manifest: Manifest = { format: FORMAT, model: this.model, tenant: pending.tenant, tokens: [...entry.tokens], bytes: entry.bytes, sha256 };
+      const manifest: Manifest = { format: FORMAT, model: this.model, tenant: entry.tenant, tokens: [...entry.tokens], bytes: entry.bytes, sha256 };
       fs.writeFileSync(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest));
       fs.renameSync(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
       this.saved++;
