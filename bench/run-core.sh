@@ -20,7 +20,11 @@ cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/bench.gguf}
 THREADS=${THREADS:-2}
 LEVELS=${LEVELS:-1,4,8,16}
-REQUESTS=${REQUESTS:-}            # empty: 4 x concurrency per level
+REQUESTS=${REQUESTS:-}            # empty: 4 x concurrency per level, at least MIN_REQUESTS
+# A level of 4 requests at 1 stream lasts about 4 s, and one burst of another
+# tenant's load on this shared machine moves its result by 20-30 %; 32 requests
+# make every level last 20-35 s, as long as the 16-stream level's 64.
+MIN_REQUESTS=${MIN_REQUESTS:-32}
 REPEATS=${REPEATS:-5}
 PROMPT_TOKENS=${PROMPT_TOKENS:-32}
 MAX_TOKENS=${MAX_TOKENS:-64}
@@ -34,8 +38,6 @@ mkdir -p "$OUT"
 
 [ -f "$MODEL" ] || $CLI make-model --preset bench --out "$MODEL"
 model_id=$(basename "$MODEL" .gguf)
-req_args=()
-[ -n "$REQUESTS" ] && req_args=(--requests "$REQUESTS")
 
 pids=()
 cleanup() {
@@ -76,7 +78,8 @@ for r in $(seq 1 "$REPEATS"); do
   # Round r starts with the ((r-1) mod n)-th program.
   order=("${programs[@]:$(( (r - 1) % ${#programs[@]} ))}" "${programs[@]:0:$(( (r - 1) % ${#programs[@]} ))}")
   for c in ${LEVELS//,/ }; do
-    level=(--concurrency "$c" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" "${req_args[@]}")
+    requests=${REQUESTS:-$(( 4 * c > MIN_REQUESTS ? 4 * c : MIN_REQUESTS ))}
+    level=(--concurrency "$c" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --requests "$requests")
     for p in "${order[@]}"; do
       if [ "$p" = ceiling ]; then
         echo "== round $r/$REPEATS, $c streams: ceiling"
