@@ -23,7 +23,7 @@ LEVELS=${LEVELS:-1,4,8,16}
 REQUESTS=${REQUESTS:-}            # empty: 4 x concurrency per level, at least MIN_REQUESTS
 # A level of 4 requests at 1 stream lasts about 4 s, and one burst of another
 # tenant's load on this shared machine moves its result by 20-30 %; 32 requests
-# make every level last 20-35 s, as long as the 16-stream level's 64.
+# make every level last 17-35 s here, near the 16-stream level's 64.
 MIN_REQUESTS=${MIN_REQUESTS:-32}
 REPEATS=${REPEATS:-5}
 PROMPT_TOKENS=${PROMPT_TOKENS:-32}
