@@ -1,7 +1,7 @@
 // The spec walk: every request property of OpenAI's schemas for the endpoints
 // llamux serves is classified in src/openai/parameters.ts (implemented, refused
 // unless neutral, or accepted and ignored), and the table agrees with the zod
-// schemas that enforce it and with the README that documents it.
+// schemas that enforce it and with docs/api.md, which documents it.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -15,7 +15,7 @@ import { CHAT_COMPLETION_PARAMETERS, COMPLETION_PARAMETERS, embeddingParameters,
 import { REPO_ROOT, requestPropertyNames } from "../../helpers/openapi.js";
 import { CHAT_REFUSED_SAMPLES, COMPLETION_REFUSED_SAMPLES, EMBEDDING_REFUSED_SAMPLES } from "../../helpers/parameterSamples.js";
 
-const README = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+const README = fs.readFileSync(path.join(REPO_ROOT, "docs", "api.md"), "utf8");
 
 interface Endpoint {
   name: string;
