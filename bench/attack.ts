@@ -10,6 +10,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 import { generateApiKey, hashApiKey } from "../src/tenants/keys.js";
 import { attackTable, rowStats, tally, type AttackRow, type VictimSample } from "./attackReport.js";
 import { startLlamux, type LlamuxProcess } from "./llamuxProcess.js";
@@ -123,7 +124,8 @@ export const ATTACKS: readonly Attack[] = [
     name: "unread n=16 streams",
     start: (ctx) => {
       // Raw requests whose responses are paused: the server's writes fill the socket and then its buffers.
-      const body = chat(ctx.model, { n: 16, stream: true, max_tokens: 4096, ignore_eos: true });
+      // No max_tokens: each choice runs to the end of its slot's context, whatever --ctx-per-slot is.
+      const body = JSON.stringify({ model: ctx.model, messages: [{ role: "user", content: "Once upon a time" }], n: 16, stream: true, ignore_eos: true });
       const requests: http.ClientRequest[] = [];
       for (let i = 0; i < 8; i++) {
         const u = new URL(`${ctx.url}/v1/chat/completions`);
@@ -188,10 +190,36 @@ async function victimRequest(url: string, key: string, model: string, timeoutMs:
   }
 }
 
+/** A phase's victim requests, one after another; past PHASE_DEADLINE_MS the rest count as failed without being sent. */
+const PHASE_DEADLINE_MS = 90_000;
+
 async function victimPhase(url: string, key: string, model: string, probes: number): Promise<VictimSample[]> {
   const out: VictimSample[] = [];
-  for (let i = 0; i < probes; i++) out.push(await victimRequest(url, key, model, ATTACK_TIMEOUT_MS));
+  const deadline = performance.now() + PHASE_DEADLINE_MS;
+  for (let i = 0; i < probes; i++) {
+    const left = deadline - performance.now();
+    out.push(left <= 0 ? { ok: false, error: "not sent: the phase's deadline passed" } : await victimRequest(url, key, model, Math.min(ATTACK_TIMEOUT_MS, left)));
+  }
   return out;
+}
+
+/**
+ * Starts attack `id` in a worker thread (see attackWorker.ts); the returned
+ * function stops it and fills `outcomes` with what its requests got.
+ */
+async function startInWorker(id: string, ctx: Omit<AttackContext, "outcomes">, outcomes: Record<string, number>): Promise<() => Promise<void>> {
+  const worker = new Worker(new URL("./attackWorker.js", import.meta.url), { workerData: { id, ctx } });
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    worker.once("message", () => resolve());
+    worker.once("error", reject);
+  });
+  return async () => {
+    const done = new Promise<Record<string, number>>((resolve) => worker.once("message", resolve));
+    worker.postMessage("stop");
+    Object.assign(outcomes, await Promise.race([done, exited.then(() => ({ worker_exited: 1 }))]));
+    await worker.terminate();
+  };
 }
 
 async function waitReady(url: string, timeoutMs: number): Promise<boolean> {
@@ -260,7 +288,7 @@ export async function attackMain(argv: string[], help: string): Promise<number> 
       let rssMax = rssBefore;
       const rssTimer = setInterval(() => void readRssBytes(pid).then((b) => (rssMax = b !== null && (rssMax === null || b > rssMax) ? b : rssMax)), 200);
       console.error(`#${attack.id} ${attack.name}: attacking ...`);
-      const stop = attack.start({ url, model, attackerKey, outcomes: row.attackerOutcomes });
+      const stop = await startInWorker(attack.id, { url, model, attackerKey }, row.attackerOutcomes);
       try {
         await new Promise((r) => setTimeout(r, 1000)); // let the attack ramp up
         row.underAttack = await victimPhase(url, victimKey, model, o.probes);
