@@ -21,7 +21,7 @@ import { ConfigError, readServeSecrets, type ModelConfig, type ServeConfig, type
 import type { Logger } from "./logger.js";
 import { bindEngineMetrics, createMetrics, forgetTenant, type Metrics } from "./metrics.js";
 import { isLoopbackHost } from "./middleware/security.js";
-import { makePrivateDir } from "./store/sqlite.js";
+import { looseDirWarning, makePrivateDir, tightenOwnDir } from "./store/sqlite.js";
 import { InflightRequests } from "./middleware/drain.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
@@ -120,6 +120,9 @@ export async function startServer(config: ServeConfig, log: Logger, secrets: Ser
   let conversations: SqliteConversationStore | null = null;
   try {
     conversations = openConversations(config, log);
+    // An existing data directory keeps the mode its owner gave it (it may be shared with a group on purpose): said, not changed.
+    const loose = looseDirWarning(config.dataDir);
+    if (loose) log.warn(loose);
     return await startServing(config, log, secrets, multi, conversations);
   } catch (err) {
     await conversations?.close();
@@ -278,6 +281,10 @@ async function startServing(
 async function createServedModels(config: ServeConfig, log: Logger): Promise<ServedModels> {
   const kvCacheDir = path.resolve(config.kvCacheDir ?? path.join(config.dataDir, "kv-cache"));
   const several = config.models.length > 1;
+  // The default KV directory is llamux's own (its name, under the data dir): one
+  // an earlier version created 0755 is tightened. One given with --kv-cache-dir
+  // is the user's and keeps its mode.
+  const ownKvDir = config.kvCacheDir === null;
   const served: ServedModel[] = [];
   for (const mc of config.models) {
     const resolved = await resolveModel(mc.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
@@ -291,7 +298,12 @@ async function createServedModels(config: ServeConfig, log: Logger): Promise<Ser
     const modelKvDir = several ? path.join(kvCacheDir, encodeURIComponent(id)) : kvCacheDir;
     // Saved KV states hold tenants' conversations: their directory is created
     // here, owner-only, before the worker would create it with the default mode.
-    if (mc.kvCacheMaxBytes > 0) makePrivateDir(modelKvDir);
+    if (mc.kvCacheMaxBytes > 0) {
+      if (ownKvDir) {
+        tightenOwnDir(kvCacheDir);
+        tightenOwnDir(modelKvDir);
+      } else makePrivateDir(modelKvDir);
+    }
     served.push({
       id,
       aliases: mc.aliases.filter((a) => a !== id),

@@ -24,6 +24,28 @@ export function makePrivateDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
 }
 
+/**
+ * Makes `dir` owner-only, creating it when needed, even when it exists with a
+ * looser mode: only for directories llamux names and owns itself (the default
+ * KV-cache directory under the data dir), never for one a user chose.
+ */
+export function tightenOwnDir(dir: string): void {
+  makePrivateDir(dir);
+  if ((fs.statSync(dir).mode & 0o077) !== 0) fs.chmodSync(dir, PRIVATE_DIR_MODE);
+}
+
+/** A warning when `dir` can be read or entered by others than its owner; null when it cannot (or does not exist). */
+export function looseDirWarning(dir: string): string | null {
+  let mode: number;
+  try {
+    mode = fs.statSync(dir).mode & 0o777;
+  } catch {
+    return null;
+  }
+  if ((mode & 0o077) === 0) return null;
+  return `the data directory ${dir} has mode 0${mode.toString(8)}: others than its owner can list it (llamux.db itself is 0600); chmod 700 it unless that is on purpose`;
+}
+
 /** Creates `file` empty with mode 0600 when it does not exist, and sets 0600 on it (and its -wal, -shm) when it does. */
 function makePrivateDbFiles(file: string): void {
   fs.closeSync(fs.openSync(file, "a", PRIVATE_FILE_MODE));

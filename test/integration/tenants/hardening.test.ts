@@ -8,6 +8,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
 import { scrape, sumOf } from "../helpers/metrics.js";
 import { MODELS, REPO_ROOT, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -20,13 +21,19 @@ const ownDataDir = path.join(dir, "own", "data");
 
 let t: TestServer;
 let u: TestServer;
+/** What u logged at warn level and above. */
+const warnings: string[] = [];
 before(async () => {
   fs.mkdirSync(userDataDir, { mode: 0o755 });
   fs.chmodSync(userDataDir, 0o755);
   fs.writeFileSync(path.join(userDataDir, "llamux.db"), "");
   fs.chmodSync(path.join(userDataDir, "llamux.db"), 0o644);
+  // As an earlier llamux left it: its own KV directory, 0755.
+  fs.mkdirSync(path.join(userDataDir, "kv-cache"));
+  fs.chmodSync(path.join(userDataDir, "kv-cache"), 0o755);
   t = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--data-dir", ownDataDir]);
-  u = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--data-dir", userDataDir, "--kv-cache-max-bytes", "0"]);
+  const log = pino({ level: "warn" }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+  u = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--data-dir", userDataDir], { log });
 });
 after(async () => {
   await t?.close();
@@ -103,11 +110,23 @@ describe("file modes", () => {
     for (const f of ["llamux.db", "llamux.db-wal", "llamux.db-shm"]) assert.equal(mode(path.join(ownDataDir, f)), 0o600, f);
   });
 
-  test("an existing data directory keeps its mode; a loose database file in it is tightened", async () => {
+  test("an existing data directory keeps its mode, with a warning; a loose database file and llamux's own KV directory are tightened", async () => {
     await u.client.responses.create({ model: u.modelId, input: "Hi", max_output_tokens: 16 });
     assert.equal(mode(userDataDir), 0o755);
+    assert.ok(warnings.some((w) => w.includes(`the data directory ${userDataDir} has mode 0755`)), JSON.stringify(warnings));
+    assert.ok(!warnings.some((w) => w.includes("data directory") && w.includes(ownDataDir)));
     for (const f of ["llamux.db", "llamux.db-wal", "llamux.db-shm"]) assert.equal(mode(path.join(userDataDir, f)), 0o600, f);
-    assert.equal(fs.existsSync(path.join(userDataDir, "kv-cache")), false, "no KV directory when KV saving is off");
+    assert.equal(mode(path.join(userDataDir, "kv-cache")), 0o700);
+  });
+
+  test("no KV directory is created when KV saving is off", async () => {
+    const off = path.join(dir, "kv-off");
+    const s = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--data-dir", off, "--kv-cache-max-bytes", "0"]);
+    try {
+      assert.equal(fs.existsSync(path.join(off, "kv-cache")), false);
+    } finally {
+      await s.close();
+    }
   });
 });
 
