@@ -37,11 +37,19 @@ interface AttackContext {
 interface Attack {
   id: string;
   name: string;
+  /** It ends by itself (its Stop has `done`). */
+  bounded?: boolean;
   /** Why it cannot run against this model (null: it can). */
   skip?: (model: string) => string | null;
-  /** Starts the attack; the returned function stops it and resolves once every request it sent has ended. */
-  start(ctx: AttackContext): () => Promise<void>;
+  /**
+   * Starts the attack; the returned function stops it and resolves once every
+   * request it sent has ended. `done`, when present, resolves when the attack
+   * has sent all it means to (20,000 paths): the victim keeps measuring until then.
+   */
+  start(ctx: AttackContext): Stop;
 }
+
+type Stop = (() => Promise<void>) & { done?: Promise<void> };
 
 const ATTACK_TIMEOUT_MS = 30_000;
 
@@ -60,16 +68,18 @@ async function attackerRequest(ctx: AttackContext, route: string, init: { method
 }
 
 /** Runs `send(i)` on `concurrency` loops until stopped or `limit` requests were sent. */
-function loop(concurrency: number, send: (i: number) => Promise<void>, limit = Infinity): () => Promise<void> {
+function loop(concurrency: number, send: (i: number) => Promise<void>, limit = Infinity): Stop {
   let stopped = false;
   let next = 0;
   const workers = Array.from({ length: concurrency }, async () => {
     while (!stopped && next < limit) await send(next++);
   });
-  return async () => {
+  const done = Promise.all(workers).then(() => undefined);
+  const stop = async () => {
     stopped = true;
-    await Promise.all(workers);
+    await done;
   };
+  return Number.isFinite(limit) ? Object.assign(stop, { done }) : stop;
 }
 
 const chat = (model: string, extra: Record<string, unknown>, content = "Once upon a time") => JSON.stringify({ model, messages: [{ role: "user", content }], max_tokens: 16, ...extra });
@@ -104,11 +114,12 @@ export const ATTACKS: readonly Attack[] = [
   {
     id: "4",
     name: "20,000 distinct unknown paths + scraping /metrics in a loop",
+    bounded: true,
     start: (ctx) => {
       const paths = loop(32, (i) => attackerRequest(ctx, i % 2 === 0 ? `/attack-${i}` : `/v1/attack-${i}/x`, { key: false }), 20_000);
       // The attacker scrapes with its own key (the only credential it has).
       const scrapes = loop(2, () => attackerRequest(ctx, "/metrics", {}));
-      return async () => void (await Promise.all([paths(), scrapes()]));
+      return Object.assign(async () => void (await Promise.all([paths(), scrapes()])), { done: paths.done! });
     },
   },
   {
@@ -166,7 +177,7 @@ async function victimRequest(url: string, key: string, model: string, timeoutMs:
       method: "POST",
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
       body: chat(model, { stream: true, max_tokens: 4 }),
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs))),
     });
     if (res.status !== 200) {
       const text = await res.text();
@@ -193,10 +204,17 @@ async function victimRequest(url: string, key: string, model: string, timeoutMs:
 /** A phase's victim requests, one after another; past PHASE_DEADLINE_MS the rest count as failed without being sent. */
 const PHASE_DEADLINE_MS = 90_000;
 
-async function victimPhase(url: string, key: string, model: string, probes: number): Promise<VictimSample[]> {
+/**
+ * `probes` victim requests one after another, and more while `until` (an
+ * attack with an end) has not ended; past PHASE_DEADLINE_MS the rest count as
+ * failed without being sent.
+ */
+async function victimPhase(url: string, key: string, model: string, probes: number, until: Promise<void> | null = null): Promise<VictimSample[]> {
   const out: VictimSample[] = [];
+  let ended = until === null;
+  void until?.then(() => (ended = true));
   const deadline = performance.now() + PHASE_DEADLINE_MS;
-  for (let i = 0; i < probes; i++) {
+  for (let i = 0; i < probes || (!ended && performance.now() < deadline); i++) {
     const left = deadline - performance.now();
     out.push(left <= 0 ? { ok: false, error: "not sent: the phase's deadline passed" } : await victimRequest(url, key, model, Math.min(ATTACK_TIMEOUT_MS, left)));
   }
@@ -204,22 +222,47 @@ async function victimPhase(url: string, key: string, model: string, probes: numb
 }
 
 /**
+ * Waits (up to 60 s) until a victim request succeeds again: work an attack
+ * left in the server (a prompt still being read, a worker restarting) must be
+ * charged to that attack's row, not to the next row's "alone".
+ */
+async function settle(url: string, key: string, model: string): Promise<boolean> {
+  const deadline = performance.now() + 60_000;
+  while (performance.now() < deadline) {
+    if ((await victimRequest(url, key, model, 10_000)).ok) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
+/**
  * Starts attack `id` in a worker thread (see attackWorker.ts); the returned
  * function stops it and fills `outcomes` with what its requests got.
  */
-async function startInWorker(id: string, ctx: Omit<AttackContext, "outcomes">, outcomes: Record<string, number>): Promise<() => Promise<void>> {
+/** What attackWorker.ts posts: started, finished (an attack with an end has sent everything), and its outcomes once stopped. */
+export type AttackWorkerMessage = { type: "started" } | { type: "finished" } | { type: "outcomes"; outcomes: Record<string, number> };
+
+async function startInWorker(id: string, ctx: Omit<AttackContext, "outcomes">, outcomes: Record<string, number>): Promise<Stop> {
   const worker = new Worker(new URL("./attackWorker.js", import.meta.url), { workerData: { id, ctx } });
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  let finished: (() => void) | null = null;
+  const done = new Promise<void>((resolve) => (finished = resolve));
+  let gotOutcomes: ((o: Record<string, number>) => void) | null = null;
+  const outcomesPosted = new Promise<Record<string, number>>((resolve) => (gotOutcomes = resolve));
   await new Promise<void>((resolve, reject) => {
-    worker.once("message", () => resolve());
+    worker.on("message", (m: AttackWorkerMessage) => {
+      if (m.type === "started") resolve();
+      else if (m.type === "finished") finished!();
+      else gotOutcomes!(m.outcomes);
+    });
     worker.once("error", reject);
   });
-  return async () => {
-    const done = new Promise<Record<string, number>>((resolve) => worker.once("message", resolve));
+  const stop = async () => {
     worker.postMessage("stop");
-    Object.assign(outcomes, await Promise.race([done, exited.then(() => ({ worker_exited: 1 }))]));
+    Object.assign(outcomes, await Promise.race([outcomesPosted, exited.then(() => ({ worker_exited: 1 }))]));
     await worker.terminate();
   };
+  return ATTACKS.find((a) => a.id === id)!.bounded ? Object.assign(stop, { done: Promise.race([done, exited]) }) : stop;
 }
 
 async function waitReady(url: string, timeoutMs: number): Promise<boolean> {
@@ -291,11 +334,12 @@ export async function attackMain(argv: string[], help: string): Promise<number> 
       const stop = await startInWorker(attack.id, { url, model, attackerKey }, row.attackerOutcomes);
       try {
         await new Promise((r) => setTimeout(r, 1000)); // let the attack ramp up
-        row.underAttack = await victimPhase(url, victimKey, model, o.probes);
+        row.underAttack = await victimPhase(url, victimKey, model, o.probes, stop.done ?? null);
       } finally {
         await stop();
         clearInterval(rssTimer);
       }
+      if (!(await settle(url, victimKey, model))) console.error(`#${attack.id}: the victim is still not served 60 s after the attack stopped`);
       row.frontRssGrowthBytes = rssBefore !== null && rssMax !== null ? Math.max(0, rssMax - rssBefore) : null;
       const s = rowStats(row);
       console.error(`#${attack.id}: alone p50 ${s.aloneP50Ms.toFixed(1)} ms, under attack ${s.attackP50Ms.toFixed(1)} ms, victim failures ${s.attackFailures}`);
