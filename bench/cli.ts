@@ -14,6 +14,7 @@ import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";
 import { multiturnTable, runMultiturn, summarizeMultiturn } from "./multiturn.js";
 import { OPS_HELP, overloadMain, soakMain } from "./opsCli.js";
+import { ATTACK_HELP, attackMain } from "./attack.js";
 import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, tenantsTable, type CeilingShape } from "./report.js";
 import { runTenantWorkload, tenantSpecs, type TenantWorkload } from "./tenants.js";
 import { UsageError } from "./usage.js";
@@ -90,6 +91,8 @@ export const HELP = `Usage:
         --timeout-ms N, --json FILE   as above
 
 ${OPS_HELP}
+
+${ATTACK_HELP}
 
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
       Medians over repeated runs of the above, with each server's ratio to the ceiling: with as
@@ -394,6 +397,7 @@ export async function benchMain(argv: string[]): Promise<number> {
     if (argv[0] === "multiturn") return await multiturnMain(argv.slice(1));
     if (argv[0] === "soak") return await soakMain(argv.slice(1), HELP);
     if (argv[0] === "overload") return await overloadMain(argv.slice(1), HELP);
+    if (argv[0] === "attack") return await attackMain(argv.slice(1), HELP);
     return await loadMain(argv);
   } catch (err) {
     if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {

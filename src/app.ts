@@ -4,9 +4,10 @@ import express, { type Express } from "express";
 import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
-import type { Metrics } from "./metrics.js";
+import { endpointLabel, metricsRenderer, type Metrics } from "./metrics.js";
 import { jsonBodyVerify } from "./middleware/jsonLimits.js";
-import { authenticate, requireAllowedModel } from "./middleware/auth.js";
+import { authenticate, requireAllowedModel, requireMetricsAccess } from "./middleware/auth.js";
+import { requireJsonBody, requireLoopbackHost } from "./middleware/security.js";
 import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "./middleware/drain.js";
 import { requestLog } from "./middleware/requestLog.js";
 import { chatRoute } from "./openai/chat/route.js";
@@ -43,6 +44,13 @@ export interface AppDeps {
   conversations: ConversationStore;
   /** --queue-timeout-ms; 0: never. */
   queueTimeoutMs: number;
+  /** LLAMUX_METRICS_TOKEN: required on /metrics when set (the admin key works too); null: unset. */
+  metricsToken: string | null;
+  /**
+   * The --host of a loopback listener: requests must then be addressed to a
+   * loopback name or this host (DNS rebinding); null: not on loopback, no check.
+   */
+  loopbackHost: string | null;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -64,7 +72,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLog({ log: deps.log, logContent: deps.logContent }));
   app.use(closeConnectionsWhenDraining(deps.accepting));
   app.use((req, res, next) => {
-    const endpoint = req.path.startsWith("/v1/") ? req.path.replace(/^(\/v1\/[a-z_]+).*/, "$1") : req.path;
+    // A bounded label: unknown paths fold into one value (see endpointLabel).
+    const endpoint = endpointLabel(req.path);
     const stop = deps.metrics.requestSeconds.startTimer({ endpoint });
     // "close" fires once for every response, sent or not: one whose client
     // left before its end counts as 499 (nginx's "client closed request").
@@ -74,6 +83,7 @@ export function createApp(deps: AppDeps): Express {
     });
     next();
   });
+  app.use(requireLoopbackHost(deps.loopbackHost));
 
   app.get("/health", (_req, res) => {
     res.json({ status: "ok" });
@@ -87,9 +97,10 @@ export function createApp(deps: AppDeps): Express {
     const status = ready ? "ready" : !deps.accepting() ? "draining" : notReady ? modelState(notReady) : "ready";
     res.status(ready ? 200 : 503).json({ status, models: states });
   });
-  app.get("/metrics", async (_req, res) => {
+  const renderMetrics = metricsRenderer(deps.metrics.registry);
+  app.get("/metrics", requireMetricsAccess({ token: deps.metricsToken, adminKey: deps.adminKey, multiTenant: deps.tenants !== null }), async (_req, res) => {
     res.setHeader("content-type", deps.metrics.registry.contentType);
-    res.send(await deps.metrics.registry.metrics());
+    res.send(await renderMetrics());
   });
 
   app.use("/v1", drainGate(deps.accepting, deps.inflight));
@@ -101,9 +112,11 @@ export function createApp(deps: AppDeps): Express {
     if (res.locals.tenant) res.set(deps.quota.headers(res.locals.tenant));
     next();
   });
+  // Only JSON bodies: a text/plain or form POST is what a web page can send cross-site without a preflight.
+  app.use("/v1", requireJsonBody());
   // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
   app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true, verify: jsonBodyVerify() }));
-  app.use("/v1", requireAllowedModel(() => deps.models.names()));
+  app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots() }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));

@@ -7,6 +7,7 @@ import YAML from "yaml";
 import { z } from "zod";
 import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
 import { defaultThreads } from "../models/threads.js";
+import { MIN_SECRET_LENGTH, secretWeakness } from "./tenants/keys.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -59,7 +60,7 @@ const OPTIONS = {
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
-export const MIN_ADMIN_KEY_LENGTH = 16;
+export const MIN_ADMIN_KEY_LENGTH = MIN_SECRET_LENGTH;
 
 type OptionName = keyof typeof OPTIONS;
 
@@ -143,17 +144,31 @@ export interface ServeConfig {
 export interface ServeSecrets {
   /** LLAMUX_ADMIN_KEY: enables and guards /admin; null when unset. */
   adminKey: string | null;
+  /** LLAMUX_METRICS_TOKEN: required on /metrics when set (as is it, or the admin key, in multi-tenant mode); null when unset. */
+  metricsToken: string | null;
+}
+
+/**
+ * A secret from the environment, refused at start when it is guessable (see
+ * secretWeakness): one line naming the variable and why.
+ */
+function readSecret(env: NodeJS.ProcessEnv, name: string, unsetMeans: string): string | null {
+  const value = env[name];
+  if (value === undefined) return null;
+  const why = secretWeakness(value);
+  if (why !== null) {
+    throw new ConfigError(
+      `${name} must be at least ${MIN_SECRET_LENGTH} characters of random text without surrounding spaces (for example: openssl rand -hex 32); refused because ${why} (unset it ${unsetMeans})`,
+    );
+  }
+  return value;
 }
 
 export function readServeSecrets(env: NodeJS.ProcessEnv = process.env): ServeSecrets {
-  const adminKey = env.LLAMUX_ADMIN_KEY;
-  if (adminKey === undefined) return { adminKey: null };
-  if (adminKey.trim().length < MIN_ADMIN_KEY_LENGTH || adminKey !== adminKey.trim()) {
-    throw new ConfigError(
-      `LLAMUX_ADMIN_KEY must be at least ${MIN_ADMIN_KEY_LENGTH} characters without surrounding spaces (unset it to disable the admin API)`,
-    );
-  }
-  return { adminKey };
+  return {
+    adminKey: readSecret(env, "LLAMUX_ADMIN_KEY", "to disable the admin API"),
+    metricsToken: readSecret(env, "LLAMUX_METRICS_TOKEN", "to leave /metrics to the admin key, or open in single-user mode"),
+  };
 }
 
 export class ConfigError extends Error {}
@@ -166,7 +181,8 @@ export function serveHelp(): string {
   }
   lines.push(`  --${"config".padEnd(21)} ${"LLAMUX_CONFIG".padEnd(28)} JSON or YAML file with any of the options above, and optionally`);
   lines.push(`    ${"".padEnd(21)} ${"".padEnd(28)} 'models': a list of models to serve at once, each {model, id, alias, ${PER_MODEL_OPTIONS.join(", ")}}`);
-  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} characters); turns on API-key auth`);
+  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} random characters); turns on API-key auth`);
+  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_METRICS_TOKEN".padEnd(28)} Bearer token /metrics requires (at least ${MIN_SECRET_LENGTH} random characters); with tenants, /metrics takes it or the admin key`);
   lines.push(`  --${"help".padEnd(21)} ${"".padEnd(28)} Show this help`);
   return lines.join("\n");
 }

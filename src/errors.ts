@@ -40,6 +40,7 @@ const CATALOGUE = {
   insufficient_quota: { status: 429, type: "insufficient_quota" },
   queue_full: { status: 429, type: "rate_limit_error" },
   not_found: { status: 404, type: "not_found_error" },
+  misdirected_request: { status: 421, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   engine_unavailable: { status: 503, type: "server_error" },

@@ -1,5 +1,18 @@
 // Prometheus metrics (prom-client). One registry per server instance, so
 // tests can run several servers in one process without clashing.
+//
+// Every label has a bounded set of values, so no caller can grow /metrics (or
+// the front's memory) by sending requests:
+//   endpoint       endpointLabel(): a fixed list, unknown paths fold into "other";
+//   status         HTTP status codes the server itself answers with (and 499);
+//   model          the name a request used, counted only once requireModel found it
+//                  (ids and aliases of the configured models);
+//   tenant         set only after authentication, so only registered tenants
+//                  (or "default" in single-user mode); forgetTenant drops a
+//                  deleted tenant's series;
+//   reason         rejection causes from the error catalogue;
+//   status, finish_reason (generations)  ok|error|cancelled, the engine's finish reasons;
+//   phase          the engine loop's four phases.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineClient } from "../engine/index.js";
 
@@ -29,6 +42,44 @@ export interface Metrics {
 }
 
 export type GenerationStatus = "ok" | "error" | "cancelled";
+
+/** The `endpoint` label of a request: its API family, never the raw path. */
+const ENDPOINTS = new Set(["/v1/chat", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses", "/v1/conversations"]);
+const TOP_LEVEL = new Set(["/health", "/ready", "/metrics"]);
+export const OTHER_ENDPOINT = "other";
+
+/**
+ * "/v1/chat/completions" → "/v1/chat", "/v1/responses/resp_1/input_items" →
+ * "/v1/responses", "/admin/tenants/x" → "/admin", "/health" → "/health"; any
+ * other path (unknown routes, scans, typos) → "other". The values are the ones
+ * the dashboards already used; what changed is that nothing else gets in.
+ */
+export function endpointLabel(path: string): string {
+  if (TOP_LEVEL.has(path)) return path;
+  if (path === "/admin" || path.startsWith("/admin/")) return "/admin";
+  const m = /^(\/v1\/[a-z_]+)(?:\/|$)/.exec(path);
+  return m && ENDPOINTS.has(m[1]!) ? m[1]! : OTHER_ENDPOINT;
+}
+
+/** Drops every series labelled with `tenantId` (a deleted tenant must not stay listed on /metrics). */
+export async function forgetTenant(metrics: Metrics, tenantId: string): Promise<void> {
+  const perTenant = [metrics.promptTokens, metrics.completionTokens, metrics.cachedTokens, metrics.generations, metrics.rejections] as const;
+  for (const metric of perTenant) {
+    const { values } = await metric.get();
+    for (const v of values) if (v.labels.tenant === tenantId) (metric as Counter<string>).remove(v.labels as Record<string, string>);
+  }
+  metrics.queueSeconds.remove({ tenant: tenantId });
+}
+
+/**
+ * Renders the registry, one rendering at a time: scrapes that arrive while one
+ * is being rendered share its text, so a client scraping in a loop costs at
+ * most one rendering (and one stats round trip per worker) at a time.
+ */
+export function metricsRenderer(registry: Registry): () => Promise<string> {
+  let rendering: Promise<string> | null = null;
+  return () => (rendering ??= registry.metrics().finally(() => (rendering = null)));
+}
 
 export function createMetrics(): Metrics {
   const registry = new Registry();

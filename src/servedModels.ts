@@ -38,6 +38,12 @@ export class ServedModels {
     return this.byName.get(name);
   }
 
+  /** The names (id first, then aliases) of the served model called `name`; undefined when none is. */
+  namesOf(name: string): readonly string[] | undefined {
+    const m = this.byName.get(name);
+    return m ? [m.id, ...m.aliases] : undefined;
+  }
+
   /** Every name a client may use, ids first. */
   names(): string[] {
     return [...new Set([...this.all.map((m) => m.id), ...this.all.flatMap((m) => m.aliases)])];

@@ -19,7 +19,9 @@ import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { ConfigError, readServeSecrets, type ModelConfig, type ServeConfig, type ServeSecrets } from "./config.js";
 import type { Logger } from "./logger.js";
-import { bindEngineMetrics, createMetrics } from "./metrics.js";
+import { bindEngineMetrics, createMetrics, forgetTenant, type Metrics } from "./metrics.js";
+import { isLoopbackHost } from "./middleware/security.js";
+import { looseDirWarning, makePrivateDir, tightenOwnDir } from "./store/sqlite.js";
 import { InflightRequests } from "./middleware/drain.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
@@ -85,7 +87,7 @@ async function openTenants(
 }
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
-function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, log: Logger): () => void {
+function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, metrics: Metrics, log: Logger): () => void {
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
     for (const m of models.all) {
@@ -104,7 +106,11 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
   };
   apply();
   return tenants.onChange((change) => {
-    if (change.type === "deleted") quota.forget(change.tenantId);
+    if (change.type === "deleted") {
+      quota.forget(change.tenantId);
+      // /metrics must not keep listing (and counting) a tenant that is gone.
+      forgetTenant(metrics, change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's metrics failed"));
+    }
     apply();
   });
 }
@@ -114,6 +120,9 @@ export async function startServer(config: ServeConfig, log: Logger, secrets: Ser
   let conversations: SqliteConversationStore | null = null;
   try {
     conversations = openConversations(config, log);
+    // An existing data directory keeps the mode its owner gave it (it may be shared with a group on purpose): said, not changed.
+    const loose = looseDirWarning(config.dataDir);
+    if (loose) log.warn(loose);
     return await startServing(config, log, secrets, multi, conversations);
   } catch (err) {
     await conversations?.close();
@@ -148,7 +157,10 @@ async function startServing(
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
-  const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, log) : () => undefined;
+  const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
+  if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
+    log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
+  }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
   const app = createApp({
     models,
@@ -164,6 +176,8 @@ async function startServing(
     conversations,
     quota,
     queueTimeoutMs: config.queueTimeoutMs,
+    metricsToken: secrets.metricsToken,
+    loopbackHost: isLoopbackHost(config.host) ? config.host : null,
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -267,6 +281,10 @@ async function startServing(
 async function createServedModels(config: ServeConfig, log: Logger): Promise<ServedModels> {
   const kvCacheDir = path.resolve(config.kvCacheDir ?? path.join(config.dataDir, "kv-cache"));
   const several = config.models.length > 1;
+  // The default KV directory is llamux's own (its name, under the data dir): one
+  // an earlier version created 0755 is tightened. One given with --kv-cache-dir
+  // is the user's and keeps its mode.
+  const ownKvDir = config.kvCacheDir === null;
   const served: ServedModel[] = [];
   for (const mc of config.models) {
     const resolved = await resolveModel(mc.model, { modelsDir: config.modelsDir, cacheDir: config.cacheDir });
@@ -277,11 +295,20 @@ async function createServedModels(config: ServeConfig, log: Logger): Promise<Ser
       );
     }
     const id = mc.id ?? resolved.id;
+    const modelKvDir = several ? path.join(kvCacheDir, encodeURIComponent(id)) : kvCacheDir;
+    // Saved KV states hold tenants' conversations: their directory is created
+    // here, owner-only, before the worker would create it with the default mode.
+    if (mc.kvCacheMaxBytes > 0) {
+      if (ownKvDir) {
+        tightenOwnDir(kvCacheDir);
+        tightenOwnDir(modelKvDir);
+      } else makePrivateDir(modelKvDir);
+    }
     served.push({
       id,
       aliases: mc.aliases.filter((a) => a !== id),
       engine: new EngineClient({
-        worker: workerOptions(mc, resolved.path, id, several ? path.join(kvCacheDir, encodeURIComponent(id)) : kvCacheDir),
+        worker: workerOptions(mc, resolved.path, id, modelKvDir),
         log: (msg, fields) => log.info({ model: id, ...fields }, msg),
       }),
       queue: new ServerQueue({ slots: mc.slots, maxQueued: mc.maxQueued }),

@@ -5,6 +5,7 @@
 // the tenants file.
 import express, { Router } from "express";
 import { z } from "zod";
+import { requireJsonBody } from "../middleware/security.js";
 import { ApiError } from "../errors.js";
 import { requireAdminKey } from "../middleware/auth.js";
 import { parseBody } from "../openai/common.js";
@@ -88,6 +89,7 @@ export function adminRoute(deps: AdminDeps): Router {
   const router = Router();
   // Authenticate before reading a body: an unauthenticated caller costs no parsing.
   router.use(requireAdminKey(deps.adminKey));
+  router.use(requireJsonBody());
   router.use(express.json({ limit: ADMIN_BODY_LIMIT_BYTES, type: () => true }));
 
   router.post("/tenants", async (req, res) => {

@@ -70,27 +70,30 @@ export function authenticate(registry: TenantRegistry | null): RequestHandler {
 }
 
 /**
- * Whether `tenant` may use the served model named `requested`. Every name in
- * `servedNames` (the model id and its aliases) is the same model, so a tenant
- * allowed any of them may use all of them.
+ * Whether `tenant` may use the served model named `requested`. `modelNames`
+ * are the names of that one served model (its id and aliases, as
+ * ServedModels.namesOf gives them), never of every served model: a tenant
+ * allowed any name of a model may use all its names, and nothing else.
  */
-export function isModelAllowed(tenant: Tenant, requested: string, servedNames: readonly string[]): boolean {
+export function isModelAllowed(tenant: Tenant, requested: string, modelNames: readonly string[]): boolean {
   const allowed = tenant.limits.allowedModels;
   if (allowed === null || allowed.includes(requested)) return true;
-  return servedNames.includes(requested) && allowed.some((name) => servedNames.includes(name));
+  return modelNames.includes(requested) && allowed.some((name) => modelNames.includes(name));
 }
 
 /**
  * 403 model_not_allowed when the body's `model` is served but not allowed for
- * the tenant. Runs after the JSON body parser. An unknown model passes through,
- * so the route answers 404 model_not_found as for any other caller.
+ * the tenant. Runs after the JSON body parser, on every /v1 route (chat,
+ * completions, embeddings, responses). An unknown model passes through, so the
+ * route answers 404 model_not_found as for any other caller.
+ * `namesOf(model)`: the names of the served model called `model`, undefined when none is.
  */
-export function requireAllowedModel(servedNames: () => string[]): RequestHandler {
+export function requireAllowedModel(namesOf: (model: string) => readonly string[] | undefined): RequestHandler {
   return (req, res, next) => {
     const model = (req.body as { model?: unknown } | undefined)?.model;
     if (typeof model === "string") {
-      const names = servedNames();
-      if (names.includes(model) && !isModelAllowed(res.locals.tenant, model, names)) {
+      const names = namesOf(model);
+      if (names !== undefined && !isModelAllowed(res.locals.tenant, model, names)) {
         throw new ApiError("model_not_allowed", `Your API key does not have access to the model '${model}'.`, "model");
       }
     }
@@ -104,6 +107,39 @@ export function requireAdminKey(adminKey: string): RequestHandler {
     const key = presentedKey({ authorization: req.headers.authorization });
     if (key === null) throw new ApiError("invalid_api_key", "You didn't provide the admin key. Send it as Authorization: Bearer $LLAMUX_ADMIN_KEY.");
     if (!secretsEqual(key, adminKey)) throw new ApiError("invalid_api_key", "Incorrect admin key provided.");
+    next();
+  };
+}
+
+export interface MetricsAccess {
+  /** LLAMUX_METRICS_TOKEN; null: unset. */
+  token: string | null;
+  /** LLAMUX_ADMIN_KEY, also accepted on /metrics; null: unset. */
+  adminKey: string | null;
+  /** Multi-tenant mode: /metrics lists every tenant, so it is closed to anyone without one of the above. */
+  multiTenant: boolean;
+}
+
+/**
+ * Guards /metrics. Open when there is nothing to protect it with and nothing
+ * to hide (single-user mode without LLAMUX_METRICS_TOKEN: as before). Otherwise
+ * `Authorization: Bearer <token>` must carry LLAMUX_METRICS_TOKEN or
+ * LLAMUX_ADMIN_KEY (compared in constant time); a tenant's API key is never
+ * enough, since /metrics shows every tenant. Refused before anything is rendered.
+ */
+export function requireMetricsAccess(access: MetricsAccess): RequestHandler {
+  const accepted = [access.token, access.adminKey].filter((k): k is string => k !== null);
+  if (accepted.length === 0 && !access.multiTenant) return (_req, _res, next) => next();
+  return (req, _res, next) => {
+    if (accepted.length === 0) {
+      throw new ApiError("invalid_api_key", "/metrics is closed: it lists every tenant, and neither LLAMUX_METRICS_TOKEN nor LLAMUX_ADMIN_KEY is set on this server to scrape it with.");
+    }
+    const key = presentedKey({ authorization: req.headers.authorization });
+    if (key === null) throw new ApiError("invalid_api_key", "/metrics needs a token: send Authorization: Bearer $LLAMUX_METRICS_TOKEN (or the admin key).");
+    // Every accepted secret is compared, so the time taken does not say which one matched.
+    let ok = false;
+    for (const k of accepted) ok = secretsEqual(key, k) || ok;
+    if (!ok) throw new ApiError("invalid_api_key", "Incorrect metrics token provided.");
     next();
   };
 }

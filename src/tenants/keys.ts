@@ -83,3 +83,51 @@ export function maskApiKey(key: string): string {
   if (key.length < 16) return "****";
   return `${key.slice(0, 8)}****${key.slice(-4)}`;
 }
+
+/** Shortest secret (admin key, metrics token) accepted from the environment. */
+export const MIN_SECRET_LENGTH = 16;
+/** The least estimated entropy, in bits, of such a secret (16 random hex digits estimate at about 50; below 32 means few distinct characters). */
+export const MIN_SECRET_BITS = 32;
+
+/**
+ * Shannon entropy of the secret's own characters times its length: a crude
+ * estimate that is 0 for "0000000000000000" and 16 bits for "abab…ab", and
+ * about 4 to 6 bits a character for random keys.
+ */
+export function estimatedEntropyBits(secret: string): number {
+  const counts = new Map<string, number>();
+  const chars = [...secret];
+  for (const c of chars) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let perChar = 0;
+  for (const n of counts.values()) {
+    const p = n / chars.length;
+    perChar -= p * Math.log2(p);
+  }
+  return perChar * chars.length;
+}
+
+/** The length of the shortest substring `s` is made of by repetition (s.length when none is). */
+export function repeatPeriod(s: string): number {
+  for (let p = 1; p <= s.length / 2; p++) {
+    let repeats = true;
+    for (let i = p; i < s.length && repeats; i++) repeats = s[i] === s[i - p];
+    if (repeats) return p;
+  }
+  return s.length;
+}
+
+/**
+ * Why `secret` is too weak to guard anything, or null when it is acceptable:
+ * too short, surrounded by spaces, one short pattern repeated (however long),
+ * or too little estimated entropy. Not a guarantee of strength: a dictionary
+ * phrase passes; it refuses the keys a person types to get started.
+ */
+export function secretWeakness(secret: string): string | null {
+  if (secret !== secret.trim()) return "it has leading or trailing spaces";
+  if (secret.length < MIN_SECRET_LENGTH) return `it has ${secret.length} characters, fewer than ${MIN_SECRET_LENGTH}`;
+  const period = repeatPeriod(secret);
+  if (period <= secret.length / 2) return `it is the pattern '${period <= 4 ? secret.slice(0, period) : `${period} characters`}' repeated`;
+  const bits = estimatedEntropyBits(secret);
+  if (bits < MIN_SECRET_BITS) return `it has too little entropy (about ${Math.floor(bits)} bits estimated, at least ${MIN_SECRET_BITS} needed)`;
+  return null;
+}

@@ -279,6 +279,8 @@ describe("embeddings and tenant quotas", () => {
   const KEY = "lmx-embedEmbedEmbedEmbedEmbedEmbedEmbed0001";
   const FREE = "lmx-freeFreeFreeFreeFreeFreeFreeFreeFree0003";
   const BUDGET = 40;
+  /** /metrics lists every tenant, so in multi-tenant mode it takes this token. */
+  const METRICS_TOKEN = "metrics-token-for-embedding-tests-01";
   let dir: string;
   let q: TestServer;
   before(async () => {
@@ -286,7 +288,7 @@ describe("embeddings and tenant quotas", () => {
     const tenantsFile = path.join(dir, "tenants.yaml");
     fs.writeFileSync(tenantsFile, `tenants:\n  - id: emb\n    limits: { requestsPerMinute: 100, tokensPerDay: ${BUDGET} }\n    keys: ["${hashApiKey(KEY)}"]\n  - id: free\n    keys: ["${hashApiKey(FREE)}"]\n`);
     // 16-token steps: a long input is evaluated in chunks (a causal model reads the last token's embedding).
-    q = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", String(CTX), "--step-tokens", "16", "--tenants", tenantsFile], { apiKey: KEY });
+    q = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", String(CTX), "--step-tokens", "16", "--tenants", tenantsFile], { apiKey: KEY, env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
   });
   after(async () => {
     await q?.close();
@@ -330,7 +332,7 @@ describe("embeddings and tenant quotas", () => {
     assert.equal(((await over.json()) as { error: { code: string } }).error.code, "insufficient_quota");
     await assert.rejects(q.client.embeddings.create({ model: q.modelId, input: "x" }), OpenAI.RateLimitError);
 
-    const metrics = await (await fetch(`${q.url}/metrics`)).text();
+    const metrics = await (await fetch(`${q.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
     const line = metrics.split("\n").find((l) => l.startsWith("llamux_prompt_tokens_total{") && l.includes('tenant="emb"'));
     assert.ok(line, "prompt tokens recorded for the tenant");
     assert.equal(Number(line.slice(line.lastIndexOf(" ") + 1)), BUDGET);

@@ -73,7 +73,7 @@ describe("connection deadlines", () => {
   test("a request head sent one byte at a time is cut by the headers timeout with 408", async () => {
     const raw = await connect(t.url);
     try {
-      const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: ${"a".repeat(400)}\r\n\r\n`;
+      const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Slow: ${"a".repeat(400)}\r\n\r\n`;
       // 250 ms a byte: the whole head would take about two minutes.
       const sentAll = await trickle(raw, head, 250);
       assert.equal(sentAll, false, "the server closed the connection before the head was complete");
@@ -89,7 +89,7 @@ describe("connection deadlines", () => {
     const raw = await connect(t.url);
     try {
       const body = JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "x".repeat(400) }], max_tokens: 1 });
-      raw.socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      raw.socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
       const startedAt = Date.now();
       const sentAll = await trickle(raw, body, 250);
       assert.equal(sentAll, false, "the server closed the connection before the body was complete");
@@ -104,7 +104,7 @@ describe("connection deadlines", () => {
   test("a request head over 16 KiB gets 431 and the connection is closed", async () => {
     const raw = await connect(t.url);
     try {
-      raw.socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20 * 1024)}\r\n\r\n`);
+      raw.socket.write(`GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"a".repeat(20 * 1024)}\r\n\r\n`);
       await closedWithin(raw, CLOSE_WITHIN_MS, "oversized head");
       assert.match(raw.received(), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
       assert.match(raw.received(), /connection: close/i);
@@ -116,7 +116,7 @@ describe("connection deadlines", () => {
   test("an idle keep-alive connection is closed after the keep-alive timeout", async () => {
     const raw = await connect(t.url);
     try {
-      raw.socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+      raw.socket.write("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
       await waitFor(() => raw.received().includes('{"status":"ok"}'), 10_000, "the /health response");
       assert.match(raw.received(), /connection: keep-alive/i);
       await closedWithin(raw, CLOSE_WITHIN_MS, "idle keep-alive connection");

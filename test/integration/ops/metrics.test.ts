@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createParser } from "eventsource-parser";
 import { MODELS, startTestServer, waitFor, type TestServer } from "../helpers/server.js";
-import { scrape, sumOf, type Sample } from "../helpers/metrics.js";
+import { parseMetrics, scrape, sumOf, type Sample } from "../helpers/metrics.js";
 
 let t: TestServer;
 before(async () => {
@@ -131,5 +131,36 @@ describe("engine loop metrics", () => {
     const total = PHASES.reduce((n, p) => n + spent[p]!, 0);
     // Phases do not overlap: together they fit in the request's own time.
     assert.ok(total <= elapsed, `phases ${JSON.stringify(spent)} sum to ${total}s, more than the ${elapsed}s that passed`);
+  });
+});
+
+describe("bounded /metrics", () => {
+  const seriesOf = (s: Sample[]) => new Set(s.filter((x) => !x.name.startsWith("llamux_process_")).map((x) => `${x.name}${JSON.stringify(x.labels)}`));
+
+  test("distinct unknown paths fold into one endpoint value: no new series, the text does not grow", async () => {
+    // Every series these requests can create, once.
+    await fetch(`${t.url}/first-unknown`);
+    await fetch(`${t.url}/v1/first-unknown`, { method: "POST" });
+    const beforeText = await (await fetch(`${t.url}/metrics`)).text();
+    const N = 1000;
+    for (let i = 0; i < N; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${t.url}${(i + j) % 2 ? "/v1" : ""}/unknown-${i + j}/x`, { method: (i + j) % 2 ? "POST" : "GET" }).then((r) => r.arrayBuffer())));
+    }
+    const afterText = await (await fetch(`${t.url}/metrics`)).text();
+    const grown = [...seriesOf(parseMetrics(afterText))].filter((k) => !seriesOf(parseMetrics(beforeText)).has(k));
+    assert.deepEqual(grown, []);
+    assert.ok(afterText.length < beforeText.length + 1024, `/metrics grew from ${beforeText.length} to ${afterText.length} bytes`);
+    assert.ok(sumOf(parseMetrics(afterText), "llamux_requests_total", { endpoint: "other", status: "404" }) >= N);
+    assert.doesNotMatch(afterText, /unknown-\d+/);
+  });
+
+  test("scrapes in parallel all succeed, and a generation is still served", async () => {
+    const texts = await Promise.all(Array.from({ length: 20 }, () => fetch(`${t.url}/metrics`).then(async (r) => ({ status: r.status, text: await r.text() }))));
+    for (const r of texts) {
+      assert.equal(r.status, 200);
+      assert.ok(parseMetrics(r.text).some((s) => s.name === "llamux_slots_idle"), "each answer is a whole exposition");
+    }
+    const r = await t.client.completions.create({ model: t.modelId, prompt: "Once", max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
   });
 });

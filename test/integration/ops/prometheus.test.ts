@@ -1,7 +1,9 @@
 // A real Prometheus (Debian's `prometheus` package; .ci/run installs it)
 // scrapes a real llamux server: the exposition parses, PromQL over it gives
 // back what the server's own responses said, and every query of the Grafana
-// dashboard (deploy/grafana/) is PromQL Prometheus accepts.
+// dashboard (deploy/grafana/) is PromQL Prometheus accepts. The server requires
+// LLAMUX_METRICS_TOKEN on /metrics, and Prometheus scrapes with it, as a
+// deployment would (scrape_configs' `authorization: credentials`).
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -47,11 +49,25 @@ interface Prometheus {
   stop(): Promise<void>;
 }
 
+const METRICS_TOKEN = "metrics-token-for-prometheus-tests-42";
+
 function startPrometheus(binary: string, dir: string, target: string, port: number): Prometheus {
   const config = path.join(dir, "prometheus.yml");
   fs.writeFileSync(
     config,
-    ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s", "scrape_configs:", "  - job_name: llamux", "    metrics_path: /metrics", "    static_configs:", `      - targets: ["${target}"]`, ""].join("\n"),
+    [
+      "global:",
+      "  scrape_interval: 1s",
+      "  evaluation_interval: 1s",
+      "scrape_configs:",
+      "  - job_name: llamux",
+      "    metrics_path: /metrics",
+      "    authorization:",
+      `      credentials: ${METRICS_TOKEN}`,
+      "    static_configs:",
+      `      - targets: ["${target}"]`,
+      "",
+    ].join("\n"),
   );
   const child: ChildProcess = spawn(
     binary,
@@ -102,7 +118,7 @@ const missing = "prometheus is not installed (apt-get install prometheus; .ci/ru
 describe("Prometheus scraping llamux", () => {
   test("PromQL over the scraped metrics gives back the tokens and finishes the responses reported", { skip: !binary && !process.env.CI ? `${missing}: skipped outside CI` : false }, async () => {
     assert.ok(binary, `${missing}, and CI must run this test`);
-    const t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256"]);
+    const t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256"], { env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
     try {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-prometheus-"));
       try {
@@ -113,6 +129,8 @@ describe("Prometheus scraping llamux", () => {
           completionTokens += r.usage!.completion_tokens;
         }
         assert.equal(completionTokens, 14);
+        // The token is required: without it the scrape is refused.
+        assert.equal((await fetch(`${t.url}/metrics`)).status, 401);
         const prom = startPrometheus(binary, dir, new URL(t.url).host, await freePort());
         try {
           const labels = `model="${t.modelId}",tenant="default"`;

@@ -21,6 +21,8 @@ const KEYS = {
   tpm60: "lmx-tpm60Tpm60Tpm60Tpm60Tpm60Tpm60Tpm600007",
 };
 const BOS = 1;
+/** /metrics lists every tenant, so in multi-tenant mode it takes this token. */
+const METRICS_TOKEN = "metrics-token-for-quota-tests-0123";
 
 let dir: string;
 let t: TestServer;
@@ -51,7 +53,7 @@ before(async () => {
     keys: ["${hashApiKey(KEYS.tpm60)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], { env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
 });
 after(async () => {
   await t?.close();
@@ -74,7 +76,7 @@ async function post(key: string, body: Record<string, unknown>): Promise<Respons
 }
 
 async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${t.url}/metrics`)).text();
+  const text = await (await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
   const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`)) continue;

@@ -48,6 +48,7 @@ describe("ApiError", () => {
       insufficient_quota: [429, "insufficient_quota"],
       queue_full: [429, "rate_limit_error"],
       not_found: [404, "not_found_error"],
+      misdirected_request: [421, "invalid_request_error"],
       request_too_large: [413, "invalid_request_error"],
       unsupported_media_type: [415, "invalid_request_error"],
       engine_unavailable: [503, "server_error"],
