@@ -7,6 +7,7 @@
 //
 // Pure: text in, text out. The engine compiles the result (GrammarSpec "gbnf").
 import { digitRunsGbnf, integerRange } from "./integerRange.js";
+import { patternGbnf } from "./pattern.js";
 import type { GrammarSchema, JsonValue } from "./grammarSchema.js";
 
 /** The largest integer part a number may have: 16 digits, as node-llama-cpp's own number rule. */
@@ -135,6 +136,7 @@ class Emitter {
   }
 
   private string(s: GrammarSchema): string {
+    if (typeof s.pattern === "string") return this.rule(`"\\"" ${patternGbnf(s.pattern).gbnf} "\\""`);
     if (typeof s.format === "string") return this.rule(`"\\"" ${this.withFixed(FORMATS[s.format]!)} "\\""`);
     const min = (s.minLength as number | undefined) ?? 0;
     const max = s.maxLength as number | undefined;
@@ -231,7 +233,7 @@ function repeat(min: number, max: number | undefined): string {
 export type { JsonValue };
 
 /** Keywords of a translated schema that only the front's GBNF carries (node-llama-cpp's JSON grammar has none of them). */
-const FRONT_ONLY = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"];
+const FRONT_ONLY = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "pattern"];
 
 /**
  * Whether `schema` needs the front's GBNF. The others still go to

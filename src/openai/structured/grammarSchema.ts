@@ -15,6 +15,7 @@
 // held it for over a minute.
 import { ApiError } from "../../errors.js";
 import { GBNF_FORMATS } from "./gbnf.js";
+import { PatternError, patternGbnf } from "./pattern.js";
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 /** node-llama-cpp's GbnfJsonSchema, as plain JSON (the engine hands it to createGrammarForJsonSchema). */
@@ -48,6 +49,7 @@ const KNOWN = new Set([
   "exclusiveMinimum",
   "exclusiveMaximum",
   "multipleOf",
+  "pattern",
 ]);
 /** Why a keyword that JSON Schema has (and the translation does not) is refused. */
 const WHY_NOT: Record<string, string> = {
@@ -57,7 +59,6 @@ const WHY_NOT: Record<string, string> = {
   if: "conditional schemas cannot be enforced by the grammar",
   then: "conditional schemas cannot be enforced by the grammar",
   else: "conditional schemas cannot be enforced by the grammar",
-  pattern: "regular expressions cannot be enforced by the grammar",
   patternProperties: "regular expressions cannot be enforced by the grammar",
   propertyNames: "the grammar cannot constrain property names",
   uniqueItems: "the grammar cannot keep array items distinct",
@@ -303,6 +304,7 @@ class Translator {
     const minLength = this.count(s, "minLength", at);
     const maxLength = this.count(s, "maxLength", at);
     this.spend("repetitions", Math.max(minLength ?? 0, maxLength ?? 0), at, maxLength !== undefined ? "maxLength" : "minLength");
+    if (s.pattern !== undefined) return this.pattern(s, at, minLength, maxLength);
     if (s.format !== undefined) {
       if (typeof s.format !== "string" || !FORMATS.has(s.format)) {
         this.unsupported(at, "format", `only ${[...FORMATS].join(", ")} can be enforced by the grammar`);
@@ -312,6 +314,27 @@ class Translator {
     }
     if (minLength !== undefined && maxLength !== undefined && maxLength < minLength) this.invalid(at, "'maxLength' is below 'minLength'");
     return { type: "string", ...(minLength !== undefined ? { minLength } : {}), ...(maxLength !== undefined ? { maxLength } : {}) };
+  }
+
+  /** A pattern the grammar writes exactly (pattern.ts), alone: the grammar cannot intersect it with a format or lengths. */
+  private pattern(s: Record<string, unknown>, at: string, minLength: number | undefined, maxLength: number | undefined): GrammarSchema {
+    if (typeof s.pattern !== "string") this.invalid(at, "'pattern' must be a string");
+    const pattern = s.pattern as string;
+    try {
+      new RegExp(pattern, "u");
+    } catch {
+      this.invalid(at, `'pattern' ${JSON.stringify(pattern.slice(0, 100))} is not a valid regular expression`);
+    }
+    if (s.format !== undefined) this.unsupported(at, "pattern", "cannot be combined with 'format' (the grammar enforces one or the other; keep one)");
+    if (minLength !== undefined || maxLength !== undefined) this.unsupported(at, "pattern", "cannot be combined with 'minLength'/'maxLength' (bound the length in the pattern)");
+    this.spend("stringChars", pattern.length, at, "pattern");
+    try {
+      this.spend("repetitions", patternGbnf(pattern).repetitions, at, "pattern");
+    } catch (err) {
+      if (err instanceof PatternError) this.unsupported(at, "pattern", `${err.message}`);
+      throw err;
+    }
+    return { type: "string", pattern };
   }
 
   private object(s: Record<string, unknown>, at: string, depth: number): GrammarSchema {
@@ -449,7 +472,7 @@ function inferTypes(s: Record<string, unknown>): TypeName[] {
   const types: TypeName[] = [];
   if (["properties", "required", "additionalProperties", "minProperties", "maxProperties"].some((k) => k in s)) types.push("object");
   if (["items", "prefixItems", "minItems", "maxItems"].some((k) => k in s)) types.push("array");
-  if (["minLength", "maxLength", "format"].some((k) => k in s)) types.push("string");
+  if (["minLength", "maxLength", "format", "pattern"].some((k) => k in s)) types.push("string");
   if (["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"].some((k) => k in s)) types.push("number");
   return types.length > 0 ? types : ["string", "number", "boolean", "null", "object", "array"];
 }

@@ -118,12 +118,39 @@ describe("numeric bounds are enforced", () => {
   });
 });
 
+describe("string patterns are enforced", () => {
+  test("anchored patterns, alternation, quotes and backslashes in classes", async () => {
+    // Anchored: an unanchored pattern lets a random model write on until max_tokens (it is a search).
+    const patterns = { code: "^[A-Z]{2}-\\d{3}$", zip: "^\\d{5}(-\\d{4})?$", tagged: "^(?:x|yz){1,3}$", path: '^[^"\\\\]{1,4}(\\\\|")?$' };
+    const schema = {
+      type: "object",
+      properties: Object.fromEntries(Object.entries(patterns).map(([k, pattern]) => [k, { type: "string", pattern }])),
+      required: Object.keys(patterns),
+      additionalProperties: false,
+    };
+    for (const seed of SEEDS.slice(0, 3)) {
+      const r = await random.client.chat.completions.create({
+        model: random.modelId,
+        messages,
+        response_format: { type: "json_schema", json_schema: { name: "p", schema } },
+        seed,
+        max_tokens: 200,
+      });
+      const content = r.choices[0]!.message.content!;
+      assert.equal(r.choices[0]!.finish_reason, "stop", content);
+      const v = JSON.parse(content) as Record<string, string>;
+      for (const [k, pattern] of Object.entries(patterns)) assert.match(v[k]!, new RegExp(pattern, "u"), `seed ${seed}: ${k} in ${content}`);
+    }
+  });
+});
+
 describe("what the grammar cannot carry is a 400 naming the keyword", () => {
   for (const [keyword, property] of [
     ["multipleOf", { type: "integer", multipleOf: 5 }],
     ["exclusiveMaximum", { type: "number", exclusiveMaximum: 1 }],
     ["minimum", { type: "number", minimum: 0.5 }],
     ["format", { type: "string", format: "duration" }],
+    ["pattern", { type: "string", pattern: "^(?!admin)[a-z]+$" }],
   ] as const) {
     test(keyword, async () => {
       const schema = { type: "object", properties: { p: property }, required: ["p"], additionalProperties: false };

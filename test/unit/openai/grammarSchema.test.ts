@@ -81,7 +81,10 @@ describe("translation", () => {
 
 describe("refusals name the keyword and where it is", () => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ["pattern", { type: "object", properties: { zip: { type: "string", pattern: "^[0-9]{5}$" } } }, /'pattern' at '#\/properties\/zip'/],
+    ["a pattern with a lookahead", { type: "object", properties: { zip: { type: "string", pattern: "^(?=1)[0-9]{5}$" } } }, /'pattern' at '#\/properties\/zip'.*lookaround/],
+    ["a pattern with a backreference", { type: "string", pattern: "^(a)\\1$" }, /'pattern'.*backreference/],
+    ["a pattern beside a format", { type: "string", format: "uuid", pattern: "^[0-9a-f-]{36}$" }, /'pattern'.*'format'/],
+    ["a pattern beside lengths", { type: "string", pattern: "^a+$", maxLength: 3 }, /'pattern'.*'maxLength'/],
     ["a fractional number bound", { type: "number", minimum: 0.5 }, /'minimum' at '#'.*whole-number/],
     ["an exclusive number bound other than 0", { type: "object", properties: { p: { type: "number", exclusiveMaximum: 1 } } }, /'exclusiveMaximum' at '#\/properties\/p'/],
     ["multipleOf", { type: "integer", multipleOf: 5 }, /'multipleOf' at '#'/],
@@ -188,6 +191,15 @@ describe("numeric bounds (issue 18: zod's z.number().int() always has them)", ()
     // A property that happens to be called "minimum" is not a bound.
     const plain = toEngineRequest(parseChatRequest(chat({ type: "object", properties: { minimum: { type: "integer" }, format: { type: "string" } } })), "t").grammar;
     assert.equal(plain?.kind, "json_schema");
+  });
+});
+
+describe("patterns", () => {
+  test("a pattern the grammar can write is kept and goes to the front's GBNF", () => {
+    assert.deepEqual(translate({ type: "string", pattern: "^\\d{5}(-\\d{4})?$" }), { type: "string", pattern: "^\\d{5}(-\\d{4})?$" });
+    const req = parseChatRequest({ model: "m", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { zip: { pattern: "^[0-9]{5}$" } } } } } });
+    assert.equal(toEngineRequest(req, "t").grammar?.kind, "gbnf");
+    assert.equal(refusal({ type: "string", pattern: "(" }).code, "invalid_value");
   });
 });
 
