@@ -94,6 +94,12 @@ export function grammarFor(llama: Llama, spec: GrammarSpec): LlamaGrammar {
     cache.set(key, hit);
     return hit;
   }
+  if (spec.kind === "gbnf") {
+    const grammar = new LlamaGrammar(llama, { grammar: spec.grammar });
+    cache.set(key, grammar);
+    if (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value!);
+    return grammar;
+  }
   const schema = spec.kind === "json" ? ANY_OBJECT : (spec.schema as GbnfJsonSchema);
   const wrap = spec.kind === "json_schema" ? spec.wrap : undefined;
   // The constructors are the synchronous form of llama.createGrammar*(); they

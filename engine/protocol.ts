@@ -138,7 +138,12 @@ export interface ForkSpec {
  * wrapped in literal text, once or repeated (Hermes-style <tool_call> blocks).
  * Generation ends with end-of-generation as soon as the grammar is complete.
  */
-export type GrammarSpec = { kind: "json" } | { kind: "json_schema"; schema: Record<string, unknown>; wrap?: GrammarWrap };
+export type GrammarSpec =
+  | { kind: "json" }
+  | { kind: "json_schema"; schema: Record<string, unknown>; wrap?: GrammarWrap }
+  // GBNF the front wrote itself (src/openai/structured/gbnf.ts), for what
+  // node-llama-cpp's JSON grammar cannot carry (numeric bounds, formats); complete, wrap included.
+  | { kind: "gbnf"; grammar: string };
 
 export interface GrammarWrap {
   prefix: string;

@@ -33,6 +33,20 @@ const tokenIdKey = z
   .regex(/^\d{1,10}$/, "keys must be token ids")
   .refine((k) => Number(k) <= MAX_INT32, "keys must be token ids");
 
+/**
+ * The one rule for objects nested inside a request's content (messages, their
+ * content parts, their tool calls): unknown keys are ignored and dropped, as
+ * OpenAI does. Clients send back what they received (`annotations`, `refusal`,
+ * the SDKs' `parsed`, a stream's accumulated `index`...), and a message echoed
+ * unchanged must be accepted. Known keys are still checked, so a wrong type for
+ * one is a 400 naming it. The top level and the option objects (stream_options,
+ * response_format, tools) stay strict: there an unknown key is a misspelt
+ * parameter, and OpenAI refuses it too.
+ */
+export function tolerantObject<S extends z.ZodRawShape>(shape: S) {
+  return z.object(shape).strip();
+}
+
 /** Sampling fields common to chat and completions, with OpenAI's ranges. */
 export const samplingShape = {
   temperature: finite().min(0).max(2).nullish(),

@@ -9,6 +9,7 @@ import {
   refuseUnsupported,
   samplingShape,
   stopList,
+  tolerantObject,
   toSamplingParams,
   zodToApiError,
 } from "../common.js";
@@ -20,32 +21,32 @@ export const MAX_MESSAGES = 2048;
 export const MAX_CONTENT_PARTS = 1024;
 export const MAX_TOOL_CALLS = 128;
 
-const textPart = z.object({ type: z.literal("text"), text: z.string() }).strict();
+// Messages, content parts and tool calls follow the tolerant rule of
+// common.ts: unknown keys inside them are ignored (a message the server
+// returned, sent back unchanged, carries `annotations`, `parsed`, `index`...).
+const textPart = tolerantObject({ type: z.literal("text"), text: z.string() });
+// Parts are dispatched on `type` in messageText, which checks each kind's own fields.
 const anyPart = z.object({ type: z.string() }).passthrough();
 const content = z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS)]);
 
-const toolCall = z
-  .object({
-    id: z.string().max(MAX_IDENTIFIER_LENGTH),
-    type: z.literal("function", { error: 'only "function" tool calls are supported' }),
-    function: z.object({ name: z.string().max(MAX_IDENTIFIER_LENGTH), arguments: z.string() }).strict(),
-  })
-  .strict();
+const toolCall = tolerantObject({
+  id: z.string().max(MAX_IDENTIFIER_LENGTH),
+  type: z.literal("function", { error: 'only "function" tool calls are supported' }),
+  function: tolerantObject({ name: z.string().max(MAX_IDENTIFIER_LENGTH), arguments: z.string() }),
+});
 
-const message = z
-  .object({
-    role: z.enum(["system", "developer", "user", "assistant", "tool", "function"], {
-      error: "must be one of system, developer, user, assistant, tool",
-    }),
-    content: content.nullish(),
-    name: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
-    refusal: z.string().nullish(),
-    tool_calls: z.array(toolCall).max(MAX_TOOL_CALLS).nullish(),
-    tool_call_id: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
-    function_call: z.unknown().optional(),
-    audio: z.unknown().optional(),
-  })
-  .strict();
+const message = tolerantObject({
+  role: z.enum(["system", "developer", "user", "assistant", "tool", "function"], {
+    error: "must be one of system, developer, user, assistant, tool",
+  }),
+  content: content.nullish(),
+  name: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
+  refusal: z.string().nullish(),
+  tool_calls: z.array(toolCall).max(MAX_TOOL_CALLS).nullish(),
+  tool_call_id: z.string().max(MAX_IDENTIFIER_LENGTH).optional(),
+  function_call: z.unknown().optional(),
+  audio: z.unknown().optional(),
+});
 
 export const chatRequestSchema = z
   .object({
@@ -125,7 +126,7 @@ export function toChatMessages(req: ChatRequest): ChatMessage[] {
         throw new ApiError("unsupported_parameter", `Unsupported parameter: '${param}' is not supported.`, param);
       }
     }
-    if (!isNullish(m.tool_calls) && m.role !== "assistant") {
+    if ((m.tool_calls?.length ?? 0) > 0 && m.role !== "assistant") {
       throw new ApiError("invalid_value", `Invalid 'messages[${i}].tool_calls': only assistant messages carry tool calls.`, `messages[${i}].tool_calls`);
     }
     if (m.role !== "tool" && m.tool_call_id !== undefined) {

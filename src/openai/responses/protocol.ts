@@ -45,7 +45,7 @@ export const responsesRequestSchema = z
     max_tool_calls: z.unknown().optional(),
     text: z.unknown().optional(),
     prompt: z.unknown().optional(),
-    truncation: z.unknown().optional(),
+    truncation: z.enum(["auto", "disabled"], { error: 'must be "auto" or "disabled"' }).nullish(),
     reasoning: z.unknown().optional(),
     moderation: z.unknown().optional(),
     context_management: z.unknown().optional(),
@@ -110,7 +110,8 @@ export const RESPONSES_PARAMETERS: ParamTable = {
     return Object.keys(rest).length === 0 && isNullish(verbosity) && (isNullish(format) || (Object.keys(format!).length === 1 && format!.type === "text"));
   }),
   prompt: refused("(prompt templates) is not supported"),
-  truncation: refused('only supports "disabled": a context that does not fit is a 400 context_length_exceeded', (v) => isNullish(v) || v === "disabled"),
+  // auto: items are dropped from the start of the conversation until it fits (src/openai/truncation.ts).
+  truncation: implemented,
   reasoning: refused("is not supported with this model", allNullish),
   moderation: refused("is not supported"),
   context_management: refused("(compaction) is not supported"),

@@ -27,6 +27,8 @@ export interface ResponseEcho {
   user: string | null;
   safetyIdentifier: string | null;
   promptCacheKey: string | null;
+  /** Absent: "disabled". */
+  truncation?: "auto" | "disabled";
 }
 
 export interface ResponseState {
@@ -70,7 +72,7 @@ export function responseJson(echo: ResponseEcho, state: ResponseState) {
     tools: echo.tools,
     top_logprobs: echo.topLogprobs,
     top_p: echo.topP,
-    truncation: "disabled" as const,
+    truncation: echo.truncation ?? "disabled",
     // Absent until the response is finished (the spec's `usage` is never null).
     ...(state.usage === null ? {} : { usage: responseUsageJson(state.usage) }),
     // The spec types `user` as a string (never null): absent when not given.

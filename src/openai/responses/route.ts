@@ -12,6 +12,7 @@ import type { ConversationStore, Item } from "../../store/conversationStore.js";
 import type { Tenant } from "../../tenants/types.js";
 import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
+import { fitByDroppingItems } from "../truncation.js";
 import { runGeneration } from "../runGeneration.js";
 import { toolSetup } from "../tools/tools.js";
 import { newObjectId, toChatMessages, withIds } from "./items.js";
@@ -83,14 +84,14 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
     const context = [...history, ...inputItems];
     requireAnsweredCalls(context, history.length);
     const instructions = body.instructions ?? null;
-    const messages: ChatMessage[] = [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context)];
-    if (messages.length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
+    const messagesFrom = (start: number): ChatMessage[] => [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context.slice(start))];
+    if (messagesFrom(0).length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
     const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
 
     const maxTokens = capMaxTokens(tenant.limits, body.max_output_tokens ?? null);
-    const engineReq: EngineRequest = {
+    const engineRequestFrom = (start: number): EngineRequest => ({
       tenant: tenant.id,
-      prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
+      prompt: { kind: "chat", messages: messagesFrom(start), ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
       ...(tools.grammar ? { grammar: tools.grammar } : {}),
       ...(logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       maxTokens,
@@ -98,7 +99,11 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       sampling: toSamplingParams(body),
       echo: false,
       priority: Math.min(body.priority ?? 0, tenant.scheduling.maxPriority),
-    };
+    });
+    // truncation "auto": the model reads the conversation from the first item that lets it fit.
+    const start = body.truncation === "auto" ? await fitByDroppingItems(served.engine, context, engineRequestFrom) : 0;
+    const engineReq = engineRequestFrom(start);
+    const messages = engineReq.prompt.kind === "chat" ? engineReq.prompt.messages : [];
     const stored = body.store ?? true;
     const echo: ResponseEcho = {
       id: newObjectId("resp"),
@@ -119,6 +124,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       user: isNullish(body.user) ? null : body.user!,
       safetyIdentifier: body.safety_identifier ?? null,
       promptCacheKey: body.prompt_cache_key ?? null,
+      truncation: body.truncation ?? "disabled",
     };
     const run: ResponseRun = {
       echo,

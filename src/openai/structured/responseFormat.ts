@@ -1,8 +1,9 @@
 // Chat `response_format`: text, json_object, or json_schema, enforced by an
 // output grammar in the engine (never by asking the model nicely).
 import { z } from "zod";
-import type { GrammarSpec } from "../../../engine/index.js";
-import { toGrammarSchema } from "./grammarSchema.js";
+import type { GrammarSpec, GrammarWrap } from "../../../engine/index.js";
+import { needsGbnf, toGbnf } from "./gbnf.js";
+import { toGrammarSchema, type GrammarSchema } from "./grammarSchema.js";
 
 export const SCHEMA_PARAM = "response_format.json_schema.schema";
 
@@ -36,5 +37,11 @@ export function responseFormatGrammar(format: ResponseFormat | null | undefined)
   if (!format || format.type === "text") return undefined;
   if (format.type === "json_object") return { kind: "json" };
   // No schema: any JSON value, as JSON Schema reads `{}`.
-  return { kind: "json_schema", schema: toGrammarSchema(format.json_schema.schema ?? {}, { param: SCHEMA_PARAM }) };
+  return schemaGrammar(toGrammarSchema(format.json_schema.schema ?? {}, { param: SCHEMA_PARAM }));
+}
+
+/** The engine grammar for a translated schema: node-llama-cpp's where it can carry it, the front's GBNF where not. */
+export function schemaGrammar(schema: GrammarSchema, wrap?: GrammarWrap): GrammarSpec {
+  if (needsGbnf(schema)) return { kind: "gbnf", grammar: toGbnf(schema, wrap) };
+  return { kind: "json_schema", schema, ...(wrap ? { wrap } : {}) };
 }

@@ -12,7 +12,8 @@ import { z } from "zod";
 import type { GrammarSpec, ToolDefinition } from "../../../engine/index.js";
 import { TOOL_CALL_CLOSE, TOOL_CALL_OPEN } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
-import { toGrammarSchema } from "../structured/grammarSchema.js";
+import { SchemaBudget, toGrammarSchema, type GrammarSchema } from "../structured/grammarSchema.js";
+import { schemaGrammar } from "../structured/responseFormat.js";
 
 export const MAX_TOOLS = 128;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -107,24 +108,26 @@ export function toolSetup(req: ToolFields, paths: ToolPaths = CHAT_TOOL_PATHS): 
       throw new ApiError("invalid_value", `Invalid '${paths.choiceName}': no tool named '${choice.function.name}' is declared in 'tools'.`, paths.choiceName);
     }
   }
-  const calls = callable.map(({ t, i }) => ({
+  // One budget for all the callable tools: the grammar holds them all at once.
+  const budget = new SchemaBudget();
+  const calls: GrammarSchema[] = callable.map(({ t, i }) => ({
     type: "object",
-    properties: { name: { const: t.function.name }, arguments: argumentsGrammar(t.function.parameters, paths.parameters(i)) },
+    properties: { name: { const: t.function.name }, arguments: argumentsGrammar(t.function.parameters, paths.parameters(i), budget) },
     additionalProperties: false,
   }));
   const schema = calls.length === 1 ? calls[0]! : { oneOf: calls };
   return {
     promptTools,
-    grammar: { kind: "json_schema", schema, wrap: { prefix: `${TOOL_CALL_OPEN}\n`, suffix: `\n${TOOL_CALL_CLOSE}`, separator: "\n", repeat: parallel } },
+    grammar: schemaGrammar(schema, { prefix: `${TOOL_CALL_OPEN}\n`, suffix: `\n${TOOL_CALL_CLOSE}`, separator: "\n", repeat: parallel }),
     parsing: { trusted: true, functions: new Set(callable.map(({ t }) => t.function.name)), parallel },
   };
 }
 
 /** A function's parameters schema → the grammar of its arguments object (OpenAI: absent means no parameters). */
-function argumentsGrammar(parameters: Record<string, unknown> | undefined, param: string): Record<string, unknown> {
+function argumentsGrammar(parameters: Record<string, unknown> | undefined, param: string, budget: SchemaBudget): GrammarSchema {
   const schema = parameters ?? { type: "object", properties: {}, additionalProperties: false };
   if (schema.type !== undefined && schema.type !== "object") {
     throw new ApiError("invalid_value", `Invalid '${param}': a function's parameters must describe an object (type "object").`, param);
   }
-  return toGrammarSchema({ ...schema, type: "object" }, { param });
+  return toGrammarSchema({ ...schema, type: "object" }, { param, budget });
 }

@@ -281,7 +281,7 @@ describe("POST /v1/responses", () => {
       [{ input: "x", include: ["file_search_call.results"] }, "include[0]", "unsupported_parameter"],
       [{ input: "x", background: true }, "background", "unsupported_parameter"],
       [{ input: "x", text: { format: { type: "json_object" } } }, "text", "unsupported_parameter"],
-      [{ input: "x", truncation: "auto" }, "truncation", "unsupported_parameter"],
+      [{ input: "x", truncation: "sometimes" }, "truncation", "invalid_value"],
       [{ input: "x", top_logprobs: 21 }, "top_logprobs", "invalid_value"],
       [{ input: "x", prompt: { id: "pmpt_1" } }, "prompt", "unsupported_parameter"],
       [{ input: "x", previous_response_id: "resp_a", conversation: "conv_b" }, "previous_response_id", "invalid_value"],

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiError } from "../../../src/errors.js";
-import { toGrammarSchema } from "../../../src/openai/structured/grammarSchema.js";
+import { SCHEMA_LIMITS, toGrammarSchema } from "../../../src/openai/structured/grammarSchema.js";
 import { parseChatRequest, toEngineRequest } from "../../../src/openai/chat/protocol.js";
 
 const PARAM = "response_format.json_schema.schema";
@@ -81,13 +81,18 @@ describe("translation", () => {
 
 describe("refusals name the keyword and where it is", () => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ["pattern", { type: "object", properties: { zip: { type: "string", pattern: "^[0-9]{5}$" } } }, /'pattern' at '#\/properties\/zip'/],
-    ["minimum", { type: "integer", minimum: 0 }, /'minimum' at '#'/],
+    ["a pattern with a lookahead", { type: "object", properties: { zip: { type: "string", pattern: "^(?=1)[0-9]{5}$" } } }, /'pattern' at '#\/properties\/zip'.*lookaround/],
+    ["a pattern with a backreference", { type: "string", pattern: "^(a)\\1$" }, /'pattern'.*backreference/],
+    ["a pattern beside a format", { type: "string", format: "uuid", pattern: "^[0-9a-f-]{36}$" }, /'pattern'.*'format'/],
+    ["a pattern beside lengths", { type: "string", pattern: "^a+$", maxLength: 3 }, /'pattern'.*'maxLength'/],
+    ["a fractional number bound", { type: "number", minimum: 0.5 }, /'minimum' at '#'.*whole-number/],
+    ["an exclusive number bound other than 0", { type: "object", properties: { p: { type: "number", exclusiveMaximum: 1 } } }, /'exclusiveMaximum' at '#\/properties\/p'/],
+    ["multipleOf", { type: "integer", multipleOf: 5 }, /'multipleOf' at '#'/],
     ["oneOf", { oneOf: [{ type: "string" }, { type: "number" }] }, /'oneOf'.*use anyOf/],
     ["allOf", { allOf: [{ type: "string" }] }, /'allOf'/],
     ["not", { not: { type: "string" } }, /'not'/],
     ["uniqueItems", { type: "array", uniqueItems: true }, /'uniqueItems'/],
-    ["format", { type: "string", format: "email" }, /'format'.*date-time/],
+    ["format", { type: "string", format: "duration" }, /'format'.*date-time/],
     ["patternProperties", { type: "object", patternProperties: { "^a": {} } }, /'patternProperties'/],
     ["nullable", { type: "string", nullable: true }, /'nullable'.*OpenAPI/],
     ["definitions", { definitions: { a: {} } }, /'definitions'.*\$defs/],
@@ -156,5 +161,92 @@ describe("chat response_format", () => {
       assert.ok(err instanceof ApiError);
       assert.equal(err.param, "ignore_eos");
     }
+  });
+});
+
+describe("numeric bounds (issue 18: zod's z.number().int() always has them)", () => {
+  test("integer bounds, exclusive or not, become one inclusive range", () => {
+    const SAFE = Number.MAX_SAFE_INTEGER;
+    assert.deepEqual(translate({ type: "integer", minimum: -SAFE, maximum: SAFE }), { type: "integer", minimum: -SAFE, maximum: SAFE });
+    assert.deepEqual(translate({ type: "integer", exclusiveMinimum: 0, exclusiveMaximum: 10 }), { type: "integer", minimum: 1, maximum: 9 });
+    assert.deepEqual(translate({ type: "integer", minimum: 0.5, maximum: 5.5 }), { type: "integer", minimum: 1, maximum: 5 });
+    assert.deepEqual(translate({ type: "integer", minimum: 0, exclusiveMinimum: 3 }), { type: "integer", minimum: 4 });
+    assert.deepEqual(translate({ type: "integer", multipleOf: 1, maximum: 3 }), { type: "integer", maximum: 3 });
+    assert.equal(refusal({ type: "integer", minimum: 3, maximum: 2 }).code, "invalid_value");
+    assert.equal(refusal({ type: "integer", exclusiveMinimum: 2, exclusiveMaximum: 3 }).code, "invalid_value");
+  });
+
+  test("number bounds: whole numbers, or the sign", () => {
+    assert.deepEqual(translate({ type: "number", minimum: 0 }), { type: "number", minimum: 0 });
+    assert.deepEqual(translate({ type: "number", minimum: -1, maximum: 1 }), { type: "number", minimum: -1, maximum: 1 });
+    assert.deepEqual(translate({ type: "number", exclusiveMinimum: 0 }), { type: "number", exclusiveMinimum: 0 });
+    assert.equal(refusal({ type: "number", exclusiveMinimum: 0, maximum: 1 }).code, "unsupported_parameter");
+  });
+
+  test("bounded schemas go to the front's GBNF; the others stay with node-llama-cpp's JSON grammar", () => {
+    const chat = (schema: unknown) => ({ model: "m", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "s", schema } } });
+    const bounded = toEngineRequest(parseChatRequest(chat({ type: "object", properties: { n: { type: "integer", minimum: 0, maximum: 5 } } })), "t").grammar;
+    assert.equal(bounded?.kind, "gbnf");
+    assert.match((bounded as { grammar: string }).grammar, /\[0-5\]/);
+    // A property that happens to be called "minimum" is not a bound.
+    const plain = toEngineRequest(parseChatRequest(chat({ type: "object", properties: { minimum: { type: "integer" }, format: { type: "string" } } })), "t").grammar;
+    assert.equal(plain?.kind, "json_schema");
+  });
+});
+
+describe("patterns", () => {
+  test("a pattern the grammar can write is kept and goes to the front's GBNF", () => {
+    assert.deepEqual(translate({ type: "string", pattern: "^\\d{5}(-\\d{4})?$" }), { type: "string", pattern: "^\\d{5}(-\\d{4})?$" });
+    const req = parseChatRequest({ model: "m", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { zip: { pattern: "^[0-9]{5}$" } } } } } });
+    assert.equal(toEngineRequest(req, "t").grammar?.kind, "gbnf");
+    assert.equal(refusal({ type: "string", pattern: "(" }).code, "invalid_value");
+  });
+});
+
+describe("what a schema may cost (a 100,000-value enum held the shared engine for a minute)", () => {
+  const tooCostly = (schema: unknown, what: RegExp) => {
+    const e = refusal(schema);
+    assert.equal(e.code, "invalid_value");
+    assert.match(e.message, what);
+  };
+  const props = (n: number, value: unknown = { type: "null" }) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, value]));
+
+  test("enum values, properties, anyOf branches, characters, nesting, lengths: refused past the limit, accepted at it", () => {
+    const values = (n: number) => Array.from({ length: n }, (_, i) => i);
+    translate({ enum: values(SCHEMA_LIMITS.enumValues) });
+    tooCostly({ enum: values(SCHEMA_LIMITS.enumValues + 1) }, /more than 1000 enum/);
+    tooCostly({ type: "object", properties: { a: { enum: values(600) }, b: { enum: values(600) } } }, /enum.*'#\/properties\/b'/);
+    translate({ type: "object", properties: props(SCHEMA_LIMITS.properties) });
+    tooCostly({ type: "object", properties: { ...props(SCHEMA_LIMITS.properties), extra: { type: "null" } } }, /more than 5000 object properties/);
+    tooCostly({ anyOf: Array.from({ length: SCHEMA_LIMITS.anyOfBranches + 1 }, () => ({ type: "null" })) }, /anyOf/);
+    tooCostly({ enum: ["x".repeat(60_000), "y".repeat(60_001)] }, /characters/);
+    let deep: Record<string, unknown> = { type: "string" };
+    for (let i = 0; i < SCHEMA_LIMITS.depth; i++) deep = { type: "object", properties: { a: deep } };
+    translate(deep);
+    tooCostly({ type: "array", items: deep }, /levels of nested/);
+    translate({ type: "string", maxLength: SCHEMA_LIMITS.repetitions });
+    tooCostly({ type: "string", minLength: 1_000_000 }, /length and count bounds/);
+    tooCostly({ type: "object", properties: props(20, { type: "string", maxLength: 10_000 }) }, /length and count bounds/);
+  });
+
+  test("the budget is shared by the tools of one request, and the refusal names the tool", () => {
+    const chat = { model: "m", messages: [{ role: "user", content: "hi" }], tool_choice: "required" };
+    const tool = (name: string) => ({ type: "function", function: { name, parameters: { type: "object", properties: { x: { enum: Array.from({ length: 600 }, (_, i) => i) } } } } });
+    try {
+      toEngineRequest(parseChatRequest({ ...chat, tools: [tool("a"), tool("b")] }), "t");
+      assert.fail("accepted");
+    } catch (err) {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.param, "tools[1].function.parameters");
+      assert.equal(err.status, 400);
+    }
+    assert.ok(toEngineRequest(parseChatRequest({ ...chat, tools: [tool("a")] }), "t").grammar);
+  });
+
+  test("$ref loops that write nothing, or never end, are refused", () => {
+    tooCostly({ $ref: "#/$defs/a", $defs: { a: { $ref: "#/$defs/b" }, b: { anyOf: [{ $ref: "#/$defs/a" }, { type: "null" }] } } }, /refers back/);
+    tooCostly({ $ref: "#/$defs/node", $defs: { node: { type: "object", properties: { next: { $ref: "#/$defs/node" } } } } }, /recurse without end/);
+    // A linked list that may end is fine.
+    translate({ $ref: "#/$defs/node", $defs: { node: { type: "object", properties: { next: { anyOf: [{ $ref: "#/$defs/node" }, { type: "null" }] } } } } });
   });
 });

@@ -190,7 +190,43 @@ describe("parseChatRequest: error mapping", () => {
     const e = apiError(() => parseChatRequest(two({ role: "user", content: 5 })));
     assert.equal(e.param, "messages[1].content");
     assert.ok(["invalid_type", "invalid_value"].includes(e.code), e.code);
-    assertApiError(() => parseChatRequest(two({ role: "user", content: "b", colour: "red" })), "unknown_parameter", "messages[1].colour");
+    assertApiError(() => toChatMessages(parseChatRequest(two({ role: "user", content: [{ type: "text", text: 5, colour: "red" }] }))), "invalid_type", "messages[1].content[0].text");
+    assertApiError(() => parseChatRequest(two({ role: "assistant", content: null, tool_calls: [{ id: 5, type: "function", function: { name: "f", arguments: "{}" } }] })), "invalid_type", "messages[1].tool_calls[0].id");
+  });
+
+  test("unknown keys inside messages, parts and tool calls are ignored, as OpenAI does (the top level stays strict)", () => {
+    // What openai-node / openai-python send back when a returned message is appended unchanged.
+    const returned = {
+      role: "assistant",
+      content: null,
+      refusal: null,
+      annotations: [],
+      audio: null,
+      function_call: null,
+      parsed: null,
+      tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "f", arguments: "{}", parsed_arguments: {} } }],
+    };
+    const req = parseChatRequest(
+      chat({
+        messages: [
+          { role: "user", content: "b", colour: "red" },
+          returned,
+          { role: "tool", tool_call_id: "call_1", content: [{ type: "text", text: "42", annotations: [], cache_control: {} }] },
+          { role: "assistant", content: [{ type: "text", text: "ok", role: "assistant", refusal: null, annotations: [] }], tool_calls: [] },
+          { role: "user", content: "again", tool_calls: [] },
+        ],
+      }),
+    );
+    assert.equal("colour" in req.messages[0]!, false, "unknown keys are dropped, not carried");
+    assert.equal("annotations" in req.messages[1]!, false);
+    assert.deepEqual(toChatMessages(req), [
+      { role: "user", content: "b" },
+      { role: "assistant", content: "", toolCalls: [{ name: "f", arguments: "{}" }] },
+      { role: "tool", content: "42" },
+      { role: "assistant", content: "ok" },
+      { role: "user", content: "again" },
+    ]);
+    assertApiError(() => parseChatRequest(chat({ messages: [{ role: "user", content: "b" }], colour: "red" })), "unknown_parameter", "colour");
   });
 
   test("an unknown top-level key → unknown_parameter naming it", () => {
