@@ -71,6 +71,10 @@ export class Engine {
   private onArrival: (() => void) | null = null;
   /** n > 1 choices: who leads each group, who may copy its prompt state. */
   private readonly forks = new ForkGroups();
+  /** Running requests whose reader is behind (pause()): not stepped until resume(). */
+  private readonly paused = new Set<string>();
+  /** The tenants that exist (retainTenants()); null: every tenant. */
+  private retained: ReadonlySet<string> | null = null;
 
   constructor(
     private readonly model: LlamaModel,
@@ -118,6 +122,36 @@ export class Engine {
     const job = this.jobs.get(id);
     if (job) job.cancelled = true;
     this.wake();
+  }
+
+  /**
+   * Stops stepping a running request (its slot stays held) until resume():
+   * the front holds as much of its output as it buffers. Unknown ids: no-op.
+   */
+  pause(id: string): void {
+    if (this.jobs.has(id)) this.paused.add(id);
+  }
+
+  resume(id: string): void {
+    if (this.paused.delete(id)) this.wake();
+  }
+
+  /**
+   * Drops the KV cache of every idle slot held by a tenant not in `tenants`
+   * (deleted tenants); a slot still running such a tenant's request is
+   * cleared when the request ends (release()).
+   */
+  retainTenants(tenants: ReadonlySet<string>): void {
+    this.retained = tenants;
+    for (const slot of this.slots) {
+      if (!slot.busy && slot.tenant !== null && !tenants.has(slot.tenant)) void this.clearSlot(slot);
+    }
+  }
+
+  private async clearSlot(slot: Slot): Promise<void> {
+    slot.tenant = null;
+    slot.cached = [];
+    await slot.seq.clearHistory().catch(() => undefined);
   }
 
   /** Replaces the tenant policies; takes effect at the next step boundary. */
@@ -188,6 +222,7 @@ export class Engine {
   private forget(job: Job): void {
     if (this.jobs.get(job.id) !== job) return;
     this.jobs.delete(job.id);
+    this.paused.delete(job.id);
     if (this.ledger.leave(job.tenant)) this.awaitFollowUp = true;
     this.forks.forget(job);
   }
@@ -206,7 +241,7 @@ export class Engine {
       await this.reapCancelled(deltas);
       const plan = planStep({
         waiting: this.forks.plannable(this.waiting, (j) => (this.running.get(j.id) === j ? "running" : this.jobs.get(j.id) === j ? "waiting" : "gone")),
-        running: [...this.running.values()].map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
+        running: [...this.running.values()].filter((j) => !this.paused.has(j.id)).map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
         counters: this.ledger.counters,
@@ -250,6 +285,8 @@ export class Engine {
       if (!job.cancelled) continue;
       this.waiting.splice(i, 1);
       this.forget(job);
+      // Its end, with what it used: nothing (the front settles quotas on it).
+      deltas.push({ id: job.id, text: "", tokens: 0, finish: "stop", usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 } });
     }
     const cancelled = [...this.running.values()].filter((j) => j.cancelled);
     await Promise.all(cancelled.map((j) => this.release(j)));
@@ -413,6 +450,7 @@ export class Engine {
     slot.cached = slot.seq.contextTokens;
     slot.busy = false;
     slot.lastUsed = ++this.clock;
+    if (this.retained && slot.tenant !== null && !this.retained.has(slot.tenant)) await this.clearSlot(slot);
   }
 
   private async fail(job: Job, err: unknown): Promise<void> {
