@@ -5,7 +5,7 @@ import { Router } from "express";
 import type { EmbedInput, EmbedOutcome, Usage } from "../../../engine/index.js";
 import { ApiError, fromEngineError } from "../../errors.js";
 import { estimateCompletionTokens } from "../../quota/estimate.js";
-import type { Tenant } from "../../tenants/types.js";
+import { engineTenant, type Tenant } from "../../tenants/types.js";
 import { clientAbort, recordUsage, requireModel, type RouteDeps } from "../context.js";
 import { QuotaGate } from "../runGeneration.js";
 import { embeddingResponse, embedInputs, parseEmbeddingRequest, refuseEmbeddingParameters } from "./protocol.js";
@@ -32,7 +32,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     try {
       let outcome: EmbedOutcome;
       try {
-        outcome = await served.engine.embed({ tenant: tenant.id, inputs }, abort.signal);
+        outcome = await served.engine.embed({ tenant: engineTenant(tenant), inputs }, abort.signal);
       } catch (err) {
         if (abort.signal.aborted) return; // the client left: nobody to answer
         throw err;
