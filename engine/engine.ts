@@ -73,6 +73,8 @@ export class Engine {
   private readonly forks = new ForkGroups();
   /** Running requests whose reader is behind (pause()): not stepped until resume(). */
   private readonly paused = new Set<string>();
+  /** Waiting for the end of the next step (nextTurn()). */
+  private turnWaiters: Array<() => void> = [];
   /** The tenants that exist (retainTenants()); null: every tenant. */
   private retained: ReadonlySet<string> | null = null;
 
@@ -154,6 +156,23 @@ export class Engine {
     await slot.seq.clearHistory().catch(() => undefined);
   }
 
+  /**
+   * Resolves at once when the engine has nothing it can step, else after its
+   * next step: how other work on the same cores (embeddings) takes turns with
+   * generation, one bounded piece per step, instead of running ahead of it.
+   */
+  nextTurn(): Promise<void> {
+    if (!this.loop || this.stalled) return Promise.resolve();
+    return new Promise((resolve) => this.turnWaiters.push(resolve));
+  }
+
+  private endTurn(): void {
+    if (this.turnWaiters.length === 0) return;
+    const waiters = this.turnWaiters;
+    this.turnWaiters = [];
+    for (const w of waiters) w();
+  }
+
   /** Replaces the tenant policies; takes effect at the next step boundary. */
   setTenantPolicies(policies: readonly TenantPolicy[]): void {
     this.ledger.setPolicies(policies);
@@ -214,6 +233,7 @@ export class Engine {
     if (this.loop || this.stopping) return;
     this.loop = this.run().finally(() => {
       this.loop = null;
+      this.endTurn();
       if (!this.stopping && !this.stalled && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
     });
   }
@@ -264,6 +284,7 @@ export class Engine {
       this.ledger.settle();
       if (deltas.length > 0) this.emit({ t: "step", deltas });
       this.spent("emit", t);
+      this.endTurn();
     }
   }
 
