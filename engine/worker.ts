@@ -109,7 +109,8 @@ async function main(): Promise<void> {
     },
   }, send, kv);
   // Inputs as long as a slot's context: the limit clients already know from /v1/models.
-  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens }, send);
+  const generation = engine;
+  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() }, send);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
   send({

@@ -4,7 +4,6 @@
 import { Router } from "express";
 import type { EmbedInput, EmbedOutcome, Usage } from "../../../engine/index.js";
 import { ApiError, fromEngineError } from "../../errors.js";
-import { estimateCompletionTokens } from "../../quota/estimate.js";
 import { engineTenant, type Tenant } from "../../tenants/types.js";
 import { clientAbort, recordUsage, requireModel, type RouteDeps } from "../context.js";
 import { QuotaGate } from "../runGeneration.js";
@@ -23,11 +22,13 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     refuseEmbeddingParameters(body, info.embeddingSize);
     res.locals.model = body.model;
 
+    // The reservation is a bound on the served model's count (embeddingTokenBound),
+    // so the settled usage never exceeds what admission allowed.
     // Embeddings take no KV slot, so no place in the slots' queue (null). The
     // reservation stays "queued" in the tenant's books until settled: there
     // is no first output to mark the start, and a request the worker refuses
     // (bad token id, too long) or loses (restart) is then refunded whole.
-    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => estimatedTokens(inputs));
+    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs));
     const abort = clientAbort(req, res);
     try {
       let outcome: EmbedOutcome;
@@ -51,13 +52,17 @@ export function embeddingsRoute(deps: RouteDeps): Router {
   return router;
 }
 
-/** The pre-flight estimate: the texts' tokens as the quota estimator counts them, token inputs exactly, nothing generated. */
-function estimatedTokens(inputs: readonly EmbedInput[]): number {
-  const texts: string[] = [];
+/**
+ * Tokens reserved before the worker counts them: a bound no tokenizer can
+ * beat, since a token of the served model (SentencePiece with byte fallback,
+ * or BPE over bytes) covers at least one byte of the text, except for the
+ * leading-space marker SentencePiece adds and the BOS and EOS the model may
+ * add: UTF-8 bytes + 3 per text input (checked on the served models'
+ * vocabularies: digits cost a token each, plus one), token inputs' length + 2.
+ * The exact count is charged when the request ends, refunding the rest.
+ */
+export function embeddingTokenBound(inputs: readonly EmbedInput[]): number {
   let tokens = 0;
-  for (const input of inputs) {
-    if (input.kind === "text") texts.push(input.text);
-    else tokens += input.tokens.length;
-  }
-  return tokens + estimateCompletionTokens(texts, 0);
+  for (const input of inputs) tokens += input.kind === "text" ? Buffer.byteLength(input.text, "utf8") + 3 : input.tokens.length + 2;
+  return tokens;
 }
