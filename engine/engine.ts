@@ -183,6 +183,7 @@ export class Engine {
     const busy = this.slots.filter((s) => s.busy).length;
     return {
       running: this.running.size,
+      paused: this.paused.size,
       waiting: this.waiting.length,
       slotsBusy: busy,
       slotsIdle: this.slots.length - busy,
