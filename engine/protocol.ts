@@ -233,6 +233,13 @@ export interface ModelInfo {
   vocabSize: number;
   /** Length of the model's embedding vectors (n_embd): what /v1/embeddings returns, and the only `dimensions` it accepts. */
   embeddingSize: number;
+  /**
+   * The special tokens the model adds around an input it evaluates (BOS before,
+   * EOS after; null: none), unless the input already has them: how the front
+   * bounds an embeddings request's tokens before the worker counts them.
+   * Absent (older workers): assume both are added.
+   */
+  inputSpecials?: { bos: number | null; eos: number | null };
   chatTemplate: string;
   gpu: string | false;
   threads: number;
@@ -241,6 +248,8 @@ export interface ModelInfo {
 
 export interface EngineStats {
   running: number;
+  /** Running requests paused because the front holds as much of their output as it buffers (optional: absent from older workers). */
+  paused?: number;
   waiting: number;
   slotsBusy: number;
   slotsIdle: number;

@@ -125,6 +125,10 @@ async function main(): Promise<void> {
       trainedContext: model.trainContextSize,
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       embeddingSize: model.embeddingVectorSize,
+      inputSpecials: {
+        bos: model.tokens.shouldPrependBosToken ? (model.tokens.bos ?? null) : null,
+        eos: model.tokens.shouldAppendEosToken ? (model.tokens.eos ?? null) : null,
+      },
       chatTemplate: template.name,
       gpu: loaded.gpu,
       threads: opts.threads,

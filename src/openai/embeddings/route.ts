@@ -28,7 +28,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     // reservation stays "queued" in the tenant's books until settled: there
     // is no first output to mark the start, and a request the worker refuses
     // (bad token id, too long) or loses (restart) is then refunded whole.
-    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs));
+    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs, info.inputSpecials));
     const abort = clientAbort(req, res);
     try {
       let outcome: EmbedOutcome;
@@ -54,15 +54,26 @@ export function embeddingsRoute(deps: RouteDeps): Router {
 
 /**
  * Tokens reserved before the worker counts them: a bound no tokenizer can
- * beat, since a token of the served model (SentencePiece with byte fallback,
- * or BPE over bytes) covers at least one byte of the text, except for the
- * leading-space marker SentencePiece adds and the BOS and EOS the model may
- * add: UTF-8 bytes + 3 per text input (checked on the served models'
- * vocabularies: digits cost a token each, plus one), token inputs' length + 2.
- * The exact count is charged when the request ends, refunding the rest.
+ * beat, so the settled usage never exceeds what admission allowed. A token
+ * of the served model (SentencePiece with byte fallback, or BPE over bytes)
+ * covers at least one byte of text, except the leading-space marker
+ * SentencePiece adds; the model may add BOS and EOS. So a text input costs at
+ * most its UTF-8 bytes + 1 + the specials (checked on the served models'
+ * vocabularies: a digit is a token, plus one), and token ids exactly their
+ * count plus the specials they lack. The exact count is charged at the end.
  */
-export function embeddingTokenBound(inputs: readonly EmbedInput[]): number {
+export function embeddingTokenBound(inputs: readonly EmbedInput[], specials: { bos: number | null; eos: number | null } = { bos: -1, eos: -1 }): number {
+  const both = (specials.bos !== null ? 1 : 0) + (specials.eos !== null ? 1 : 0);
   let tokens = 0;
-  for (const input of inputs) tokens += input.kind === "text" ? Buffer.byteLength(input.text, "utf8") + 3 : input.tokens.length + 2;
+  for (const input of inputs) {
+    if (input.kind === "text") {
+      tokens += Buffer.byteLength(input.text, "utf8") + 1 + both;
+      continue;
+    }
+    const t = input.tokens;
+    tokens += t.length;
+    if (specials.bos !== null && t[0] !== specials.bos) tokens += 1;
+    if (specials.eos !== null && t[t.length - 1] !== specials.eos) tokens += 1;
+  }
   return tokens;
 }
