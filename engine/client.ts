@@ -44,10 +44,10 @@ export interface RequestEvents extends AsyncIterableIterator<EngineEvent> {
 /**
  * Output the front buffers per request before asking the engine to pause it:
  * a client that stops reading costs this much memory per choice, not its
- * whole generation. A token's delta is a few dozen bytes; 64 KiB is hundreds
+ * whole generation. A token's delta is a few dozen bytes; 16 KiB is hundreds
  * of steps, far more than one scheduling hiccup of a reader that keeps up.
  */
-export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024;
 
 /** What one event holds, roughly (UTF-16 text, logprob entries, the object). */
 export function eventBytes(ev: EngineEvent): number {

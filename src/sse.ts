@@ -6,14 +6,14 @@
 // only up to a bound, and then the engine pauses the request (engine/client.ts).
 //
 // A paused request still holds its KV slot, so a reader that stops for good
-// must not keep it: a write that has waited stallTimeoutMs for 'drain' ends
+// must not keep it: a write that has waited stallTimeoutMs (a minute) for 'drain' ends
 // the connection (res.locals.slowReader = true, logged with the request), and
 // the request is cancelled as for any client that left.
 import { once } from "node:events";
 import type { Response } from "express";
 
 /** How long one write may wait for a reader that reads nothing before the connection is closed. */
-export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 export interface SseWriterOptions {
   stallTimeoutMs?: number;
@@ -22,6 +22,8 @@ export interface SseWriterOptions {
 export class SseWriter {
   private closed = false;
   private readonly stallTimeoutMs: number;
+  /** The wait for 'drain' in progress, if any. */
+  private drained: Promise<void> | null = null;
 
   constructor(
     private readonly res: Response,
@@ -69,11 +71,16 @@ export class SseWriter {
   private async write(frame: string): Promise<void> {
     if (this.closed) return;
     if (this.res.write(frame)) return;
+    // The n choices of one request write concurrently: they share one wait
+    // (one set of listeners, one stall timer), not one each.
+    await (this.drained ??= this.waitForDrain().finally(() => (this.drained = null)));
+  }
+
+  private async waitForDrain(): Promise<void> {
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<"stalled">((resolve) => {
       timer = setTimeout(() => resolve("stalled"), this.stallTimeoutMs);
-      timer.unref();
     });
     try {
       const how = await Promise.race([once(this.res, "drain", { signal: ac.signal }), once(this.res, "close", { signal: ac.signal }), stalled]);
