@@ -57,6 +57,8 @@ export class Engine {
   private stopping = false;
   /** Nothing can be admitted or run until a request, a cancel or a policy change arrives. */
   private stalled = false;
+  /** wake() was called while the loop ran: it looks again before it stalls for good. */
+  private wokenWhileRunning = false;
   private readonly ledger: TenantLedger;
   private clock = 0;
   private steps = 0;
@@ -231,11 +233,19 @@ export class Engine {
 
   private wake(): void {
     this.stalled = false;
-    if (this.loop || this.stopping) return;
+    if (this.stopping) return;
+    if (this.loop) {
+      // The loop may be past the point that would have seen this (a cancel
+      // after reapCancelled) and about to stall: it must look once more.
+      this.wokenWhileRunning = true;
+      return;
+    }
     this.loop = this.run().finally(() => {
       this.loop = null;
       this.endTurn();
-      if (!this.stopping && !this.stalled && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
+      const again = this.wokenWhileRunning;
+      this.wokenWhileRunning = false;
+      if (!this.stopping && (!this.stalled || again) && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
     });
   }
 
