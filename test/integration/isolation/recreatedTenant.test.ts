@@ -5,6 +5,8 @@
 // a guess matched what the old tenant had sent. Deleting a tenant now drops
 // what it cached, in slots and on disk, and the engine keys the cache by the
 // tenant's incarnation.
+// One llama.cpp thread: on a machine whose cores are busy, two threads wait on
+// each other's time slices (hundreds of ms a token), which these tests need not measure.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
@@ -25,7 +27,7 @@ let t: TestServer;
 before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-recreated-test-"));
   // One slot: every other tenant's request evicts acme's cache, saving it to disk.
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "256", "--data-dir", dataDir], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
+  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "256", "--data-dir", dataDir], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
 });
 after(async () => {
   await t?.close();

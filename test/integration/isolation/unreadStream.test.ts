@@ -4,6 +4,8 @@
 // output is now bounded; a full buffer pauses the request in the engine until
 // the reader catches up. The server runs in this process, so
 // process.memoryUsage() is the front's.
+// One llama.cpp thread: on a machine whose cores are busy, two threads wait on
+// each other's time slices (hundreds of ms a token), which these tests need not measure.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
@@ -34,7 +36,7 @@ before(async () => {
 `,
   );
   // 16 slots for the stalled stream's choices, 2 more for the other tenant.
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "18", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "18", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
 });
 after(async () => {
   await t?.close();
