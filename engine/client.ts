@@ -31,6 +31,32 @@ export type EngineEvent =
   | { type: "delta"; text: string; tokens: number; finish?: FinishReason; usage?: Usage; logprobs?: TokenLogprob[] }
   | { type: "error"; error: EngineErrorPayload };
 
+/**
+ * One request's events, and the usage the engine reports when it ends however
+ * it ends: finished, or cancelled (the engine still counts what it computed
+ * until the cancel took effect). Null when it reports none: refused, never
+ * started, or lost with the worker.
+ */
+export interface RequestEvents extends AsyncIterableIterator<EngineEvent> {
+  readonly usage: Promise<Usage | null>;
+}
+
+/**
+ * Output the front buffers per request before asking the engine to pause it:
+ * a client that stops reading costs this much memory per choice, not its
+ * whole generation. A token's delta is a few dozen bytes; 16 KiB is hundreds
+ * of steps, far more than one scheduling hiccup of a reader that keeps up.
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024;
+
+/** What one event holds, roughly (UTF-16 text, logprob entries, the object). */
+export function eventBytes(ev: EngineEvent): number {
+  if (ev.type !== "delta") return 256;
+  let bytes = 64 + 2 * ev.text.length;
+  if (ev.logprobs) for (const e of ev.logprobs) bytes += 96 * (1 + e.top.length);
+  return bytes;
+}
+
 /** An embeddings request's outcome: unit vectors and token counts per input, in input order, or why there are none. */
 export type EmbedOutcome = { vectors: Float32Array[]; promptTokens: number[] } | { error: EngineErrorPayload };
 
@@ -43,6 +69,8 @@ export interface EngineClientOptions {
   restartBackoffMs?: { initial: number; max: number };
   /** The worker script to fork (default: engine/worker.js); tests use a fake one. */
   workerEntry?: string;
+  /** Output buffered per request before the engine is asked to pause it (default DEFAULT_MAX_BUFFERED_BYTES). */
+  maxBufferedBytes?: number;
 }
 
 const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -61,6 +89,10 @@ export class EngineClient extends EventEmitter {
   private statsWaiters: Array<(s: EngineStats) => void> = [];
   /** The last policies set: every new worker gets them before its first request. */
   private policies: TenantPolicy[] | null = null;
+  /** The last tenants retained (retainTenants): every new worker gets them too. */
+  private retained: string[] | null = null;
+  /** Requests whose final usage is still to come, cancelled ones included (RequestEvents.usage). */
+  private readonly finals = new Map<string, (u: Usage | null) => void>();
 
   constructor(private readonly opts: EngineClientOptions) {
     super();
@@ -89,14 +121,23 @@ export class EngineClient extends EventEmitter {
   }
 
   /** Events for one request: `accepted` or `error` first, then deltas up to the one with `finish`. */
-  submit(req: EngineRequest, signal?: AbortSignal): AsyncIterableIterator<EngineEvent> {
-    const queue = new AsyncQueue<EngineEvent>();
+  submit(req: EngineRequest, signal?: AbortSignal): RequestEvents {
     if (!this.ready || !this.child) {
+      const queue = new AsyncQueue<EngineEvent>();
       queue.push({ type: "error", error: unavailable(this.state) });
       queue.close();
-      return queue;
+      return Object.assign(queue, { usage: Promise.resolve(null) });
     }
     const id = `r${++this.nextId}`;
+    // A reader that falls behind pauses its request in the engine, so its
+    // output waits in the engine's state (one slot), not in front memory.
+    const queue = new AsyncQueue<EngineEvent>({
+      highWaterBytes: this.opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+      sizeOf: eventBytes,
+      onFull: () => this.send({ t: "pause", id }),
+      onDrained: () => this.send({ t: "resume", id }),
+    });
+    const usage = new Promise<Usage | null>((resolve) => this.finals.set(id, resolve));
     this.inflight.set(id, queue);
     this.send({ t: "submit", id, req });
     if (signal) {
@@ -104,7 +145,17 @@ export class EngineClient extends EventEmitter {
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
     }
-    return queue;
+    return Object.assign(queue, { usage });
+  }
+
+  /**
+   * The tenants that exist (EngineRequest.tenant values): the worker drops
+   * the KV cache of every other, in slots and on disk. Survives worker
+   * restarts, so a new worker sweeps saved states of tenants deleted meanwhile.
+   */
+  retainTenants(tenants: readonly string[]): void {
+    this.retained = [...tenants];
+    if (this.ready) this.send({ t: "retain_tenants", tenants: this.retained });
   }
 
   /**
@@ -212,6 +263,7 @@ export class EngineClient extends EventEmitter {
         this.model = msg.model;
         // Before "ready" is announced, so no request reaches a worker without them.
         if (this.policies) this.send({ t: "tenants", policies: this.policies });
+        if (this.retained) this.send({ t: "retain_tenants", tenants: this.retained });
         this.state = "ready";
         this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
         this.emit("ready", msg.model);
@@ -220,10 +272,12 @@ export class EngineClient extends EventEmitter {
         this.inflight.get(msg.id)?.push({ type: "accepted", promptTokens: msg.promptTokens, promptText: msg.promptText });
         return;
       case "rejected":
+        this.settleFinal(msg.id, null);
         this.finish(msg.id, { type: "error", error: msg.error });
         return;
       case "step":
         for (const d of msg.deltas) {
+          if (d.finish) this.settleFinal(d.id, d.usage ?? null);
           const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage, ...(d.logprobs ? { logprobs: d.logprobs } : {}) };
           if (d.finish) this.finish(d.id, event);
           else this.inflight.get(d.id)?.push(event);
@@ -287,7 +341,15 @@ export class EngineClient extends EventEmitter {
     settle(outcome);
   }
 
+  private settleFinal(id: string, usage: Usage | null): void {
+    const settle = this.finals.get(id);
+    if (!settle) return;
+    this.finals.delete(id);
+    settle(usage);
+  }
+
   private failInflight(error: EngineErrorPayload): void {
+    for (const id of [...this.finals.keys()]) this.settleFinal(id, null);
     for (const id of [...this.embeds.keys()]) this.settleEmbed(id, { error });
     for (const [id, queue] of this.inflight) {
       this.inflight.delete(id);

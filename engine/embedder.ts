@@ -36,7 +36,18 @@ export interface EmbedderOptions {
    * operator already sized. A pooled or non-causal model gets the whole input in one.
    */
   batchTokens: number;
+  /**
+   * Awaited before each input is evaluated: resolves when generation has had
+   * its turn (Engine.nextTurn), so embeddings take one input per generation
+   * step while both have work, and run flat out only when generation is idle.
+   */
+  turn?: () => Promise<void>;
+  /** Most tokens one request's inputs may add up to (default MAX_REQUEST_TOKENS). */
+  maxRequestTokens?: number;
 }
+
+/** OpenAI's bound on one embeddings request: 300,000 tokens over all its inputs. */
+export const MAX_REQUEST_TOKENS = 300_000;
 
 interface EmbedJob {
   id: string;
@@ -125,6 +136,12 @@ export class Embedder {
           }
         }
         const input = job.tokens![job.vectors.length]!;
+        await this.opts.turn?.();
+        if (this.stopping) return;
+        if (job.cancelled) {
+          this.drop(job);
+          continue;
+        }
         try {
           const embedding = await context.getEmbeddingFor(input);
           job.vectors.push(unitLength(embedding.vector));
@@ -172,6 +189,8 @@ export class Embedder {
     const vocab = this.model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? Infinity;
     const tokens: Token[][] = [];
     const counts: number[] = [];
+    const maxTotal = this.opts.maxRequestTokens ?? MAX_REQUEST_TOKENS;
+    let total = 0;
     let sliceStart = performance.now();
     for (let i = 0; i < inputs.length; i++) {
       if (performance.now() - sliceStart > CHECK_SLICE_MS) {
@@ -196,6 +215,14 @@ export class Embedder {
           code: "context_length_exceeded",
           param: "input",
           message: `This model's maximum context length is ${this.opts.maxInputTokens} tokens, however '${name(i)}' has ${n} tokens. Please reduce the length of the input.`,
+        };
+      }
+      total += n;
+      if (total > maxTotal) {
+        return {
+          code: "invalid_prompt",
+          param: "input",
+          message: `Invalid 'input': the request has more than ${maxTotal} tokens in all (${total} in its first ${i + 1} inputs); the most one embeddings request may have is ${maxTotal}. Split it into smaller requests.`,
         };
       }
       tokens.push(t);

@@ -57,6 +57,8 @@ export class Engine {
   private stopping = false;
   /** Nothing can be admitted or run until a request, a cancel or a policy change arrives. */
   private stalled = false;
+  /** wake() was called while the loop ran: it looks again before it stalls for good. */
+  private wokenWhileRunning = false;
   private readonly ledger: TenantLedger;
   private clock = 0;
   private steps = 0;
@@ -71,6 +73,12 @@ export class Engine {
   private onArrival: (() => void) | null = null;
   /** n > 1 choices: who leads each group, who may copy its prompt state. */
   private readonly forks = new ForkGroups();
+  /** Running requests whose reader is behind (pause()): not stepped until resume(). */
+  private readonly paused = new Set<string>();
+  /** Waiting for the end of the next step (nextTurn()). */
+  private turnWaiters: Array<() => void> = [];
+  /** The tenants that exist (retainTenants()); null: every tenant. */
+  private retained: ReadonlySet<string> | null = null;
 
   constructor(
     private readonly model: LlamaModel,
@@ -120,6 +128,53 @@ export class Engine {
     this.wake();
   }
 
+  /**
+   * Stops stepping a running request (its slot stays held) until resume():
+   * the front holds as much of its output as it buffers. Unknown ids: no-op.
+   */
+  pause(id: string): void {
+    if (this.jobs.has(id)) this.paused.add(id);
+  }
+
+  resume(id: string): void {
+    if (this.paused.delete(id)) this.wake();
+  }
+
+  /**
+   * Drops the KV cache of every idle slot held by a tenant not in `tenants`
+   * (deleted tenants); a slot still running such a tenant's request is
+   * cleared when the request ends (release()).
+   */
+  retainTenants(tenants: ReadonlySet<string>): void {
+    this.retained = tenants;
+    for (const slot of this.slots) {
+      if (!slot.busy && slot.tenant !== null && !tenants.has(slot.tenant)) void this.clearSlot(slot);
+    }
+  }
+
+  private async clearSlot(slot: Slot): Promise<void> {
+    slot.tenant = null;
+    slot.cached = [];
+    await slot.seq.clearHistory().catch(() => undefined);
+  }
+
+  /**
+   * Resolves at once when the engine has nothing it can step, else after its
+   * next step: how other work on the same cores (embeddings) takes turns with
+   * generation, one bounded piece per step, instead of running ahead of it.
+   */
+  nextTurn(): Promise<void> {
+    if (!this.loop || this.stalled) return Promise.resolve();
+    return new Promise((resolve) => this.turnWaiters.push(resolve));
+  }
+
+  private endTurn(): void {
+    if (this.turnWaiters.length === 0) return;
+    const waiters = this.turnWaiters;
+    this.turnWaiters = [];
+    for (const w of waiters) w();
+  }
+
   /** Replaces the tenant policies; takes effect at the next step boundary. */
   setTenantPolicies(policies: readonly TenantPolicy[]): void {
     this.ledger.setPolicies(policies);
@@ -130,6 +185,7 @@ export class Engine {
     const busy = this.slots.filter((s) => s.busy).length;
     return {
       running: this.running.size,
+      paused: this.paused.size,
       waiting: this.waiting.length,
       slotsBusy: busy,
       slotsIdle: this.slots.length - busy,
@@ -177,10 +233,19 @@ export class Engine {
 
   private wake(): void {
     this.stalled = false;
-    if (this.loop || this.stopping) return;
+    if (this.stopping) return;
+    if (this.loop) {
+      // The loop may be past the point that would have seen this (a cancel
+      // after reapCancelled) and about to stall: it must look once more.
+      this.wokenWhileRunning = true;
+      return;
+    }
     this.loop = this.run().finally(() => {
       this.loop = null;
-      if (!this.stopping && !this.stalled && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
+      this.endTurn();
+      const again = this.wokenWhileRunning;
+      this.wokenWhileRunning = false;
+      if (!this.stopping && (!this.stalled || again) && (this.waiting.length > 0 || this.running.size > 0)) this.wake();
     });
   }
 
@@ -188,6 +253,7 @@ export class Engine {
   private forget(job: Job): void {
     if (this.jobs.get(job.id) !== job) return;
     this.jobs.delete(job.id);
+    this.paused.delete(job.id);
     if (this.ledger.leave(job.tenant)) this.awaitFollowUp = true;
     this.forks.forget(job);
   }
@@ -206,7 +272,7 @@ export class Engine {
       await this.reapCancelled(deltas);
       const plan = planStep({
         waiting: this.forks.plannable(this.waiting, (j) => (this.running.get(j.id) === j ? "running" : this.jobs.get(j.id) === j ? "waiting" : "gone")),
-        running: [...this.running.values()].map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
+        running: [...this.running.values()].filter((j) => !this.paused.has(j.id)).map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
         counters: this.ledger.counters,
@@ -229,6 +295,7 @@ export class Engine {
       this.ledger.settle();
       if (deltas.length > 0) this.emit({ t: "step", deltas });
       this.spent("emit", t);
+      this.endTurn();
     }
   }
 
@@ -250,6 +317,8 @@ export class Engine {
       if (!job.cancelled) continue;
       this.waiting.splice(i, 1);
       this.forget(job);
+      // Its end, with what it used: nothing (the front settles quotas on it).
+      deltas.push({ id: job.id, text: "", tokens: 0, finish: "stop", usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 } });
     }
     const cancelled = [...this.running.values()].filter((j) => j.cancelled);
     await Promise.all(cancelled.map((j) => this.release(j)));
@@ -413,6 +482,7 @@ export class Engine {
     slot.cached = slot.seq.contextTokens;
     slot.busy = false;
     slot.lastUsed = ++this.clock;
+    if (this.retained && slot.tenant !== null && !this.retained.has(slot.tenant)) await this.clearSlot(slot);
   }
 
   private async fail(job: Job, err: unknown): Promise<void> {

@@ -95,6 +95,8 @@ function sameTokens(a: readonly number[], b: readonly number[]): boolean {
 export class KvStateStore {
   private readonly entries = new Map<string, SavedStateView>();
   /** Saves written but not yet finished: what they evicted, and the timer that finishes them. */
+  /** The tenants whose states may be kept (retain()); null: all. */
+  private retained: ReadonlySet<string> | null = null;
   private readonly unfinished = new Map<string, { doomed: string[]; timer: NodeJS.Timeout }>();
   private readonly dir: string;
   private clock = 0;
@@ -131,6 +133,24 @@ export class KvStateStore {
     return { states: this.entries.size, bytes, saved: this.saved, restored: this.restored, discarded: this.discarded };
   }
 
+  /**
+   * Deletes every saved state of a tenant not in `tenants` (a deleted tenant's:
+   * nothing of it may outlive it, on disk or in the index), finished or not.
+   */
+  retain(tenants: ReadonlySet<string>): void {
+    this.retained = tenants;
+    for (const e of [...this.entries.values()]) {
+      if (tenants.has(e.tenant)) continue;
+      const pending = this.unfinished.get(e.id);
+      if (pending) {
+        clearTimeout(pending.timer);
+        this.unfinished.delete(e.id);
+        for (const old of pending.doomed) this.unlink(old);
+      }
+      this.remove(e.id);
+    }
+  }
+
   /** The saved state worth restoring for this prompt, if any (see chooseRestore). */
   find(tenant: string, prompt: readonly Token[], slotReuse: number): RestoreChoice | null {
     return chooseRestore(this.entries.values(), tenant, prompt, slotReuse);
@@ -164,6 +184,7 @@ export class KvStateStore {
   }
 
   private async write(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+    if (this.retained && !this.retained.has(tenant)) return;
     const tokens = seq.contextTokens;
     const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
     if (decision.kind === "skip") return;
@@ -178,7 +199,8 @@ export class KvStateStore {
       this.unlink(id);
       return;
     }
-    if (bytes > this.maxBytes) {
+    // The tenant was deleted while its state was being written.
+    if (bytes > this.maxBytes || (this.retained && !this.retained.has(tenant))) {
       this.unlink(id);
       return;
     }

@@ -12,7 +12,9 @@
 // v5: n > 1 (EngineRequest.fork, EngineStats.prefilledTokens); logprobs
 //     (EngineRequest.logprobs, Delta.logprobs); embeddings (the embed,
 //     embedded and embed_failed messages, ModelInfo.embeddingSize).
-export const PROTOCOL_VERSION = 5;
+// v6: the retain_tenants message (a deleted tenant's KV cache is dropped);
+//     pause/resume (a request whose reader is behind stops stepping).
+export const PROTOCOL_VERSION = 6;
 
 export type FinishReason = "stop" | "length";
 
@@ -236,6 +238,13 @@ export interface ModelInfo {
   vocabSize: number;
   /** Length of the model's embedding vectors (n_embd): what /v1/embeddings returns, and the only `dimensions` it accepts. */
   embeddingSize: number;
+  /**
+   * The special tokens the model adds around an input it evaluates (BOS before,
+   * EOS after; null: none), unless the input already has them: how the front
+   * bounds an embeddings request's tokens before the worker counts them.
+   * Absent (older workers): assume both are added.
+   */
+  inputSpecials?: { bos: number | null; eos: number | null };
   chatTemplate: string;
   gpu: string | false;
   threads: number;
@@ -244,6 +253,8 @@ export interface ModelInfo {
 
 export interface EngineStats {
   running: number;
+  /** Running requests paused because the front holds as much of their output as it buffers (optional: absent from older workers). */
+  paused?: number;
   waiting: number;
   slotsBusy: number;
   slotsIdle: number;
@@ -331,6 +342,18 @@ export type ToWorker =
   | { t: "stats" }
   /** Replaces every tenant policy; tenants not listed fall back to DEFAULT_TENANT_POLICY. */
   | { t: "tenants"; policies: TenantPolicy[] }
+  /**
+   * The tenants (EngineRequest.tenant values) that still exist: every KV
+   * cache of any other, in slots and saved on disk, is dropped now, and what a
+   * request of another tenant still running leaves in its slot when it ends.
+   */
+  | { t: "retain_tenants"; tenants: string[] }
+  /**
+   * The front holds as much of this request's output as it buffers per request:
+   * the engine stops stepping it (keeping its slot) until `resume`.
+   */
+  | { t: "pause"; id: string }
+  | { t: "resume"; id: string }
   | { t: "shutdown" };
 
 export type FromWorker =

@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   let context: LlamaContext | null = null;
   let engine: Engine | null = null;
   let embedder: Embedder | null = null;
+  let kv: KvStateStore | null = null;
   let shuttingDown = false;
 
   // Reverse order of construction: engine and embedder (whose embedding
@@ -54,6 +55,12 @@ async function main(): Promise<void> {
     else if (msg.t === "cancel") {
       if (!embedder.cancel(msg.id)) engine.cancel(msg.id);
     } else if (msg.t === "tenants") engine.setTenantPolicies(msg.policies);
+    else if (msg.t === "retain_tenants") {
+      const keep = new Set(msg.tenants);
+      engine.retainTenants(keep);
+      kv?.retain(keep);
+    } else if (msg.t === "pause") engine.pause(msg.id);
+    else if (msg.t === "resume") engine.resume(msg.id);
     else if (msg.t === "stats") send({ t: "stats", stats: engine.stats() });
   });
   // The front is gone: nobody is left to serve.
@@ -86,7 +93,6 @@ async function main(): Promise<void> {
   // llama.cpp rounds the context up (to a multiple of 256); the limit clients
   // get is the one configured, so behaviour does not depend on that padding.
   const contextPerSlot = Math.min(opts.contextPerSlot, context.contextSize);
-  let kv: KvStateStore | null = null;
   if (opts.kvCacheDir && (opts.kvCacheMaxBytes ?? 0) > 0) {
     const release = loaded.llama.llamaCppRelease;
     kv = await KvStateStore.open(opts.kvCacheDir, modelIdentity(opts.modelPath, `${release.repo}@${release.release}`), opts.kvCacheMaxBytes!);
@@ -103,7 +109,8 @@ async function main(): Promise<void> {
     },
   }, send, kv);
   // Inputs as long as a slot's context: the limit clients already know from /v1/models.
-  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens }, send);
+  const generation = engine;
+  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() }, send);
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
   send({
@@ -118,6 +125,10 @@ async function main(): Promise<void> {
       trainedContext: model.trainContextSize,
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       embeddingSize: model.embeddingVectorSize,
+      inputSpecials: {
+        bos: model.tokens.shouldPrependBosToken ? (model.tokens.bos ?? null) : null,
+        eos: model.tokens.shouldAppendEosToken ? (model.tokens.eos ?? null) : null,
+      },
       chatTemplate: template.name,
       gpu: loaded.gpu,
       threads: opts.threads,

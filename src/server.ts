@@ -14,7 +14,7 @@ import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
-import { hasTokenLimit, tenantPolicy } from "./tenants/types.js";
+import { engineTenant, hasTokenLimit, tenantPolicy } from "./tenants/types.js";
 import { resolveModel } from "../models/resolve.js";
 import { createApp } from "./app.js";
 import { ConfigError, readServeSecrets, type ModelConfig, type ServeConfig, type ServeSecrets } from "./config.js";
@@ -91,6 +91,9 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
     for (const m of models.all) {
+      // Before the policies (which may throw): a deleted tenant's KV cache,
+      // in every model's slots and on disk, goes with it.
+      m.engine.retainTenants(all.map(engineTenant));
       try {
         m.engine.setTenantPolicies(all.map(tenantPolicy));
       } catch (err) {

@@ -65,6 +65,8 @@ export function requestLog(opts: RequestLogOptions): RequestHandler {
           ttftMs: firstByteAt?.at === undefined ? undefined : round(firstByteAt.at - startedAt),
           durationMs: round(performance.now() - startedAt),
           clientDisconnected: !res.writableFinished,
+          // Closed by the server: the client read nothing for the SSE stall timeout (src/sse.ts).
+          slowReaderClosed: res.locals.slowReader === true ? true : undefined,
         },
         "request",
       );

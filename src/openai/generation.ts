@@ -1,7 +1,7 @@
 // The bridge between an HTTP request and engine requests: submit, wait for
 // admission (so errors such as context_length_exceeded become proper HTTP
 // errors before any SSE header is sent), then consume deltas.
-import type { EngineClient, EngineEvent, FinishReason, EngineRequest, TokenLogprob, Usage } from "../../engine/index.js";
+import type { EngineClient, EngineEvent, FinishReason, EngineRequest, RequestEvents, TokenLogprob, Usage } from "../../engine/index.js";
 import { fromEngineError } from "../errors.js";
 
 export interface Admitted {
@@ -9,6 +9,8 @@ export interface Admitted {
   events: AsyncIterableIterator<EngineEvent>;
   promptTokens: number;
   promptText: string | null;
+  /** What the choice used by the engine's count when it ends however it ends (RequestEvents.usage); absent: unknown. */
+  usage?: Promise<Usage | null>;
   /** The choice asked for logprobs (EngineRequest.logprobs): its body carries them, even when empty. Absent: false. */
   logprobs?: boolean;
 }
@@ -29,7 +31,7 @@ export async function admitAll(engine: EngineClient, reqs: EngineRequest[], abor
   for (const [index, first] of firsts.entries()) {
     const event = first.done ? undefined : first.value;
     if (event?.type === "accepted") {
-      admitted.push({ index, events: streams[index]!, promptTokens: event.promptTokens, promptText: event.promptText, logprobs: reqs[index]!.logprobs !== undefined });
+      admitted.push({ index, events: streams[index]!, usage: (streams[index] as Partial<RequestEvents>).usage, promptTokens: event.promptTokens, promptText: event.promptText, logprobs: reqs[index]!.logprobs !== undefined });
       continue;
     }
     abort.abort();

@@ -9,17 +9,29 @@ import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
 import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { ServedModel } from "../servedModels.js";
-import { hasTokenLimit, type Tenant } from "../tenants/types.js";
+import { engineTenant, hasTokenLimit, type Tenant } from "../tenants/types.js";
 import { ApiError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
 import { admitAll, type Admitted } from "./generation.js";
 
+/** How long a request cut short waits for the engine's count of what it used before the reservation is charged instead. */
+export const FINAL_USAGE_WAIT_MS = 10_000;
+
+/** What each choice of a request used, as the engine reports it at its end (null: no report). */
+export interface ChoiceUsage {
+  usage: Promise<Usage | null>;
+  /** The choice that read the prompt (a fork group's leader, or a request of its own): its prompt tokens are billed. */
+  billsPrompt: boolean;
+}
+
 export class QuotaGate {
   private state: "reserved" | "running" | "settled" = "reserved";
+  private choices: readonly ChoiceUsage[] = [];
 
   private constructor(
     private readonly ledger: QuotaLedger,
+    private readonly tenant: Tenant,
     private readonly reservation: Reservation,
     private readonly ticket: QueueTicket | null,
     private readonly estimate: () => number,
@@ -52,7 +64,26 @@ export class QuotaGate {
       throw queue.fullError();
     }
     res.set(result.headers);
-    return new QuotaGate(ledger, result.reservation, queue?.enter() ?? null, once);
+    return new QuotaGate(ledger, tenant, result.reservation, queue?.enter() ?? null, once);
+  }
+
+  /**
+   * The engine has counted the request with the served model's tokenizer:
+   * `boundTokens` is the most it can use (its prompt, plus every token it may
+   * generate). For a tenant with a token limit the reservation becomes that
+   * bound, so no settle can take a limit past what admission allowed; throws
+   * the 429 when the bound does not fit (the request must then be cancelled,
+   * and close() refunds it).
+   */
+  confirm(boundTokens: number): void {
+    if (this.state !== "reserved" || !hasTokenLimit(this.tenant.limits)) return;
+    const error = this.ledger.resize(this.tenant, this.reservation, boundTokens);
+    if (error) throw error;
+  }
+
+  /** Where the engine's count of what each choice used will come from, should the request be cut short. */
+  track(choices: readonly ChoiceUsage[]): void {
+    this.choices = choices;
   }
 
   /** The engine is generating for the request: it counts as running, no longer queued. */
@@ -72,15 +103,61 @@ export class QuotaGate {
 
   /**
    * The request is over, whichever way. Never admitted: refund everything.
-   * Admitted but ended without usage (client left, worker died): charge the
-   * estimate, since the engine did work we cannot count exactly.
+   * Admitted but ended without usage (client left, an engine error): charge
+   * what the engine reports each choice used until it stopped (a cancel
+   * takes effect at the next step boundary; the report follows), and the
+   * reservation when there is no report (worker died: it did work nobody
+   * can count). Returns once charged.
    */
-  close(): void {
-    if (this.state === "reserved") this.ledger.cancel(this.reservation);
-    else if (this.state === "running") this.ledger.settle(this.reservation, this.estimate());
+  close(): Promise<void> {
+    const state = this.state;
     this.state = "settled";
     this.ticket?.close();
+    if (state === "reserved") this.ledger.cancel(this.reservation);
+    if (state !== "running") return Promise.resolve();
+    // With a token limit the reservation is the request's bound (confirm()),
+    // never less than it used; without one, nothing was reserved.
+    const fallback = () => (hasTokenLimit(this.tenant.limits) ? this.ledger.held(this.reservation) : this.estimate());
+    if (this.choices.length === 0) {
+      this.ledger.settle(this.reservation, fallback());
+      return Promise.resolve();
+    }
+    return usedByChoices(this.choices, FINAL_USAGE_WAIT_MS).then((used) => this.ledger.settle(this.reservation, used ?? fallback()));
   }
+}
+
+/**
+ * Tokens the choices used by the engine's reports (a prompt billed once, by
+ * the choice that read it), waiting at most `waitMs` for them; null when none
+ * came.
+ */
+async function usedByChoices(choices: readonly ChoiceUsage[], waitMs: number): Promise<number | null> {
+  if (choices.length === 0) return null;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), waitMs)));
+  const usages = await Promise.all(choices.map((c) => Promise.race([c.usage, late])));
+  clearTimeout(timer);
+  if (usages.every((u) => u === null)) return null;
+  let tokens = 0;
+  usages.forEach((u, i) => {
+    if (u) tokens += u.completionTokens + (choices[i]!.billsPrompt ? u.promptTokens : 0);
+  });
+  return tokens;
+}
+
+/**
+ * The most tokens the admitted choices can use: each prompt as the engine
+ * tokenized it, once per fork group, plus each choice's max_tokens (without
+ * one, the rest of its slot's context).
+ */
+export function boundTokens(reqs: readonly EngineRequest[], promptTokens: readonly number[], contextPerSlot: number): number {
+  let tokens = 0;
+  reqs.forEach((r, i) => {
+    const prompt = promptTokens[i] ?? 0;
+    if ((r.fork?.index ?? 0) === 0) tokens += prompt;
+    tokens += r.maxTokens ?? Math.max(0, contextPerSlot - prompt);
+  });
+  return tokens;
 }
 
 /** The abort reason (and rejection reason) of a request shed by --queue-timeout-ms. */
@@ -124,6 +201,10 @@ export async function runGeneration(
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
+  // The engine knows the tenant by its incarnation: a tenant re-created under
+  // a deleted one's id shares no KV cache with it (Tenant.incarnation).
+  const scope = engineTenant(g.tenant);
+  const engineReqs = g.engineReqs.map((r) => (r.tenant === scope ? r : { ...r, tenant: scope }));
   const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
   const model = g.model;
   const tenant = g.tenant.id;
@@ -135,9 +216,19 @@ export async function runGeneration(
   try {
     let admitted: Admitted[];
     try {
-      admitted = await admitAll(g.served.engine, g.engineReqs, abort);
+      admitted = await admitAll(g.served.engine, engineReqs, abort);
     } catch (err) {
-      for (let i = 0; i < g.engineReqs.length; i++) ended(cutShort());
+      for (let i = 0; i < engineReqs.length; i++) ended(cutShort());
+      throw err;
+    }
+    gate.track(admitted.map((a) => ({ usage: a.usage ?? Promise.resolve(null), billsPrompt: (engineReqs[a.index]?.fork?.index ?? 0) === 0 })));
+    // The engine counted the prompt with the model's own tokenizer: hold the
+    // request's true bound, or refuse it before it has run (nothing is sent yet).
+    try {
+      const contextPerSlot = g.served.engine.model?.contextPerSlot ?? 0;
+      gate.confirm(boundTokens(engineReqs, admitted.map((a) => a.promptTokens), contextPerSlot));
+    } catch (err) {
+      if (err instanceof ApiError) deps.metrics.rejections.inc({ tenant, reason: rejectionReason(err) });
       throw err;
     }
     // Nothing is sent before the first output, so a request shed here gets a
@@ -192,7 +283,8 @@ export async function runGeneration(
     // choices still running have no reader left: cancel them in the engine.
     // After a normal end every choice has finished and this does nothing.
     abort.abort();
-    gate.close();
+    // Not awaited: the response is over; the charge follows the engine's report.
+    void gate.close().catch(() => undefined);
   }
 }
 

@@ -7,6 +7,9 @@
 //   reserve(tenant, {estimatedTokens})  before submitting to the engine
 //     → charges 1 request + the estimate to every bucket and budget at once,
 //       so concurrent requests cannot all pass on the same headroom;
+//   resize(reservation, exactTokens)    once the engine has counted the prompt with
+//     the served model's tokenizer: the reservation becomes that bound (prompt
+//     + every token the request may generate), or the request is refused;
 //   started(reservation)                when the engine admits it (queued → running);
 //   settle(reservation, actualTokens)   when it ends, with the engine's usage;
 //   cancel(reservation)                 when it never ran.
@@ -27,6 +30,7 @@ import { msUntilUtcMidnight, utcDay } from "./utcDay.js";
 export interface Reservation {
   readonly id: number;
   readonly tenantId: string;
+  /** Tokens reserved at first (the pre-flight estimate); resize() may change what is held since. */
   readonly estimatedTokens: number;
   /** The UTC day whose budget was charged; the actual usage is recorded on it too. */
   readonly day: string;
@@ -70,6 +74,8 @@ interface TenantState {
 
 interface Live {
   reservation: Reservation;
+  /** Tokens charged for it now: the estimate, or what resize() set. */
+  heldTokens: number;
   phase: "queued" | "running";
   // The state it was counted in: if the tenant is forgotten and comes back,
   // ending an old request must not decrement the new state's counters.
@@ -124,8 +130,45 @@ export class QuotaLedger {
     s.lifetimeTokens += estimatedTokens;
     s.queued += 1;
     const reservation: Reservation = { id: this.nextId++, tenantId: tenant.id, estimatedTokens, day: s.day };
-    this.live.set(reservation.id, { reservation, phase: "queued", state: s });
+    this.live.set(reservation.id, { reservation, heldTokens: estimatedTokens, phase: "queued", state: s });
     return { ok: true, reservation, headers: rateLimitHeaders(s.limits, s.requests, s.tokens) };
+  }
+
+  /**
+   * Replaces what a live reservation holds with `tokens` (the request's exact
+   * bound, counted by the engine): the difference is refunded or charged on
+   * every token counter. Refused, changing nothing, when the request with
+   * `tokens` instead of what it holds would not have been admitted (a budget,
+   * a per-minute bucket or a request larger than the limit): the error is the
+   * 429 it would have had. Null when done (or the reservation is over).
+   */
+  resize(tenant: Tenant, reservation: Reservation, tokens: number): ApiError | null {
+    const exact = tokenCount(tokens, "tokens");
+    const l = this.live.get(reservation.id);
+    if (!l || l.heldTokens === exact) return null;
+    const nowMs = this.now();
+    const s = this.current(tenant, nowMs);
+    // The books as if this request had not been reserved: the question is
+    // whether it would have been admitted at its exact size.
+    if (exact > l.heldTokens && s === l.state) {
+      const without = {
+        requests: charged(s.requests, -1),
+        tokens: charged(s.tokens, -l.heldTokens),
+        running: s.running - (l.phase === "running" ? 1 : 0),
+        queued: s.queued - (l.phase === "queued" ? 1 : 0),
+        dayTokens: s.day === reservation.day ? s.dayTokens - l.heldTokens : s.dayTokens,
+        lifetimeTokens: s.lifetimeTokens - l.heldTokens,
+      };
+      const rejection = decideAdmission(without, s.limits, exact, msUntilUtcMidnight(nowMs));
+      if (rejection) return rejectionError(tenant.id, rejection, rateLimitHeaders(s.limits, s.requests, s.tokens), this.queueRetryAfterMs);
+    }
+    const delta = exact - l.heldTokens;
+    l.heldTokens = exact;
+    const t = l.state;
+    if (t.limits.tokensPerMinute !== null) t.tokens = charged(t.tokens, delta);
+    if (t.day === reservation.day) t.dayTokens = Math.max(0, t.dayTokens + delta);
+    t.lifetimeTokens = Math.max(0, t.lifetimeTokens + delta);
+    return null;
   }
 
   /** The engine started running the request: it leaves the tenant's queue. Idempotent. */
@@ -144,7 +187,8 @@ export class QuotaLedger {
    */
   settle(reservation: Reservation, actualTokens: number): void {
     const actual = tokenCount(actualTokens, "actualTokens");
-    if (!this.finish(reservation, actual - reservation.estimatedTokens)) return;
+    const l = this.live.get(reservation.id);
+    if (!l || !this.finish(reservation, actual - l.heldTokens)) return;
     // After the in-memory update: if the store throws, the caller hears of it
     // and the counters still hold the charge.
     this.store?.add(reservation.tenantId, reservation.day, actual);
@@ -152,7 +196,13 @@ export class QuotaLedger {
 
   /** The request never ran: refund the request unit and every token. Idempotent. */
   cancel(reservation: Reservation): void {
-    this.finish(reservation, -reservation.estimatedTokens, -1);
+    const l = this.live.get(reservation.id);
+    if (l) this.finish(reservation, -l.heldTokens, -1);
+  }
+
+  /** Tokens a live reservation holds now (0 once it is over). */
+  held(reservation: Reservation): number {
+    return this.live.get(reservation.id)?.heldTokens ?? 0;
   }
 
   /** The x-ratelimit-* headers for the tenant now (none for unlimited dimensions). */

@@ -4,6 +4,7 @@
 //
 // Durability: journal_mode=WAL + synchronous=FULL, so a write whose promise has
 // resolved (and so an acknowledged admin request) survives kill -9 and power loss.
+import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
 import { openDatabase } from "../store/sqlite.js";
 import { limitsPatchSchema, schedulingPatchSchema, type TenantDefinition } from "./config.js";
@@ -73,6 +74,8 @@ export interface TenantStore {
 
 interface TenantRow {
   id: string;
+  /** Null only in a row from before the column existed, until addIncarnations fills it. */
+  incarnation: string | null;
   limits: string;
   scheduling: string;
   created_at: number;
@@ -109,6 +112,21 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_tenant_id ON api_keys(tenant_id);
 `;
 
+/**
+ * The tenants table's `incarnation` column (a nonce per created tenant, see
+ * Tenant.incarnation), added to a database made before it existed, and given
+ * to every row without one.
+ */
+function addIncarnations(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('tenants')").pluck().all() as string[];
+  if (!columns.includes("incarnation")) db.exec("ALTER TABLE tenants ADD COLUMN incarnation TEXT");
+  const missing = db.prepare("SELECT id FROM tenants WHERE incarnation IS NULL").pluck().all() as string[];
+  const set = db.prepare("UPDATE tenants SET incarnation = ? WHERE id = ?");
+  db.transaction(() => {
+    for (const id of missing) set.run(randomUUID(), id);
+  })();
+}
+
 export interface SqliteTenantStoreOptions {
   /** Clock, in whole seconds since the epoch (tests pin it). */
   nowSeconds?: () => number;
@@ -133,6 +151,12 @@ export class SqliteTenantStore implements TenantStore {
   /** Opens (creating the directory and tables when needed) `<dataDir>/llamux.db`. */
   static open(dataDir: string, options: SqliteTenantStoreOptions = {}): SqliteTenantStore {
     const { db, file } = openDatabase(dataDir, SCHEMA);
+    try {
+      addIncarnations(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
     return new SqliteTenantStore(db, file, options);
   }
 
@@ -147,8 +171,8 @@ export class SqliteTenantStore implements TenantStore {
   async createTenant(tenant: Tenant): Promise<TenantRecord | null> {
     const now = this.now();
     const result = this.db
-      .prepare("INSERT INTO tenants (id, limits, scheduling, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING")
-      .run(tenant.id, JSON.stringify(tenant.limits), JSON.stringify(tenant.scheduling), now, now);
+      .prepare("INSERT INTO tenants (id, limits, scheduling, created_at, updated_at, incarnation) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING")
+      .run(tenant.id, JSON.stringify(tenant.limits), JSON.stringify(tenant.scheduling), now, now, randomUUID());
     return result.changes === 1 ? this.tenantRow(tenant.id) : null;
   }
 
@@ -198,7 +222,7 @@ export class SqliteTenantStore implements TenantStore {
   async importDefinitions(definitions: readonly TenantDefinition[]): Promise<KeyMove[]> {
     const now = this.now();
     const upsert = this.db.prepare(
-      `INSERT INTO tenants (id, limits, scheduling, created_at, updated_at) VALUES (@id, @limits, @scheduling, @now, @now)
+      `INSERT INTO tenants (id, limits, scheduling, created_at, updated_at, incarnation) VALUES (@id, @limits, @scheduling, @now, @now, @incarnation)
        ON CONFLICT(id) DO UPDATE SET limits = excluded.limits, scheduling = excluded.scheduling,
          updated_at = CASE WHEN limits = excluded.limits AND scheduling = excluded.scheduling THEN updated_at ELSE excluded.updated_at END`,
     );
@@ -207,7 +231,7 @@ export class SqliteTenantStore implements TenantStore {
     return this.db.transaction(() => {
       const moves: KeyMove[] = [];
       for (const { tenant, keyHashes } of definitions) {
-        upsert.run({ id: tenant.id, limits: JSON.stringify(tenant.limits), scheduling: JSON.stringify(tenant.scheduling), now });
+        upsert.run({ id: tenant.id, limits: JSON.stringify(tenant.limits), scheduling: JSON.stringify(tenant.scheduling), now, incarnation: randomUUID() });
         for (const hash of keyHashes) {
           const owner = ownerOf.get(hash) as string | undefined;
           if (owner === undefined) this.insertKey({ tenantId: tenant.id, hash, prefix: displayPrefixOfHash(hash), name: "tenants file" });
@@ -255,6 +279,7 @@ function toTenantRecord(row: TenantRow): TenantRecord {
   return {
     tenant: {
       id: row.id,
+      ...(row.incarnation ? { incarnation: row.incarnation } : {}),
       limits: { ...DEFAULT_LIMITS, ...limits.data } as TenantLimits,
       scheduling: { ...DEFAULT_SCHEDULING, ...scheduling.data } as TenantScheduling,
     },

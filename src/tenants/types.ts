@@ -36,6 +36,12 @@ export interface TenantScheduling {
 export interface Tenant {
   /** Stable id: [a-z0-9_-]{1,64}. */
   id: string;
+  /**
+   * Unique to this incarnation of the tenant (a nonce the store makes when the
+   * tenant is created): a tenant deleted and created again under the same id
+   * gets a new one. Absent: the id alone (single-tenant mode, tests).
+   */
+  incarnation?: string;
   limits: TenantLimits;
   scheduling: TenantScheduling;
 }
@@ -61,7 +67,16 @@ export const DEFAULT_SCHEDULING: TenantScheduling = { weight: 1, maxPriority: 0,
 /** The tenant every request belongs to when no tenants are configured (single-tenant mode, no auth). */
 export const ANONYMOUS_TENANT: Tenant = { id: "default", limits: DEFAULT_LIMITS, scheduling: DEFAULT_SCHEDULING };
 
+/**
+ * The name the engines know the tenant by (EngineRequest.tenant, policies,
+ * KV slots and saved states): its id and incarnation, so cache ownership never
+ * passes by name to a tenant re-created under a deleted one's id.
+ */
+export function engineTenant(t: Pick<Tenant, "id" | "incarnation">): string {
+  return t.incarnation ? `${t.id}~${t.incarnation}` : t.id;
+}
+
 /** What the engine's fair scheduler needs of a tenant. */
 export function tenantPolicy(t: Tenant): TenantPolicy {
-  return { id: t.id, weight: t.scheduling.weight, reservedSlots: t.scheduling.reservedSlots, maxSlots: t.scheduling.maxSlots };
+  return { id: engineTenant(t), weight: t.scheduling.weight, reservedSlots: t.scheduling.reservedSlots, maxSlots: t.scheduling.maxSlots };
 }

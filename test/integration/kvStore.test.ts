@@ -113,6 +113,28 @@ describe("KvStateStore with a real model", () => {
     assert.deepEqual(seqs[1]!.contextTokens, c);
   });
 
+  test("retain() deletes every state of a tenant not listed, finished or not, and saves none for it afterwards (issue 19 item 5)", async () => {
+    const store = await openStore(64 * 1024 * 1024);
+    const modelDir = path.join(dirs.at(-1)!, fs.readdirSync(dirs.at(-1)!)[0]!);
+    const a = await fill(seqs[0]!, A);
+    await store.save(seqs[0]!, "gone~1", a.length);
+    store.flush();
+    const b = await fill(seqs[1]!, B);
+    await store.save(seqs[1]!, "kept~1", b.length); // left unfinished
+    const c = await fill(seqs[2]!, C);
+    await store.save(seqs[2]!, "gone~1", c.length); // unfinished too
+    store.retain(new Set(["kept~1"]));
+    assert.equal(store.find("gone~1", a, 0), null);
+    assert.equal(store.find("gone~1", c, 0), null);
+    assert.ok(store.find("kept~1", b, 0));
+    store.flush();
+    const manifests = fs.readdirSync(modelDir).filter((f) => f.endsWith(".json"));
+    assert.deepEqual(manifests.map((f) => JSON.parse(fs.readFileSync(path.join(modelDir, f), "utf8")).tenant), ["kept~1"]);
+    assert.equal(fs.readdirSync(modelDir).length, 2, "one state file and its manifest, no leftovers");
+    await store.save(seqs[0]!, "gone~1", a.length);
+    assert.equal(store.stats().states, 1, "a deleted tenant's slot is never saved again");
+  });
+
   test("a save left to its timer finishes on its own", async () => {
     const store = await openStore(64 * 1024 * 1024);
     const a = await fill(seqs[0]!, A);

@@ -4,8 +4,7 @@
 import { Router } from "express";
 import type { EmbedInput, EmbedOutcome, Usage } from "../../../engine/index.js";
 import { ApiError, fromEngineError } from "../../errors.js";
-import { estimateCompletionTokens } from "../../quota/estimate.js";
-import type { Tenant } from "../../tenants/types.js";
+import { engineTenant, type Tenant } from "../../tenants/types.js";
 import { clientAbort, recordUsage, requireModel, type RouteDeps } from "../context.js";
 import { QuotaGate } from "../runGeneration.js";
 import { embeddingResponse, embedInputs, parseEmbeddingRequest, refuseEmbeddingParameters } from "./protocol.js";
@@ -23,16 +22,18 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     refuseEmbeddingParameters(body, info.embeddingSize);
     res.locals.model = body.model;
 
+    // The reservation is a bound on the served model's count (embeddingTokenBound),
+    // so the settled usage never exceeds what admission allowed.
     // Embeddings take no KV slot, so no place in the slots' queue (null). The
     // reservation stays "queued" in the tenant's books until settled: there
     // is no first output to mark the start, and a request the worker refuses
     // (bad token id, too long) or loses (restart) is then refunded whole.
-    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => estimatedTokens(inputs));
+    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs, info.inputSpecials));
     const abort = clientAbort(req, res);
     try {
       let outcome: EmbedOutcome;
       try {
-        outcome = await served.engine.embed({ tenant: tenant.id, inputs }, abort.signal);
+        outcome = await served.engine.embed({ tenant: engineTenant(tenant), inputs }, abort.signal);
       } catch (err) {
         if (abort.signal.aborted) return; // the client left: nobody to answer
         throw err;
@@ -51,13 +52,28 @@ export function embeddingsRoute(deps: RouteDeps): Router {
   return router;
 }
 
-/** The pre-flight estimate: the texts' tokens as the quota estimator counts them, token inputs exactly, nothing generated. */
-function estimatedTokens(inputs: readonly EmbedInput[]): number {
-  const texts: string[] = [];
+/**
+ * Tokens reserved before the worker counts them: a bound no tokenizer can
+ * beat, so the settled usage never exceeds what admission allowed. A token
+ * of the served model (SentencePiece with byte fallback, or BPE over bytes)
+ * covers at least one byte of text, except the leading-space marker
+ * SentencePiece adds; the model may add BOS and EOS. So a text input costs at
+ * most its UTF-8 bytes + 1 + the specials (checked on the served models'
+ * vocabularies: a digit is a token, plus one), and token ids exactly their
+ * count plus the specials they lack. The exact count is charged at the end.
+ */
+export function embeddingTokenBound(inputs: readonly EmbedInput[], specials: { bos: number | null; eos: number | null } = { bos: -1, eos: -1 }): number {
+  const both = (specials.bos !== null ? 1 : 0) + (specials.eos !== null ? 1 : 0);
   let tokens = 0;
   for (const input of inputs) {
-    if (input.kind === "text") texts.push(input.text);
-    else tokens += input.tokens.length;
+    if (input.kind === "text") {
+      tokens += Buffer.byteLength(input.text, "utf8") + 1 + both;
+      continue;
+    }
+    const t = input.tokens;
+    tokens += t.length;
+    if (specials.bos !== null && t[0] !== specials.bos) tokens += 1;
+    if (specials.eos !== null && t[t.length - 1] !== specials.eos) tokens += 1;
   }
-  return tokens + estimateCompletionTokens(texts, 0);
+  return tokens;
 }

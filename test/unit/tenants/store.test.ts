@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import { newTenant } from "../../../src/tenants/config.js";
 import { hashApiKey } from "../../../src/tenants/keys.js";
 import { DB_FILE_NAME, SqliteTenantStore } from "../../../src/tenants/store.js";
-import { DEFAULT_LIMITS, DEFAULT_SCHEDULING } from "../../../src/tenants/types.js";
+import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, engineTenant, type Tenant } from "../../../src/tenants/types.js";
 
 let dir: string;
 let store: SqliteTenantStore;
@@ -26,6 +26,9 @@ afterEach(async () => {
 });
 
 const acme = newTenant("acme", { limits: { requestsPerMinute: 60, allowedModels: ["m"] }, scheduling: { weight: 2 } });
+/** A stored tenant without its incarnation (a nonce the store makes; see the incarnation tests). */
+const plain = (t: Tenant | undefined) => t && { id: t.id, limits: t.limits, scheduling: t.scheduling };
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const key = (tenantId: string, secret: string, name: string | null = null) => ({ tenantId, hash: hashApiKey(secret), prefix: `${secret.slice(0, 8)}…`, name });
 
 describe("SqliteTenantStore: database", () => {
@@ -52,7 +55,8 @@ describe("SqliteTenantStore: database", () => {
 describe("SqliteTenantStore: tenants", () => {
   test("create, get, list; a taken id gives null", async () => {
     const created = await store.createTenant(acme);
-    assert.deepEqual(created, { tenant: acme, createdAtSeconds: clockSeconds, updatedAtSeconds: clockSeconds });
+    assert.match(created?.tenant.incarnation ?? "", UUID);
+    assert.deepEqual(created, { tenant: { ...acme, incarnation: created?.tenant.incarnation }, createdAtSeconds: clockSeconds, updatedAtSeconds: clockSeconds });
     assert.equal(await store.createTenant(newTenant("acme", {})), null);
     assert.deepEqual(await store.getTenant("acme"), created);
     assert.equal(await store.getTenant("nobody"), null);
@@ -81,10 +85,43 @@ describe("SqliteTenantStore: tenants", () => {
   });
 
   test("a row written with fewer limit fields loads with the missing ones null", async () => {
-    store.db.prepare("INSERT INTO tenants VALUES ('old', '{\"maxTokens\": 7}', '{}', 1, 1)").run();
+    store.db.prepare("INSERT INTO tenants (id, limits, scheduling, created_at, updated_at) VALUES ('old', '{\"maxTokens\": 7}', '{}', 1, 1)").run();
     const r = await store.getTenant("old");
     assert.deepEqual(r?.tenant.limits, { ...DEFAULT_LIMITS, maxTokens: 7 });
     assert.deepEqual(r?.tenant.scheduling, DEFAULT_SCHEDULING);
+  });
+});
+
+describe("SqliteTenantStore: incarnations (what the KV cache is keyed by)", () => {
+  test("a tenant deleted and created again under its id is a new incarnation, never the old one's engine name", async () => {
+    const first = (await store.createTenant(acme))!.tenant;
+    assert.equal((await store.updateTenant({ ...acme, limits: { ...DEFAULT_LIMITS, maxTokens: 5 } }))?.tenant.incarnation, first.incarnation, "an update keeps it");
+    await store.deleteTenant("acme");
+    const second = (await store.createTenant(acme))!.tenant;
+    assert.match(second.incarnation ?? "", UUID);
+    assert.notEqual(second.incarnation, first.incarnation);
+    assert.notEqual(engineTenant(second), engineTenant(first));
+    await store.deleteTenant("acme");
+    await store.importDefinitions([{ tenant: acme, keyHashes: [] }]);
+    const third = (await store.getTenant("acme"))!.tenant;
+    assert.ok(![first.incarnation, second.incarnation].includes(third.incarnation), "re-created by the tenants file: new too");
+  });
+
+  test("a database from before the column gets it, and every old row its own nonce, kept across opens", async () => {
+    await store.close();
+    fs.rmSync(path.join(dir, "nested"), { recursive: true, force: true });
+    store = open();
+    store.db.exec("DROP TABLE api_keys; DROP TABLE tenants; CREATE TABLE tenants (id TEXT PRIMARY KEY, limits TEXT NOT NULL, scheduling TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;");
+    store.db.prepare("INSERT INTO tenants VALUES ('a', '{}', '{}', 1, 1), ('b', '{}', '{}', 1, 1)").run();
+    await store.close();
+    store = open();
+    const [a, b] = (await store.listTenants()).map((r) => r.tenant.incarnation);
+    assert.match(a ?? "", UUID);
+    assert.match(b ?? "", UUID);
+    assert.notEqual(a, b);
+    await store.close();
+    store = open();
+    assert.deepEqual((await store.listTenants()).map((r) => r.tenant.incarnation), [a, b]);
   });
 });
 
@@ -149,7 +186,7 @@ describe("SqliteTenantStore: importDefinitions and reopening", () => {
       { tenant: newTenant("beta", {}), keyHashes: [hashApiKey("lmx-moving")] },
     ]);
     assert.deepEqual(moves, [{ hash: hashApiKey("lmx-moving"), fromTenantId: "admin-made", toTenantId: "beta" }]);
-    assert.deepEqual((await store.getTenant("acme"))?.tenant, acme, "file wins");
+    assert.deepEqual(plain((await store.getTenant("acme"))?.tenant), acme, "file wins");
     assert.ok(await store.getTenant("admin-made"), "tenants the file does not name are kept");
     const keys = await store.listKeys("acme");
     assert.deepEqual(
@@ -177,9 +214,10 @@ describe("SqliteTenantStore: importDefinitions and reopening", () => {
     await store.createTenant(acme);
     const k = (await store.addKey(key("acme", "lmx-secret-1", "n")))!;
     await store.revokeKey("acme", k.id);
+    const incarnation = (await store.getTenant("acme"))?.tenant.incarnation;
     await store.close();
     store = open();
-    assert.deepEqual((await store.getTenant("acme"))?.tenant, acme);
+    assert.deepEqual((await store.getTenant("acme"))?.tenant, { ...acme, incarnation });
     assert.notEqual((await store.listKeys("acme"))[0]?.revokedAtSeconds, null);
   });
 });
