@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
+import { CrashQuarantine, crashSuspects, requestFingerprint, type CrashQuarantineOptions, type InFlightPhase, type Quarantined } from "./crashQuarantine.js";
 import { engineEnv, engineExecArgv } from "./processSettings.js";
 import type {
   EmbedRequest,
@@ -43,6 +44,18 @@ export interface EngineClientOptions {
   restartBackoffMs?: { initial: number; max: number };
   /** The worker script to fork (default: engine/worker.js); tests use a fake one. */
   workerEntry?: string;
+  /** Refusing the tenants and requests that keep crashing the worker (crashQuarantine.ts); defaults: DEFAULT_CRASH_QUARANTINE. */
+  crashQuarantine?: Partial<CrashQuarantineOptions>;
+  /** The clock the quarantine reads (tests); default Date.now. */
+  nowMs?: () => number;
+}
+
+/** What the front knows of a request in the worker, to blame it if the worker dies. */
+interface InFlightMeta {
+  tenant: string;
+  /** What the request's fingerprint is hashed from (only when it is needed). */
+  prompt: unknown;
+  phase: InFlightPhase;
 }
 
 const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -61,10 +74,16 @@ export class EngineClient extends EventEmitter {
   private statsWaiters: Array<(s: EngineStats) => void> = [];
   /** The last policies set: every new worker gets them before its first request. */
   private policies: TenantPolicy[] | null = null;
+  /** Every request in the worker (generations and embeddings), for crash attribution. */
+  private readonly meta = new Map<string, InFlightMeta>();
+  private readonly quarantine: CrashQuarantine;
+  private readonly now: () => number;
 
   constructor(private readonly opts: EngineClientOptions) {
     super();
     this.backoffMs = opts.restartBackoffMs?.initial ?? 250;
+    this.quarantine = new CrashQuarantine(opts.crashQuarantine);
+    this.now = opts.nowMs ?? Date.now;
   }
 
   /** Starts the worker and resolves once the model is loaded; rejects if it cannot load. */
@@ -91,13 +110,15 @@ export class EngineClient extends EventEmitter {
   /** Events for one request: `accepted` or `error` first, then deltas up to the one with `finish`. */
   submit(req: EngineRequest, signal?: AbortSignal): AsyncIterableIterator<EngineEvent> {
     const queue = new AsyncQueue<EngineEvent>();
-    if (!this.ready || !this.child) {
-      queue.push({ type: "error", error: unavailable(this.state) });
+    const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.prompt);
+    if (refused) {
+      queue.push({ type: "error", error: refused });
       queue.close();
       return queue;
     }
     const id = `r${++this.nextId}`;
     this.inflight.set(id, queue);
+    this.meta.set(id, { tenant: req.tenant, prompt: req.prompt, phase: "sent" });
     this.send({ t: "submit", id, req });
     if (signal) {
       const onAbort = () => this.cancel(id);
@@ -131,12 +152,15 @@ export class EngineClient extends EventEmitter {
    * request's remaining inputs and nobody waits for them.
    */
   embed(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedOutcome> {
-    if (!this.ready || !this.child) return Promise.resolve({ error: unavailable(this.state) });
+    const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.inputs);
+    if (refused) return Promise.resolve({ error: refused });
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = `e${++this.nextId}`;
+    this.meta.set(id, { tenant: req.tenant, prompt: req.inputs, phase: "sent" });
     return new Promise<EmbedOutcome>((resolve, reject) => {
       const onAbort = () => {
         if (!this.embeds.delete(id)) return;
+        this.meta.delete(id);
         this.send({ t: "cancel", id });
         reject(signal!.reason);
       };
@@ -183,6 +207,7 @@ export class EngineClient extends EventEmitter {
     const queue = this.inflight.get(id);
     if (!queue) return;
     this.inflight.delete(id);
+    this.meta.delete(id);
     queue.close();
     this.send({ t: "cancel", id });
   }
@@ -216,9 +241,12 @@ export class EngineClient extends EventEmitter {
         this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
         this.emit("ready", msg.model);
         return;
-      case "accepted":
+      case "accepted": {
+        const m = this.meta.get(msg.id);
+        if (m) m.phase = "accepted";
         this.inflight.get(msg.id)?.push({ type: "accepted", promptTokens: msg.promptTokens, promptText: msg.promptText });
         return;
+      }
       case "rejected":
         this.finish(msg.id, { type: "error", error: msg.error });
         return;
@@ -226,7 +254,11 @@ export class EngineClient extends EventEmitter {
         for (const d of msg.deltas) {
           const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage, ...(d.logprobs ? { logprobs: d.logprobs } : {}) };
           if (d.finish) this.finish(d.id, event);
-          else this.inflight.get(d.id)?.push(event);
+          else {
+            const m = this.meta.get(d.id);
+            if (m) m.phase = "running";
+            this.inflight.get(d.id)?.push(event);
+          }
         }
         return;
       case "embedded":
@@ -249,6 +281,7 @@ export class EngineClient extends EventEmitter {
     const queue = this.inflight.get(id);
     if (!queue) return;
     this.inflight.delete(id);
+    this.meta.delete(id);
     queue.push(event);
     queue.close();
   }
@@ -264,6 +297,7 @@ export class EngineClient extends EventEmitter {
       this.emit("fatal", new Error(`engine worker exited during start-up (${how})`));
       return;
     }
+    this.blameCrash();
     this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size, backoffMs: this.backoffMs });
     this.failInflight({
       code: "engine_restarted",
@@ -284,10 +318,38 @@ export class EngineClient extends EventEmitter {
     const settle = this.embeds.get(id);
     if (!settle) return;
     this.embeds.delete(id);
+    this.meta.delete(id);
     settle(outcome);
   }
 
+  /** The worker died: strikes for the requests suspected of it (crashQuarantine.ts). */
+  private blameCrash(): void {
+    const model = this.opts.worker.modelId;
+    const suspects = crashSuspects([...this.meta.values()]).map((m) => ({ tenant: m.tenant, phase: m.phase, fingerprint: requestFingerprint(model, m.prompt) }));
+    if (suspects.length === 0) return;
+    this.quarantine.recordCrash(suspects, this.now());
+    this.opts.log?.("engine crash attributed", { suspects: suspects.map((s) => ({ tenant: s.tenant, phase: s.phase, fingerprint: s.fingerprint })) });
+  }
+
+  /** engine_crash_quarantine when this tenant or this prompt keeps crashing the worker; null: it may run. */
+  private quarantined(tenant: string, prompt: unknown): EngineErrorPayload | null {
+    const now = this.now();
+    const q: Quarantined | null = this.quarantine.check(tenant, () => requestFingerprint(this.opts.worker.modelId, prompt), now);
+    if (!q) return null;
+    const seconds = Math.max(1, Math.ceil((q.untilMs - now) / 1000));
+    const who = q.kind === "tenant" ? "Requests from your tenant were" : "This request (the same model and prompt) was";
+    return {
+      code: "engine_crash_quarantine",
+      param: null,
+      retryAfterSeconds: seconds,
+      message:
+        `${who} in flight when the inference engine crashed, repeatedly (${q.crashes} times within ${Math.round(this.quarantine.opts.windowMs / 1000)} s); ` +
+        `so that other clients keep being served, ${q.kind === "tenant" ? "its" : "this"} requests are refused for ${seconds} more seconds.`,
+    };
+  }
+
   private failInflight(error: EngineErrorPayload): void {
+    this.meta.clear();
     for (const id of [...this.embeds.keys()]) this.settleEmbed(id, { error });
     for (const [id, queue] of this.inflight) {
       this.inflight.delete(id);
