@@ -117,7 +117,7 @@ export class Engine {
   }
 
   submit(id: string, req: EngineRequest): void {
-    const slow = req.grammar ? this.slowGrammars.check(req.grammar, performance.now()) : null;
+    const slow = req.grammar ? this.slowGrammars.check(req.grammar, req.tenant, performance.now()) : null;
     if (slow) {
       this.emit({ t: "rejected", id, error: slow });
       return;
@@ -410,7 +410,7 @@ export class Engine {
     }
     for (const job of [...this.running.values()]) {
       if (job.slowSampling === null) continue;
-      this.slowGrammars.add(job.grammarSpec!, performance.now());
+      this.slowGrammars.add(job.grammarSpec!, job.tenant, performance.now());
       await this.fail(job, null, slowSamplingError(job.grammarSpec!, job.slowSampling, this.sampleBudget));
     }
     for (const job of [...this.running.values()]) {

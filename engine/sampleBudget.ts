@@ -71,25 +71,52 @@ export function slowSamplingError(spec: GrammarSpec, slow: { maxMs: number; exce
   };
 }
 
-/** Grammars that crossed a bound, refused at submit until their time is up (bounded: oldest out first). */
+/** A tenant whose grammars crossed a bound this often within TENANT_WINDOW_MS... */
+const TENANT_STRIKES = 2;
+const TENANT_WINDOW_MS = 60_000;
+/** ...has its grammar-constrained requests refused this long (a fresh schema each time would otherwise cost a slow step each). */
+const TENANT_REFUSE_MS = 60_000;
+
+/**
+ * Grammars that crossed a bound, refused at submit until their time is up,
+ * and the tenants that keep sending such grammars (bounded: oldest out first).
+ */
 export class SlowGrammars {
   private readonly until = new Map<string, number>();
+  private readonly tenants = new Map<string, { strikesMs: number[]; untilMs: number }>();
 
   constructor(
     private readonly refuseForMs: number,
     private readonly maxEntries = 256,
   ) {}
 
-  add(spec: GrammarSpec, nowMs: number): void {
+  add(spec: GrammarSpec, tenant: string, nowMs: number): void {
     const key = JSON.stringify(spec);
     this.until.delete(key);
     this.until.set(key, nowMs + this.refuseForMs);
     if (this.until.size > this.maxEntries) this.until.delete(this.until.keys().next().value!);
+    const t = this.tenants.get(tenant) ?? { strikesMs: [], untilMs: 0 };
+    this.tenants.delete(tenant);
+    this.tenants.set(tenant, t);
+    t.strikesMs = [...t.strikesMs.filter((at) => at > nowMs - TENANT_WINDOW_MS), nowMs];
+    if (t.strikesMs.length >= TENANT_STRIKES) t.untilMs = nowMs + TENANT_REFUSE_MS;
+    if (this.tenants.size > this.maxEntries) this.tenants.delete(this.tenants.keys().next().value!);
   }
 
-  /** The error that refuses `spec` now; null when it is not refused. */
-  check(spec: GrammarSpec, nowMs: number): EngineErrorPayload | null {
+  /** The error that refuses `spec` from `tenant` now; null when it is not refused. */
+  check(spec: GrammarSpec, tenant: string, nowMs: number): EngineErrorPayload | null {
     if (this.until.size === 0) return null;
+    const param = grammarParam(spec);
+    const t = this.tenants.get(tenant);
+    if (t && t.untilMs > nowMs) {
+      return {
+        code: "invalid_value",
+        param,
+        message:
+          `Your output grammars were too slow to sample with on this model ${t.strikesMs.length} times within a minute; requests with '${param}' ` +
+          `are refused for ${Math.ceil((t.untilMs - nowMs) / 1000)} more seconds. Use a smaller schema (fewer enum values or anyOf alternatives).`,
+      };
+    }
     const key = JSON.stringify(spec);
     const until = this.until.get(key);
     if (until === undefined) return null;
@@ -97,7 +124,6 @@ export class SlowGrammars {
       this.until.delete(key);
       return null;
     }
-    const param = grammarParam(spec);
     return {
       code: "invalid_value",
       param,

@@ -35,18 +35,28 @@ describe("chargeSampling", () => {
 describe("SlowGrammars", () => {
   test("refuses the same grammar until its time is up, naming the parameter it came from", () => {
     const slow = new SlowGrammars(60_000);
-    assert.equal(slow.check(schema, 0), null);
-    slow.add(schema, 0);
-    assert.equal(slow.check({ ...schema }, 1000)?.param, "response_format");
-    assert.equal(slow.check({ kind: "json" }, 1000), null);
-    assert.equal(slow.check(schema, 60_000), null);
+    assert.equal(slow.check(schema, "a", 0), null);
+    slow.add(schema, "a", 0);
+    assert.equal(slow.check({ ...schema }, "b", 1000)?.param, "response_format");
+    assert.equal(slow.check({ kind: "json" }, "a", 1000), null, "one slow grammar does not condemn its tenant");
+    assert.equal(slow.check(schema, "b", 60_000), null);
   });
 
   test("is bounded", () => {
     const slow = new SlowGrammars(60_000, 2);
-    for (let i = 0; i < 3; i++) slow.add({ kind: "json_schema", schema: { i } }, 0);
-    assert.equal(slow.check({ kind: "json_schema", schema: { i: 0 } }, 1), null);
-    assert.notEqual(slow.check({ kind: "json_schema", schema: { i: 2 } }, 1), null);
+    for (let i = 0; i < 3; i++) slow.add({ kind: "json_schema", schema: { i } }, `t${i}`, 0);
+    assert.equal(slow.check({ kind: "json_schema", schema: { i: 0 } }, "x", 1), null);
+    assert.notEqual(slow.check({ kind: "json_schema", schema: { i: 2 } }, "x", 1), null);
+  });
+
+  test("a tenant whose grammars were slow twice within a minute has every grammar refused for a minute; others are not", () => {
+    const slow = new SlowGrammars(600_000);
+    const fresh = (i: number): GrammarSpec => ({ kind: "json_schema", schema: { i } });
+    slow.add(fresh(1), "attacker", 0);
+    slow.add(fresh(2), "attacker", 30_000);
+    assert.match(slow.check(fresh(3), "attacker", 30_001)?.message ?? "", /2 times within a minute/);
+    assert.equal(slow.check(fresh(3), "victim", 30_001), null);
+    assert.equal(slow.check(fresh(3), "attacker", 90_000), null);
   });
 
   test("tool-call grammars name tool_choice", () => {
