@@ -133,11 +133,27 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ApiError("invalid_body", "The request body must be a JSON object (send Content-Type: application/json).");
   }
+  refuseLongLogitBias((body as Record<string, unknown>).logit_bias);
   // Before zod: its checks recurse, and it drops `__proto__` keys without a word.
   assertJsonLimits(body);
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   throw zodToApiError(result.error, body);
+}
+
+/**
+ * Counts logit_bias entries before anything reads them: zod took 300-400 ms
+ * (and the JSON limits walk 60-80 ms) of the front's event loop over 100,000
+ * entries before refusing them, stalling every tenant's streams. Stops counting
+ * at the first entry too many.
+ */
+function refuseLongLogitBias(bias: unknown): void {
+  if (bias === null || typeof bias !== "object" || Array.isArray(bias)) return;
+  let n = 0;
+  for (const key in bias) {
+    if (!Object.hasOwn(bias, key)) continue;
+    if (++n > MAX_LOGIT_BIAS_ENTRIES) throw new ApiError("invalid_value", `Invalid 'logit_bias': must have at most ${MAX_LOGIT_BIAS_ENTRIES} entries.`, "logit_bias");
+  }
 }
 
 /** The value at a zod issue path, or undefined where the path leads nowhere. */
