@@ -4,7 +4,8 @@
 //
 // Failure contract: when the worker dies, every request in flight ends with
 // `engine_restarted`, the client reports not ready, and a new worker is
-// started with backoff. Requests arriving meanwhile get `engine_unavailable`.
+// started with backoff. Generations arriving meanwhile wait for it (up to
+// restartWaitMs), then get `engine_unavailable`; embeddings get it at once.
 import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
@@ -48,6 +49,12 @@ export interface EngineClientOptions {
   crashQuarantine?: Partial<CrashQuarantineOptions>;
   /** The clock the quarantine reads (tests); default Date.now. */
   nowMs?: () => number;
+  /**
+   * How long a generation submitted while the worker restarts waits for it
+   * (default 10 s; 0: refused at once). A worker is back in 1-2 s: failing
+   * at once made every client that retried within that time fail again.
+   */
+  restartWaitMs?: number;
 }
 
 /** What the front knows of a request in the worker, to blame it if the worker dies. */
@@ -74,10 +81,12 @@ export class EngineClient extends EventEmitter {
   private statsWaiters: Array<(s: EngineStats) => void> = [];
   /** The last policies set: every new worker gets them before its first request. */
   private policies: TenantPolicy[] | null = null;
-  /** Every request in the worker (generations and embeddings), for crash attribution. */
+  /** Every request in the worker (generations and embeddings) in the order sent, for crash attribution. */
   private readonly meta = new Map<string, InFlightMeta>();
   private readonly quarantine: CrashQuarantine;
   private readonly now: () => number;
+  /** Generations waiting for the restarting worker: called with true once it is ready, false when it will not be. */
+  private readonly readyWaiters = new Set<(ready: boolean) => void>();
 
   constructor(private readonly opts: EngineClientOptions) {
     super();
@@ -110,11 +119,36 @@ export class EngineClient extends EventEmitter {
   /** Events for one request: `accepted` or `error` first, then deltas up to the one with `finish`. */
   submit(req: EngineRequest, signal?: AbortSignal): AsyncIterableIterator<EngineEvent> {
     const queue = new AsyncQueue<EngineEvent>();
+    const waitMs = this.opts.restartWaitMs ?? 10_000;
+    if (this.state === "restarting" && waitMs > 0 && !signal?.aborted) {
+      void this.whenReady(waitMs, signal).then(() => this.enqueue(queue, req, signal));
+      return queue;
+    }
+    this.enqueue(queue, req, signal);
+    return queue;
+  }
+
+  /** Resolves when the worker is ready, or after `timeoutMs`, on stop, or when `signal` aborts, whichever is first. */
+  private whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.readyWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener("abort", done, { once: true });
+      this.readyWaiters.add(done);
+    });
+  }
+
+  private enqueue(queue: AsyncQueue<EngineEvent>, req: EngineRequest, signal?: AbortSignal): void {
     const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.prompt);
     if (refused) {
       queue.push({ type: "error", error: refused });
       queue.close();
-      return queue;
+      return;
     }
     const id = `r${++this.nextId}`;
     this.inflight.set(id, queue);
@@ -125,7 +159,6 @@ export class EngineClient extends EventEmitter {
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
     }
-    return queue;
   }
 
   /**
@@ -184,6 +217,7 @@ export class EngineClient extends EventEmitter {
   /** Asks the worker to exit and waits for it; kills it after `timeoutMs`. */
   async stop(timeoutMs = 5000): Promise<void> {
     this.state = "stopping";
+    for (const w of [...this.readyWaiters]) w(false);
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     const child = this.child;
@@ -240,6 +274,7 @@ export class EngineClient extends EventEmitter {
         this.state = "ready";
         this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
         this.emit("ready", msg.model);
+        for (const w of [...this.readyWaiters]) w(true);
         return;
       case "accepted": {
         const m = this.meta.get(msg.id);

@@ -6,10 +6,12 @@
 // A client replaying such a request kept the engine down most of the time
 // (10 crashes in 15 s failed 85 % of another tenant's requests). The front
 // knows what each request was doing when the worker died, so:
-//   - suspects (crashSuspects): the requests the worker had not answered yet
-//     (it was reading them: it handles messages in order, and a submit is
-//     tokenized synchronously); else those admitted but with no output yet
-//     (their prefill was in the last decodes); else everyone in flight;
+//   - suspects (crashSuspects): the first request the worker had not answered
+//     (it handles messages in order and tokenizes a submit synchronously, so
+//     it died reading that one; those sent after it were never read: blaming
+//     them too let an attacker share its strikes with a victim retrying at
+//     the same moment); else those admitted with no output yet (their prefill
+//     was in the last decodes); else everyone in flight;
 //   - each crash gives strikes: 1 shared among the suspects' distinct tenants,
 //     and 1 shared among their distinct requests (fingerprint: hash of model
 //     and prompt), so a bystander that happened to be read in the same step
@@ -38,6 +40,13 @@ export interface CrashQuarantineOptions {
   requestCooldownMs: number;
   /** Bound on the fingerprints remembered (oldest out first). */
   maxFingerprints: number;
+  /**
+   * Tenants never quarantined as a whole (their requests' fingerprints still
+   * are): "default" is every client of a server without --tenants
+   * (ANONYMOUS_TENANT in src/tenants/types.ts), and refusing it would refuse
+   * everyone, the outage this exists to prevent.
+   */
+  exemptTenants: readonly string[];
 }
 
 /** Two crashes within a minute: a coincidence once, a pattern twice. */
@@ -47,15 +56,15 @@ export const DEFAULT_CRASH_QUARANTINE: CrashQuarantineOptions = {
   tenantCooldownMs: 60_000,
   requestCooldownMs: 10 * 60_000,
   maxFingerprints: 1024,
+  exemptTenants: ["default"],
 };
 
-/** Which of the requests in flight when the worker died are suspected of killing it (see the header). */
+/** Which of the requests in flight when the worker died (in the order they were sent) are suspected of killing it (see the header). */
 export function crashSuspects<T extends { phase: InFlightPhase }>(inflight: readonly T[]): T[] {
-  for (const phase of ["sent", "accepted"] as const) {
-    const found = inflight.filter((r) => r.phase === phase);
-    if (found.length > 0) return found;
-  }
-  return [...inflight];
+  const unread = inflight.find((r) => r.phase === "sent");
+  if (unread) return [unread];
+  const prefilling = inflight.filter((r) => r.phase === "accepted");
+  return prefilling.length > 0 ? prefilling : [...inflight];
 }
 
 /** A request's identity across retries: the model and everything the prompt is made of. */
@@ -84,7 +93,7 @@ export class CrashQuarantine {
   recordCrash(suspects: readonly InFlightRequest[], nowMs: number): void {
     const tenants = new Set(suspects.map((s) => s.tenant));
     const prints = new Set(suspects.map((s) => s.fingerprint));
-    for (const t of tenants) this.strike(this.tenants, t, 1 / tenants.size, nowMs, this.opts.tenantCooldownMs);
+    for (const t of tenants) if (!this.opts.exemptTenants.includes(t)) this.strike(this.tenants, t, 1 / tenants.size, nowMs, this.opts.tenantCooldownMs);
     for (const f of prints) this.strike(this.requests, f, 1 / prints.size, nowMs, this.opts.requestCooldownMs);
     while (this.requests.size > this.opts.maxFingerprints) this.requests.delete(this.requests.keys().next().value!);
     // Tenants are bounded by the configured ones; forget those with nothing left to remember.

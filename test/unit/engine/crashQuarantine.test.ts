@@ -7,8 +7,8 @@ const req = (tenant: string, fingerprint: string, phase: InFlightRequest["phase"
 const opts = { windowMs: 60_000, strikes: 2, tenantCooldownMs: 30_000, requestCooldownMs: 600_000 };
 
 describe("crashSuspects", () => {
-  test("the requests the worker had not answered are the suspects, not those it was generating for", () => {
-    const inflight = [req("victim", "v1", "running"), req("attacker", "a1", "sent"), req("victim", "v2", "accepted")];
+  test("the first request the worker had not answered is the suspect, not those sent after it nor those it was generating for", () => {
+    const inflight = [req("victim", "v1", "running"), req("attacker", "a1", "sent"), req("victim", "v2", "accepted"), req("victim", "v3", "sent")];
     assert.deepEqual(crashSuspects(inflight).map((r) => r.fingerprint), ["a1"]);
   });
 
