@@ -4,11 +4,13 @@
 //
 // Failure contract: when the worker dies, every request in flight ends with
 // `engine_restarted`, the client reports not ready, and a new worker is
-// started with backoff. Requests arriving meanwhile get `engine_unavailable`.
+// started with backoff. Generations arriving meanwhile wait for it (up to
+// restartWaitMs), then get `engine_unavailable`; embeddings get it at once.
 import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
+import { CrashQuarantine, crashSuspects, requestFingerprint, type CrashQuarantineOptions, type InFlightPhase, type Quarantined } from "./crashQuarantine.js";
 import { engineEnv, engineExecArgv } from "./processSettings.js";
 import type {
   EmbedRequest,
@@ -71,6 +73,24 @@ export interface EngineClientOptions {
   workerEntry?: string;
   /** Output buffered per request before the engine is asked to pause it (default DEFAULT_MAX_BUFFERED_BYTES). */
   maxBufferedBytes?: number;
+  /** Refusing the tenants and requests that keep crashing the worker (crashQuarantine.ts); defaults: DEFAULT_CRASH_QUARANTINE. */
+  crashQuarantine?: Partial<CrashQuarantineOptions>;
+  /** The clock the quarantine reads (tests); default Date.now. */
+  nowMs?: () => number;
+  /**
+   * How long a generation submitted while the worker restarts waits for it
+   * (default 10 s; 0: refused at once). A worker is back in 1-2 s: failing
+   * at once made every client that retried within that time fail again.
+   */
+  restartWaitMs?: number;
+}
+
+/** What the front knows of a request in the worker, to blame it if the worker dies. */
+interface InFlightMeta {
+  tenant: string;
+  /** What the request's fingerprint is hashed from (only when it is needed). */
+  prompt: unknown;
+  phase: InFlightPhase;
 }
 
 const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -93,10 +113,18 @@ export class EngineClient extends EventEmitter {
   private retained: string[] | null = null;
   /** Requests whose final usage is still to come, cancelled ones included (RequestEvents.usage). */
   private readonly finals = new Map<string, (u: Usage | null) => void>();
+  /** Every request in the worker (generations and embeddings) in the order sent, for crash attribution. */
+  private readonly meta = new Map<string, InFlightMeta>();
+  private readonly quarantine: CrashQuarantine;
+  private readonly now: () => number;
+  /** Generations waiting for the restarting worker: called with true once it is ready, false when it will not be. */
+  private readonly readyWaiters = new Set<(ready: boolean) => void>();
 
   constructor(private readonly opts: EngineClientOptions) {
     super();
     this.backoffMs = opts.restartBackoffMs?.initial ?? 250;
+    this.quarantine = new CrashQuarantine(opts.crashQuarantine);
+    this.now = opts.nowMs ?? Date.now;
   }
 
   /** Starts the worker and resolves once the model is loaded; rejects if it cannot load. */
@@ -122,12 +150,6 @@ export class EngineClient extends EventEmitter {
 
   /** Events for one request: `accepted` or `error` first, then deltas up to the one with `finish`. */
   submit(req: EngineRequest, signal?: AbortSignal): RequestEvents {
-    if (!this.ready || !this.child) {
-      const queue = new AsyncQueue<EngineEvent>();
-      queue.push({ type: "error", error: unavailable(this.state) });
-      queue.close();
-      return Object.assign(queue, { usage: Promise.resolve(null) });
-    }
     const id = `r${++this.nextId}`;
     // A reader that falls behind pauses its request in the engine, so its
     // output waits in the engine's state (one slot), not in front memory.
@@ -138,14 +160,47 @@ export class EngineClient extends EventEmitter {
       onDrained: () => this.send({ t: "resume", id }),
     });
     const usage = new Promise<Usage | null>((resolve) => this.finals.set(id, resolve));
+    const events = Object.assign(queue, { usage });
+    const waitMs = this.opts.restartWaitMs ?? 10_000;
+    if (this.state === "restarting" && waitMs > 0 && !signal?.aborted) {
+      void this.whenReady(waitMs, signal).then(() => this.enqueue(id, queue, req, signal));
+      return events;
+    }
+    this.enqueue(id, queue, req, signal);
+    return events;
+  }
+
+  /** Resolves when the worker is ready, or after `timeoutMs`, on stop, or when `signal` aborts, whichever is first. */
+  private whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.readyWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener("abort", done, { once: true });
+      this.readyWaiters.add(done);
+    });
+  }
+
+  private enqueue(id: string, queue: AsyncQueue<EngineEvent>, req: EngineRequest, signal?: AbortSignal): void {
+    const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.prompt);
+    if (refused) {
+      this.settleFinal(id, null);
+      queue.push({ type: "error", error: refused });
+      queue.close();
+      return;
+    }
     this.inflight.set(id, queue);
+    this.meta.set(id, { tenant: req.tenant, prompt: req.prompt, phase: "sent" });
     this.send({ t: "submit", id, req });
     if (signal) {
       const onAbort = () => this.cancel(id);
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
     }
-    return Object.assign(queue, { usage });
   }
 
   /**
@@ -182,12 +237,15 @@ export class EngineClient extends EventEmitter {
    * request's remaining inputs and nobody waits for them.
    */
   embed(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedOutcome> {
-    if (!this.ready || !this.child) return Promise.resolve({ error: unavailable(this.state) });
+    const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.inputs);
+    if (refused) return Promise.resolve({ error: refused });
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = `e${++this.nextId}`;
+    this.meta.set(id, { tenant: req.tenant, prompt: req.inputs, phase: "sent" });
     return new Promise<EmbedOutcome>((resolve, reject) => {
       const onAbort = () => {
         if (!this.embeds.delete(id)) return;
+        this.meta.delete(id);
         this.send({ t: "cancel", id });
         reject(signal!.reason);
       };
@@ -211,6 +269,7 @@ export class EngineClient extends EventEmitter {
   /** Asks the worker to exit and waits for it; kills it after `timeoutMs`. */
   async stop(timeoutMs = 5000): Promise<void> {
     this.state = "stopping";
+    for (const w of [...this.readyWaiters]) w(false);
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     const child = this.child;
@@ -234,6 +293,7 @@ export class EngineClient extends EventEmitter {
     const queue = this.inflight.get(id);
     if (!queue) return;
     this.inflight.delete(id);
+    this.meta.delete(id);
     queue.close();
     this.send({ t: "cancel", id });
   }
@@ -267,10 +327,14 @@ export class EngineClient extends EventEmitter {
         this.state = "ready";
         this.backoffMs = this.opts.restartBackoffMs?.initial ?? 250;
         this.emit("ready", msg.model);
+        for (const w of [...this.readyWaiters]) w(true);
         return;
-      case "accepted":
+      case "accepted": {
+        const m = this.meta.get(msg.id);
+        if (m) m.phase = "accepted";
         this.inflight.get(msg.id)?.push({ type: "accepted", promptTokens: msg.promptTokens, promptText: msg.promptText });
         return;
+      }
       case "rejected":
         this.settleFinal(msg.id, null);
         this.finish(msg.id, { type: "error", error: msg.error });
@@ -280,7 +344,11 @@ export class EngineClient extends EventEmitter {
           if (d.finish) this.settleFinal(d.id, d.usage ?? null);
           const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage, ...(d.logprobs ? { logprobs: d.logprobs } : {}) };
           if (d.finish) this.finish(d.id, event);
-          else this.inflight.get(d.id)?.push(event);
+          else {
+            const m = this.meta.get(d.id);
+            if (m) m.phase = "running";
+            this.inflight.get(d.id)?.push(event);
+          }
         }
         return;
       case "embedded":
@@ -303,6 +371,7 @@ export class EngineClient extends EventEmitter {
     const queue = this.inflight.get(id);
     if (!queue) return;
     this.inflight.delete(id);
+    this.meta.delete(id);
     queue.push(event);
     queue.close();
   }
@@ -318,6 +387,7 @@ export class EngineClient extends EventEmitter {
       this.emit("fatal", new Error(`engine worker exited during start-up (${how})`));
       return;
     }
+    this.blameCrash();
     this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size, backoffMs: this.backoffMs });
     this.failInflight({
       code: "engine_restarted",
@@ -338,6 +408,7 @@ export class EngineClient extends EventEmitter {
     const settle = this.embeds.get(id);
     if (!settle) return;
     this.embeds.delete(id);
+    this.meta.delete(id);
     settle(outcome);
   }
 
@@ -348,7 +419,34 @@ export class EngineClient extends EventEmitter {
     settle(usage);
   }
 
+  /** The worker died: strikes for the requests suspected of it (crashQuarantine.ts). */
+  private blameCrash(): void {
+    const model = this.opts.worker.modelId;
+    const suspects = crashSuspects([...this.meta.values()]).map((m) => ({ tenant: m.tenant, phase: m.phase, fingerprint: requestFingerprint(model, m.prompt) }));
+    if (suspects.length === 0) return;
+    this.quarantine.recordCrash(suspects, this.now());
+    this.opts.log?.("engine crash attributed", { suspects: suspects.map((s) => ({ tenant: s.tenant, phase: s.phase, fingerprint: s.fingerprint })) });
+  }
+
+  /** engine_crash_quarantine when this tenant or this prompt keeps crashing the worker; null: it may run. */
+  private quarantined(tenant: string, prompt: unknown): EngineErrorPayload | null {
+    const now = this.now();
+    const q: Quarantined | null = this.quarantine.check(tenant, () => requestFingerprint(this.opts.worker.modelId, prompt), now);
+    if (!q) return null;
+    const seconds = Math.max(1, Math.ceil((q.untilMs - now) / 1000));
+    const who = q.kind === "tenant" ? "Requests from your tenant were" : "This request (the same model and prompt) was";
+    return {
+      code: "engine_crash_quarantine",
+      param: null,
+      retryAfterSeconds: seconds,
+      message:
+        `${who} in flight when the inference engine crashed, repeatedly (${q.crashes} times within ${Math.round(this.quarantine.opts.windowMs / 1000)} s); ` +
+        `so that other clients keep being served, ${q.kind === "tenant" ? "its" : "this"} requests are refused for ${seconds} more seconds.`,
+    };
+  }
+
   private failInflight(error: EngineErrorPayload): void {
+    this.meta.clear();
     for (const id of [...this.finals.keys()]) this.settleFinal(id, null);
     for (const id of [...this.embeds.keys()]) this.settleEmbed(id, { error });
     for (const [id, queue] of this.inflight) {

@@ -10,11 +10,14 @@ import type { ChatTemplate } from "../models/chatTemplate.js";
 import { acceptToken, endsTurn, finalDelta, finishReason, isFinished, prepareJob, takeLogprobs, type Job, type Slot } from "./job.js";
 import type { KvStateStore } from "./kvStore.js";
 import { RawLogprobs, type TokenWithLogprobs } from "./logprobs.js";
-import type { Delta, EngineRequest, EngineStats, FairnessCosts, FromWorker, LoopPhase, TenantPolicy } from "./protocol.js";
+import type { Delta, EngineErrorPayload, EngineRequest, EngineStats, FairnessCosts, FromWorker, LoopPhase, TenantPolicy } from "./protocol.js";
 import { batchPlace } from "./batchOrder.js";
 import { assertCanCopyState, copyPromptState } from "./fork.js";
 import { ForkGroups } from "./forkGroups.js";
 import { findEogTokens } from "./sampling.js";
+import { chargeSampling, DEFAULT_SAMPLE_BUDGET, SlowGrammars, slowSamplingError, type SampleBudget } from "./sampleBudget.js";
+import { SAMPLE_FAILED, SamplingGuard } from "./samplingGuard.js";
+import { longestTokenBytes } from "./promptBounds.js";
 import { planStep, type StepPlan } from "./scheduler.js";
 import { commonPrefixLength } from "./slots.js";
 import { TenantLedger } from "./tenantLedger.js";
@@ -40,6 +43,8 @@ export interface EngineOptions {
   followUpMs: number;
   /** Prices of the fair scheduler's virtual tokens. */
   costs: FairnessCosts;
+  /** How long a job's own sampling may hold a step (SampleBudget; defaults: DEFAULT_SAMPLE_BUDGET). */
+  sampleBudget?: SampleBudget;
 }
 
 type Emit = (msg: FromWorker) => void;
@@ -79,6 +84,14 @@ export class Engine {
   private turnWaiters: Array<() => void> = [];
   /** The tenants that exist (retainTenants()); null: every tenant. */
   private retained: ReadonlySet<string> | null = null;
+  /** Keeps a sequence's sampling failure its own, and times each job's sampling. */
+  private readonly guard: SamplingGuard;
+  private readonly sampleBudget: SampleBudget;
+  /** Grammars that were too slow to sample with: refused at submit for a while. */
+  private readonly slowGrammars: SlowGrammars;
+  private readonly vocabSize: number;
+  /** The longest token text in UTF-8 bytes (promptBounds.ts). */
+  readonly maxTokenBytes: number;
 
   constructor(
     private readonly model: LlamaModel,
@@ -103,10 +116,25 @@ export class Engine {
     this.eogTokens = findEogTokens(model);
     this.eogSet = new Set(this.eogTokens);
     this.rawLogprobs = new RawLogprobs(model, context);
+    this.guard = new SamplingGuard(context);
+    this.sampleBudget = opts.sampleBudget ?? DEFAULT_SAMPLE_BUDGET;
+    this.slowGrammars = new SlowGrammars(this.sampleBudget.refuseForMs);
+    const vocab = model.fileInfo.metadata.tokenizer?.ggml?.tokens ?? [];
+    this.vocabSize = vocab.length;
+    this.maxTokenBytes = longestTokenBytes(vocab);
   }
 
   submit(id: string, req: EngineRequest): void {
-    const prepared = prepareJob({ model: this.model, template: this.template, contextPerSlot: this.opts.contextPerSlot, eogTokens: this.eogTokens }, id, req);
+    const slow = req.grammar ? this.slowGrammars.check(req.grammar, req.tenant, performance.now()) : null;
+    if (slow) {
+      this.emit({ t: "rejected", id, error: slow });
+      return;
+    }
+    const prepared = prepareJob(
+      { model: this.model, template: this.template, contextPerSlot: this.opts.contextPerSlot, eogTokens: this.eogTokens, vocabSize: this.vocabSize, maxTokenBytes: this.maxTokenBytes },
+      id,
+      req,
+    );
     if ("code" in prepared) {
       this.emit({ t: "rejected", id, error: prepared });
       return;
@@ -211,6 +239,7 @@ export class Engine {
     this.stopping = true;
     await this.loop;
     // Nothing samples after the loop: the raw samplers go before the context does.
+    this.guard.dispose();
     this.rawLogprobs.dispose();
   }
 
@@ -400,9 +429,13 @@ export class Engine {
   private async step(plan: StepPlan, deltas: Delta[]): Promise<void> {
     // Start every evaluation before awaiting any: they must share one decode.
     const work: Array<Promise<void>> = [];
+    /** The job whose sampling each work item ends with; null for a prefill chunk (no sampling). */
+    const sampling: Array<Job | null> = [];
     for (const id of plan.decode) {
       const job = this.running.get(id);
-      if (job?.gen) work.push(job.gen.next().then((r) => this.accept(job, r)));
+      if (!job?.gen) continue;
+      work.push(job.gen.next().then((r) => this.accept(job, r)));
+      sampling.push(job);
     }
     for (const chunk of plan.prefill) {
       const job = this.running.get(chunk.id);
@@ -416,6 +449,7 @@ export class Engine {
       this.ledger.charge(job.tenant, tokens.length, 0);
       if (tokens.length < remaining) {
         work.push(job.slot.seq.evaluateWithoutGeneratingNewTokens(tokens, batchPlace(job.slot.index)));
+        sampling.push(null);
       } else {
         // Only jobs with logprobs pay for metadata: the others keep the bare-token path.
         const options = { ...job.options, ...batchPlace(job.slot.index) };
@@ -424,16 +458,29 @@ export class Engine {
             ? job.slot.seq.evaluate(tokens, options)
             : job.slot.seq.evaluateWithMetadata(tokens, { probabilities: true }, options);
         work.push(job.gen.next().then((r) => this.accept(job, r)));
+        sampling.push(job);
       }
     }
     if (work.length === 0) return;
     const results = await Promise.allSettled(work);
     this.steps++;
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failure) {
-      // A failed decode leaves every sequence in it in an unknown state.
-      for (const job of [...this.running.values()]) await this.fail(job, failure.reason);
+    const samplingErrors = this.guard.take();
+    const failed = results.flatMap((r, i) => (r.status === "rejected" ? [{ job: sampling[i]!, reason: r.reason as unknown }] : []));
+    // A sampling failure is its own job's (the decode it shared went well); any
+    // other failure is the decode's, which leaves every sequence in it in an unknown state.
+    const decodeFailure = failed.find((f) => f.job === null || (f.reason as Error)?.message !== SAMPLE_FAILED);
+    if (decodeFailure) {
+      for (const job of [...this.running.values()]) await this.fail(job, decodeFailure.reason);
       return;
+    }
+    for (const { job } of failed) {
+      const cause = samplingErrors.length > 0 ? samplingErrors.join("; ") : SAMPLE_FAILED;
+      await this.fail(job!, new Error(`sampling failed: ${cause}`));
+    }
+    for (const job of [...this.running.values()]) {
+      if (job.slowSampling === null) continue;
+      this.slowGrammars.add(job.grammarSpec!, job.tenant, performance.now());
+      await this.fail(job, null, slowSamplingError(job.grammarSpec!, job.slowSampling, this.sampleBudget));
     }
     for (const job of [...this.running.values()]) {
       if (job.newTokens === 0 && job.text === "") continue;
@@ -452,7 +499,10 @@ export class Engine {
   }
 
   private accept(job: Job, result: IteratorResult<Token | TokenWithLogprobs, void>): void {
-    job.prefillMs ??= performance.now() - job.submittedAtMs - job.queueMs;
+    const now = performance.now();
+    job.prefillMs ??= now - job.submittedAtMs - job.queueMs;
+    // Only grammars make a job's sampling cost unbounded (the rest is bounded by the vocabulary).
+    if (job.grammarSpec) chargeSampling(job, now - this.guard.lastDecodeEndMs, this.sampleBudget);
     if (result.done) {
       job.finish = "stop"; // the generator ended on its own: nothing more will come
       return;
@@ -485,7 +535,7 @@ export class Engine {
     if (this.retained && slot.tenant !== null && !this.retained.has(slot.tenant)) await this.clearSlot(slot);
   }
 
-  private async fail(job: Job, err: unknown): Promise<void> {
+  private async fail(job: Job, err: unknown, error?: EngineErrorPayload): Promise<void> {
     const slot = job.slot;
     await this.release(job);
     if (slot) {
@@ -496,7 +546,7 @@ export class Engine {
     this.emit({
       t: "rejected",
       id: job.id,
-      error: { code: "engine_error", param: null, message: `Inference failed: ${(err as Error)?.message ?? String(err)}` },
+      error: error ?? { code: "engine_error", param: null, message: `Inference failed: ${(err as Error)?.message ?? String(err)}` },
     });
   }
 }

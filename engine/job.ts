@@ -8,8 +8,10 @@ import { tokenizeText, type ChatTemplate } from "../models/chatTemplate.js";
 import { IncrementalDetokenizer } from "./detokenizer.js";
 import { grammarFor } from "./grammar.js";
 import type { TokenWithLogprobs } from "./logprobs.js";
-import type { Delta, EngineErrorPayload, EngineRequest, FinishReason, ForkSpec, TokenLogprob } from "./protocol.js";
+import type { Delta, EngineErrorPayload, EngineRequest, FinishReason, ForkSpec, GrammarSpec, TokenLogprob } from "./protocol.js";
+import type { SampledJob } from "./sampleBudget.js";
 import { buildEvaluateOptions, choiceSeed } from "./sampling.js";
+import { refuseEarly } from "./promptBounds.js";
 import { StopMatcher } from "./stops.js";
 
 export interface Slot {
@@ -25,7 +27,7 @@ export interface Slot {
 /** Jobs with logprobs are evaluated with metadata (logprobs.ts); the others yield bare tokens. */
 type Generator = AsyncGenerator<Token | TokenWithLogprobs, void, void | Token | Token[]>;
 
-export interface Job {
+export interface Job extends SampledJob {
   id: string;
   tenant: string;
   priority: number;
@@ -60,6 +62,8 @@ export interface Job {
   topLogprobs: number | null;
   /** Entries of the tokens sampled since the last delta (with topLogprobs only). */
   logprobs: TokenLogprob[];
+  /** The output grammar the job samples under (sampleBudget.ts); null: none. */
+  grammarSpec: GrammarSpec | null;
 }
 
 export interface JobContext {
@@ -67,10 +71,17 @@ export interface JobContext {
   template: ChatTemplate;
   contextPerSlot: number;
   eogTokens: readonly Token[];
+  /** Tokens in the vocabulary (0: unknown). */
+  vocabSize: number;
+  /** The longest token text in UTF-8 bytes (promptBounds.ts). */
+  maxTokenBytes: number;
 }
 
 /** Tokenizes and checks one request, and sets up its sampling and output processing. */
 export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job | EngineErrorPayload {
+  // Before tokenizing: a prompt that surely cannot fit is refused at the cost of counting its characters.
+  const early = refuseEarly(req, { contextPerSlot: c.contextPerSlot, vocabSize: c.vocabSize, maxTokenBytes: c.maxTokenBytes });
+  if (early) return early;
   let prompt: Token[];
   let stopStrings = req.stop;
   let stopTokens: ReadonlySet<Token> = new Set();
@@ -85,7 +96,7 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     prompt = tokenizeText(c.model, req.prompt.text);
   } else {
     prompt = req.prompt.tokens as Token[];
-    const vocab = vocabSize(c.model);
+    const vocab = c.vocabSize > 0 ? c.vocabSize : Infinity;
     if (prompt.some((t) => t >= vocab)) {
       return { code: "invalid_prompt", param: "prompt", message: `Token ids in 'prompt' must be below the vocabulary size ${vocab}.` };
     }
@@ -143,11 +154,10 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     fork: req.fork ?? null,
     topLogprobs: req.logprobs ?? null,
     logprobs: [],
+    grammarSpec: req.grammar ?? null,
+    sampleExcessMs: 0,
+    slowSampling: null,
   };
-}
-
-function vocabSize(model: LlamaModel): number {
-  return model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? Infinity;
 }
 
 /** A sampled token's effect on the job's output; the caller has counted it. */

@@ -13,7 +13,9 @@
 //     (EngineRequest.logprobs, Delta.logprobs); embeddings (the embed,
 //     embedded and embed_failed messages, ModelInfo.embeddingSize).
 // v6: the retain_tenants message (a deleted tenant's KV cache is dropped);
-//     pause/resume (a request whose reader is behind stops stepping).
+//     pause/resume (a request whose reader is behind stops stepping);
+//     ModelInfo.maxTokenBytes (the front refuses prompts that surely cannot fit);
+//     engine error code engine_crash_quarantine, EngineErrorPayload.retryAfterSeconds.
 export const PROTOCOL_VERSION = 6;
 
 export type FinishReason = "stop" | "length";
@@ -220,12 +222,16 @@ export type EngineErrorCode =
   | "invalid_value"
   | "engine_restarted"
   | "engine_unavailable"
-  | "engine_error";
+  | "engine_error"
+  /** The client's requests were in flight when the worker crashed, repeatedly: refused for a while (crashQuarantine.ts). */
+  | "engine_crash_quarantine";
 
 export interface EngineErrorPayload {
   code: EngineErrorCode;
   message: string;
   param: string | null;
+  /** When a retry may succeed, in seconds (sent as retry-after); absent: the code's default. */
+  retryAfterSeconds?: number;
 }
 
 export interface ModelInfo {
@@ -236,6 +242,8 @@ export interface ModelInfo {
   slots: number;
   trainedContext: number;
   vocabSize: number;
+  /** The longest token text in UTF-8 bytes: a prompt longer than contextPerSlot × this many characters cannot fit (promptBounds.ts). */
+  maxTokenBytes: number;
   /** Length of the model's embedding vectors (n_embd): what /v1/embeddings returns, and the only `dimensions` it accepts. */
   embeddingSize: number;
   /**

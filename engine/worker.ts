@@ -7,6 +7,7 @@ import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { ENGINE_BATCHING } from "./batchOrder.js";
 import { Embedder } from "./embedder.js";
+import { longestTokenBytes } from "./promptBounds.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
 import { DEFAULT_FAIRNESS_COSTS, DEFAULT_FOLLOW_UP_MS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
       slots: opts.slots,
       trainedContext: model.trainContextSize,
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+      maxTokenBytes: engine.maxTokenBytes,
       embeddingSize: model.embeddingVectorSize,
       inputSpecials: {
         bos: model.tokens.shouldPrependBosToken ? (model.tokens.bos ?? null) : null,

@@ -39,6 +39,7 @@ const CATALOGUE = {
   rate_limit_exceeded: { status: 429, type: "requests" },
   insufficient_quota: { status: 429, type: "insufficient_quota" },
   queue_full: { status: 429, type: "rate_limit_error" },
+  engine_crash_quarantine: { status: 429, type: "rate_limit_error" },
   not_found: { status: 404, type: "not_found_error" },
   misdirected_request: { status: 421, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
@@ -86,7 +87,7 @@ export class ApiError extends Error {
 }
 
 export function fromEngineError(e: EngineErrorPayload): ApiError {
-  const retry = e.code === "engine_unavailable" || e.code === "engine_restarted" ? 1 : null;
+  const retry = e.retryAfterSeconds ?? (e.code === "engine_unavailable" || e.code === "engine_restarted" ? 1 : null);
   return new ApiError(e.code, e.message, e.param, retry);
 }
 

@@ -4,7 +4,7 @@
 // says which. Parameters that are not in the OpenAI spec nor our extensions get
 // a 400 `unknown_parameter`, as OpenAI does.
 import { z } from "zod";
-import type { SamplingParams } from "../../engine/index.js";
+import { MAX_LOGIT_BIAS_ENTRIES, type SamplingParams } from "../../engine/index.js";
 import { ApiError } from "../errors.js";
 import { assertJsonLimits } from "../middleware/jsonLimits.js";
 import type { ParamTable } from "./parameters.js";
@@ -53,7 +53,11 @@ export const samplingShape = {
   top_p: finite().min(0).max(1).nullish(),
   presence_penalty: finite().min(-2).max(2).nullish(),
   frequency_penalty: finite().min(-2).max(2).nullish(),
-  logit_bias: z.record(tokenIdKey, finite().min(-100).max(100)).nullish(),
+  // Bounded: its cost is paid at every sampled token (engine/promptBounds.ts).
+  logit_bias: z
+    .record(tokenIdKey, finite().min(-100).max(100))
+    .refine((m) => Object.keys(m).length <= MAX_LOGIT_BIAS_ENTRIES, `must have at most ${MAX_LOGIT_BIAS_ENTRIES} entries`)
+    .nullish(),
   seed: int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
   stop: z
     .union([z.string().max(MAX_STOP_LENGTH), z.array(z.string().max(MAX_STOP_LENGTH)).max(MAX_STOP_SEQUENCES)])
@@ -67,7 +71,8 @@ export const samplingShape = {
   // llama.cpp-style extensions
   top_k: int().min(0).max(MAX_INT32).nullish(),
   min_p: finite().min(0).max(1).nullish(),
-  repeat_penalty: finite().min(0).max(10).nullish(),
+  // 0 divides the logits it penalises by zero: sampling degenerates (under a grammar it failed outright).
+  repeat_penalty: finite().gt(0).max(10).nullish(),
   ignore_eos: z.boolean().nullish(),
   // accepted and ignored (no effect on a self-hosted server)
   user: identifier().nullish(),
@@ -142,11 +147,27 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ApiError("invalid_body", "The request body must be a JSON object (send Content-Type: application/json).");
   }
+  refuseLongLogitBias((body as Record<string, unknown>).logit_bias);
   // Before zod: its checks recurse, and it drops `__proto__` keys without a word.
   assertJsonLimits(body);
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   throw zodToApiError(result.error, body);
+}
+
+/**
+ * Counts logit_bias entries before anything reads them: zod took 300-400 ms
+ * (and the JSON limits walk 60-80 ms) of the front's event loop over 100,000
+ * entries before refusing them, stalling every tenant's streams. Stops counting
+ * at the first entry too many.
+ */
+function refuseLongLogitBias(bias: unknown): void {
+  if (bias === null || typeof bias !== "object" || Array.isArray(bias)) return;
+  let n = 0;
+  for (const key in bias) {
+    if (!Object.hasOwn(bias, key)) continue;
+    if (++n > MAX_LOGIT_BIAS_ENTRIES) throw new ApiError("invalid_value", `Invalid 'logit_bias': must have at most ${MAX_LOGIT_BIAS_ENTRIES} entries.`, "logit_bias");
+  }
 }
 
 /** The value at a zod issue path, or undefined where the path leads nowhere. */

@@ -4,13 +4,13 @@
 // when the engine never ran it (a 400 from the engine, a worker restart before
 // admission). The rate-limit headers go on the response before any body byte.
 import type { Request, Response } from "express";
-import type { EngineEvent, EngineRequest, FinishReason, Usage } from "../../engine/index.js";
+import { refuseEarly, type EngineEvent, type EngineRequest, type FinishReason, type Usage } from "../../engine/index.js";
 import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
 import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { ServedModel } from "../servedModels.js";
 import { engineTenant, hasTokenLimit, type Tenant } from "../tenants/types.js";
-import { ApiError } from "../errors.js";
+import { ApiError, fromEngineError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
 import { admitAll, type Admitted } from "./generation.js";
@@ -201,6 +201,16 @@ export async function runGeneration(
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
+  // What the served model surely refuses (a prompt too long to fit, logit_bias
+  // ids outside its vocabulary) is refused here, before the request takes a
+  // place in any queue or costs the worker a tokenization.
+  const info = g.served.engine.model;
+  if (info) {
+    for (const r of g.engineReqs) {
+      const refused = refuseEarly(r, info);
+      if (refused) throw fromEngineError(refused);
+    }
+  }
   // The engine knows the tenant by its incarnation: a tenant re-created under
   // a deleted one's id shares no KV cache with it (Tenant.incarnation).
   const scope = engineTenant(g.tenant);

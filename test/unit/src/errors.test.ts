@@ -47,6 +47,7 @@ describe("ApiError", () => {
       rate_limit_exceeded: [429, "requests"],
       insufficient_quota: [429, "insufficient_quota"],
       queue_full: [429, "rate_limit_error"],
+      engine_crash_quarantine: [429, "rate_limit_error"],
       not_found: [404, "not_found_error"],
       misdirected_request: [421, "invalid_request_error"],
       request_too_large: [413, "invalid_request_error"],
