@@ -88,6 +88,11 @@ export class SlowGrammars {
   constructor(
     private readonly refuseForMs: number,
     private readonly maxEntries = 256,
+    /**
+     * Tenants never refused as a whole (their schemas still are): "default" is
+     * every client of a server without --tenants, as in crashQuarantine.ts.
+     */
+    private readonly exemptTenants: readonly string[] = ["default"],
   ) {}
 
   add(spec: GrammarSpec, tenant: string, nowMs: number): void {
@@ -95,6 +100,7 @@ export class SlowGrammars {
     this.until.delete(key);
     this.until.set(key, nowMs + this.refuseForMs);
     if (this.until.size > this.maxEntries) this.until.delete(this.until.keys().next().value!);
+    if (this.exemptTenants.includes(tenant)) return;
     const t = this.tenants.get(tenant) ?? { strikesMs: [], untilMs: 0 };
     this.tenants.delete(tenant);
     this.tenants.set(tenant, t);

@@ -109,6 +109,18 @@ export class QuotaGate {
    * reservation when there is no report (worker died: it did work nobody
    * can count). Returns once charged.
    */
+  /**
+   * The engine refused the request as invalid (a 400): it never runs, but it
+   * keeps its request unit, so invalid requests count against the tenant's
+   * requests per minute like any other (their tokens are refunded).
+   */
+  refusedAsInvalid(): void {
+    if (this.state !== "reserved") return;
+    this.state = "settled";
+    this.ticket?.close();
+    this.ledger.settle(this.reservation, 0);
+  }
+
   close(): Promise<void> {
     const state = this.state;
     this.state = "settled";
@@ -160,6 +172,22 @@ export function boundTokens(reqs: readonly EngineRequest[], promptTokens: readon
   return tokens;
 }
 
+/**
+ * A request refused as invalid before it reached the engine still costs its
+ * tenant one request against requests per minute (no tokens): otherwise a
+ * tenant could make the server validate, and refuse, as much as it likes.
+ * Over the limit, the 429 is the answer, as OpenAI checks limits first.
+ */
+function chargeRefusedRequest(deps: RouteDeps, tenant: Tenant, res: Response): void {
+  const result = deps.quota.reserve(tenant, { estimatedTokens: 0 });
+  if (!result.ok) {
+    deps.metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
+    throw result.error;
+  }
+  deps.quota.settle(result.reservation, 0);
+  res.set(result.headers);
+}
+
 /** The abort reason (and rejection reason) of a request shed by --queue-timeout-ms. */
 const QUEUE_TIMEOUT = "queue_timeout";
 
@@ -201,25 +229,25 @@ export async function runGeneration(
 ): Promise<void> {
   const arrivedMs = performance.now();
   res.locals.model = g.model;
+  const model = g.model;
+  const tenant = g.tenant.id;
+  const ended = (status: GenerationStatus, finishReason = "none") => deps.metrics.generations.inc({ model, tenant, status, finish_reason: finishReason });
   // What the served model surely refuses (a prompt too long to fit, logit_bias
   // ids outside its vocabulary) is refused here, before the request takes a
   // place in any queue or costs the worker a tokenization.
   const info = g.served.engine.model;
-  if (info) {
-    for (const r of g.engineReqs) {
-      const refused = refuseEarly(r, info);
-      if (refused) throw fromEngineError(refused);
-    }
+  const early = info ? g.engineReqs.map((r) => refuseEarly(r, info)).find((e) => e !== null) : undefined;
+  if (early) {
+    chargeRefusedRequest(deps, g.tenant, res);
+    for (let i = 0; i < g.engineReqs.length; i++) ended("error");
+    throw fromEngineError(early);
   }
   // The engine knows the tenant by its incarnation: a tenant re-created under
   // a deleted one's id shares no KV cache with it (Tenant.incarnation).
   const scope = engineTenant(g.tenant);
   const engineReqs = g.engineReqs.map((r) => (r.tenant === scope ? r : { ...r, tenant: scope }));
   const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
-  const model = g.model;
-  const tenant = g.tenant.id;
   const abort = clientAbort(req, res);
-  const ended = (status: GenerationStatus, finishReason = "none") => deps.metrics.generations.inc({ model, tenant, status, finish_reason: finishReason });
   // A choice that ended without a finish or an engine error was cut short: by
   // its client, or by the server (the reader failed, admitAll gave up on it).
   const cutShort = (): GenerationStatus => (abort.signal.reason === CLIENT_LEFT ? "cancelled" : "error");
@@ -228,7 +256,10 @@ export async function runGeneration(
     try {
       admitted = await admitAll(g.served.engine, engineReqs, abort);
     } catch (err) {
-      for (let i = 0; i < engineReqs.length; i++) ended(cutShort());
+      // A request the engine refuses as invalid (it read the prompt) is an error, not a cut.
+      const invalid = err instanceof ApiError && err.status === 400;
+      if (invalid) gate.refusedAsInvalid();
+      for (let i = 0; i < engineReqs.length; i++) ended(invalid ? "error" : cutShort());
       throw err;
     }
     gate.track(admitted.map((a) => ({ usage: a.usage ?? Promise.resolve(null), billsPrompt: (engineReqs[a.index]?.fork?.index ?? 0) === 0 })));

@@ -50,11 +50,12 @@ async function batchesOf(batching: BatchingOptions | undefined): Promise<number[
   const batches: number[][] = [];
   let current: number[] = [];
   // The native context's batch calls (private to node-llama-cpp): what llama.cpp receives.
+  // Configurable, as the engine's SamplingGuard wraps decodeBatch again.
   const native = (context as unknown as { _ctx: Record<string, (...args: unknown[]) => unknown> })._ctx;
   const add = native["addToBatch"]!.bind(native);
   const decode = native["decodeBatch"]!.bind(native);
-  Object.defineProperty(native, "addToBatch", { value: (seq: number, ...rest: unknown[]) => (current.push(seq), add(seq, ...rest)) });
-  Object.defineProperty(native, "decodeBatch", { value: () => (batches.push(current), (current = []), decode()) });
+  Object.defineProperty(native, "addToBatch", { configurable: true, writable: true, value: (seq: number, ...rest: unknown[]) => (current.push(seq), add(seq, ...rest)) });
+  Object.defineProperty(native, "decodeBatch", { configurable: true, writable: true, value: () => (batches.push(current), (current = []), decode()) });
   const done = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   const emit = (msg: FromWorker) => {
     if (msg.t === "step") for (const d of msg.deltas) if (d.finish) done.get(d.id)?.resolve();

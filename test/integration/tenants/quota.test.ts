@@ -19,6 +19,7 @@ const KEYS = {
   b: "lmx-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0005",
   conc: "lmx-concConcConcConcConcConcConcConcConc0006",
   tpm60: "lmx-tpm60Tpm60Tpm60Tpm60Tpm60Tpm60Tpm600007",
+  invalid: "lmx-invalidInvalidInvalidInvalidInvalid0008",
 };
 const BOS = 1;
 /** /metrics lists every tenant, so in multi-tenant mode it takes this token. */
@@ -51,6 +52,9 @@ before(async () => {
   - id: tpm60
     limits: { tokensPerMinute: 60 }
     keys: ["${hashApiKey(KEYS.tpm60)}"]
+  - id: invalid
+    limits: { requestsPerMinute: 3 }
+    keys: ["${hashApiKey(KEYS.invalid)}"]
 `,
   );
   // One llama.cpp thread: two wait on each other's time slices on busy cores (measured: 30 s for
@@ -117,6 +121,24 @@ describe("quotas", () => {
     // Models listing carries the headers too, without spending a request.
     const models = await fetch(`${t.url}/v1/models`, { headers: { authorization: `Bearer ${KEYS.rpm}` } });
     assert.equal(models.headers.get("x-ratelimit-remaining-requests"), "0");
+  });
+
+  test("RPM: requests refused as invalid count too, before and after the engine read them; over the limit the answer is the 429", async () => {
+    // Refused by the front from its length alone (it cannot fit 256 tokens, whatever the tokenizer does).
+    const huge = await post(KEYS.invalid, { model: t.modelId, prompt: "x".repeat(200_000), max_tokens: 4 });
+    assert.equal(huge.status, 400);
+    assert.equal(((await huge.json()) as { error: { code: string } }).error.code, "context_length_exceeded");
+    assert.equal(huge.headers.get("x-ratelimit-remaining-requests"), "2");
+    // Refused by the engine once it tokenized the prompt (300 token ids > 256).
+    const long = await post(KEYS.invalid, { model: t.modelId, prompt: tokenPrompt(300), max_tokens: 4 });
+    assert.equal(long.status, 400);
+    const ok = await post(KEYS.invalid, { model: t.modelId, prompt: tokenPrompt(4), max_tokens: 2 });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-ratelimit-remaining-requests"), "0");
+    await ok.json();
+    const over = await post(KEYS.invalid, { model: t.modelId, prompt: "x".repeat(200_000), max_tokens: 4 });
+    assert.equal(over.status, 429);
+    assert.equal(((await over.json()) as { error: { type: string } }).error.type, "requests");
   });
 
   test("TPM: a reservation takes exactly its estimate, and the bucket refills by the reset it announced", async () => {

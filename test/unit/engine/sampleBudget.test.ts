@@ -59,6 +59,15 @@ describe("SlowGrammars", () => {
     assert.equal(slow.check(fresh(3), "attacker", 90_000), null);
   });
 
+  test("the anonymous tenant of a server without tenants is never refused as a whole; its slow schemas still are", () => {
+    const slow = new SlowGrammars(600_000);
+    const fresh = (i: number): GrammarSpec => ({ kind: "json_schema", schema: { i } });
+    slow.add(fresh(1), "default", 0);
+    slow.add(fresh(2), "default", 1000);
+    assert.equal(slow.check(fresh(3), "default", 2000), null);
+    assert.notEqual(slow.check(fresh(2), "default", 2000), null);
+  });
+
   test("tool-call grammars name tool_choice", () => {
     const wrapped: GrammarSpec = { ...schema, wrap: { prefix: "<tool_call>", suffix: "</tool_call>", repeat: false, separator: "" } };
     assert.equal(slowSamplingError(wrapped, { maxMs: 300, excessMs: 250 }, budget).param, "tool_choice");
