@@ -4,7 +4,7 @@
 // responses' or the conversation's items, then this input), so the engine's
 // per-tenant prefix cache serves a continued conversation's earlier turns.
 import { Router, type Request } from "express";
-import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
+import type { ChatMessage, EngineRequest, GrammarSpec } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
 import { estimateChatTokens, toolPromptParts } from "../../quota/estimate.js";
@@ -13,13 +13,14 @@ import type { Tenant } from "../../tenants/types.js";
 import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { runGeneration } from "../runGeneration.js";
-import { toolSetup } from "../tools/tools.js";
+import { toolSetup, type ToolSetup } from "../tools/tools.js";
 import { newObjectId, toChatMessages, withIds } from "./items.js";
 import { listJson, parseListQuery, refuseInclude } from "./list.js";
 import { conversationNotFound, responseNotFound } from "./notFound.js";
-import { parseResponsesRequest } from "./protocol.js";
+import { parseResponsesRequest, type ResponsesRequest } from "./protocol.js";
 import type { ResponseEcho, ResponseObject } from "./responseObject.js";
 import { respondResponse, streamResponse, type ResponseRun } from "./serving.js";
+import { echoText, textFormatGrammar } from "./textFormat.js";
 import { asChatToolFields, echoToolChoice, echoTools, RESPONSES_TOOL_PATHS } from "./tools.js";
 
 /**
@@ -60,6 +61,23 @@ function requireAnsweredCalls(context: readonly Item[], firstInput: number): voi
   }
 }
 
+/**
+ * Tools and `text.format` together. A forced call (tool_choice required or a
+ * named function) is written by the tools' grammar: the format is for the
+ * message a later turn writes (what the Agents SDK sends, with an output
+ * type, until its tool has run). Otherwise a JSON format's grammar writes the
+ * output, and with tool_choice "auto" that output is the message: the model
+ * cannot both be held to a JSON document and be free to write a call.
+ */
+function outputSetup(body: ResponsesRequest): { tools: ToolSetup; grammar: GrammarSpec | undefined } {
+  const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
+  // Translated even when unused, so that a schema the grammar cannot enforce is a 400 on every turn.
+  const formatGrammar = textFormatGrammar(body.text?.format);
+  if (tools.grammar) return { tools, grammar: tools.grammar };
+  if (!formatGrammar) return { tools, grammar: undefined };
+  return { tools: { ...tools, parsing: null }, grammar: formatGrammar };
+}
+
 /** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */
 function refuseRetrieveStream(req: Request): void {
   for (const name of ["stream", "starting_after", "include_obfuscation"]) {
@@ -85,13 +103,13 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
     const instructions = body.instructions ?? null;
     const messages: ChatMessage[] = [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context)];
     if (messages.length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
-    const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
+    const { tools, grammar } = outputSetup(body);
 
     const maxTokens = capMaxTokens(tenant.limits, body.max_output_tokens ?? null);
     const engineReq: EngineRequest = {
       tenant: tenant.id,
       prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
-      ...(tools.grammar ? { grammar: tools.grammar } : {}),
+      ...(grammar ? { grammar } : {}),
       ...(logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       maxTokens,
       stop: stopList(body.stop),
@@ -115,6 +133,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       tools: echoTools(body.tools),
       toolChoice: echoToolChoice(body.tool_choice),
       topLogprobs: body.top_logprobs ?? 0,
+      text: echoText(body.text),
       metadata: body.metadata ?? {},
       user: isNullish(body.user) ? null : body.user!,
       safetyIdentifier: body.safety_identifier ?? null,
