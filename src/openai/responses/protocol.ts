@@ -4,7 +4,7 @@ import { z } from "zod";
 import { ApiError } from "../../errors.js";
 import { isNullish, MAX_INT32, parseBody, refuseUnsupported, samplingShape } from "../common.js";
 import type { ParamTable } from "../parameters.js";
-import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type ParsedItem } from "./items.js";
+import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type InputEntry } from "./items.js";
 import { textSchema } from "./textFormat.js";
 import { responseToolsShape } from "./tools.js";
 import { MAX_TOP_LOGPROBS } from "../../../engine/index.js";
@@ -115,8 +115,8 @@ export const RESPONSES_PARAMETERS: ParamTable = {
 
 export interface ParsedResponsesRequest {
   body: ResponsesRequest;
-  /** This request's own input items (not yet given ids). */
-  input: ParsedItem[];
+  /** This request's own input items (not yet given ids; item references not yet resolved). */
+  input: InputEntry[];
   /** The `conversation` id, whichever form it was given in. */
   conversationId: string | null;
   /** output_text carries log-probabilities (include message.output_text.logprobs). */

@@ -14,7 +14,7 @@ import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { runGeneration } from "../runGeneration.js";
 import { toolSetup, type ToolSetup } from "../tools/tools.js";
-import { newObjectId, toChatMessages, withIds } from "./items.js";
+import { newObjectId, resolveItemReferences, toChatMessages, withIds } from "./items.js";
 import { listJson, parseListQuery, refuseInclude } from "./list.js";
 import { conversationNotFound, responseNotFound } from "./notFound.js";
 import { parseResponsesRequest, type ResponsesRequest } from "./protocol.js";
@@ -97,7 +97,8 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
     const served = requireModel(deps, body.model);
     const previousResponseId = body.previous_response_id ?? null;
     const history = await loadHistory(store, tenant.id, previousResponseId, conversationId);
-    const inputItems = withIds(input, new Set(history.map((item) => item.id)), ["input"]);
+    const resolved = await resolveItemReferences(input, (ids) => store.findItems(tenant.id, ids), ["input"]);
+    const inputItems = withIds(resolved, new Set(history.map((item) => item.id)), ["input"]);
     const context = [...history, ...inputItems];
     requireAnsweredCalls(context, history.length);
     const instructions = body.instructions ?? null;

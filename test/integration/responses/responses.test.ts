@@ -261,7 +261,7 @@ describe("POST /v1/responses", () => {
   test("bad requests are 400s naming the parameter", async () => {
     const cases: Array<[Record<string, unknown>, string, string]> = [
       [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
-      [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0].type", "unsupported_parameter"],
+      [{ input: [{ role: "user", content: "a" }, { type: "item_reference", id: "msg_1" }] }, "input[1].id", "invalid_value"],
       [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
       [{ input: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png" }] }] }, "input[0].content[0].type", "unsupported_parameter"],
       [{ input: [{ role: "user", content: "a" }, { role: "user", content: [{ type: "input_file", file_id: "f" }] }] }, "input[1].content[0].type", "unsupported_parameter"],
@@ -269,7 +269,6 @@ describe("POST /v1/responses", () => {
       [{ input: [{ role: "user", content: [{ type: "output_text", text: "hi" }] }] }, "input[0].content[0].type", "invalid_value"],
       [{ input: [{ role: "user", content: [{ type: "input_text" }] }] }, "input[0].content[0].text", "missing_required_parameter"],
       [{ input: [{ role: "tool", content: "x" }] }, "input[0].role", "invalid_value"],
-      [{ input: [{ role: "user", content: "x", phase: "final" }] }, "input[0].phase", "unknown_parameter"],
       [{ input: 42 }, "input", "invalid_value"],
       [{}, "input", "missing_required_parameter"],
       [{ input: "x", max_output_tokens: 5 }, "max_output_tokens", "invalid_value"],
