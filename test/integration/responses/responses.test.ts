@@ -280,7 +280,7 @@ describe("POST /v1/responses", () => {
       [{ input: "x", include: ["file_search_call.results"] }, "include[0]", "unsupported_parameter"],
       [{ input: "x", background: true }, "background", "unsupported_parameter"],
       [{ input: "x", text: { format: { type: "xml" } } }, "text.format.type", "invalid_value"],
-      [{ input: "x", text: { format: { type: "json_schema", name: "n", schema: { type: "string", pattern: "^a" } } } }, "text.format.schema", "invalid_value"],
+      [{ input: "x", text: { format: { type: "json_schema", name: "n", schema: { type: "string", pattern: "^a" } } } }, "text.format.schema", "unsupported_parameter"],
       [{ input: "x", text: { format: { type: "json_schema", name: "n" } } }, "text.format.schema", "missing_required_parameter"],
       [{ input: "x", text: { verbosity: "loud" } }, "text.verbosity", "invalid_value"],
       [{ input: "x", text: { format: { type: "json_object" }, extra: 1 } }, "text.extra", "unknown_parameter"],
