@@ -44,7 +44,7 @@ function weatherAgent(model: Model): Agent<unknown, typeof Forecast> {
     tools: [getWeather],
     outputType: Forecast,
     // One call: with parallel calls allowed, a model that knows nothing of tools writes calls until the token limit.
-    modelSettings: { toolChoice: "required", parallelToolCalls: false, maxTokens: 64 },
+    modelSettings: { toolChoice: "required", parallelToolCalls: false, maxTokens: 200 },
   });
 }
 

@@ -19,7 +19,7 @@ after(async () => {
   await s?.close();
 });
 
-const MAX_TOKENS = 64;
+const MAX_TOKENS = 200;
 const Pet = z.object({ name: z.string().min(1).max(10), kind: z.enum(["cat", "dog"]), friendly: z.boolean() });
 const weather = tool(async () => "sunny", { name: "get_weather", description: "Weather in a city", schema: z.object({ city: z.string().max(10) }) });
 

@@ -23,7 +23,7 @@ after(async () => {
   await s?.close();
 });
 
-const MAX_TOKENS = 64;
+const MAX_TOKENS = 200;
 // Every forced call is a single one: with parallel calls allowed, a model that
 // knows nothing of tools keeps writing calls until the token limit.
 const Pet = z.object({ name: z.string().min(1).max(10), legs: z.enum(["two", "four"]), friendly: z.boolean() });

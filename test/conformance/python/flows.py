@@ -17,7 +17,7 @@ from typing import List, Literal
 from openai import OpenAI
 from pydantic import BaseModel, Field
 
-MAX_TOKENS = 64
+MAX_TOKENS = 200
 
 
 class Pet(BaseModel):
@@ -113,13 +113,17 @@ def streaming(client: OpenAI, model: str) -> None:
             text += chunk.choices[0].delta.content or ""
         usage = chunk.usage or usage
     assert text and usage.completion_tokens == 8, (text, usage)
+    # Cut by max_output_tokens, the stream ends with response.incomplete (as on
+    # OpenAI), which get_final_response() does not take: read the event instead.
     deltas = ""
+    response = None
     with client.responses.stream(model=model, input="Once upon a time", max_output_tokens=16) as stream:
         for event in stream:
             if event.type == "response.output_text.delta":
                 deltas += event.delta
-        response = stream.get_final_response()
-    assert response.output_text == deltas and deltas
+            elif event.type in ("response.completed", "response.incomplete"):
+                response = event.response
+    assert response is not None and response.output_text == deltas and deltas, (response, deltas)
     with client.responses.stream(model=model, input="A pet?", text_format=Pet, max_output_tokens=MAX_TOKENS) as stream:
         for _ in stream:
             pass
