@@ -154,6 +154,11 @@ export interface ConversationStore {
   listConversationItems(tenantId: string, id: string, options: ListOptions): Promise<ItemPage | null>;
   /** Null when there is no such conversation or item. */
   getConversationItem(tenantId: string, id: string, itemId: string): Promise<Item | null>;
+  /**
+   * The tenant's stored items with these ids, wherever they are: a visible
+   * response's input or output, or a conversation. Ids not found are absent.
+   */
+  findItems(tenantId: string, ids: readonly string[]): Promise<Map<string, Item>>;
   /** False when there is no such conversation or item. */
   deleteConversationItem(tenantId: string, id: string, itemId: string): Promise<boolean>;
 

@@ -55,7 +55,27 @@ CREATE TABLE IF NOT EXISTS conversation_items (
   FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversations(tenant_id, id) ON DELETE CASCADE
 ) STRICT;
 CREATE INDEX IF NOT EXISTS conversation_items_order ON conversation_items(tenant_id, conversation_id, seq);
+-- A response's output items, by id: what an item_reference names (the body keeps them too, as sent).
+CREATE TABLE IF NOT EXISTS response_output_items (
+  tenant_id TEXT NOT NULL,
+  response_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  item_id TEXT NOT NULL,
+  item TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, response_id, position),
+  FOREIGN KEY (tenant_id, response_id) REFERENCES responses(tenant_id, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX IF NOT EXISTS response_output_items_by_id ON response_output_items(tenant_id, item_id);
+CREATE INDEX IF NOT EXISTS response_input_items_by_id ON response_input_items(tenant_id, item_id);
+CREATE INDEX IF NOT EXISTS conversation_items_by_id ON conversation_items(tenant_id, item_id);
+CREATE TABLE IF NOT EXISTS conversation_store_migrations (name TEXT PRIMARY KEY) STRICT;
 `;
+
+/**
+ * Responses stored before response_output_items existed get their rows once,
+ * from their bodies, so that their output items can be referenced too.
+ */
+const BACKFILL_OUTPUT_ITEMS = "backfill_response_output_items";
 
 /** Rows deleted per purge statement: each batch holds the write lock briefly. */
 const PURGE_BATCH_ROWS = 500;
@@ -108,6 +128,12 @@ export class SqliteConversationStore implements ConversationStore {
       throw new Error(`responseTtlSeconds must be a whole number >= 0, not ${options.responseTtlSeconds}`);
     }
     const { db, file } = openDatabase(dataDir, SCHEMA);
+    db.transaction(() => {
+      if (db.prepare("SELECT 1 FROM conversation_store_migrations WHERE name = ?").get(BACKFILL_OUTPUT_ITEMS) !== undefined) return;
+      db.exec(`INSERT INTO response_output_items (tenant_id, response_id, position, item_id, item)
+        SELECT r.tenant_id, r.id, o.key, json_extract(o.value, '$.id'), o.value FROM responses r, json_each(r.body, '$.output') o`);
+      db.prepare("INSERT INTO conversation_store_migrations (name) VALUES (?)").run(BACKFILL_OUTPUT_ITEMS);
+    }).immediate();
     return new SqliteConversationStore(db, file, options);
   }
 
@@ -126,6 +152,8 @@ export class SqliteConversationStore implements ConversationStore {
             .run(tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body));
           const insert = this.db.prepare("INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
           response.inputItems.forEach((item, position) => insert.run(tenantId, response.id, position, item.id, JSON.stringify(item)));
+          const insertOutput = this.db.prepare("INSERT INTO response_output_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
+          outputItemsOf(response.body).forEach((item, position) => insertOutput.run(tenantId, response.id, position, item.id, JSON.stringify(item)));
         }
         if (conversation && this.conversationRow(tenantId, conversation.id)) this.appendItems(tenantId, conversation.id, conversation.items);
       })
@@ -218,6 +246,31 @@ export class SqliteConversationStore implements ConversationStore {
     );
   }
 
+  async findItems(tenantId: string, ids: readonly string[]): Promise<Map<string, Item>> {
+    const found = new Map<string, Item>();
+    const expired = this.expiredAtOrBefore();
+    // The same item may sit in many places (each later response of a chain
+    // reads it again): they hold the same item, so the first found is kept.
+    const lookups = [
+      this.db.prepare(
+        "SELECT o.item FROM response_output_items o JOIN responses r ON r.tenant_id = o.tenant_id AND r.id = o.response_id WHERE o.tenant_id = ? AND o.item_id = ? AND r.created_at > ? LIMIT 1",
+      ),
+      this.db.prepare(
+        "SELECT i.item FROM response_input_items i JOIN responses r ON r.tenant_id = i.tenant_id AND r.id = i.response_id WHERE i.tenant_id = ? AND i.item_id = ? AND r.created_at > ? LIMIT 1",
+      ),
+    ];
+    const inConversation = this.db.prepare("SELECT item FROM conversation_items WHERE tenant_id = ? AND item_id = ? LIMIT 1");
+    for (const id of new Set(ids)) {
+      let row: string | undefined;
+      for (const lookup of lookups) {
+        row ??= lookup.pluck().get(tenantId, id, expired) as string | undefined;
+      }
+      row ??= inConversation.pluck().get(tenantId, id) as string | undefined;
+      if (row !== undefined) found.set(id, parseItem(row));
+    }
+    return found;
+  }
+
   async getConversationItem(tenantId: string, id: string, itemId: string): Promise<Item | null> {
     const item = this.db
       .prepare("SELECT item FROM conversation_items WHERE tenant_id = ? AND conversation_id = ? AND item_id = ?")
@@ -307,6 +360,12 @@ export class SqliteConversationStore implements ConversationStore {
       .all(...params, options.limit + 1) as string[];
     return { kind: "page", items: rows.slice(0, options.limit).map(parseItem), hasMore: rows.length > options.limit };
   }
+}
+
+/** The output items of a Response body as stored (its `output` array). */
+function outputItemsOf(body: JsonObject): Item[] {
+  const output = body.output;
+  return Array.isArray(output) ? (output as Item[]) : [];
 }
 
 function parseItem(json: string): Item {

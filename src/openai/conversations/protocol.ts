@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { ApiError } from "../../errors.js";
 import { parseBody, samplingShape } from "../common.js";
-import { parseInputItems, type ParsedItem } from "../responses/items.js";
+import { parseInputItems, type InputEntry } from "../responses/items.js";
 
 export const MAX_ITEMS_PER_REQUEST = 20;
 
@@ -17,7 +17,7 @@ const addItemsSchema = z.object({ items }).strict();
 /** The SDK sends no body for `conversations.create()` without arguments: that is an empty request. */
 const orEmpty = (body: unknown): unknown => (body === undefined || (typeof body === "object" && body !== null && Object.keys(body).length === 0) ? {} : body);
 
-export function parseCreateConversation(raw: unknown): { metadata: Record<string, string>; items: ParsedItem[] } {
+export function parseCreateConversation(raw: unknown): { metadata: Record<string, string>; items: InputEntry[] } {
   const body = parseBody(createSchema, orEmpty(raw));
   return { metadata: body.metadata ?? {}, items: body.items ? parseInputItems(body.items, ["items"]) : [] };
 }
@@ -29,7 +29,7 @@ export function parseUpdateConversation(raw: unknown): { metadata: Record<string
   return { metadata: body.metadata ?? {} };
 }
 
-export function parseAddItems(raw: unknown): ParsedItem[] {
+export function parseAddItems(raw: unknown): InputEntry[] {
   const body = parseBody(addItemsSchema, raw);
   return parseInputItems(body.items, ["items"]);
 }

@@ -3,7 +3,7 @@
 // created it: any other tenant gets the same 404 as for a missing id.
 import { Router } from "express";
 import type { ConversationRecord, ConversationStore } from "../../store/conversationStore.js";
-import { newObjectId, withIds, type ParsedItem } from "../responses/items.js";
+import { newObjectId, resolveItemReferences, withIds, type ParsedItem } from "../responses/items.js";
 import { listJson, parseListQuery, refuseInclude } from "../responses/list.js";
 import { conversationItemNotFound, conversationNotFound } from "../responses/notFound.js";
 import { parseAddItems, parseCreateConversation, parseUpdateConversation } from "./protocol.js";
@@ -26,7 +26,8 @@ export function conversationsRoute(store: ConversationStore): Router {
   const notFound = (id: string) => conversationNotFound(id, "conversation_id");
 
   router.post("/v1/conversations", async (req, res) => {
-    const { metadata, items } = parseCreateConversation(req.body);
+    const { metadata, items: entries } = parseCreateConversation(req.body);
+    const items = await resolveItemReferences(entries, (ids) => store.findItems(res.locals.tenant.id, ids), ["items"]);
     const record: ConversationRecord = { id: newObjectId("conv"), createdAtSeconds: Math.floor(Date.now() / 1000), metadata };
     const created = await store.createConversation(res.locals.tenant.id, record, withIds(items, new Set(), ["items"]));
     res.json(conversationJson(created));
@@ -60,8 +61,9 @@ export function conversationsRoute(store: ConversationStore): Router {
   router.post("/v1/conversations/:id/items", async (req, res) => {
     refuseInclude(req.query);
     const tenantId = res.locals.tenant.id;
-    const parsed = parseAddItems(req.body);
+    const entries = parseAddItems(req.body);
     if (!(await store.getConversation(tenantId, req.params.id))) throw notFound(req.params.id);
+    const parsed = await resolveItemReferences(entries, (ids) => store.findItems(tenantId, ids), ["items"]);
     const items = withIds(parsed, await takenIds(store, tenantId, req.params.id, parsed), ["items"]);
     const added = await store.addConversationItems(tenantId, req.params.id, items);
     if (!added) throw notFound(req.params.id);

@@ -1,8 +1,14 @@
 // Input items of the Responses and Conversations APIs: validated once at the
 // edge into the items the store keeps, and rendered as chat messages for the
 // engine. Three item types exist here: messages with text content, function
-// calls and function call outputs. Reasoning items, item references, built-in
-// tool calls, images and files are refused with a 400 naming the parameter.
+// calls and function call outputs; an item_reference names one of them that
+// the tenant has stored. Reasoning items, built-in tool calls, images and
+// files are refused with a 400 naming the parameter.
+//
+// As on OpenAI, keys an item or content part does not define are ignored
+// (dropped), not refused: clients send back the output items they were given
+// with fields of their own (the AI SDK's `phase`, a part's
+// `prompt_cache_breakpoint`, an SDK's `parsed`), and must not get a 400 for it.
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { ChatMessage } from "../../../engine/index.js";
@@ -33,27 +39,25 @@ const anyPart = z.object({ type: z.string({ error: "must be a string" }) }).pass
 const messageSchema = z
   .object({
     type: z.literal("message").optional(),
-    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).optional(),
+    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
     role: z.enum(["user", "assistant", "system", "developer"], { error: "must be one of user, assistant, system, developer" }),
     content: z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS, `must have at most ${MAX_CONTENT_PARTS} parts`)], {
       error: "must be a string or an array of content parts",
     }),
-    status: z.enum(["in_progress", "completed", "incomplete"]).optional(),
-  })
-  .strict();
+    status: z.enum(["in_progress", "completed", "incomplete"]).nullish(),
+  });
 
 const itemStatus = z.enum(["in_progress", "completed", "incomplete"]).optional();
 
 const functionCallSchema = z
   .object({
     type: z.literal("function_call"),
-    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).optional(),
+    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
     call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
     name: z.string({ error: "must be a string" }).min(1).max(MAX_FUNCTION_NAME_LENGTH),
     arguments: z.string({ error: "must be a string" }),
-    status: itemStatus,
-  })
-  .strict();
+    status: itemStatus.nullable(),
+  });
 
 const functionCallOutputSchema = z
   .object({
@@ -62,20 +66,23 @@ const functionCallOutputSchema = z
     call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
     output: z.union([z.string().max(MAX_FUNCTION_OUTPUT_LENGTH), z.array(anyPart).max(MAX_CONTENT_PARTS)], { error: "must be a string or an array of input_text parts" }),
     status: itemStatus.nullable(),
-  })
-  .strict();
+  });
 
-const inputTextPart = z.object({ type: z.literal("input_text"), text: z.string({ error: "must be a string" }) }).strict();
+const itemReferenceSchema = z.object({
+  type: z.literal("item_reference"),
+  id: z.string({ error: "must be a string" }).min(1).max(MAX_ITEM_ID_LENGTH),
+});
+
+const inputTextPart = z.object({ type: z.literal("input_text"), text: z.string({ error: "must be a string" }) });
 const outputTextPart = z
   .object({
     type: z.literal("output_text"),
     text: z.string({ error: "must be a string" }),
     // What a client sends back from a response's output; no effect on generation.
-    annotations: z.array(z.unknown()).optional(),
-    logprobs: z.array(z.unknown()).optional(),
-  })
-  .strict();
-const refusalPart = z.object({ type: z.literal("refusal"), refusal: z.string({ error: "must be a string" }) }).strict();
+    annotations: z.array(z.unknown()).nullish(),
+    logprobs: z.array(z.unknown()).nullish(),
+  });
+const refusalPart = z.object({ type: z.literal("refusal"), refusal: z.string({ error: "must be a string" }) });
 
 /** Part types of the spec that carry something other than text. */
 const NON_TEXT_PARTS = new Set(["input_image", "input_file", "input_audio", "computer_screenshot"]);
@@ -93,23 +100,61 @@ export function userText(text: string): ParsedItem {
   return { type: "message", id: null, role: "user", status: "completed", content: [{ type: "input_text", text }] };
 }
 
+/** An item_reference input item: the id of an item the tenant has stored, resolved by resolveItemReferences. */
+export interface ItemReference {
+  type: "item_reference";
+  id: string;
+}
+
+/** An input item as sent: a full item, or a reference to a stored one. */
+export type InputEntry = ParsedItem | ItemReference;
+
 /** Validates input items; `at` is where the list sits in the body (["input"], ["items"]). */
-export function parseInputItems(raw: readonly unknown[], at: readonly PropertyKey[]): ParsedItem[] {
+export function parseInputItems(raw: readonly unknown[], at: readonly PropertyKey[]): InputEntry[] {
   return raw.map((item, i) => parseItem(item, [...at, i]));
 }
 
-function parseItem(raw: unknown, at: readonly PropertyKey[]): ParsedItem {
+/**
+ * Replaces each item_reference with the item it names, found among the
+ * tenant's own stored items (`find`: ids → the items found). A reference to
+ * an id the tenant has no item for (unknown, expired, or another tenant's,
+ * which reads the same) is a 400 naming where it sits.
+ */
+export async function resolveItemReferences(
+  entries: readonly InputEntry[],
+  find: (ids: string[]) => Promise<Map<string, Item>>,
+  at: readonly PropertyKey[],
+): Promise<ParsedItem[]> {
+  const ids = entries.filter((e): e is ItemReference => e.type === "item_reference").map((e) => e.id);
+  const found = ids.length === 0 ? new Map<string, Item>() : await find(ids);
+  return entries.map((entry, i) => {
+    if (entry.type !== "item_reference") return entry;
+    const item = found.get(entry.id);
+    if (!item) {
+      const param = paramName([...at, i, "id"]);
+      throw new ApiError("invalid_value", `Invalid '${param}': no item with id '${entry.id}' was found.`, param);
+    }
+    return item;
+  });
+}
+
+function parseItem(raw: unknown, at: readonly PropertyKey[]): InputEntry {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ApiError("invalid_type", `Invalid '${paramName(at)}': must be an object.`, paramName(at));
   }
   const type = (raw as { type?: unknown }).type;
+  if (type === "item_reference") {
+    const parsed = itemReferenceSchema.safeParse(raw);
+    if (!parsed.success) throw zodToApiError(parsed.error, raw, at);
+    return { type: "item_reference", id: parsed.data.id };
+  }
   if (type === "function_call") return parseFunctionCall(raw, at);
   if (type === "function_call_output") return parseFunctionCallOutput(raw, at);
   if (type !== undefined && type !== "message") {
     const param = paramName([...at, "type"]);
     throw new ApiError(
       "unsupported_parameter",
-      `Unsupported input item type ${JSON.stringify(type)} in '${param}': llamux accepts message, function_call and function_call_output items (no reasoning items, item references or built-in tool calls).`,
+      `Unsupported input item type ${JSON.stringify(type)} in '${param}': llamux accepts message, function_call, function_call_output and item_reference items (no reasoning items or built-in tool calls).`,
       param,
     );
   }
@@ -175,7 +220,7 @@ function parsePart(part: { type: string }, role: MessageRole, at: readonly Prope
   const parsed = schema.safeParse(part);
   if (!parsed.success) throw zodToApiError(parsed.error, part, at);
   const p = parsed.data;
-  if (p.type === "output_text") return outputText(p.text, p.annotations, p.logprobs);
+  if (p.type === "output_text") return outputText(p.text, p.annotations ?? [], p.logprobs ?? []);
   return p;
 }
 

@@ -4,7 +4,8 @@ import { z } from "zod";
 import { ApiError } from "../../errors.js";
 import { isNullish, MAX_INT32, parseBody, refuseUnsupported, samplingShape } from "../common.js";
 import type { ParamTable } from "../parameters.js";
-import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type ParsedItem } from "./items.js";
+import { MAX_INPUT_ITEMS, MAX_ITEM_ID_LENGTH, parseInputItems, userText, type InputEntry } from "./items.js";
+import { textSchema } from "./textFormat.js";
 import { responseToolsShape } from "./tools.js";
 import { MAX_TOP_LOGPROBS } from "../../../engine/index.js";
 
@@ -43,7 +44,7 @@ export const responsesRequestSchema = z
     include: z.array(z.string({ error: "must be a string" }), { error: "must be an array of strings" }).nullish(),
     background: z.unknown().optional(),
     max_tool_calls: z.unknown().optional(),
-    text: z.unknown().optional(),
+    text: textSchema.nullish(),
     prompt: z.unknown().optional(),
     truncation: z.enum(["auto", "disabled"], { error: 'must be "auto" or "disabled"' }).nullish(),
     reasoning: z.unknown().optional(),
@@ -103,12 +104,8 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   include: implemented,
   background: refused("(background responses) is not supported", (v) => isNullish(v) || v === false),
   max_tool_calls: refused("is not supported: use parallel_tool_calls false for at most one call per response"),
-  text: refused('only supports {"format": {"type": "text"}} so far', (v) => {
-    if (isNullish(v)) return true;
-    if (typeof v !== "object" || Array.isArray(v)) return false;
-    const { format, verbosity, ...rest } = v as { format?: { type?: unknown } | null; verbosity?: unknown };
-    return Object.keys(rest).length === 0 && isNullish(verbosity) && (isNullish(format) || (Object.keys(format!).length === 1 && format!.type === "text"));
-  }),
+  // format: text, json_object or json_schema (grammar-enforced); verbosity: echoed only.
+  text: implemented,
   prompt: refused("(prompt templates) is not supported"),
   // auto: items are dropped from the start of the conversation until it fits (src/openai/truncation.ts).
   truncation: implemented,
@@ -119,8 +116,8 @@ export const RESPONSES_PARAMETERS: ParamTable = {
 
 export interface ParsedResponsesRequest {
   body: ResponsesRequest;
-  /** This request's own input items (not yet given ids). */
-  input: ParsedItem[];
+  /** This request's own input items (not yet given ids; item references not yet resolved). */
+  input: InputEntry[];
   /** The `conversation` id, whichever form it was given in. */
   conversationId: string | null;
   /** output_text carries log-probabilities (include message.output_text.logprobs). */
@@ -137,6 +134,10 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
       "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together; give one of them.",
       "previous_response_id",
     );
+  }
+  if (body.ignore_eos && body.text?.format && body.text.format.type !== "text") {
+    // A finished grammar allows nothing but end-of-generation.
+    throw new ApiError("unsupported_parameter", "Unsupported parameter: 'ignore_eos' cannot be combined with a JSON 'text.format'.", "ignore_eos");
   }
   const input = isNullish(body.input) ? [] : typeof body.input === "string" ? [userText(body.input)] : parseInputItems(body.input!, ["input"]);
   return { body, input, conversationId, logprobs: wantsLogprobs(body) };

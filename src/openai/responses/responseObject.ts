@@ -3,6 +3,7 @@
 // an SDK-only convenience, and the openai SDKs compute it from `output`.
 import type { FinishReason, Usage } from "../../../engine/index.js";
 import type { FunctionCallItem, Item, MessageItem } from "../../store/conversationStore.js";
+import type { EchoedText } from "./textFormat.js";
 import type { EchoedTool, echoToolChoice } from "./tools.js";
 
 export type ResponseStatus = "in_progress" | "completed" | "incomplete" | "failed";
@@ -23,6 +24,7 @@ export interface ResponseEcho {
   tools: EchoedTool[];
   toolChoice: ReturnType<typeof echoToolChoice>;
   topLogprobs: number;
+  text: EchoedText;
   metadata: Record<string, string>;
   user: string | null;
   safetyIdentifier: string | null;
@@ -67,7 +69,7 @@ export function responseJson(echo: ResponseEcho, state: ResponseState) {
     service_tier: "default" as const,
     store: echo.store,
     temperature: echo.temperature,
-    text: { format: { type: "text" as const }, verbosity: "medium" as const },
+    text: echo.text,
     tool_choice: echo.toolChoice,
     tools: echo.tools,
     top_logprobs: echo.topLogprobs,

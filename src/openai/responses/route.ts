@@ -4,23 +4,24 @@
 // responses' or the conversation's items, then this input), so the engine's
 // per-tenant prefix cache serves a continued conversation's earlier turns.
 import { Router, type Request } from "express";
-import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
+import type { ChatMessage, EngineRequest, GrammarSpec } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
 import { estimateChatTokens, toolPromptParts } from "../../quota/estimate.js";
 import type { ConversationStore, Item } from "../../store/conversationStore.js";
-import type { Tenant } from "../../tenants/types.js";
+import { engineTenant, type Tenant } from "../../tenants/types.js";
 import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { fitByDroppingItems } from "../truncation.js";
 import { runGeneration } from "../runGeneration.js";
-import { toolSetup } from "../tools/tools.js";
-import { newObjectId, toChatMessages, withIds } from "./items.js";
+import { toolSetup, type ToolSetup } from "../tools/tools.js";
+import { newObjectId, resolveItemReferences, toChatMessages, withIds } from "./items.js";
 import { listJson, parseListQuery, refuseInclude } from "./list.js";
 import { conversationNotFound, responseNotFound } from "./notFound.js";
-import { parseResponsesRequest } from "./protocol.js";
+import { parseResponsesRequest, type ResponsesRequest } from "./protocol.js";
 import type { ResponseEcho, ResponseObject } from "./responseObject.js";
 import { respondResponse, streamResponse, type ResponseRun } from "./serving.js";
+import { echoText, textFormatGrammar } from "./textFormat.js";
 import { asChatToolFields, echoToolChoice, echoTools, RESPONSES_TOOL_PATHS } from "./tools.js";
 
 /**
@@ -61,6 +62,23 @@ function requireAnsweredCalls(context: readonly Item[], firstInput: number): voi
   }
 }
 
+/**
+ * Tools and `text.format` together. A forced call (tool_choice required or a
+ * named function) is written by the tools' grammar: the format is for the
+ * message a later turn writes (what the Agents SDK sends, with an output
+ * type, until its tool has run). Otherwise a JSON format's grammar writes the
+ * output, and with tool_choice "auto" that output is the message: the model
+ * cannot both be held to a JSON document and be free to write a call.
+ */
+function outputSetup(body: ResponsesRequest): { tools: ToolSetup; grammar: GrammarSpec | undefined } {
+  const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
+  // Translated even when unused, so that a schema the grammar cannot enforce is a 400 on every turn.
+  const formatGrammar = textFormatGrammar(body.text?.format);
+  if (tools.grammar) return { tools, grammar: tools.grammar };
+  if (!formatGrammar) return { tools, grammar: undefined };
+  return { tools: { ...tools, parsing: null }, grammar: formatGrammar };
+}
+
 /** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */
 function refuseRetrieveStream(req: Request): void {
   for (const name of ["stream", "starting_after", "include_obfuscation"]) {
@@ -80,19 +98,21 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
     const served = requireModel(deps, body.model);
     const previousResponseId = body.previous_response_id ?? null;
     const history = await loadHistory(store, tenant.id, previousResponseId, conversationId);
-    const inputItems = withIds(input, new Set(history.map((item) => item.id)), ["input"]);
+    const resolved = await resolveItemReferences(input, (ids) => store.findItems(tenant.id, ids), ["input"]);
+    const inputItems = withIds(resolved, new Set(history.map((item) => item.id)), ["input"]);
     const context = [...history, ...inputItems];
     requireAnsweredCalls(context, history.length);
     const instructions = body.instructions ?? null;
     const messagesFrom = (start: number): ChatMessage[] => [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context.slice(start))];
     if (messagesFrom(0).length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
-    const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
+    const { tools, grammar } = outputSetup(body);
 
     const maxTokens = capMaxTokens(tenant.limits, body.max_output_tokens ?? null);
     const engineRequestFrom = (start: number): EngineRequest => ({
-      tenant: tenant.id,
+      // The engine's name for the tenant (its incarnation), truncation's probes included.
+      tenant: engineTenant(tenant),
       prompt: { kind: "chat", messages: messagesFrom(start), ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
-      ...(tools.grammar ? { grammar: tools.grammar } : {}),
+      ...(grammar ? { grammar } : {}),
       ...(logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       maxTokens,
       stop: stopList(body.stop),
@@ -120,6 +140,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       tools: echoTools(body.tools),
       toolChoice: echoToolChoice(body.tool_choice),
       topLogprobs: body.top_logprobs ?? 0,
+      text: echoText(body.text),
       metadata: body.metadata ?? {},
       user: isNullish(body.user) ? null : body.user!,
       safetyIdentifier: body.safety_identifier ?? null,

@@ -47,6 +47,7 @@ const echo: ResponseEcho = {
   tools: [],
   toolChoice: "auto",
   topLogprobs: 0,
+  text: { format: { type: "text" }, verbosity: "medium" },
   metadata: {},
   user: null,
   safetyIdentifier: null,

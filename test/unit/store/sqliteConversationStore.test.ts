@@ -305,3 +305,33 @@ describe("SqliteConversationStore: conversations", () => {
     assert.equal(count("SELECT COUNT(*) FROM conversation_items"), 0);
   });
 });
+
+describe("SqliteConversationStore: findItems (item_reference)", () => {
+  test("finds a response's output and input items and a conversation's items, for their tenant only", async () => {
+    await store.commitResponse({ tenantId: "a", response: response("resp_1", [user("in_1", "hi")]), conversation: null });
+    await store.createConversation("a", { id: "conv_1", createdAtSeconds: clockSeconds, metadata: {} }, [user("conv_item", "x")]);
+    const found = await store.findItems("a", ["out_resp_1", "in_1", "conv_item", "nope"]);
+    assert.deepEqual([...found.keys()].sort(), ["conv_item", "in_1", "out_resp_1"]);
+    assert.deepEqual(found.get("out_resp_1"), assistant("out_resp_1", "reply"));
+    assert.equal((await store.findItems("b", ["out_resp_1", "in_1", "conv_item"])).size, 0);
+  });
+
+  test("a deleted or expired response's items are not found", async () => {
+    await store.commitResponse({ tenantId: "a", response: response("resp_old", [], clockSeconds - 31 * DAY), conversation: null });
+    await store.commitResponse({ tenantId: "a", response: response("resp_del", []), conversation: null });
+    await store.deleteResponse("a", "resp_del");
+    assert.equal((await store.findItems("a", ["out_resp_old", "out_resp_del"])).size, 0);
+    assert.equal(count("SELECT count(*) FROM response_output_items WHERE response_id = 'resp_del'"), 0);
+  });
+
+  test("responses stored before the output-item rows existed get them once, at open", async () => {
+    await store.commitResponse({ tenantId: "a", response: response("resp_1", []), conversation: null });
+    store.db.exec("DELETE FROM response_output_items; DELETE FROM conversation_store_migrations;");
+    await store.close();
+    store = open();
+    assert.ok((await store.findItems("a", ["out_resp_1"])).has("out_resp_1"));
+    await store.close();
+    store = open();
+    assert.equal(count("SELECT count(*) FROM response_output_items"), 1, "backfilled once, not again");
+  });
+});

@@ -4,9 +4,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiError } from "../../../../src/errors.js";
-import { parseInputItems, toChatMessages, withIds } from "../../../../src/openai/responses/items.js";
+import { parseInputItems, resolveItemReferences, toChatMessages, withIds, type ParsedItem } from "../../../../src/openai/responses/items.js";
 
-const parse = (items: unknown[]) => withIds(parseInputItems(items, ["input"]), new Set(), ["input"]);
+/** Items without references, given ids. */
+const parse = (items: unknown[]) => withIds(parseInputItems(items, ["input"]) as ParsedItem[], new Set(), ["input"]);
 
 function assertParam(fn: () => unknown, param: string, message?: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -42,8 +43,8 @@ describe("function call items", () => {
     assertParam(() => parse([{ type: "function_call", call_id: "c", name: "f", arguments: {} }]), "input[0].arguments");
     assertParam(() => parse([{ type: "function_call_output", call_id: "c" }]), "input[0].output");
     assertParam(() => parse([{ type: "function_call_output", call_id: "c".repeat(65), output: "" }]), "input[0].call_id");
-    assertParam(() => parse([{ type: "function_call", call_id: "c", name: "f", arguments: "{}", namespace: "x" }]), "input[0].namespace");
-    assertParam(() => parse([{ type: "item_reference", id: "msg_1" }]), "input[0].type", /message, function_call and function_call_output/);
+    assertParam(() => parse([{ type: "item_reference" }]), "input[0].id");
+    assertParam(() => parse([{ type: "reasoning", summary: [] }]), "input[0].type", /message, function_call, function_call_output and item_reference/);
   });
 });
 
@@ -72,5 +73,43 @@ describe("toChatMessages", () => {
       { role: "tool", content: "rain" },
       { role: "assistant", content: "", toolCalls: [{ name: "time", arguments: "{}" }] },
     ]);
+  });
+});
+
+describe("keys inside items and parts", () => {
+  test("keys an item or part does not define are dropped, not refused (as on OpenAI)", () => {
+    const [message, call, output] = parse([
+      { type: "message", role: "assistant", phase: "final_answer", content: [{ type: "output_text", text: "hi", annotations: [], parsed: { a: 1 } }] },
+      { type: "function_call", call_id: "c", name: "f", arguments: "{}", namespace: "x", parsed_arguments: {} },
+      { type: "function_call_output", call_id: "c", output: [{ type: "input_text", text: "ok", prompt_cache_breakpoint: true }], extra: 1 },
+    ]);
+    assert.deepEqual({ ...message, id: "" }, { type: "message", id: "", role: "assistant", status: "completed", content: [{ type: "output_text", text: "hi", annotations: [], logprobs: [] }] });
+    assert.deepEqual({ ...call, id: "" }, { type: "function_call", id: "", call_id: "c", name: "f", arguments: "{}", status: "completed" });
+    assert.equal((output as { output: string }).output, "ok");
+  });
+
+  test("a defined key with a bad value is still a 400 naming it", () => {
+    assertParam(() => parse([{ type: "message", role: "user", content: "x", status: "done" }]), "input[0].status");
+    assertParam(() => parse([{ type: "message", role: "assistant", content: [{ type: "output_text", text: "x", annotations: "none" }] }]), "input[0].content[0].annotations");
+  });
+});
+
+describe("resolveItemReferences", () => {
+  const stored = parse([{ role: "user", content: "hello", id: "msg_stored" }])[0]!;
+  const find = async (ids: string[]) => new Map(ids.includes("msg_stored") ? [["msg_stored", stored]] : []);
+
+  test("replaces each reference with the stored item, in place", async () => {
+    const entries = parseInputItems([{ role: "user", content: "a" }, { type: "item_reference", id: "msg_stored" }], ["input"]);
+    const items = await resolveItemReferences(entries, find, ["input"]);
+    assert.equal(items.length, 2);
+    assert.deepEqual(items[1], stored);
+  });
+
+  test("an id not found is a 400 naming the reference's id; nothing is looked up without references", async () => {
+    const entries = parseInputItems([{ role: "user", content: "a" }, { type: "item_reference", id: "msg_other" }], ["input"]);
+    await assert.rejects(resolveItemReferences(entries, find, ["input"]), (err: unknown) => err instanceof ApiError && err.param === "input[1].id" && /msg_other/.test(err.message));
+    let looked = false;
+    await resolveItemReferences(parseInputItems([{ role: "user", content: "a" }], ["input"]), async () => ((looked = true), new Map()), ["input"]);
+    assert.equal(looked, false);
   });
 });
