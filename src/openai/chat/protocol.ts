@@ -1,6 +1,6 @@
 // POST /v1/chat/completions: request schema and its translation to an engine request.
 import { z } from "zod";
-import type { ChatMessage, EngineRequest } from "../../../engine/index.js";
+import type { ChatMessage, EngineRequest, GrammarSpec } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import {
   isNullish,
@@ -15,7 +15,7 @@ import {
 } from "../common.js";
 import { CHAT_COMPLETION_PARAMETERS } from "../parameters.js";
 import { responseFormatGrammar, responseFormatSchema } from "../structured/responseFormat.js";
-import { MAX_TOOLS, toolChoiceSchema, toolSchema, toolSetup, type ToolSetup } from "../tools/tools.js";
+import { MAX_TOOLS, toolChoiceSchema, toolSchema, toolSetup, withOutputFormat, type ToolSetup } from "../tools/tools.js";
 
 export const MAX_MESSAGES = 2048;
 export const MAX_CONTENT_PARTS = 1024;
@@ -149,16 +149,19 @@ export function toChatMessages(req: ChatRequest): ChatMessage[] {
 }
 
 /**
- * `maxPriority`: the tenant's cap on `priority` (requests asking more get the
- * cap). `tools`: toolSetup(req), when the caller also needs it to read the output.
+ * The tools and the output grammar of a chat request: a forced tool call, or
+ * the JSON `response_format`, or neither (withOutputFormat says which wins).
  */
-export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 0, tools: ToolSetup = toolSetup(req)): EngineRequest {
-  const formatGrammar = responseFormatGrammar(req.response_format);
-  if (formatGrammar && tools.parsing) {
-    // One output cannot be both a JSON document and free to call a tool.
-    throw new ApiError("unsupported_parameter", "Unsupported parameter: a JSON 'response_format' cannot be combined with tools unless 'tool_choice' is \"none\".", "response_format");
-  }
-  const grammar = formatGrammar ?? tools.grammar;
+export function chatOutput(req: ChatRequest): { tools: ToolSetup; grammar: GrammarSpec | undefined } {
+  return withOutputFormat(toolSetup(req), responseFormatGrammar(req.response_format));
+}
+
+/**
+ * `maxPriority`: the tenant's cap on `priority` (requests asking more get the
+ * cap). `output`: chatOutput(req), when the caller also needs its tools to read the output.
+ */
+export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 0, output = chatOutput(req)): EngineRequest {
+  const { tools, grammar } = output;
   const messages = toChatMessages(req);
   return {
     tenant,

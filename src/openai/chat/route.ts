@@ -5,8 +5,7 @@ import type { Tenant } from "../../tenants/types.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { forkChoices } from "../choices.js";
 import { runGeneration } from "../runGeneration.js";
-import { toolSetup } from "../tools/tools.js";
-import { parseChatRequest, toEngineRequest } from "./protocol.js";
+import { chatOutput, parseChatRequest, toEngineRequest } from "./protocol.js";
 import { respondChat, streamChat } from "./serving.js";
 
 export function chatRoute(deps: RouteDeps): Router {
@@ -15,8 +14,9 @@ export function chatRoute(deps: RouteDeps): Router {
     const tenant: Tenant = res.locals.tenant;
     const body = parseChatRequest(req.body);
     const served = requireModel(deps, body.model);
-    const tools = toolSetup(body);
-    const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority, tools);
+    const output = chatOutput(body);
+    const { tools } = output;
+    const engineReq = toEngineRequest(body, tenant.id, tenant.scheduling.maxPriority, output);
     engineReq.maxTokens = capMaxTokens(tenant.limits, engineReq.maxTokens);
     const n = body.n ?? 1;
     const generation = {

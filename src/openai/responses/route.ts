@@ -14,7 +14,7 @@ import { isNullish, stopList, toSamplingParams } from "../common.js";
 import { requireModel, type RouteDeps } from "../context.js";
 import { fitByDroppingItems } from "../truncation.js";
 import { runGeneration } from "../runGeneration.js";
-import { toolSetup, type ToolSetup } from "../tools/tools.js";
+import { toolSetup, withOutputFormat, type ToolSetup } from "../tools/tools.js";
 import { newObjectId, resolveItemReferences, toChatMessages, withIds } from "./items.js";
 import { listJson, parseListQuery, refuseInclude } from "./list.js";
 import { conversationNotFound, responseNotFound } from "./notFound.js";
@@ -62,21 +62,10 @@ function requireAnsweredCalls(context: readonly Item[], firstInput: number): voi
   }
 }
 
-/**
- * Tools and `text.format` together. A forced call (tool_choice required or a
- * named function) is written by the tools' grammar: the format is for the
- * message a later turn writes (what the Agents SDK sends, with an output
- * type, until its tool has run). Otherwise a JSON format's grammar writes the
- * output, and with tool_choice "auto" that output is the message: the model
- * cannot both be held to a JSON document and be free to write a call.
- */
+/** Tools and `text.format` together: see withOutputFormat. */
 function outputSetup(body: ResponsesRequest): { tools: ToolSetup; grammar: GrammarSpec | undefined } {
-  const tools = toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS);
   // Translated even when unused, so that a schema the grammar cannot enforce is a 400 on every turn.
-  const formatGrammar = textFormatGrammar(body.text?.format);
-  if (tools.grammar) return { tools, grammar: tools.grammar };
-  if (!formatGrammar) return { tools, grammar: undefined };
-  return { tools: { ...tools, parsing: null }, grammar: formatGrammar };
+  return withOutputFormat(toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS), textFormatGrammar(body.text?.format));
 }
 
 /** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */

@@ -131,3 +131,19 @@ function argumentsGrammar(parameters: Record<string, unknown> | undefined, param
   }
   return toGrammarSchema({ ...schema, type: "object" }, { param, budget });
 }
+
+/**
+ * The output grammar of a request that may have tools and a JSON format too
+ * (chat's response_format, the Responses API's text.format). A forced call
+ * (tool_choice "required" or a named function) is written by the tools'
+ * grammar: the format is for the message a later turn writes (what the Agents
+ * SDK sends with an output type until its tool has run). Otherwise a JSON
+ * format's grammar writes the output, and with tool_choice "auto" that output
+ * is the message: a model held to a JSON document cannot also be free to write
+ * a call, so the output is not read for calls.
+ */
+export function withOutputFormat(tools: ToolSetup, formatGrammar: GrammarSpec | undefined): { tools: ToolSetup; grammar: GrammarSpec | undefined } {
+  if (tools.grammar) return { tools, grammar: tools.grammar };
+  if (!formatGrammar) return { tools, grammar: undefined };
+  return { tools: { ...tools, parsing: null }, grammar: formatGrammar };
+}

@@ -112,6 +112,21 @@ describe("the second turn", () => {
     assert.equal(again.object, "chat.completion");
   });
 
+  test("tools beside a JSON response_format (@openai/agents with an output type): a forced call is a call, then auto writes the JSON message", async () => {
+    const format: OpenAI.ResponseFormatJSONSchema = { type: "json_schema", json_schema: { name: "sum", schema: { type: "object", properties: { sum: { type: "integer", minimum: 0, maximum: 18 } }, required: ["sum"], additionalProperties: false } } };
+    const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Add 2 and 3" }];
+    const first = await t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, response_format: format, max_tokens: 200, seed: 3 });
+    assert.equal(first.choices[0]!.finish_reason, "tool_calls");
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    assert.equal(call.type === "function" && call.function.name, "add");
+    messages.push(first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "5" });
+    const second = await t.client.chat.completions.create({ model: t.modelId, messages, tools, response_format: format, max_tokens: 200, seed: 3 });
+    assert.equal(second.choices[0]!.finish_reason, "stop");
+    assert.equal(second.choices[0]!.message.tool_calls ?? undefined, undefined);
+    const value = JSON.parse(second.choices[0]!.message.content!) as { sum: number };
+    assert.ok(Number.isInteger(value.sum) && value.sum >= 0 && value.sum <= 18, second.choices[0]!.message.content!);
+  });
+
   test("real errors inside messages are still 400s naming the field", async () => {
     const bad = (messages: unknown) => t.client.chat.completions.create({ model: t.modelId, messages: messages as never, max_tokens: 2 });
     await assert.rejects(bad([{ role: "user", content: [{ type: "text", text: 5, extra: 1 }] }]), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].content[0].text");
