@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiError } from "../../../src/errors.js";
-import { parseChatRequest, toChatMessages, toEngineRequest } from "../../../src/openai/chat/protocol.js";
+import { chatOutput, parseChatRequest, toChatMessages, toEngineRequest } from "../../../src/openai/chat/protocol.js";
 import { toolSetup } from "../../../src/openai/tools/tools.js";
 import { toolsSystemText, withToolTurns } from "../../../models/toolPrompt.js";
 
@@ -86,10 +86,15 @@ describe("toolSetup", () => {
     assert.equal(apiError(() => chat({ tool_choice: "sometimes" })).param, "tool_choice");
   });
 
-  test("a JSON response_format and tools that may be called cannot be combined", () => {
-    const req = chat({ tools: [WEATHER], response_format: { type: "json_object" } });
-    assert.equal(apiError(() => toEngineRequest(req, "t")).param, "response_format");
-    assert.doesNotThrow(() => toEngineRequest(chat({ tools: [WEATHER], tool_choice: "none", response_format: { type: "json_object" } }), "t"));
+  test("a JSON response_format beside tools: a forced call wins; otherwise the format writes a message that is not read for calls", () => {
+    const auto = chatOutput(chat({ tools: [WEATHER], response_format: { type: "json_object" } }));
+    assert.deepEqual(auto.grammar, { kind: "json" });
+    assert.equal(auto.tools.parsing, null);
+    const forced = chatOutput(chat({ tools: [WEATHER], tool_choice: "required", response_format: { type: "json_object" } }));
+    assert.equal(forced.grammar?.kind, "json_schema");
+    assert.ok(forced.grammar?.kind === "json_schema" && forced.grammar.wrap, "the tools' grammar, wrapped in call tags");
+    assert.notEqual(forced.tools.parsing, null);
+    assert.deepEqual(toEngineRequest(chat({ tools: [WEATHER], tool_choice: "none", response_format: { type: "json_object" } }), "t").grammar, { kind: "json" });
   });
 });
 
