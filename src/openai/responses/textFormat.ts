@@ -6,6 +6,7 @@
 import { z } from "zod";
 import type { GrammarSpec } from "../../../engine/index.js";
 import { toGrammarSchema } from "../structured/grammarSchema.js";
+import { schemaGrammar } from "../structured/responseFormat.js";
 
 export const TEXT_SCHEMA_PARAM = "text.format.schema";
 
@@ -44,7 +45,8 @@ export type TextFormat = z.infer<typeof textFormatSchema>;
 export function textFormatGrammar(format: TextFormat | null | undefined): GrammarSpec | undefined {
   if (!format || format.type === "text") return undefined;
   if (format.type === "json_object") return { kind: "json" };
-  return { kind: "json_schema", schema: toGrammarSchema(format.schema, { param: TEXT_SCHEMA_PARAM }) };
+  // schemaGrammar, as chat's response_format: bounds node-llama-cpp cannot carry go to the front's GBNF.
+  return schemaGrammar(toGrammarSchema(format.schema, { param: TEXT_SCHEMA_PARAM }));
 }
 
 /** `text` as the Response object echoes it (ResponseTextConfig): every field present, as OpenAI returns it. */

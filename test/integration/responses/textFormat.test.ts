@@ -34,6 +34,17 @@ describe("text.format", () => {
     assert.deepEqual((await a.responses.retrieve(r.id)).text, echoed);
   });
 
+  test("json_schema bounds the grammar carries are enforced here as on chat (integer range, pattern)", async () => {
+    const bounded = { type: "object", properties: { n: { type: "integer", minimum: 3, maximum: 5 }, code: { type: "string", pattern: "^[A-C][0-9]$" } }, required: ["n", "code"], additionalProperties: false };
+    for (const seed of [1, 2, 3, 4]) {
+      const r = await create(a, { input: "Pick", max_output_tokens: 60, temperature: 1, seed, text: { format: { type: "json_schema", name: "b", schema: bounded } } });
+      assert.equal(r.status, "completed", r.output_text);
+      const value = JSON.parse(r.output_text) as { n: number; code: string };
+      assert.ok(Number.isInteger(value.n) && value.n >= 3 && value.n <= 5, r.output_text);
+      assert.match(value.code, /^[A-C][0-9]$/, r.output_text);
+    }
+  });
+
   test("json_object gives JSON; text and no text echo the default", async () => {
     const r = await create(a, { input: "JSON?", max_output_tokens: 100, text: { format: { type: "json_object" } } });
     assert.doesNotThrow(() => JSON.parse(r.output_text), r.output_text);
