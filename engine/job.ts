@@ -110,7 +110,8 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     const asked = req.maxTokens === null ? "" : ` + ${req.maxTokens} max_tokens`;
     return {
       code: "context_length_exceeded",
-      param: req.prompt.kind === "chat" ? "messages" : "prompt",
+      // The prompt alone fits: what the client must reduce is its max tokens.
+      param: prompt.length < ctx && req.maxTokens !== null ? (req.maxTokensParam ?? "max_tokens") : req.prompt.kind === "chat" ? "messages" : "prompt",
       message:
         `This model's maximum context length is ${ctx} tokens. However, you requested ` +
         `${prompt.length + (req.maxTokens ?? 0)} tokens (${prompt.length} in the prompt${asked}). ` +

@@ -122,7 +122,8 @@ export class KvStateStore {
   /** Opens the store, keeping the valid states of earlier runs and sweeping the rest. */
   static async open(root: string, model: string, maxBytes: number): Promise<KvStateStore> {
     const store = new KvStateStore(root, model, maxBytes);
-    await fs.promises.mkdir(store.dir, { recursive: true });
+    // Owner-only: a state file is a tenant's conversation, readable as tokens.
+    await fs.promises.mkdir(store.dir, { recursive: true, mode: 0o700 });
     await store.load();
     return store;
   }
@@ -193,6 +194,8 @@ export class KvStateStore {
     let bytes: number;
     try {
       await seq.saveStateToFile(tmp);
+      // llama.cpp creates the file under the process umask: owner-only, like the database.
+      fs.chmodSync(tmp, 0o600);
       bytes = fs.statSync(tmp).size;
     } catch {
       // A state that cannot be written is a cache miss later, nothing worse.
@@ -239,7 +242,7 @@ export class KvStateStore {
       const sha256 = sha256File(`${file}.tmp`, entry.bytes);
       fs.renameSync(`${file}.tmp`, file);
       const manifest: Manifest = { format: FORMAT, model: this.model, tenant: entry.tenant, tokens: [...entry.tokens], bytes: entry.bytes, sha256 };
-      fs.writeFileSync(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest));
+      fs.writeFileSync(`${this.manifestFile(id)}.tmp`, JSON.stringify(manifest), { mode: 0o600 });
       fs.renameSync(`${this.manifestFile(id)}.tmp`, this.manifestFile(id));
       this.saved++;
     } catch {
@@ -315,10 +318,13 @@ export class KvStateStore {
     for (const name of names.filter((n) => n.endsWith(".json"))) {
       const id = name.slice(0, -".json".length);
       try {
+        // lstat first: a link planted in the directory is never followed (it is removed below).
+        const stat = await fs.promises.lstat(this.stateFile(id));
+        const manifestStat = await fs.promises.lstat(this.manifestFile(id));
+        if (!stat.isFile() || !manifestStat.isFile()) throw new Error("not a regular file");
         const manifest: unknown = JSON.parse(await fs.promises.readFile(this.manifestFile(id), "utf8"));
-        const stat = await fs.promises.stat(this.stateFile(id));
         if (!isManifest(manifest) || manifest.model !== this.model || stat.size !== manifest.bytes) throw new Error("foreign or damaged");
-        const mtimeMs = (await fs.promises.stat(this.manifestFile(id))).mtimeMs;
+        const mtimeMs = manifestStat.mtimeMs;
         found.push({ view: { id, tenant: manifest.tenant, tokens: manifest.tokens, bytes: manifest.bytes, lastUsed: 0 }, mtimeMs });
         kept.add(id);
       } catch {
@@ -327,7 +333,8 @@ export class KvStateStore {
     }
     for (const name of names) {
       const id = name.replace(/\.(kv|json)(\.tmp)?$/, "");
-      if (!kept.has(id)) await fs.promises.rm(path.join(this.dir, name), { force: true }).catch(() => undefined);
+      // unlink, not rm: a planted symbolic link goes itself, whatever it points to.
+      if (!kept.has(id)) await fs.promises.unlink(path.join(this.dir, name)).catch(() => undefined);
     }
     for (const { view } of found.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
       view.lastUsed = ++this.clock;

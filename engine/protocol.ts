@@ -75,6 +75,12 @@ export interface EngineRequest {
   prompt: EnginePrompt;
   /** null: generate until the slot's context is full. */
   maxTokens: number | null;
+  /**
+   * The request parameter maxTokens came from (max_tokens, max_completion_tokens,
+   * max_output_tokens), named by context_length_exceeded when the prompt fits
+   * but the prompt plus maxTokens does not. Default "max_tokens".
+   */
+  maxTokensParam?: string;
   stop: string[];
   sampling: SamplingParams;
   /** Whether the prompt text should be emitted before the completion (completions `echo`). */

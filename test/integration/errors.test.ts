@@ -83,6 +83,14 @@ describe("errors", () => {
     assert.equal(err.code, "context_length_exceeded");
     assert.match(err.message, /maximum context length is 128 tokens/);
     assert.match(err.message, /\d+ in the prompt \+ 500 max_tokens/);
+    // The prompt alone fits: the parameter to reduce is the one the client sent (issue 19 item 16).
+    assert.equal(err.param, "max_tokens");
+    const huge = await apiError(t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_completion_tokens: 1e12 }));
+    assert.equal(huge.code, "context_length_exceeded");
+    assert.equal(huge.param, "max_completion_tokens");
+    const output = await apiError(t.client.responses.create({ model: t.modelId, input: "Once upon a time", max_output_tokens: 1e9 }));
+    assert.equal(output.code, "context_length_exceeded");
+    assert.equal(output.param, "max_output_tokens");
     const long = "word ".repeat(200);
     const err2 = await apiError(t.client.completions.create({ model: t.modelId, prompt: long }));
     assert.equal(err2.code, "context_length_exceeded");
@@ -93,7 +101,7 @@ describe("errors", () => {
     const res = await post("/v1/chat/completions", JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: "x" }], max_tokens: 500, stream: true }));
     assert.equal(res.status, 400);
     assert.match(res.headers.get("content-type") ?? "", /application\/json/);
-    assertShape(await res.json(), "context_length_exceeded", "messages");
+    assertShape(await res.json(), "context_length_exceeded", "max_tokens");
   });
 
   test("a body over the limit is a 413", async () => {

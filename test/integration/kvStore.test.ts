@@ -145,6 +145,28 @@ describe("KvStateStore with a real model", () => {
     assert.equal(reopened.stats().states, 1);
   });
 
+  test("states are owner-only (directory 0700, files 0600), and a link planted in the directory is removed at open, its target untouched (issue 19 items 13, 16)", async () => {
+    const store = await openStore(64 * 1024 * 1024);
+    const root = dirs.at(-1)!;
+    const dir = path.join(root, "model-identity".slice(0, 16));
+    const a = await fill(seqs[0]!, A);
+    await store.save(seqs[0]!, "t", a.length);
+    await store.flush();
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    const files = fs.readdirSync(dir);
+    assert.ok(files.some((f) => f.endsWith(".kv")) && files.some((f) => f.endsWith(".json")), files.join(", "));
+    for (const f of files) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
+    // A link named like a state, and one like its manifest, pointing outside.
+    const target = path.join(root, "outside.txt");
+    fs.writeFileSync(target, "not llamux's");
+    fs.symlinkSync(target, path.join(dir, "planted.kv"));
+    fs.symlinkSync(target, path.join(dir, "planted.json"));
+    const reopened = await KvStateStore.open(root, "model-identity", 64 * 1024 * 1024);
+    assert.equal(reopened.stats().states, 1, "the real state is kept");
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith("planted")), [], "the links are gone");
+    assert.equal(fs.readFileSync(target, "utf8"), "not llamux's");
+  });
+
   test("saves and restores take effect in the order called: a save that evicts a state waits for its restore", async () => {
     const a = await fill(seqs[0]!, A);
     // Room for one state of about A's size (C's is similar): a second save evicts the first.

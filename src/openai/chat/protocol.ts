@@ -167,6 +167,7 @@ export function toEngineRequest(req: ChatRequest, tenant: string, maxPriority = 
     tenant,
     prompt: { kind: "chat", messages, ...(tools.promptTools ? { tools: tools.promptTools } : {}) },
     maxTokens: req.max_completion_tokens ?? req.max_tokens ?? null,
+    ...(isNullish(req.max_completion_tokens) ? {} : { maxTokensParam: "max_completion_tokens" }),
     stop: stopList(req.stop),
     sampling: toSamplingParams(req),
     echo: false,

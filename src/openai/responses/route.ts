@@ -104,6 +104,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       ...(grammar ? { grammar } : {}),
       ...(logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       maxTokens,
+      maxTokensParam: "max_output_tokens",
       stop: stopList(body.stop),
       sampling: toSamplingParams(body),
       echo: false,
