@@ -502,7 +502,8 @@ export class Engine {
     const now = performance.now();
     job.prefillMs ??= now - job.submittedAtMs - job.queueMs;
     // Only grammars make a job's sampling cost unbounded (the rest is bounded by the vocabulary).
-    if (job.grammarSpec) chargeSampling(job, now - this.guard.lastDecodeEndMs, this.sampleBudget);
+    // Its own sampling only, not the neighbours' sampled before it on the same thread (samplingGuard.ts).
+    if (job.grammarSpec) chargeSampling(job, this.guard.lastSampleOwnMs, this.sampleBudget);
     if (result.done) {
       job.finish = "stop"; // the generator ended on its own: nothing more will come
       return;

@@ -11,10 +11,10 @@
 // into "Failed to sample next token", thrown to that one sequence's caller
 // (SequenceEvaluate.next() rejects): the engine fails that job alone.
 //
-// The wrapper of decodeBatch stamps the end of each decode, so the engine can
-// tell how long a job's own sampling took after it (its next() resolves when
-// its sampling is done: node-llama-cpp settles each sequence of a batch on
-// its own). The step loop waits for every job's sampling before the next
+// The wrappers also time each sampling call on its own (lastSampleOwnMs), so
+// the engine can tell how long a job's own sampling took (its next() resolves
+// when its sampling is done: node-llama-cpp settles each sequence of a batch
+// on its own). The step loop waits for every job's sampling before the next
 // decode, so a grammar that is slow to apply holds every tenant.
 import type { LlamaContext } from "node-llama-cpp";
 
@@ -24,8 +24,19 @@ type Native = (...args: unknown[]) => Promise<unknown>;
 export const SAMPLE_FAILED = "Failed to sample next token";
 
 export class SamplingGuard {
-  /** performance.now() when the last decode of the context ended. */
-  lastDecodeEndMs = 0;
+  /**
+   * How long the sampling call that finished last took on its own: from when
+   * it could start (its call, or the end of the decode or sampling before it,
+   * whichever is later) to its end. node-llama-cpp starts every sequence's
+   * sampling at once after a decode, and they run one after another on the
+   * one pool thread, so the time since the decode would charge a job for the
+   * jobs sampled before it: a slow grammar would fail its neighbours. Each
+   * job's accept() runs in the microtasks after its own sampling resolves,
+   * before the next one can, and reads this.
+   */
+  lastSampleOwnMs = 0;
+  /** The end of the latest decode or sampling call. */
+  private lastEndMs = 0;
   /** Native sampling errors since the last take(), in the order they happened. */
   private errors: string[] = [];
   private readonly ctx: Record<string, unknown>;
@@ -40,11 +51,16 @@ export class SamplingGuard {
     this.ctx = ctx;
     const sample = (ctx.sampleToken as Native).bind(ctx);
     this.shadow("sampleToken", async (...args: unknown[]) => {
+      const calledMs = performance.now();
       try {
         return await sample(...args);
       } catch (err) {
         this.errors.push((err as Error)?.message ?? String(err));
         return -1;
+      } finally {
+        const end = performance.now();
+        this.lastSampleOwnMs = end - Math.max(calledMs, this.lastEndMs);
+        this.lastEndMs = end;
       }
     });
     const decode = (ctx.decodeBatch as Native).bind(ctx);
@@ -52,7 +68,7 @@ export class SamplingGuard {
       try {
         return await decode(...args);
       } finally {
-        this.lastDecodeEndMs = performance.now();
+        this.lastEndMs = performance.now();
       }
     });
   }

@@ -16,6 +16,8 @@ const KEYS = {
   attacker: "lmx-attackerAttackerAttackerAttacker00001",
   victim: "lmx-victimVictimVictimVictimVictimVic00002",
   other: "lmx-otherOtherOtherOtherOtherOtherOth00003",
+  slow: "lmx-slowSlowSlowSlowSlowSlowSlowSlowSl00004",
+  neighbour: "lmx-neighbourNeighbourNeighbourNeighb00005",
 };
 
 let dir: string;
@@ -235,6 +237,23 @@ describe("a large but allowed grammar (item 3)", () => {
     // Another tenant's ordinary structured output still works.
     const ok = await client(KEYS.other).chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "hi" }], max_tokens: 10, response_format: { type: "json_object" } });
     assert.ok(ok.choices[0]!.finish_reason);
+  });
+
+  test("only the slow grammar's own request fails: neighbours sampled after it in the same steps are not charged its time", async () => {
+    // One slow grammar and three ordinary ones in the same steps: node-llama-cpp
+    // samples them one after another, so a neighbour sampled after the slow
+    // one finishes long after the decode, through no fault of its own.
+    const neighbour = (i: number) =>
+      post(KEYS.neighbour, "chat/completions", { messages: [{ role: "user", content: `hi ${i}` }], max_tokens: 24, response_format: { type: "json_object" } });
+    const [slow, ...neighbours] = await Promise.all([
+      post(KEYS.slow, "chat/completions", { messages: [{ role: "user", content: "pick" }], max_tokens: 40, response_format: { type: "json_schema", json_schema: { name: "pick", schema: enumSchema(1_000_000) } } }),
+      neighbour(1),
+      neighbour(2),
+      neighbour(3),
+    ]);
+    assert.equal(slow!.status, 400, JSON.stringify(slow!.json).slice(0, 300));
+    assert.match(slow!.json.error!.message, /too slow to sample/);
+    for (const n of neighbours) assert.equal(n.status, 200, JSON.stringify(n.json).slice(0, 300));
   });
 });
 
