@@ -5,7 +5,9 @@ import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { endpointLabel, metricsRenderer, type Metrics } from "./metrics.js";
-import { jsonBodyVerify } from "./middleware/jsonLimits.js";
+import { jsonBody, type JsonParsePool } from "./middleware/jsonBody.js";
+import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
+import { MAX_LOGIT_BIAS_ENTRIES } from "../engine/index.js";
 import { authenticate, requireAllowedModel, requireMetricsAccess } from "./middleware/auth.js";
 import { requireJsonBody, requireLoopbackHost } from "./middleware/security.js";
 import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "./middleware/drain.js";
@@ -51,6 +53,8 @@ export interface AppDeps {
    * loopback name or this host (DNS rebinding); null: not on loopback, no check.
    */
   loopbackHost: string | null;
+  /** Parses large /v1 bodies off the event loop (the caller closes it); absent: every body is parsed inline. */
+  jsonParser?: JsonParsePool | null;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -115,7 +119,15 @@ export function createApp(deps: AppDeps): Express {
   // Only JSON bodies: a text/plain or form POST is what a web page can send cross-site without a preflight.
   app.use("/v1", requireJsonBody());
   // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
-  app.use("/v1", express.json({ limit: deps.maxBodyBytes, type: () => true, verify: jsonBodyVerify() }));
+  app.use(
+    "/v1",
+    jsonBody({
+      limit: deps.maxBodyBytes,
+      limits: { maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES },
+      pool: deps.jsonParser ?? null,
+      tenantOf: (res) => (res.locals.tenant as { id: string } | undefined)?.id ?? "",
+    }),
+  );
   app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots() }));
   app.use(chatRoute(routeDeps));

@@ -9,7 +9,7 @@ import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { EngineClient, type ModelInfo, type WorkerOptions } from "../engine/index.js";
+import { EngineClient, MAX_LOGIT_BIAS_ENTRIES, type ModelInfo, type WorkerOptions } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { ServerQueue } from "./quota/serverQueue.js";
@@ -23,6 +23,8 @@ import { bindEngineMetrics, createMetrics, forgetTenant, type Metrics } from "./
 import { isLoopbackHost } from "./middleware/security.js";
 import { looseDirWarning, makePrivateDir, tightenOwnDir } from "./store/sqlite.js";
 import { InflightRequests } from "./middleware/drain.js";
+import { JsonParsePool } from "./middleware/jsonBody.js";
+import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
 import { TenantRegistry } from "./tenants/registry.js";
@@ -165,7 +167,9 @@ async function startServing(
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
+  const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
   const app = createApp({
+    jsonParser,
     models,
     metrics,
     log,
@@ -242,6 +246,7 @@ async function startServing(
     await startEngines(models, log);
   } catch (err) {
     await closeHttp();
+    await jsonParser.close();
     await stopEngines();
     stopWatchingTenants();
     stopForgettingTenants();
@@ -264,6 +269,7 @@ async function startServing(
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
+        await jsonParser.close();
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();

@@ -1,15 +1,15 @@
 // Limits on the shape of a JSON body that the byte limit alone does not bound.
-// JSON.parse itself survives deep nesting, but anything recursive downstream
-// (JSON.stringify in a log line, structured clone over IPC, a recursive schema)
-// would overflow the stack on a body like [[[[...]]]] 100 000 levels deep, and no
+// JSON.parse survives deep nesting but slowly (0.4 s for a 2 MB [[[[...]]]]),
+// and anything recursive downstream (JSON.stringify in a log line, structured
+// clone over IPC, a recursive schema) would overflow the stack on it; no
 // request the API accepts needs more than a few levels. Two checks, one per layer:
-//   - jsonBodyVerify: body-parser's `verify` hook, a byte scan of the raw body
-//     before JSON.parse (rejects invalid UTF-8 and deep nesting without parsing);
+//   - parseJsonBody: a byte scan of the raw body before JSON.parse (rejects
+//     invalid UTF-8 and deep nesting without parsing);
 //   - assertJsonLimits: the same depth rule over an already parsed value, run by
 //     parseBody so every endpoint is covered whatever the parser in front of it.
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { ApiError } from "../errors.js";
+import { ApiError, type ErrorCode } from "../errors.js";
 
 /** The deepest nesting of arrays and objects a request body may have (the body object itself is level 1). */
 export const MAX_JSON_DEPTH = 64;
@@ -54,29 +54,6 @@ function tooDeep(maxDepth: number): ApiError {
   return new ApiError("invalid_body", `The request body nests arrays and objects more than ${maxDepth} levels deep.`);
 }
 
-export interface JsonBodyLimits {
-  /** Default MAX_JSON_DEPTH. */
-  maxDepth?: number;
-}
-
-/**
- * A `verify` option for express.json(): refuses a UTF-8 body that is not valid
- * UTF-8 (body-parser would otherwise decode it lossily, replacing bytes with
- * U+FFFD, and generate from a prompt the client never sent) and a body nested
- * deeper than `maxDepth`, both as 400s before JSON.parse runs. It throws an
- * ApiError, which body-parser passes on to the error handler unchanged
- * (http-errors keeps an error's own status and type).
- */
-export function jsonBodyVerify(limits: JsonBodyLimits = {}) {
-  const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
-  return (_req: IncomingMessage, _res: ServerResponse, buf: Buffer, encoding: string): void => {
-    if (/^utf-?8$/i.test(encoding) && !isUtf8(buf)) {
-      throw new ApiError("invalid_json", "We could not parse the JSON body of your request: it is not valid UTF-8.");
-    }
-    if (jsonNestingDepth(buf, maxDepth) > maxDepth) throw tooDeep(maxDepth);
-  };
-}
-
 /**
  * Throws a 400 when a parsed body nests deeper than `maxDepth`, or has a key
  * named `__proto__` anywhere (zod drops such keys from records without a word,
@@ -102,4 +79,67 @@ export function assertJsonLimits(value: unknown, maxDepth = MAX_JSON_DEPTH): voi
       if (v !== null && typeof v === "object") stack.push({ value: v, depth: top.depth + 1, path });
     }
   }
+}
+
+/**
+ * Counts logit_bias entries before anything reads them: zod took 300-400 ms
+ * (and the JSON limits walk 60-80 ms) of the front's event loop over 100,000
+ * entries before refusing them, stalling every tenant's streams. Stops counting
+ * at the first entry too many.
+ */
+export function assertLogitBiasSize(bias: unknown, maxEntries: number): void {
+  if (bias === null || typeof bias !== "object" || Array.isArray(bias)) return;
+  let n = 0;
+  for (const key in bias) {
+    if (!Object.hasOwn(bias, key)) continue;
+    if (++n > maxEntries) throw new ApiError("invalid_value", `Invalid 'logit_bias': must have at most ${maxEntries} entries.`, "logit_bias");
+  }
+}
+
+export interface ParseLimits {
+  maxDepth: number;
+  maxLogitBiasEntries: number;
+}
+
+/** One body for the parse worker (its bytes transferred, not copied). */
+export interface ParseJob {
+  id: number;
+  body: ArrayBuffer;
+  limits: ParseLimits;
+}
+
+export type ParseReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { code: ErrorCode; message: string; param: string | null } };
+
+const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/**
+ * A UTF-8 JSON request body as body-parser's strict json() parses it (empty:
+ * {}; the text must start with an object or array), with the byte checks of
+ * jsonBodyVerify before JSON.parse and the shape checks that refuse a body
+ * outright after it. Throws the ApiError the client gets.
+ */
+export function parseJsonBody(raw: Buffer, limits: ParseLimits): unknown {
+  if (raw.length === 0) return {};
+  if (!isUtf8(raw)) throw new ApiError("invalid_json", "We could not parse the JSON body of your request: it is not valid UTF-8.");
+  if (jsonNestingDepth(raw, limits.maxDepth) > limits.maxDepth) throw tooDeep(limits.maxDepth);
+  let first = 0;
+  while (first < raw.length && WHITESPACE.has(raw[first]!)) first++;
+  if (raw[first] !== OPEN_BRACE && raw[first] !== OPEN_BRACKET) throw notJson();
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw notJson();
+  }
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    assertLogitBiasSize((value as Record<string, unknown>).logit_bias, limits.maxLogitBiasEntries);
+  }
+  assertJsonLimits(value, limits.maxDepth);
+  return value;
+}
+
+function notJson(): ApiError {
+  return new ApiError("invalid_json", "We could not parse the JSON body of your request: it is not valid JSON.");
 }
