@@ -10,7 +10,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
-import { CrashQuarantine, crashSuspects, requestFingerprint, type CrashQuarantineOptions, type InFlightPhase, type Quarantined } from "./crashQuarantine.js";
+import { CrashQuarantine, crashReplayable, crashSuspects, requestFingerprint, type CrashQuarantineOptions, type InFlightPhase, type Quarantined } from "./crashQuarantine.js";
 import { engineEnv, engineExecArgv } from "./processSettings.js";
 import type {
   EmbedRequest,
@@ -91,6 +91,12 @@ interface InFlightMeta {
   /** What the request's fingerprint is hashed from (only when it is needed). */
   prompt: unknown;
   phase: InFlightPhase;
+  /** A generation, as submitted: what a replay sends again (embeddings have none: they are not replayed). */
+  replay: { req: EngineRequest; signal?: AbortSignal } | null;
+  /** Sent again after a crash already (crashReplayable). */
+  replayed: boolean;
+  /** Its `accepted` event has reached the caller: a replay's own is not passed on twice. */
+  acceptedSeen: boolean;
 }
 
 const WORKER_ENTRY = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -117,6 +123,8 @@ export class EngineClient extends EventEmitter {
   private readonly meta = new Map<string, InFlightMeta>();
   private readonly quarantine: CrashQuarantine;
   private readonly now: () => number;
+  /** Generations to send again once a new worker is ready (crashReplayable), by id. */
+  private readonly replays = new Map<string, { acceptedSeen: boolean }>();
   /** Generations waiting for the restarting worker: called with true once it is ready, false when it will not be. */
   private readonly readyWaiters = new Set<(ready: boolean) => void>();
 
@@ -186,17 +194,27 @@ export class EngineClient extends EventEmitter {
   }
 
   private enqueue(id: string, queue: AsyncQueue<EngineEvent>, req: EngineRequest, signal?: AbortSignal): void {
+    if (signal?.aborted && this.replays.delete(id)) {
+      // A replay whose client left while it waited for the new worker.
+      this.settleFinal(id, null);
+      queue.close();
+      return;
+    }
     const refused = !this.ready || !this.child ? unavailable(this.state) : this.quarantined(req.tenant, req.prompt);
     if (refused) {
+      this.replays.delete(id);
       this.settleFinal(id, null);
       queue.push({ type: "error", error: refused });
       queue.close();
       return;
     }
     this.inflight.set(id, queue);
-    this.meta.set(id, { tenant: req.tenant, prompt: req.prompt, phase: "sent" });
+    const earlier = this.replays.get(id);
+    this.replays.delete(id);
+    this.meta.set(id, { tenant: req.tenant, prompt: req.prompt, phase: "sent", replay: { req, signal }, replayed: earlier !== undefined, acceptedSeen: earlier?.acceptedSeen ?? false });
     this.send({ t: "submit", id, req });
-    if (signal) {
+    // A replay keeps the abort listener of its first submit.
+    if (signal && earlier === undefined) {
       const onAbort = () => this.cancel(id);
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
@@ -241,7 +259,7 @@ export class EngineClient extends EventEmitter {
     if (refused) return Promise.resolve({ error: refused });
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = `e${++this.nextId}`;
-    this.meta.set(id, { tenant: req.tenant, prompt: req.inputs, phase: "sent" });
+    this.meta.set(id, { tenant: req.tenant, prompt: req.inputs, phase: "sent", replay: null, replayed: false, acceptedSeen: false });
     return new Promise<EmbedOutcome>((resolve, reject) => {
       const onAbort = () => {
         if (!this.embeds.delete(id)) return;
@@ -332,6 +350,8 @@ export class EngineClient extends EventEmitter {
       case "accepted": {
         const m = this.meta.get(msg.id);
         if (m) m.phase = "accepted";
+        if (m?.acceptedSeen) return;
+        if (m) m.acceptedSeen = true;
         this.inflight.get(msg.id)?.push({ type: "accepted", promptTokens: msg.promptTokens, promptText: msg.promptText });
         return;
       }
@@ -388,7 +408,8 @@ export class EngineClient extends EventEmitter {
       return;
     }
     this.blameCrash();
-    this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size, backoffMs: this.backoffMs });
+    const replay = this.takeReplays();
+    this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size + replay.length, replayed: replay.length, backoffMs: this.backoffMs });
     this.failInflight({
       code: "engine_restarted",
       param: null,
@@ -401,6 +422,10 @@ export class EngineClient extends EventEmitter {
       this.restartTimer = null;
       if (this.state === "restarting") this.spawn();
     }, this.backoffMs);
+    // Sent again once the new worker is ready, or failed as engine_unavailable
+    // (enqueue's refusal) if it is not within the restart wait.
+    const waitMs = this.opts.restartWaitMs ?? 10_000;
+    for (const r of replay) void this.whenReady(waitMs, r.signal).then(() => this.enqueue(r.id, r.queue, r.req, r.signal));
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.restartBackoffMs?.max ?? 5000);
   }
 
@@ -428,6 +453,25 @@ export class EngineClient extends EventEmitter {
     this.opts.log?.("engine crash attributed", { suspects: suspects.map((s) => ({ tenant: s.tenant, phase: s.phase, fingerprint: s.fingerprint })) });
   }
 
+  /**
+   * Takes the generations crashReplayable picks out of the books of the dead
+   * worker (so failInflight leaves them alone) and returns what enqueue needs
+   * to send each again.
+   */
+  private takeReplays(): Array<{ id: string; queue: AsyncQueue<EngineEvent>; req: EngineRequest; signal?: AbortSignal }> {
+    const metas = [...this.meta].map(([id, m]) => ({ id, ...m }));
+    const out: Array<{ id: string; queue: AsyncQueue<EngineEvent>; req: EngineRequest; signal?: AbortSignal }> = [];
+    for (const m of crashReplayable(metas)) {
+      const queue = this.inflight.get(m.id);
+      if (!m.replay || !queue || m.replay.signal?.aborted) continue;
+      this.inflight.delete(m.id);
+      this.meta.delete(m.id);
+      this.replays.set(m.id, { acceptedSeen: m.acceptedSeen });
+      out.push({ id: m.id, queue, req: m.replay.req, signal: m.replay.signal });
+    }
+    return out;
+  }
+
   /** engine_crash_quarantine when this tenant or this prompt keeps crashing the worker; null: it may run. */
   private quarantined(tenant: string, prompt: unknown): EngineErrorPayload | null {
     const now = this.now();
@@ -447,7 +491,7 @@ export class EngineClient extends EventEmitter {
 
   private failInflight(error: EngineErrorPayload): void {
     this.meta.clear();
-    for (const id of [...this.finals.keys()]) this.settleFinal(id, null);
+    for (const id of [...this.finals.keys()]) if (!this.replays.has(id)) this.settleFinal(id, null);
     for (const id of [...this.embeds.keys()]) this.settleEmbed(id, { error });
     for (const [id, queue] of this.inflight) {
       this.inflight.delete(id);

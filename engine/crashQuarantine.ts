@@ -67,6 +67,21 @@ export function crashSuspects<T extends { phase: InFlightPhase }>(inflight: read
   return prefilling.length > 0 ? prefilling : [...inflight];
 }
 
+/**
+ * The requests in flight when the worker died that may be sent again to the
+ * next worker, unseen by their clients: when the worker died reading one
+ * request (the suspect), every other that had produced no output yet is
+ * innocent, and nothing of it reached its client. A request with output (the
+ * client has tokens) cannot be replayed, and when no request was unread the
+ * ones without output are the suspects themselves. Each is replayed at most
+ * once (`replayed`), so a wrong guess costs one more crash, not a loop.
+ */
+export function crashReplayable<T extends { phase: InFlightPhase; replayed: boolean }>(inflight: readonly T[]): T[] {
+  const unread = inflight.find((r) => r.phase === "sent");
+  if (!unread) return [];
+  return inflight.filter((r) => r !== unread && r.phase !== "running" && !r.replayed);
+}
+
 /** A request's identity across retries: the model and everything the prompt is made of. */
 export function requestFingerprint(modelId: string, prompt: unknown): string {
   return createHash("sha256").update(modelId).update("\0").update(JSON.stringify(prompt)).digest("base64url").slice(0, 22);

@@ -61,6 +61,35 @@ describe("worker crash and recovery", () => {
     assert.equal(after.choices.length, 1);
   });
 
+  test("a request waiting for a slot when the worker dies is sent again to the new worker and answered", async () => {
+    await waitFor(async () => (await fetch(`${t.url}/ready`)).status === 200, 30_000, "the engine to be ready");
+    const restarts = t.srv.engine.restarts;
+    // Two long streams hold both slots, with output already sent: they cannot be replayed.
+    const streams = await Promise.all(
+      [0, 1].map(() => t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 400, ignore_eos: true, stream: true } as never)),
+    );
+    const outcomes = streams.map(async (stream) => {
+      try {
+        for await (const _ of stream as unknown as AsyncIterable<unknown>) {
+          // keep reading
+        }
+        return null;
+      } catch (err) {
+        return err;
+      }
+    });
+    // The victim waits for a slot: accepted by the worker, no output yet.
+    const victim = t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 4 });
+    await waitFor(async () => ((await t.srv.engine.stats())?.waiting ?? 0) >= 1, 10_000, "the victim to wait in the worker");
+    const crash = t.client.completions.create({ model: t.modelId, prompt: "# Chapter two", max_tokens: 4 });
+    await assert.rejects(crash, (err: unknown) => err instanceof OpenAI.APIError && err.status === 503 && err.code === "engine_restarted");
+    for (const o of outcomes) assert.ok((await o) instanceof OpenAI.APIError, "the streams with output fail with the worker");
+    const answered = await victim;
+    assert.equal(answered.choices.length, 1);
+    assert.ok(answered.usage!.completion_tokens > 0, "the victim was generated for, on the new worker");
+    assert.equal(t.srv.engine.restarts, restarts + 1);
+  });
+
   test("requests that arrive while restarting get a 503 with retry-after, not a hang", async () => {
     const crash = t.client.completions.create({ model: t.modelId, prompt: "100% sure", max_tokens: 2 });
     await assert.rejects(crash);

@@ -1,10 +1,21 @@
 // Crash attribution and quarantine (engine/crashQuarantine.ts), with a fake clock.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { CrashQuarantine, crashSuspects, requestFingerprint, type InFlightRequest } from "../../../engine/crashQuarantine.js";
+import { CrashQuarantine, crashReplayable, crashSuspects, requestFingerprint, type InFlightRequest } from "../../../engine/crashQuarantine.js";
 
 const req = (tenant: string, fingerprint: string, phase: InFlightRequest["phase"]): InFlightRequest => ({ tenant, fingerprint, phase });
 const opts = { windowMs: 60_000, strikes: 2, tenantCooldownMs: 30_000, requestCooldownMs: 600_000 };
+
+describe("crashReplayable", () => {
+  const r = (fingerprint: string, phase: InFlightRequest["phase"], replayed = false) => ({ tenant: "t", fingerprint, phase, replayed });
+  test("with an unread request to blame, every other one without output is replayed, once", () => {
+    const inflight = [r("run", "running"), r("acc", "accepted"), r("unread", "sent"), r("later", "sent"), r("again", "accepted", true)];
+    assert.deepEqual(crashReplayable(inflight).map((x) => x.fingerprint), ["acc", "later"]);
+  });
+  test("with none unread, the ones without output are the suspects: nothing is replayed", () => {
+    assert.deepEqual(crashReplayable([r("run", "running"), r("acc", "accepted")]), []);
+  });
+});
 
 describe("crashSuspects", () => {
   test("the first request the worker had not answered is the suspect, not those sent after it nor those it was generating for", () => {
