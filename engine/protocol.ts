@@ -100,6 +100,11 @@ export interface EngineRequest {
    * absent: none computed. Each sampled token's entry is sent with its delta.
    */
   logprobs?: number;
+  /**
+   * The W3C trace context (traceparent, tracestate) of the front's span for
+   * this request: the worker's spans for it join that trace. Absent: not traced.
+   */
+  trace?: Record<string, string>;
 }
 
 /** The most top alternatives per token the engine computes (OpenAI's chat limit). */

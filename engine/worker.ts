@@ -10,6 +10,8 @@ import { Embedder } from "./embedder.js";
 import { longestTokenBytes } from "./promptBounds.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
+import { RequestSpans, tracedSender } from "./requestSpans.js";
+import { startTracing, type Tracing } from "../telemetry/tracing.js";
 import { DEFAULT_FAIRNESS_COSTS, DEFAULT_FOLLOW_UP_MS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
 
 /** Time given to saving warm slots' KV states on a clean shutdown. */
@@ -29,6 +31,8 @@ async function main(): Promise<void> {
   let engine: Engine | null = null;
   let embedder: Embedder | null = null;
   let kv: KvStateStore | null = null;
+  let tracing: Tracing | null = null;
+  let spans: RequestSpans | null = null;
   let shuttingDown = false;
 
   // Reverse order of construction: engine and embedder (whose embedding
@@ -44,6 +48,8 @@ async function main(): Promise<void> {
       await context?.dispose().catch(() => undefined);
       await loaded?.model.dispose().catch(() => undefined);
       await loaded?.llama.dispose().catch(() => undefined);
+      spans?.clear();
+      await tracing?.shutdown();
     }
     process.exit(code);
   };
@@ -51,7 +57,10 @@ async function main(): Promise<void> {
   process.on("message", (msg: ToWorker) => {
     if (msg.t === "shutdown") void shutdown(0);
     else if (!engine || !embedder) return;
-    else if (msg.t === "submit") engine.submit(msg.id, msg.req);
+    else if (msg.t === "submit") {
+      spans?.submitted(msg.id, msg.req.tenant, msg.req.trace);
+      engine.submit(msg.id, msg.req);
+    }
     else if (msg.t === "embed") embedder.submit(msg.id, msg.req);
     else if (msg.t === "cancel") {
       if (!embedder.cancel(msg.id)) engine.cancel(msg.id);
@@ -68,6 +77,11 @@ async function main(): Promise<void> {
   process.on("disconnect", () => void shutdown(0));
   // A front that died before the handler above was in place is already gone.
   if (!process.connected) void shutdown(0);
+
+  // Off unless the OTEL_* environment (inherited from the front) asks for it.
+  tracing = await startTracing("engine", undefined);
+  if (tracing.enabled) spans = new RequestSpans(tracing.tracer);
+  const emit = spans ? tracedSender(send, spans) : send;
 
   let lastReported = -1;
   loaded = await loadModel({
@@ -108,7 +122,7 @@ async function main(): Promise<void> {
       inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
     },
-  }, send, kv);
+  }, emit, kv);
   // Inputs as long as a slot's context: the limit clients already know from /v1/models.
   const generation = engine;
   embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() }, send);

@@ -1,5 +1,6 @@
 // createApp builds the Express app and never listens: main/server listen, and
 // tests drive the real app on 127.0.0.1:0.
+import type { Tracer } from "@opentelemetry/api";
 import express, { type Express } from "express";
 import { adminRoute } from "./admin/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
@@ -12,6 +13,7 @@ import { authenticate, requireAllowedModel, requireMetricsAccess } from "./middl
 import { requireJsonBody, requireLoopbackHost } from "./middleware/security.js";
 import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "./middleware/drain.js";
 import { requestLog } from "./middleware/requestLog.js";
+import { traceRequests } from "./middleware/tracing.js";
 import { chatRoute } from "./openai/chat/route.js";
 import { completionsRoute } from "./openai/completions/route.js";
 import { embeddingsRoute } from "./openai/embeddings/route.js";
@@ -55,6 +57,8 @@ export interface AppDeps {
   loopbackHost: string | null;
   /** Parses large /v1 bodies off the event loop (the caller closes it); absent: every body is parsed inline. */
   jsonParser?: JsonParsePool | null;
+  /** Traces each request (a SERVER span continuing its traceparent); absent: not traced. */
+  tracer?: Tracer;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -72,7 +76,9 @@ export function createApp(deps: AppDeps): Express {
     queueTimeoutMs: deps.queueTimeoutMs,
   };
 
-  // First, so every response (errors included) carries x-request-id and is logged once.
+  // First, so every request is traced (when tracing is on), and every response
+  // (errors included) carries x-request-id and is logged once, with its trace id.
+  if (deps.tracer) app.use(traceRequests(deps.tracer));
   app.use(requestLog({ log: deps.log, logContent: deps.logContent }));
   app.use(closeConnectionsWhenDraining(deps.accepting));
   app.use((req, res, next) => {

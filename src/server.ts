@@ -24,6 +24,7 @@ import { isLoopbackHost } from "./middleware/security.js";
 import { looseDirWarning, makePrivateDir, tightenOwnDir } from "./store/sqlite.js";
 import { InflightRequests } from "./middleware/drain.js";
 import { JsonParsePool } from "./middleware/jsonBody.js";
+import { startTracing } from "../telemetry/tracing.js";
 import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
 import { loadTenantsFile } from "./tenants/config.js";
 import { displayPrefixOfHash } from "./tenants/keys.js";
@@ -159,6 +160,11 @@ async function startServing(
   const inflight = new InflightRequests();
   const metrics = createMetrics();
   bindEngineMetrics(metrics, models.all);
+  // Off (a no-op tracer) unless the OTEL_* environment asks for traces.
+  const tracing = await startTracing("front", VERSION);
+  for (const m of tracing.enabled ? models.all : []) {
+    m.engine.on("restart", (n: number) => tracing.tracer.startSpan("llamux.engine.restart", { attributes: { "llamux.model": m.id, "llamux.engine.restarts": n } }).end());
+  }
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
   const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
@@ -169,6 +175,7 @@ async function startServing(
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
   const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
   const app = createApp({
+    tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
     models,
     metrics,
@@ -251,6 +258,7 @@ async function startServing(
     stopWatchingTenants();
     stopForgettingTenants();
     freeEncoder();
+    await tracing.shutdown();
     throw err;
   }
   let closing: Promise<void> | null = null;
@@ -276,6 +284,7 @@ async function startServing(
         freeEncoder();
         await conversations.close();
         await multi?.store.close();
+        await tracing.shutdown();
         log.info("llamux stopped");
       })()),
   };

@@ -67,6 +67,7 @@ export function requestLog(opts: RequestLogOptions): RequestHandler {
           clientDisconnected: !res.writableFinished,
           // Closed by the server: the client read nothing for the SSE stall timeout (src/sse.ts).
           slowReaderClosed: res.locals.slowReader === true ? true : undefined,
+          traceId: res.locals.traceId,
         },
         "request",
       );

@@ -3,7 +3,9 @@
 // when it ends (refunding what was reserved but not used), and refunded whole
 // when the engine never ran it (a 400 from the engine, a worker restart before
 // admission). The rate-limit headers go on the response before any body byte.
+import { trace } from "@opentelemetry/api";
 import type { Request, Response } from "express";
+import { traceHeaders } from "../../telemetry/tracing.js";
 import { refuseEarly, type EngineEvent, type EngineRequest, type FinishReason, type Usage } from "../../engine/index.js";
 import type { QuotaLedger, Reservation } from "../quota/ledger.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
@@ -13,6 +15,7 @@ import { engineTenant, hasTokenLimit, type Tenant } from "../tenants/types.js";
 import { ApiError, fromEngineError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
+import { genAiRequestAttributes, genAiUsageAttributes } from "./telemetry.js";
 import { admitAll, type Admitted } from "./generation.js";
 
 /** How long a request cut short waits for the engine's count of what it used before the reservation is charged instead. */
@@ -245,7 +248,13 @@ export async function runGeneration(
   // The engine knows the tenant by its incarnation: a tenant re-created under
   // a deleted one's id shares no KV cache with it (Tenant.incarnation).
   const scope = engineTenant(g.tenant);
-  const engineReqs = g.engineReqs.map((r) => (r.tenant === scope ? r : { ...r, tenant: scope }));
+  // The request's span (middleware/tracing.ts) carries the GenAI attributes,
+  // and its context goes to the worker, whose spans join the trace.
+  const span = trace.getActiveSpan();
+  const traced = span ? traceHeaders(span) : null;
+  if (span && traced) span.setAttributes(genAiRequestAttributes(req.path, g.model, g.engineReqs[0]));
+  const engineReqs = g.engineReqs.map((r) => (r.tenant === scope && !traced ? r : { ...r, tenant: scope, ...(traced ? { trace: traced } : {}) }));
+  const finishReasons: string[] = [];
   const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
   const abort = clientAbort(req, res);
   // A choice that ended without a finish or an engine error was cut short: by
@@ -305,6 +314,7 @@ export async function runGeneration(
         if (how === "error") return ended("error");
         if (how === "cut_short") return ended(cutShort());
         ended("ok", how.finish);
+        finishReasons.push(how.finish);
         if (how.usage?.prefillMs !== undefined) deps.metrics.prefillSeconds.observe({ model }, how.usage.prefillMs / 1000);
       },
     };
@@ -317,6 +327,7 @@ export async function runGeneration(
         gate.settle(u);
         res.locals.usage = u; // for the access log line
         recordUsage(deps, g.model, g.tenant.id, u);
+        if (traced) span!.setAttributes({ ...genAiUsageAttributes(u), "gen_ai.response.model": g.model, "gen_ai.response.finish_reasons": finishReasons });
       },
     });
   } finally {
