@@ -39,7 +39,16 @@ export interface Metrics {
   itlSeconds: Histogram<"model">;
   /** From a choice's admission to a slot to its first sampled token (prompt read, cache reuse included). */
   prefillSeconds: Histogram<"model">;
+  /** The OpenTelemetry GenAI semantic conventions' model-server metrics, under their names and buckets. */
+  genAi: {
+    timeToFirstToken: Histogram<GenAiLabel>;
+    timePerOutputToken: Histogram<GenAiLabel>;
+    requestDuration: Histogram<GenAiLabel | "error_type">;
+  };
 }
+
+/** Labels of the GenAI metrics: the conventions' attributes with '.' written '_' (as Prometheus exporters do). */
+export type GenAiLabel = "gen_ai_operation_name" | "gen_ai_request_model";
 
 export type GenerationStatus = "ok" | "error" | "cancelled";
 
@@ -101,6 +110,30 @@ export function createMetrics(): Metrics {
     itlSeconds: new Histogram({ name: "llamux_inter_token_latency_seconds", help: "Between consecutive outputs of one stream", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
     prefillSeconds: new Histogram({ name: "llamux_prefill_seconds", help: "From admission to a KV slot to the first sampled token", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     queueSeconds: new Histogram({ name: "llamux_queue_seconds", help: "Time a request waited for a KV slot", labelNames: ["tenant"], buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    genAi: {
+      // Buckets as the GenAI semantic conventions advise for each metric.
+      timeToFirstToken: new Histogram({
+        name: "gen_ai_server_time_to_first_token_seconds",
+        help: "gen_ai.server.time_to_first_token: time to generate the first token of a successful request",
+        labelNames: ["gen_ai_operation_name", "gen_ai_request_model"],
+        buckets: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0],
+        registers: [registry],
+      }),
+      timePerOutputToken: new Histogram({
+        name: "gen_ai_server_time_per_output_token_seconds",
+        help: "gen_ai.server.time_per_output_token: time per output token after the first, per successful request",
+        labelNames: ["gen_ai_operation_name", "gen_ai_request_model"],
+        buckets: [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5],
+        registers: [registry],
+      }),
+      requestDuration: new Histogram({
+        name: "gen_ai_server_request_duration_seconds",
+        help: "gen_ai.server.request.duration: generative AI server request duration (time to last byte or error)",
+        labelNames: ["gen_ai_operation_name", "gen_ai_request_model", "error_type"],
+        buckets: [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92],
+        registers: [registry],
+      }),
+    },
     requestSeconds: new Histogram({ name: "llamux_request_duration_seconds", help: "End-to-end HTTP request latency", labelNames: ["endpoint"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] }),
   };
 }

@@ -15,7 +15,7 @@ import { engineTenant, hasTokenLimit, type Tenant } from "../tenants/types.js";
 import { ApiError, fromEngineError } from "../errors.js";
 import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
-import { genAiRequestAttributes, genAiUsageAttributes } from "./telemetry.js";
+import { genAiOperation, genAiRequestAttributes, genAiUsageAttributes } from "./telemetry.js";
 import { admitAll, type Admitted } from "./generation.js";
 
 /** How long a request cut short waits for the engine's count of what it used before the reservation is charged instead. */
@@ -304,15 +304,24 @@ export async function runGeneration(
     admitted = startedChoices;
     // The engine reports a request's first output once it holds a slot and has
     // read the prompt: from then on it counts as running, not queued.
+    const genAi = { gen_ai_operation_name: genAiOperation(req.path), gen_ai_request_model: model };
+    let firstAtMs = 0;
     const observer: ChoiceObserver = {
       first: () => {
         gate.started();
-        deps.metrics.ttftSeconds.observe({ model }, (performance.now() - arrivedMs) / 1000);
+        firstAtMs = performance.now();
+        deps.metrics.ttftSeconds.observe({ model }, (firstAtMs - arrivedMs) / 1000);
+        deps.metrics.genAi.timeToFirstToken.observe(genAi, (firstAtMs - arrivedMs) / 1000);
       },
       gap: (ms) => deps.metrics.itlSeconds.observe({ model }, ms / 1000),
       end: (how) => {
+        const nowMs = performance.now();
+        const errorType = how === "error" ? "engine_error" : how === "cut_short" ? cutShort() : "";
+        deps.metrics.genAi.requestDuration.observe({ ...genAi, error_type: errorType }, (nowMs - arrivedMs) / 1000);
         if (how === "error") return ended("error");
         if (how === "cut_short") return ended(cutShort());
+        const outputTokens = how.usage?.completionTokens ?? 0;
+        if (outputTokens > 1 && firstAtMs > 0) deps.metrics.genAi.timePerOutputToken.observe(genAi, (nowMs - firstAtMs) / 1000 / (outputTokens - 1));
         ended("ok", how.finish);
         finishReasons.push(how.finish);
         if (how.usage?.prefillMs !== undefined) deps.metrics.prefillSeconds.observe({ model }, how.usage.prefillMs / 1000);

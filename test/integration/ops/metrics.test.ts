@@ -41,6 +41,24 @@ describe("generation metrics", () => {
     assert.equal(sumOf(after, "llamux_prefill_seconds_bucket", { ...model, le: "+Inf" }), sumOf(after, "llamux_prefill_seconds_count", model));
   });
 
+  test("the GenAI semantic conventions' server metrics: one observation each per successful generation, under their names and labels", async () => {
+    const before = await scrape(t.url);
+    const r = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 5, ignore_eos: true } as never);
+    assert.equal(r.usage!.completion_tokens, 5);
+    const after = await scrape(t.url);
+    const labels = { gen_ai_operation_name: "text_completion", gen_ai_request_model: t.modelId };
+    const delta = (name: string, l: Record<string, string> = labels) => sumOf(after, name, l) - sumOf(before, name, l);
+    assert.equal(delta("gen_ai_server_time_to_first_token_seconds_count"), 1);
+    assert.equal(delta("gen_ai_server_time_per_output_token_seconds_count"), 1);
+    assert.equal(delta("gen_ai_server_request_duration_seconds_count", { ...labels, error_type: "" }), 1);
+    const ttft = delta("gen_ai_server_time_to_first_token_seconds_sum");
+    const duration = delta("gen_ai_server_request_duration_seconds_sum", { ...labels, error_type: "" });
+    const perToken = delta("gen_ai_server_time_per_output_token_seconds_sum");
+    assert.ok(ttft > 0 && ttft <= duration, `TTFT ${ttft}s within the duration ${duration}s`);
+    // Four tokens after the first, in the time after the first.
+    assert.ok(Math.abs(perToken * 4 - (duration - ttft)) < 0.05 + (duration - ttft) * 0.5, `per-token ${perToken}s × 4 ≈ ${duration - ttft}s`);
+  });
+
   test("a streamed completion that hits its stop string counts as ok/stop", async () => {
     const before = await scrape(t.url);
     const stream = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 200, temperature: 0, stop: ["."], stream: true });
