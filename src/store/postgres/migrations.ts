@@ -17,7 +17,7 @@ export interface Migration {
 }
 
 /** pg_advisory_xact_lock key for migrations ("llamux" in ASCII, as an int8). */
-export const MIGRATION_LOCK_KEY = "0x6c6c616d7578";
+export const MIGRATION_LOCK_KEY = "119212746831224";
 
 const sql = (text: string) => async (tx: Queryable) => {
   await tx.execute(text);
@@ -130,7 +130,7 @@ export function pendingMigrations(current: number, migrations: readonly Migratio
 /** Brings the database to the latest version, safely when several processes call it at once. */
 export async function migrate(db: PgDatabase, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationOutcome> {
   return db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [MIGRATION_LOCK_KEY]);
     await tx.execute(`CREATE TABLE IF NOT EXISTS llamux_schema_migrations (
       version INTEGER PRIMARY KEY,
       name TEXT NOT NULL,

@@ -23,7 +23,7 @@ import type { Tenant } from "../../tenants/types.js";
 import { num, type PgDatabase, type Queryable, type Row } from "./db.js";
 
 /** Serialises imports of the tenants file by replicas starting together (an int8 key, distinct from the migrations'). */
-const IMPORT_LOCK_KEY = "0x6c6c616d757801";
+const IMPORT_LOCK_KEY = "30518463188793345";
 
 export interface PgTenantStoreOptions {
   /** Clock, in whole seconds since the epoch (tests pin it). */
@@ -138,7 +138,7 @@ export class PgTenantStore implements TenantStore, TenantChangeFeed {
     const now = this.now();
     return this.db.transaction(async (tx) => {
       // Replicas starting together each import the same file: one at a time.
-      await tx.query(`SELECT pg_advisory_xact_lock(${IMPORT_LOCK_KEY})`);
+      await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [IMPORT_LOCK_KEY]);
       const moves: KeyMove[] = [];
       let changed = 0;
       for (const { tenant, keyHashes } of definitions) {
