@@ -30,6 +30,7 @@ import { SqliteTenantStore, type TenantStore } from "./tenants/store.js";
 import type { ConversationStore } from "./store/conversationStore.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
+import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, redactUrl, watchTenantChanges, type ChangeWatcher, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
 
@@ -206,6 +207,7 @@ async function startServing(
   const inflight = new InflightRequests();
   const metrics = createMetrics();
   bindEngineMetrics(metrics, models.all);
+  if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
   const usageStore = !multi ? null : pg ? await bridgeUsageStore(pg.usage, log) : new SqliteUsageStore(multi.sqlite!.db);

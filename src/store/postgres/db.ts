@@ -14,7 +14,7 @@ export interface PgOptions {
   poolSize: number;
   /** A connection not made in this long fails (the request gets its 503). */
   connectTimeoutMs?: number;
-  /** A query without an answer in this long fails (client side; the server cancels it too). */
+  /** A statement without an answer in this long fails (the server cancels it, and the client stops waiting); 0: no limit. */
   queryTimeoutMs?: number;
 }
 
@@ -51,6 +51,11 @@ function wrap(err: unknown): unknown {
   return new StoreUnavailableError(`the database is unavailable: ${(err as Error).message}`, err);
 }
 
+/** Notes, on the way out, whether `err` (or success: undefined) says the database is there. */
+function seen(db: PgDatabase, err?: unknown): void {
+  db.available = err === undefined || !isUnavailable(err);
+}
+
 /** The URL with its password replaced, for logs. */
 export function redactUrl(url: string): string {
   try {
@@ -65,13 +70,21 @@ export function redactUrl(url: string): string {
 export class PgDatabase implements Queryable {
   readonly pool: pg.Pool;
   private closed = false;
+  /** Whether the last statement reached the database (false once one failed for want of it). */
+  available = true;
 
   constructor(options: PgOptions, onIdleError: (err: Error) => void = () => undefined) {
+    const queryTimeoutMs = options.queryTimeoutMs ?? PG_DEFAULTS.queryTimeoutMs;
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs ?? PG_DEFAULTS.connectTimeoutMs,
-      query_timeout: options.queryTimeoutMs ?? PG_DEFAULTS.queryTimeoutMs,
+      // The server cancels a statement past the deadline; the client gives up a little later in
+      // case the server cannot even answer (a dead link). Neither when the deadline is 0.
+      statement_timeout: queryTimeoutMs > 0 ? queryTimeoutMs : false,
+      ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs + 1000 } : {}),
+      // "Acknowledged means committed to disk" must not depend on how the server was set up.
+      options: "-c synchronous_commit=on",
       idleTimeoutMillis: 30_000,
       keepAlive: true,
       application_name: "llamux",
@@ -84,16 +97,22 @@ export class PgDatabase implements Queryable {
 
   async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
     try {
-      return (await this.pool.query<R>(sql, params as unknown[])).rows;
+      const { rows } = await this.pool.query<R>(sql, params as unknown[]);
+      seen(this);
+      return rows;
     } catch (err) {
+      seen(this, err);
       throw wrap(err);
     }
   }
 
   async execute(sql: string, params: readonly unknown[] = []): Promise<number> {
     try {
-      return (await this.pool.query(sql, params as unknown[])).rowCount ?? 0;
+      const { rowCount } = await this.pool.query(sql, params as unknown[]);
+      seen(this);
+      return rowCount ?? 0;
     } catch (err) {
+      seen(this, err);
       throw wrap(err);
     }
   }
@@ -104,6 +123,7 @@ export class PgDatabase implements Queryable {
     try {
       client = await this.pool.connect();
     } catch (err) {
+      seen(this, err);
       throw wrap(err);
     }
     let broken: unknown = undefined;
@@ -115,8 +135,10 @@ export class PgDatabase implements Queryable {
       await client.query("BEGIN");
       const result = await work(tx);
       await client.query("COMMIT");
+      seen(this);
       return result;
     } catch (err) {
+      seen(this, err);
       try {
         await client.query("ROLLBACK");
       } catch (rollbackErr) {

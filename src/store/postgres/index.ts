@@ -1,6 +1,7 @@
 // The shared PostgreSQL state of one replica: one bounded pool, the schema
 // brought up to date (safely when replicas start together), and the three
 // stores over it. Opened before anything else in the server and closed last.
+import { ConfigError } from "../../config.js";
 import type { Logger } from "../../logger.js";
 import { PgConversationStore, type PgConversationStoreOptions } from "./conversationStore.js";
 import { PgDatabase, redactUrl, type PgOptions } from "./db.js";
@@ -26,12 +27,17 @@ export interface PostgresState {
 export async function openPostgres(options: PgOptions & { conversations: PgConversationStoreOptions }, log: Logger): Promise<PostgresState> {
   const where = redactUrl(options.url);
   const db = new PgDatabase(options, (err) => log.warn({ err: err.message, db: where }, "a pooled PostgreSQL connection failed; it is replaced on the next query"));
+  // Migrations get a connection without a statement deadline: one may rewrite a large table, and
+  // replicas starting together wait on its lock for as long as it takes.
+  const migrator = new PgDatabase({ ...options, poolSize: 1, queryTimeoutMs: 0 });
   try {
-    const { applied, version } = await migrate(db);
+    const { applied, version } = await migrate(migrator);
     log.info({ db: where, schemaVersion: version, applied, poolSize: options.poolSize }, applied.length ? "PostgreSQL schema migrated" : "PostgreSQL schema up to date");
   } catch (err) {
     await db.close();
-    throw new Error(`cannot use the database ${where}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`cannot use the database ${where}: ${(err as Error).message}`);
+  } finally {
+    await migrator.close();
   }
   const tenants = new PgTenantStore(db);
   const conversations = new PgConversationStore(db, options.conversations);

@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { groupAlive } from "../helpers/processGroup.js";
 import { MODELS, REPO_ROOT, waitFor } from "../helpers/server.js";
 import { postgresMissing, startPostgres, type PostgresServer } from "../../helpers/postgres.js";
+import { PgDatabase } from "../../../src/store/postgres/db.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const ADMIN_KEY = "admin-key-for-replica-tests-0123456789";
@@ -170,6 +171,22 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
   test("PostgreSQL down: stored data gets a quick retryable 503, chat with a known key goes on, no crash; it all comes back by itself", async () => {
     const stored = await api(one!, "POST", "/responses", { model: "stories260K", input: "Before the outage", max_output_tokens: 16 });
     assert.equal(stored.status, 200);
+    const usageInDb = async () => {
+      const db = new PgDatabase({ url: databaseUrl, poolSize: 1 });
+      try {
+        return Number((await db.query<{ n: string }>("SELECT COALESCE(SUM(tokens), 0) AS n FROM usage WHERE tenant_id = 'acme'"))[0]!.n);
+      } finally {
+        await db.close();
+      }
+    };
+    const metric = async (r: Replica, name: string) => {
+      const text = await (await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text();
+      return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    };
+    // Settles are written without waiting: let those of the requests above land first.
+    await new Promise((r) => setTimeout(r, 300));
+    const usageBefore = await usageInDb();
+    let tokensDuringOutage = 0;
     await pg.stop();
     try {
       for (const r of [one!, two!]) {
@@ -187,7 +204,10 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
         const c = await chat(r);
         assert.equal(c.status, 200, JSON.stringify(c.body));
         assert.equal(c.body.choices.length, 1);
+        tokensDuringOutage += c.body.usage.total_tokens as number;
         assert.equal((await fetch(`${r.url}/health`)).status, 200);
+        assert.equal(await metric(r, "llamux_database_up"), 0);
+        await waitFor(async () => (await metric(r, "llamux_usage_buffered_rows")) >= 1, 5000, "the chat's usage buffered");
       }
     } finally {
       await pg.start();
@@ -196,7 +216,11 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
       await waitFor(async () => (await api(r, "GET", `/responses/${stored.body.id}`)).status === 200, 15_000, "reads to work again");
       assert.equal((await api(r, "POST", "/conversations", {})).status, 200);
       assert.equal(r.child.exitCode, null, "still running");
+      assert.equal(await metric(r, "llamux_database_up"), 1);
+      await waitFor(async () => (await metric(r, "llamux_usage_buffered_rows")) === 0, 10_000, "the buffered usage written");
     }
+    // The chats served during the outage are in the shared usage: none lost.
+    assert.ok((await usageInDb()) >= usageBefore + tokensDuringOutage, `usage ${await usageInDb()} < ${usageBefore} + ${tokensDuringOutage}`);
     // And tenant changes follow again.
     const issued = (await admin(one!, "POST", "/tenants/acme/keys", {})).body;
     await within(PROPAGATION_BOUND_MS * 5, async () => (await chat(two!, issued.key)).status === 200, "a key made after the outage on replica two");

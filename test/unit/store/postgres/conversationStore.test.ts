@@ -21,9 +21,11 @@ const TABLES = "responses, response_input_items, response_output_items, conversa
 describe("PostgreSQL conversation store", { skip: postgresMissing ?? false }, () => {
   let server: PostgresServer;
   let db: PgDatabase;
+  let url: string;
   before(async () => {
     server = await startPostgres();
-    db = new PgDatabase({ url: await server.createDatabase(), poolSize: 4 });
+    url = await server.createDatabase();
+    db = new PgDatabase({ url, poolSize: 4 });
     await migrate(db);
   });
   after(async () => {
@@ -58,6 +60,19 @@ describe("PostgreSQL conversation store", { skip: postgresMissing ?? false }, ()
         assert.equal((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM response_input_items"))[0]!.n, 0);
       } finally {
         for (const r of replicas) await r.close();
+      }
+    });
+
+    test("every connection commits synchronously (acknowledged means on disk) and has a statement deadline", async () => {
+      const [row] = await db.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+      assert.equal(row!.synchronous_commit, "on");
+      const [timeout] = await db.query<{ statement_timeout: string }>("SHOW statement_timeout");
+      assert.notEqual(timeout!.statement_timeout, "0");
+      const quick = new PgDatabase({ url, poolSize: 1, queryTimeoutMs: 200 });
+      try {
+        await assert.rejects(quick.query("SELECT pg_sleep(5)"), /statement timeout/);
+      } finally {
+        await quick.close();
       }
     });
 
