@@ -8,7 +8,13 @@ import { mergeTenant, type TenantDefinition, type TenantPatch } from "./config.j
 import type { ApiKeyRecord, KeyMove, TenantRecord, TenantStore } from "./store.js";
 import type { Tenant } from "./types.js";
 
-export type TenantChange = { type: "upserted"; tenant: Tenant } | { type: "deleted"; tenantId: string };
+export type TenantChange =
+  | { type: "upserted"; tenant: Tenant; fromStore?: true }
+  /**
+   * fromStore: learned by refresh(), so another process sharing the store made
+   * the change (and did what follows a deletion in the store itself).
+   */
+  | { type: "deleted"; tenantId: string; fromStore?: true };
 export type TenantChangeListener = (change: TenantChange) => void;
 
 /** A key as created or rotated: the plaintext is in `key`, here and nowhere else, ever. */
@@ -165,12 +171,12 @@ export class TenantRegistry {
       const changes: TenantChange[] = [];
       for (const [id, old] of before) {
         const now = this.tenants.get(id);
-        if (!now || now.tenant.incarnation !== old.tenant.incarnation) changes.push({ type: "deleted", tenantId: id });
+        if (!now || now.tenant.incarnation !== old.tenant.incarnation) changes.push({ type: "deleted", tenantId: id, fromStore: true });
       }
       for (const [id, now] of this.tenants) {
         const old = before.get(id);
         if (!old || old.tenant.incarnation !== now.tenant.incarnation || JSON.stringify(old.tenant) !== JSON.stringify(now.tenant)) {
-          changes.push({ type: "upserted", tenant: now.tenant });
+          changes.push({ type: "upserted", tenant: now.tenant, fromStore: true });
         }
       }
       for (const change of changes) this.emit(change);

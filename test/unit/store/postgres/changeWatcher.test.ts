@@ -86,7 +86,7 @@ describe("tenant changes across replicas", { skip: postgresMissing ?? false }, (
 
     await two.registry.deleteTenant("acme");
     await within(() => one.registry.get("acme") === null, "the deletion");
-    assert.deepEqual(one.changes.at(-1), { type: "deleted", tenantId: "acme" });
+    assert.deepEqual(one.changes.at(-1), { type: "deleted", tenantId: "acme", fromStore: true });
   });
 
   test("while the database is down a replica keeps its keys; once it is back, changes follow again", async () => {
