@@ -67,6 +67,8 @@ export class PgConversationStore implements ConversationStore {
 
   async commitResponse(commit: ResponseCommit): Promise<void> {
     const { tenantId, response, conversation } = commit;
+    // store:false outside a conversation keeps nothing: no round trip, so it works while the database is away.
+    if (!response && !conversation) return;
     await this.db.transaction(async (tx) => {
       if (response) {
         await tx.execute("INSERT INTO responses (tenant_id, id, created_at, body) VALUES ($1, $2, $3, $4)", [

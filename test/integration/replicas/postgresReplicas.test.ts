@@ -201,6 +201,8 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
         assert.equal((await admin(r, "POST", "/tenants/acme/keys", {})).status, 503);
         // A response is generated, but cannot be stored: the client is told, not misled.
         assert.equal((await api(r, "POST", "/responses", { model: "stories260K", input: "During", max_output_tokens: 16 })).status, 503);
+        // One that keeps nothing (store:false, no conversation) needs no database.
+        assert.equal((await api(r, "POST", "/responses", { model: "stories260K", input: "During", max_output_tokens: 16, store: false })).status, 200);
         const c = await chat(r);
         assert.equal(c.status, 200, JSON.stringify(c.body));
         assert.equal(c.body.choices.length, 1);

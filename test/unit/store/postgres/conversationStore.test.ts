@@ -84,6 +84,8 @@ describe("PostgreSQL conversation store", { skip: postgresMissing ?? false }, ()
         await assert.rejects(store.getResponse("acme", "resp_1"), StoreUnavailableError);
         await assert.rejects(store.commitResponse({ tenantId: "acme", response: null, conversation: { id: "c", items: [] } }), StoreUnavailableError);
         assert.ok(Date.now() - started < 10_000);
+        // Nothing to keep (store:false, no conversation): nothing asked of the database.
+        await store.commitResponse({ tenantId: "acme", response: null, conversation: null });
       } finally {
         await store.close();
         await down.close();
