@@ -127,6 +127,12 @@ export class PgDatabase implements Queryable {
       throw wrap(err);
     }
     let broken: unknown = undefined;
+    // A checked-out client has no listener of the pool's: a connection lost mid-transaction
+    // would emit 'error' with none and take the process down. Its query rejects as well.
+    const onError = (err: Error) => {
+      broken ??= err;
+    };
+    client.on("error", onError);
     const tx: Queryable = {
       query: async <R extends Row = Row>(sql: string, params: readonly unknown[] = []) => (await client.query<R>(sql, params as unknown[])).rows,
       execute: async (sql: string, params: readonly unknown[] = []) => (await client.query(sql, params as unknown[])).rowCount ?? 0,
@@ -147,6 +153,7 @@ export class PgDatabase implements Queryable {
       if (isUnavailable(err)) broken ??= err;
       throw wrap(err);
     } finally {
+      client.off("error", onError);
       client.release(broken === undefined ? undefined : (broken as Error));
     }
   }
