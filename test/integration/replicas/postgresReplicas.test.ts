@@ -110,6 +110,8 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
     assert.equal(created.status, 201, JSON.stringify(created.body));
     key = (await admin(one, "POST", "/tenants/acme/keys", { name: "ci" })).body.key;
     await within(PROPAGATION_BOUND_MS, async () => (await chat(two!)).status === 200, "the key made on replica one works on replica two");
+    // Nothing of the shared state is kept locally.
+    assert.deepEqual([fs.existsSync(path.join(tmp, "one", "llamux.db")), fs.existsSync(path.join(tmp, "two", "llamux.db"))], [false, false]);
   });
   after(async () => {
     await stopReplica(two);
