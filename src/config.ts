@@ -55,6 +55,8 @@ const OPTIONS = {
   tenants: { env: "LLAMUX_TENANTS", schema: z.string().min(1).nullable(), default: null, help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)" },
   "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db is kept: stored responses and conversations, and in multi-tenant mode tenants, keys and usage" },
   "response-ttl-days": { env: "LLAMUX_RESPONSE_TTL_DAYS", schema: int(0, 36_500), default: 30, help: "Stored responses (/v1/responses) older than this are invisible and purged (0: keep forever); conversations are kept until deleted" },
+  "database-url": { env: "LLAMUX_DATABASE_URL", schema: z.string().regex(/^postgres(ql)?:\/\/./, "expected a postgres:// or postgresql:// URL").nullable(), default: null, help: "Keep tenants, keys, usage, stored responses and conversations in this PostgreSQL database, shared by every replica, instead of <data-dir>/llamux.db (prefer the variable: a flag shows in ps)" },
+  "database-pool-size": { env: "LLAMUX_DATABASE_POOL_SIZE", schema: int(1, 1000), default: 10, help: "Most PostgreSQL connections this replica holds at once" },
   "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
   "kv-cache-max-bytes": { env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
 } as const;
@@ -125,6 +127,10 @@ export interface ServeConfig {
   dataDir: string;
   /** Stored responses expire after this many days; 0: never. */
   responseTtlDays: number;
+  /** postgres:// URL of the shared database; null: SQLite under dataDir. Holds a password: never log it unredacted. */
+  databaseUrl: string | null;
+  /** Most connections to it at once. */
+  databasePoolSize: number;
   /** Saved KV states; null: <dataDir>/kv-cache. */
   kvCacheDir: string | null;
   /** 0: evicted caches are not saved. */

@@ -3,6 +3,7 @@
 // middleware is the only place that writes error responses.
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { EngineErrorPayload } from "../engine/index.js";
+import { StoreUnavailableError } from "./store/unavailable.js";
 
 // OpenAI's 429s carry the limit that tripped as their type ("requests" or
 // "tokens"); a spent budget is type and code insufficient_quota.
@@ -48,6 +49,7 @@ const CATALOGUE = {
   model_not_loaded: { status: 503, type: "server_error" },
   queue_timeout: { status: 503, type: "server_error" },
   engine_restarted: { status: 503, type: "server_error" },
+  database_unavailable: { status: 503, type: "server_error" },
   engine_error: { status: 500, type: "server_error" },
   internal_error: { status: 500, type: "server_error" },
 } satisfies Record<string, CatalogueEntry>;
@@ -86,6 +88,9 @@ export class ApiError extends Error {
   }
 }
 
+/** retry-after of a database_unavailable answer: a database restart or failover takes seconds. */
+export const DATABASE_RETRY_AFTER_SECONDS = 2;
+
 export function fromEngineError(e: EngineErrorPayload): ApiError {
   const retry = e.retryAfterSeconds ?? (e.code === "engine_unavailable" || e.code === "engine_restarted" ? 1 : null);
   return new ApiError(e.code, e.message, e.param, retry);
@@ -98,6 +103,10 @@ export const notFoundHandler: RequestHandler = (req, _res, next) => {
 /** Maps body-parser failures and anything unexpected into the catalogue. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  // The shared database is down or restarting: retryable, and the client is told so (the cause goes to the log, not to the client).
+  if (err instanceof StoreUnavailableError) {
+    return new ApiError("database_unavailable", "The database that keeps this data is unavailable right now. Please retry shortly.", null, DATABASE_RETRY_AFTER_SECONDS);
+  }
   const e = err as { type?: string; status?: number; limit?: number; message?: string };
   if (e?.type === "entity.parse.failed") {
     return new ApiError("invalid_json", "We could not parse the JSON body of your request: it is not valid JSON.");

@@ -8,7 +8,13 @@ import { mergeTenant, type TenantDefinition, type TenantPatch } from "./config.j
 import type { ApiKeyRecord, KeyMove, TenantRecord, TenantStore } from "./store.js";
 import type { Tenant } from "./types.js";
 
-export type TenantChange = { type: "upserted"; tenant: Tenant } | { type: "deleted"; tenantId: string };
+export type TenantChange =
+  | { type: "upserted"; tenant: Tenant; fromStore?: true }
+  /**
+   * fromStore: learned by refresh(), so another process sharing the store made
+   * the change (and did what follows a deletion in the store itself).
+   */
+  | { type: "deleted"; tenantId: string; fromStore?: true };
 export type TenantChangeListener = (change: TenantChange) => void;
 
 /** A key as created or rotated: the plaintext is in `key`, here and nowhere else, ever. */
@@ -150,7 +156,36 @@ export class TenantRegistry {
     });
   }
 
+  /**
+   * Reloads tenants and keys from the store and emits a change for each
+   * tenant that appeared, changed or went away since the maps were last
+   * filled: how a replica applies writes another replica made to a shared
+   * store (its own writes are in the maps already, so they emit nothing
+   * twice). A tenant deleted and created again under its id in between is
+   * told as deleted, then upserted. Runs in line with this registry's writes.
+   */
+  async refresh(): Promise<TenantChange[]> {
+    return this.serial(async () => {
+      const before = new Map(this.tenants);
+      await this.reload();
+      const changes: TenantChange[] = [];
+      for (const [id, old] of before) {
+        const now = this.tenants.get(id);
+        if (!now || now.tenant.incarnation !== old.tenant.incarnation) changes.push({ type: "deleted", tenantId: id, fromStore: true });
+      }
+      for (const [id, now] of this.tenants) {
+        const old = before.get(id);
+        if (!old || old.tenant.incarnation !== now.tenant.incarnation || JSON.stringify(old.tenant) !== JSON.stringify(now.tenant)) {
+          changes.push({ type: "upserted", tenant: now.tenant, fromStore: true });
+        }
+      }
+      for (const change of changes) this.emit(change);
+      return changes;
+    });
+  }
+
   private async reload(): Promise<void> {
+    // Both lists are read before either map changes: a store that fails midway leaves the maps as they were.
     const [tenants, keys] = [await this.store.listTenants(), await this.store.listKeys()];
     this.tenants.clear();
     this.keys.clear();

@@ -72,7 +72,17 @@ export interface TenantStore {
   close(): Promise<void>;
 }
 
-interface TenantRow {
+/**
+ * Implemented by a store several replicas share: a number that changes with
+ * every committed tenant or key write, so a replica polls one integer to learn
+ * that its in-memory registry is stale (see TenantRegistry.refresh). A store
+ * only one process writes (SQLite) needs none.
+ */
+export interface TenantChangeFeed {
+  changeVersion(): Promise<string>;
+}
+
+export interface TenantRow {
   id: string;
   /** Null only in a row from before the column existed, until addIncarnations fills it. */
   incarnation: string | null;
@@ -82,7 +92,7 @@ interface TenantRow {
   updated_at: number;
 }
 
-interface KeyRow {
+export interface KeyRow {
   id: string;
   tenant_id: string;
   hash: string;
@@ -270,7 +280,7 @@ export class SqliteTenantStore implements TenantStore {
 
 // Rows are re-validated on read and laid over the defaults, so a database
 // written by an older version (fewer limit fields) loads with the new ones null.
-function toTenantRecord(row: TenantRow): TenantRecord {
+export function toTenantRecord(row: TenantRow): TenantRecord {
   const limits = limitsPatchSchema.safeParse(JSON.parse(row.limits));
   const scheduling = schedulingPatchSchema.safeParse(JSON.parse(row.scheduling));
   if (!limits.success || !scheduling.success) {
@@ -288,7 +298,7 @@ function toTenantRecord(row: TenantRow): TenantRecord {
   };
 }
 
-function toKeyRecord(row: KeyRow): ApiKeyRecord {
+export function toKeyRecord(row: KeyRow): ApiKeyRecord {
   return {
     id: row.id,
     tenantId: row.tenant_id,

@@ -8,6 +8,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import type { Response as OpenAIResponse } from "openai/resources/responses/responses";
+import type { SqliteConversationStore } from "../../../src/store/sqliteConversationStore.js";
 import { hashApiKey } from "../../../src/tenants/keys.js";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
 import { apiError } from "./helpers.js";
@@ -104,7 +105,7 @@ describe("tenant isolation of responses and conversations", () => {
     const reborn = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: (await admin("POST", "/admin/tenants/gamma/keys", {})).key as string, maxRetries: 0, timeout: 60_000 });
     await apiError(reborn.responses.retrieve(r.id), OpenAI.NotFoundError);
     await apiError(reborn.conversations.retrieve(conv.id), OpenAI.NotFoundError);
-    const rows = (tenant: string) => (table: string) => t.srv.conversations.db.prepare(`SELECT COUNT(*) FROM ${table} WHERE tenant_id = ?`).pluck().get(tenant) as number;
+    const rows = (tenant: string) => (table: string) => (t.srv.conversations as SqliteConversationStore).db.prepare(`SELECT COUNT(*) FROM ${table} WHERE tenant_id = ?`).pluck().get(tenant) as number;
     const tables = ["responses", "response_input_items", "conversations", "conversation_items"];
     assert.deepEqual(tables.map(rows("gamma")), [0, 0, 0, 0]);
     // The other tenants keep theirs.

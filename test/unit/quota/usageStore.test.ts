@@ -8,6 +8,7 @@ import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { QuotaLedger } from "../../../src/quota/ledger.js";
 import { MemoryUsageStore, SqliteUsageStore, type UsageStore } from "../../../src/quota/usageStore.js";
+import { describeUsageStoreContract, wrapSync } from "./usageStoreContract.js";
 import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant } from "../../../src/tenants/types.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-usage-test-"));
@@ -63,32 +64,8 @@ describe("SqliteUsageStore", () => {
   });
 });
 
-for (const [name, open] of [
-  ["MemoryUsageStore", () => ({ store: new MemoryUsageStore() as UsageStore, close: () => {} })],
-  [
-    "SqliteUsageStore",
-    () => {
-      const db = new Database(":memory:");
-      return { store: new SqliteUsageStore(db) as UsageStore, close: () => db.close() };
-    },
-  ],
-] as const) {
-  test(`${name}: load() gives each tenant's latest day and lifetime total`, () => {
-    const { store, close } = open();
-    assert.equal(store.load().size, 0);
-    store.add("acme", "2025-01-01", 100);
-    store.add("acme", "2025-01-02", 30);
-    store.add("acme", "2025-01-02", 20);
-    store.add("acme", "2024-12-31", 5); // a late settle for an earlier day
-    store.add("beta", "2025-01-01", 7);
-    store.add("zero", "2025-01-01", 0);
-    assert.deepEqual(
-      Object.fromEntries(store.load()),
-      {
-        acme: { day: "2025-01-02", dayTokens: 50, lifetimeTokens: 155 },
-        beta: { day: "2025-01-01", dayTokens: 7, lifetimeTokens: 7 },
-      },
-    );
-    close();
-  });
-}
+describeUsageStoreContract("MemoryUsageStore", async () => ({ store: wrapSync(new MemoryUsageStore()), close: async () => {} }));
+describeUsageStoreContract("SqliteUsageStore", async () => {
+  const db = new Database(":memory:");
+  return { store: wrapSync(new SqliteUsageStore(db)), close: async () => void db.close() };
+});

@@ -61,6 +61,8 @@ const DEFAULTS: Partial<ServeConfig> = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
+  databaseUrl: null,
+  databasePoolSize: 10,
 };
 
 // Every option (kebab name), its env var, a valid non-default value as given on the
@@ -88,6 +90,8 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["headers-timeout-ms", "LLAMUX_HEADERS_TIMEOUT_MS", "2000", 2000, "headersTimeoutMs"],
   ["request-timeout-ms", "LLAMUX_REQUEST_TIMEOUT_MS", "3000", 3000, "requestTimeoutMs"],
   ["keep-alive-timeout-ms", "LLAMUX_KEEP_ALIVE_TIMEOUT_MS", "65000", 65000, "keepAliveTimeoutMs"],
+  ["database-url", "LLAMUX_DATABASE_URL", "postgres://llamux:pw@db:5432/llamux", "postgres://llamux:pw@db:5432/llamux", "databaseUrl"],
+  ["database-pool-size", "LLAMUX_DATABASE_POOL_SIZE", "25", 25, "databasePoolSize"],
 ];
 const TABLE_KEYS = TABLE.map((r) => r[4]);
 const EXPECTED_FROM_TABLE = Object.fromEntries(TABLE.map((r) => [r[4], r[3]]));
@@ -309,6 +313,15 @@ describe("parseServeConfig errors", () => {
       assert.ok(file === 8080 || (typeof file === "string" && /port/.test(file)), `'port:' gave ${String(file)}`);
     },
   );
+});
+
+describe("--database-url", () => {
+  test("takes postgres:// and postgresql:// URLs; anything else is refused naming the option", () => {
+    assert.equal(parse([], { LLAMUX_DATABASE_URL: "postgresql://h/db" }).databaseUrl, "postgresql://h/db");
+    assertConfigError(["--database-url", "mysql://h/db"], {}, /--database-url/, /postgres:\/\//);
+    assertConfigError([], { LLAMUX_DATABASE_URL: "" }, /LLAMUX_DATABASE_URL/);
+    assertConfigError(["--database-pool-size", "0"], {}, /--database-pool-size/);
+  });
 });
 
 describe("--help and serveHelp()", () => {

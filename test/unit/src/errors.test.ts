@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiError, fromEngineError, toApiError, type ErrorCode } from "../../../src/errors.js";
+import { StoreUnavailableError } from "../../../src/store/unavailable.js";
 
 describe("ApiError", () => {
   test("toJSON() has OpenAI's shape: {error: {message, type, param, code}}", () => {
@@ -56,6 +57,7 @@ describe("ApiError", () => {
       model_not_loaded: [503, "server_error"],
       queue_timeout: [503, "server_error"],
       engine_restarted: [503, "server_error"],
+      database_unavailable: [503, "server_error"],
       engine_error: [500, "server_error"],
       internal_error: [500, "server_error"],
     };
@@ -98,6 +100,15 @@ describe("fromEngineError", () => {
 });
 
 describe("toApiError", () => {
+  test("a store that cannot reach its database is a retryable 503 database_unavailable, its cause kept out of the message", () => {
+    const e = toApiError(new StoreUnavailableError("the database is unavailable: connect ECONNREFUSED 10.0.0.5:5432"));
+    assert.equal(e.status, 503);
+    assert.equal(e.code, "database_unavailable");
+    assert.equal(e.type, "server_error");
+    assert.ok(e.retryAfterSeconds !== null && e.retryAfterSeconds > 0);
+    assert.doesNotMatch(e.message, /10\.0\.0\.5/);
+  });
+
   test("an ApiError passes through unchanged (same object)", () => {
     const e = new ApiError("invalid_value", "x", "y");
     assert.equal(toApiError(e), e);

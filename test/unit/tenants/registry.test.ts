@@ -139,3 +139,42 @@ describe("auth helpers", () => {
     assert.equal(isModelAllowed(t([]), "gpt-x", served), false);
   });
 });
+
+describe("TenantRegistry.refresh (writes another process made to the store)", () => {
+  test("emits a change per tenant created, changed, deleted or re-created elsewhere, and applies keys; nothing when nothing changed", async () => {
+    const other = SqliteTenantStore.open(dir);
+    try {
+      const elsewhere = await TenantRegistry.load(other);
+      const changes: TenantChange[] = [];
+      registry.onChange((c) => changes.push(c));
+      await elsewhere.createTenant(newTenant("acme", {}));
+      await elsewhere.createTenant(newTenant("gone", {}));
+      const issued = (await elsewhere.createKey("acme", null))!;
+      assert.equal(registry.authenticate(issued.key), null, "not before the refresh");
+      await registry.refresh();
+      assert.equal(registry.authenticate(issued.key)?.id, "acme");
+      assert.deepEqual(changes.map((c) => (c.type === "deleted" ? `-${c.tenantId}` : `+${c.tenant.id}`)).sort(), ["+acme", "+gone"]);
+
+      changes.length = 0;
+      assert.deepEqual(await registry.refresh(), [], "no change, no event");
+
+      const firstAcme = registry.get("acme")!.tenant.incarnation;
+      await elsewhere.updateTenant("gone", { limits: { maxTokens: 3 } });
+      await elsewhere.deleteTenant("acme");
+      await elsewhere.createTenant(newTenant("acme", {}));
+      await elsewhere.revokeKey("acme", issued.record.id);
+      await registry.refresh();
+      assert.equal(registry.authenticate(issued.key), null);
+      assert.equal(registry.get("gone")?.tenant.limits.maxTokens, 3);
+      assert.notEqual(registry.get("acme")?.tenant.incarnation, firstAcme);
+      assert.ok(changes.every((c) => c.fromStore === true), "told as learned from the store");
+      assert.deepEqual(
+        changes.map((c) => (c.type === "deleted" ? `-${c.tenantId}` : `+${c.tenant.id}`)),
+        ["-acme", "+acme", "+gone"],
+        "a re-created tenant is told as deleted (quota, KV cache and stored data go) then upserted",
+      );
+    } finally {
+      await other.close();
+    }
+  });
+});

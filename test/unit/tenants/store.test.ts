@@ -1,37 +1,50 @@
 // SqliteTenantStore (src/tenants/store.ts) against a real database in a temp
-// dir: pragmas, tenant and key CRUD, rotation, file import, reopening.
+// dir: the TenantStore contract (tenantStoreContract.ts), and what is SQLite's
+// own: pragmas, the shared db handle, old rows and the incarnation column
+// added to an older file.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, test } from "node:test";
-import { newTenant } from "../../../src/tenants/config.js";
-import { hashApiKey } from "../../../src/tenants/keys.js";
+import { after, afterEach, beforeEach, describe, test } from "node:test";
 import { DB_FILE_NAME, SqliteTenantStore } from "../../../src/tenants/store.js";
-import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, engineTenant, type Tenant } from "../../../src/tenants/types.js";
+import { DEFAULT_LIMITS, DEFAULT_SCHEDULING } from "../../../src/tenants/types.js";
+import { describeTenantStoreContract, UUID } from "./tenantStoreContract.js";
 
-let dir: string;
-let store: SqliteTenantStore;
-let clockSeconds = 1_700_000_000;
-const open = () => SqliteTenantStore.open(path.join(dir, "nested", "data"), { nowSeconds: () => clockSeconds });
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-store-test-"));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-store-test-"));
-  clockSeconds = 1_700_000_000;
-  store = open();
+let tests = 0;
+let contractDir = "";
+describeTenantStoreContract("SqliteTenantStore", {
+  reset: async () => {
+    contractDir = path.join(root, `contract-${++tests}`);
+  },
+  open: async (nowSeconds) => SqliteTenantStore.open(contractDir, { nowSeconds }),
+  rawKeys: async () => {
+    const probe = SqliteTenantStore.open(contractDir);
+    try {
+      return probe.db.prepare("SELECT * FROM api_keys").all();
+    } finally {
+      await probe.close();
+    }
+  },
 });
-afterEach(async () => {
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
-const acme = newTenant("acme", { limits: { requestsPerMinute: 60, allowedModels: ["m"] }, scheduling: { weight: 2 } });
-/** A stored tenant without its incarnation (a nonce the store makes; see the incarnation tests). */
-const plain = (t: Tenant | undefined) => t && { id: t.id, limits: t.limits, scheduling: t.scheduling };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const key = (tenantId: string, secret: string, name: string | null = null) => ({ tenantId, hash: hashApiKey(secret), prefix: `${secret.slice(0, 8)}…`, name });
+describe("SqliteTenantStore: what is SQLite's own", () => {
+  let dir: string;
+  let store: SqliteTenantStore;
+  const clockSeconds = 1_700_000_000;
+  const open = () => SqliteTenantStore.open(path.join(dir, "nested", "data"), { nowSeconds: () => clockSeconds });
 
-describe("SqliteTenantStore: database", () => {
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(root, "own-"));
+    store = open();
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
   test("creates the directory and llamux.db, in WAL mode with synchronous=FULL and foreign keys on", () => {
     assert.ok(fs.existsSync(path.join(dir, "nested", "data", DB_FILE_NAME)));
     assert.equal(store.db.pragma("journal_mode", { simple: true }), "wal");
@@ -50,61 +63,12 @@ describe("SqliteTenantStore: database", () => {
     await store.close();
     assert.equal(store.db.open, false);
   });
-});
-
-describe("SqliteTenantStore: tenants", () => {
-  test("create, get, list; a taken id gives null", async () => {
-    const created = await store.createTenant(acme);
-    assert.match(created?.tenant.incarnation ?? "", UUID);
-    assert.deepEqual(created, { tenant: { ...acme, incarnation: created?.tenant.incarnation }, createdAtSeconds: clockSeconds, updatedAtSeconds: clockSeconds });
-    assert.equal(await store.createTenant(newTenant("acme", {})), null);
-    assert.deepEqual(await store.getTenant("acme"), created);
-    assert.equal(await store.getTenant("nobody"), null);
-    await store.createTenant(newTenant("beta", {}));
-    assert.deepEqual((await store.listTenants()).map((r) => r.tenant.id), ["acme", "beta"]);
-  });
-
-  test("update replaces limits and scheduling and bumps updated_at", async () => {
-    await store.createTenant(acme);
-    clockSeconds += 10;
-    const updated = await store.updateTenant({ ...acme, limits: { ...DEFAULT_LIMITS, maxTokens: 5 } });
-    assert.equal(updated?.tenant.limits.maxTokens, 5);
-    assert.equal(updated?.tenant.limits.requestsPerMinute, null);
-    assert.equal(updated?.updatedAtSeconds, clockSeconds);
-    assert.equal(updated?.createdAtSeconds, clockSeconds - 10);
-    assert.equal(await store.updateTenant(newTenant("nobody", {})), null);
-  });
-
-  test("delete removes the tenant and its keys", async () => {
-    await store.createTenant(acme);
-    await store.addKey(key("acme", "lmx-secret-1"));
-    assert.equal(await store.deleteTenant("acme"), true);
-    assert.equal(await store.getTenant("acme"), null);
-    assert.deepEqual(await store.listKeys(), []);
-    assert.equal(await store.deleteTenant("acme"), false);
-  });
 
   test("a row written with fewer limit fields loads with the missing ones null", async () => {
     store.db.prepare("INSERT INTO tenants (id, limits, scheduling, created_at, updated_at) VALUES ('old', '{\"maxTokens\": 7}', '{}', 1, 1)").run();
     const r = await store.getTenant("old");
     assert.deepEqual(r?.tenant.limits, { ...DEFAULT_LIMITS, maxTokens: 7 });
     assert.deepEqual(r?.tenant.scheduling, DEFAULT_SCHEDULING);
-  });
-});
-
-describe("SqliteTenantStore: incarnations (what the KV cache is keyed by)", () => {
-  test("a tenant deleted and created again under its id is a new incarnation, never the old one's engine name", async () => {
-    const first = (await store.createTenant(acme))!.tenant;
-    assert.equal((await store.updateTenant({ ...acme, limits: { ...DEFAULT_LIMITS, maxTokens: 5 } }))?.tenant.incarnation, first.incarnation, "an update keeps it");
-    await store.deleteTenant("acme");
-    const second = (await store.createTenant(acme))!.tenant;
-    assert.match(second.incarnation ?? "", UUID);
-    assert.notEqual(second.incarnation, first.incarnation);
-    assert.notEqual(engineTenant(second), engineTenant(first));
-    await store.deleteTenant("acme");
-    await store.importDefinitions([{ tenant: acme, keyHashes: [] }]);
-    const third = (await store.getTenant("acme"))!.tenant;
-    assert.ok(![first.incarnation, second.incarnation].includes(third.incarnation), "re-created by the tenants file: new too");
   });
 
   test("a database from before the column gets it, and every old row its own nonce, kept across opens", async () => {
@@ -122,102 +86,5 @@ describe("SqliteTenantStore: incarnations (what the KV cache is keyed by)", () =
     await store.close();
     store = open();
     assert.deepEqual((await store.listTenants()).map((r) => r.tenant.incarnation), [a, b]);
-  });
-});
-
-describe("SqliteTenantStore: keys", () => {
-  beforeEach(async () => {
-    await store.createTenant(acme);
-  });
-
-  test("addKey stores the hash, never the key; null for an unknown tenant", async () => {
-    const rec = await store.addKey(key("acme", "lmx-secret-1", "ci"));
-    assert.ok(rec);
-    assert.match(rec.id, /^key_/);
-    assert.equal(rec.hash, hashApiKey("lmx-secret-1"));
-    assert.deepEqual(await store.listKeys("acme"), [rec]);
-    const dump = JSON.stringify(store.db.prepare("SELECT * FROM api_keys").all());
-    assert.ok(!dump.includes("lmx-secret-1"));
-    assert.equal(await store.addKey(key("nobody", "lmx-secret-2")), null);
-  });
-
-  test("revokeKey sets revoked_at once; null for a key of another tenant", async () => {
-    await store.createTenant(newTenant("beta", {}));
-    const rec = (await store.addKey(key("acme", "lmx-secret-1")))!;
-    clockSeconds += 5;
-    const revoked = await store.revokeKey("acme", rec.id);
-    assert.equal(revoked?.revokedAtSeconds, clockSeconds);
-    clockSeconds += 5;
-    assert.equal((await store.revokeKey("acme", rec.id))?.revokedAtSeconds, clockSeconds - 5, "idempotent");
-    assert.equal(await store.revokeKey("beta", rec.id), null);
-    assert.equal(await store.revokeKey("acme", "key_nope"), null);
-  });
-
-  test("rotateKey revokes the old key and adds a new one with its name, atomically", async () => {
-    const old = (await store.addKey(key("acme", "lmx-secret-1", "prod")))!;
-    const result = await store.rotateKey("acme", old.id, { hash: hashApiKey("lmx-secret-2"), prefix: "lmx-secr…" });
-    assert.ok(result);
-    assert.notEqual(result.revoked.revokedAtSeconds, null);
-    assert.equal(result.added.name, "prod");
-    assert.equal(result.added.hash, hashApiKey("lmx-secret-2"));
-    assert.equal(await store.rotateKey("acme", old.id, { hash: hashApiKey("lmx-secret-3"), prefix: "x" }), null, "a revoked key cannot be rotated");
-    assert.equal((await store.listKeys("acme")).length, 2);
-  });
-
-  test("a hash that exists already makes rotation fail without revoking the old key", async () => {
-    const a = (await store.addKey(key("acme", "lmx-secret-1")))!;
-    await store.addKey(key("acme", "lmx-secret-2"));
-    await assert.rejects(store.rotateKey("acme", a.id, { hash: hashApiKey("lmx-secret-2"), prefix: "x" }), /UNIQUE/);
-    const [first] = await store.listKeys("acme");
-    assert.equal(first?.revokedAtSeconds, null, "rolled back");
-  });
-});
-
-describe("SqliteTenantStore: importDefinitions and reopening", () => {
-  test("the file wins for its tenants, adds absent keys, keeps revoked ones revoked, moves keys between tenants", async () => {
-    await store.createTenant(newTenant("admin-made", {}));
-    await store.createTenant(newTenant("acme", { limits: { maxTokens: 1 } }));
-    const revoked = (await store.addKey(key("acme", "lmx-revoked")))!;
-    await store.revokeKey("acme", revoked.id);
-    await store.addKey(key("admin-made", "lmx-moving"));
-
-    const moves = await store.importDefinitions([
-      { tenant: acme, keyHashes: [hashApiKey("lmx-revoked"), hashApiKey("lmx-new")] },
-      { tenant: newTenant("beta", {}), keyHashes: [hashApiKey("lmx-moving")] },
-    ]);
-    assert.deepEqual(moves, [{ hash: hashApiKey("lmx-moving"), fromTenantId: "admin-made", toTenantId: "beta" }]);
-    assert.deepEqual(plain((await store.getTenant("acme"))?.tenant), acme, "file wins");
-    assert.ok(await store.getTenant("admin-made"), "tenants the file does not name are kept");
-    const keys = await store.listKeys("acme");
-    assert.deepEqual(
-      keys.map((k) => [k.hash, k.revokedAtSeconds !== null, k.name]),
-      [
-        [hashApiKey("lmx-revoked"), true, null],
-        [hashApiKey("lmx-new"), false, "tenants file"],
-      ],
-    );
-    assert.match(keys[1]!.prefix, /^sha256:[0-9a-f]{8}…$/);
-    assert.equal((await store.listKeys("beta"))[0]?.hash, hashApiKey("lmx-moving"));
-  });
-
-  test("importing the same file twice changes nothing (updated_at included)", async () => {
-    const defs = [{ tenant: acme, keyHashes: [hashApiKey("lmx-a")] }];
-    await store.importDefinitions(defs);
-    const before = await store.getTenant("acme");
-    clockSeconds += 100;
-    await store.importDefinitions(defs);
-    assert.deepEqual(await store.getTenant("acme"), before);
-    assert.equal((await store.listKeys()).length, 1);
-  });
-
-  test("everything survives closing and reopening the file", async () => {
-    await store.createTenant(acme);
-    const k = (await store.addKey(key("acme", "lmx-secret-1", "n")))!;
-    await store.revokeKey("acme", k.id);
-    const incarnation = (await store.getTenant("acme"))?.tenant.incarnation;
-    await store.close();
-    store = open();
-    assert.deepEqual((await store.getTenant("acme"))?.tenant, { ...acme, incarnation });
-    assert.notEqual((await store.listKeys("acme"))[0]?.revokedAtSeconds, null);
   });
 });

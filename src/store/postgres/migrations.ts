@@ -1,0 +1,148 @@
+// Versioned schema migrations for the shared PostgreSQL database. Each
+// migration runs once, in order, and is recorded in llamux_schema_migrations.
+// All of them run in one transaction that first takes a transaction-scoped
+// advisory lock: replicas starting together on an empty database queue on the
+// lock, the first creates the schema, the others find it done. A database from
+// an older llamux is brought forward; one from a newer llamux is refused (its
+// schema is not this version's to guess at), and nothing is ever dropped to
+// start over.
+import type { PgDatabase, Queryable } from "./db.js";
+import { num } from "./db.js";
+
+export interface Migration {
+  /** 1, 2, 3…: applied in this order, each exactly once. */
+  version: number;
+  name: string;
+  up: (tx: Queryable) => Promise<void>;
+}
+
+/** pg_advisory_xact_lock key for migrations ("llamux" in ASCII, as an int8). */
+export const MIGRATION_LOCK_KEY = "119212746831224";
+
+const sql = (text: string) => async (tx: Queryable) => {
+  await tx.execute(text);
+};
+
+/** llamux's schema history. Append only: a released migration is never edited. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "tenants, keys, usage, responses, conversations, change counter",
+    up: sql(`
+      CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        incarnation TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        scheduling TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+      CREATE TABLE api_keys (
+        seq BIGSERIAL UNIQUE,
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        name TEXT,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      );
+      CREATE INDEX api_keys_tenant_id ON api_keys(tenant_id);
+      CREATE TABLE usage (
+        tenant_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, day)
+      );
+      CREATE TABLE responses (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+      );
+      CREATE INDEX responses_created_at ON responses(created_at);
+      CREATE TABLE response_input_items (
+        tenant_id TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        item TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, response_id, position),
+        FOREIGN KEY (tenant_id, response_id) REFERENCES responses(tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX response_input_items_by_id ON response_input_items(tenant_id, item_id);
+      CREATE TABLE response_output_items (
+        tenant_id TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        item TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, response_id, position),
+        FOREIGN KEY (tenant_id, response_id) REFERENCES responses(tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX response_output_items_by_id ON response_output_items(tenant_id, item_id);
+      CREATE TABLE conversations (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        metadata TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+      );
+      CREATE TABLE conversation_items (
+        seq BIGSERIAL PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        item TEXT NOT NULL,
+        UNIQUE (tenant_id, conversation_id, item_id),
+        FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversations(tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX conversation_items_order ON conversation_items(tenant_id, conversation_id, seq);
+      CREATE INDEX conversation_items_by_id ON conversation_items(tenant_id, item_id);
+      -- One row: bumped in the same transaction as every tenant or key write,
+      -- so a replica learns of a change by reading one integer.
+      CREATE TABLE tenant_changes (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+      );
+      INSERT INTO tenant_changes (id, version) VALUES (1, 0);
+    `),
+  },
+];
+
+/** Versions applied by one migrate() call. */
+export interface MigrationOutcome {
+  applied: number[];
+  /** The schema version after the call. */
+  version: number;
+}
+
+/** Which migrations to run over a database at `current`: pure. Throws on a database newer than this code. */
+export function pendingMigrations(current: number, migrations: readonly Migration[]): Migration[] {
+  const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  if (current > latest) {
+    throw new Error(`the database schema is at version ${current}, newer than this llamux knows (${latest}): run a llamux at least as new as the one that migrated it`);
+  }
+  return [...migrations].sort((a, b) => a.version - b.version).filter((m) => m.version > current);
+}
+
+/** Brings the database to the latest version, safely when several processes call it at once. */
+export async function migrate(db: PgDatabase, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationOutcome> {
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [MIGRATION_LOCK_KEY]);
+    await tx.execute(`CREATE TABLE IF NOT EXISTS llamux_schema_migrations (
+      version INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )`);
+    const [row] = await tx.query<{ v: unknown }>("SELECT COALESCE(MAX(version), 0) AS v FROM llamux_schema_migrations");
+    const pending = pendingMigrations(num(row?.v ?? 0), migrations);
+    for (const m of pending) {
+      await m.up(tx);
+      await tx.execute("INSERT INTO llamux_schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
+    }
+    const version = pending.at(-1)?.version ?? num(row?.v ?? 0);
+    return { applied: pending.map((m) => m.version), version };
+  });
+}
