@@ -29,6 +29,8 @@ import { TenantRegistry } from "./tenants/registry.js";
 import { SqliteTenantStore } from "./tenants/store.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
+import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
+import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -165,6 +167,11 @@ async function startServing(
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
+  // Background responses of a process that stopped without finishing them fail, with the reason (docs/api.md).
+  const backgroundStore = new SqliteBackgroundStore(conversations.db);
+  const interrupted = await backgroundStore.failUnfinished(interruptedOutcome);
+  if (interrupted > 0) log.warn({ interrupted }, "background responses cut by the previous stop are marked failed");
+  const background = new BackgroundResponses(backgroundStore, log);
   const app = createApp({
     models,
     metrics,
@@ -177,6 +184,7 @@ async function startServing(
     tenants: multi?.tenants ?? null,
     adminKey: secrets.adminKey,
     conversations,
+    background,
     quota,
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
@@ -264,6 +272,8 @@ async function startServing(
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
+        // Before the engines stop: what still runs is stored failed (the server shut down).
+        await background.close();
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
