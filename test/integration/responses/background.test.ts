@@ -94,7 +94,7 @@ describe("background responses", () => {
   test("stream: the client may leave, the response runs on; its events are streamed again after any sequence number, live and after the end", async () => {
     const first: ResponseStreamEvent[] = [];
     // Greedy, this model never ends a story on its own: the first full stop ends it (status completed).
-    const stream = (await a.responses.create({ model: t.modelId, input: "Tom had a red kite.", max_output_tokens: 300, stop: ["."], stream: true, background: true, ...greedy } as never)) as AsyncIterable<ResponseStreamEvent>;
+    const stream = (await a.responses.create({ model: t.modelId, input: "Tom had a red kite.", max_output_tokens: 300, stop: ["."], stream: true, background: true, ...greedy } as never)) as unknown as AsyncIterable<ResponseStreamEvent>;
     for await (const e of stream) {
       first.push(e);
       if (e.sequence_number >= 5) break; // the SDK closes the connection
