@@ -92,9 +92,17 @@ describe("background responses", () => {
   });
 
   test("stream: the client may leave, the response runs on; its events are streamed again after any sequence number, live and after the end", async () => {
+    // Greedy, this model never ends a story on its own: the run ends at a stop
+    // string taken from the middle of the same request's foreground output
+    // (stop strings do not change sampling), so it completes, and runs long
+    // enough after the client leaves to be resumed live.
+    const body = { input: "Tom had a red kite.", max_output_tokens: 300, ...greedy };
+    const baseline = (await create(a, body)).output_text;
+    let at = Math.floor(baseline.length / 2);
+    while (baseline.indexOf(baseline.slice(at, at + 6)) !== at) at++;
+    const stop = baseline.slice(at, at + 6);
     const first: ResponseStreamEvent[] = [];
-    // Greedy, this model never ends a story on its own: the first full stop ends it (status completed).
-    const stream = (await a.responses.create({ model: t.modelId, input: "Tom had a red kite.", max_output_tokens: 300, stop: ["."], stream: true, background: true, ...greedy } as never)) as unknown as AsyncIterable<ResponseStreamEvent>;
+    const stream = (await a.responses.create({ model: t.modelId, ...body, stop: [stop], stream: true, background: true } as never)) as unknown as AsyncIterable<ResponseStreamEvent>;
     for await (const e of stream) {
       first.push(e);
       if (e.sequence_number >= 5) break; // the SDK closes the connection
@@ -122,6 +130,7 @@ describe("background responses", () => {
     assert.equal(polled.status, "completed");
     assert.deepEqual({ ...polled, output_text: undefined }, { ...final, output_text: undefined });
     assert.equal(deltaText([...first, ...live]), polled.output_text);
+    assert.equal(polled.output_text, baseline.slice(0, at));
 
     // Replayed after the end: the same events.
     assert.deepEqual(await collect(await a.responses.retrieve(id, { stream: true, starting_after: 5 })), live);
