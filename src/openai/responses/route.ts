@@ -37,6 +37,11 @@ async function loadHistory(store: ConversationStore, tenantId: string, previousR
     if (!previous || !input) {
       throw new ApiError("previous_response_not_found", `Previous response with id '${previousResponseId}' not found.`, "previous_response_id");
     }
+    const status = (previous.body as ResponseObject).status;
+    if (status === "queued" || status === "in_progress") {
+      // A background response still running has no output to continue from yet.
+      throw new ApiError("invalid_value", `Invalid 'previous_response_id': the response '${previousResponseId}' is still ${status}; continue from it once it has finished.`, "previous_response_id");
+    }
     return [...input, ...(previous.body as ResponseObject).output];
   }
   if (conversationId !== null) {

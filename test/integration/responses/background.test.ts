@@ -194,6 +194,9 @@ describe("background responses", () => {
   test("deleted while it runs: the generation stops and the id is gone", async () => {
     const long = await create(a, { input: "A big ship", background: true, ...LONG });
     await pollUntil(a, long.id, (r) => r.status === "in_progress");
+    // It has no output to continue from yet.
+    const early = await apiError(create(a, { input: "And then?", previous_response_id: long.id }), OpenAI.BadRequestError);
+    assert.equal(early.param, "previous_response_id");
     await a.responses.delete(long.id);
     await waitFor(async () => (await engineRunning()) === 0, 10_000, "the generation to stop");
     await apiError(a.responses.retrieve(long.id), OpenAI.NotFoundError);
