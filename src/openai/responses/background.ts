@@ -55,7 +55,7 @@ export interface BackgroundRequest {
 }
 
 /** One background response running in this process. */
-class LiveRun {
+export class LiveRun {
   /** Every event so far, in order: log[n].sequence_number === n. */
   readonly log: JsonObject[] = [];
   /** Events not yet written to the store. */
@@ -63,15 +63,20 @@ class LiveRun {
   /** True once the run is over and its last event (if any) is in `log`. */
   done = false;
   readonly abort = new AbortController();
-  /** Resolves when the run has written its end. */
-  ended: Promise<void> = Promise.resolve();
+  /** Resolves when the run has written its end (or never started). */
+  readonly ended: Promise<void>;
+  readonly markEnded: () => void;
   private wake: (() => void) | null = null;
   private changed: Promise<void> | null = null;
 
   constructor(
     readonly tenantId: string,
     readonly id: string,
-  ) {}
+  ) {
+    let resolve!: () => void;
+    this.ended = new Promise<void>((r) => (resolve = r));
+    this.markEnded = resolve;
+  }
 
   /** Assigns the next sequence number and tells the readers; the store gets it at the next flush. */
   push(type: string, fields: object): StoredEvent {
@@ -140,9 +145,19 @@ export class BackgroundResponses {
       gate.confirm(boundTokens([engineReq], [admitted.promptTokens], info?.contextPerSlot ?? 0));
       const queued = responseJson(r.run.echo, { status: "queued", output: [], usage: null, error: null, completedAtSeconds: null });
       const events = [live.push("response.created", { response: queued }), live.push("response.queued", { response: queued })];
-      await this.store.create(tenant.id, { id: queued.id, createdAtSeconds: queued.created_at, body: queued, inputItems: r.context }, events);
+      // Registered first: a cancel that arrives while the row is written finds the run.
       this.live.set(key(tenant.id, queued.id), live);
-      live.ended = this.run(deps, r, live, admitted, gate).finally(() => this.live.delete(key(tenant.id, queued.id)));
+      try {
+        await this.store.create(tenant.id, { id: queued.id, createdAtSeconds: queued.created_at, body: queued, inputItems: r.context }, events);
+      } catch (err) {
+        this.live.delete(key(tenant.id, queued.id));
+        live.markEnded();
+        throw err;
+      }
+      void this.run(deps, r, live, admitted, gate).finally(() => {
+        this.live.delete(key(tenant.id, queued.id));
+        live.markEnded();
+      });
       return { body: queued, run: live };
     } catch (err) {
       live.abort.abort();
@@ -263,8 +278,16 @@ export class BackgroundResponses {
     if (live) {
       if (!live.abort.signal.aborted) live.abort.abort("cancelled" satisfies StopReason);
       await live.ended;
+      return current();
     }
-    return current();
+    const body = await current();
+    if (body && (body.status === "queued" || body.status === "in_progress")) {
+      // Not running here (a store shared with another process): the object says cancelled, and that process's next write finds it terminal and stops.
+      const cancelled = { ...body, status: "cancelled" } as JsonObject;
+      if (await this.store.finish({ tenantId, id, status: "cancelled", body: cancelled, events: [], outputItems: [], conversation: null })) return cancelled;
+      return current();
+    }
+    return body;
   }
 
   /** The response was deleted: stop its generation (nothing more is written). */

@@ -65,6 +65,11 @@ async function collect(stream: AsyncIterable<ResponseStreamEvent>): Promise<Resp
 
 const deltaText = (events: readonly ResponseStreamEvent[]) => events.map((e) => (e.type === "response.output_text.delta" ? e.delta : "")).join("");
 
+/** Tokens stored for the tenant (what its daily and lifetime budgets count). */
+function storedUsage(tenant: string): number {
+  return t.srv.store!.db.prepare("SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE tenant_id = ?").pluck().get(tenant) as number;
+}
+
 async function engineRunning(): Promise<number> {
   return (await t.srv.engine.stats())!.running;
 }
@@ -73,6 +78,7 @@ describe("background responses", () => {
   test("create answers queued at once; polled, it completes with what a foreground call produces", async () => {
     const body = { input: "Lily found a shiny stone.", max_output_tokens: 48, ...greedy };
     const foreground = await create(a, body);
+    const usageBefore = storedUsage("alpha");
     const queued = await create(a, { ...body, background: true });
     assert.equal(queued.status, "queued");
     assert.equal(queued.background, true);
@@ -85,6 +91,9 @@ describe("background responses", () => {
     assert.deepEqual(done.usage!.output_tokens, foreground.usage!.output_tokens);
     assert.equal(done.background, true);
     assert.equal(foreground.background, false);
+    // Charged as the foreground call was: its prompt and output.
+    await waitFor(() => storedUsage("alpha") > usageBefore, 10_000, "the usage to be stored");
+    assert.equal(storedUsage("alpha") - usageBefore, done.usage!.total_tokens);
     // A stored response like any other: its input items, and a next turn reads it.
     assert.equal((await a.responses.inputItems.list(done.id)).data.length, 1);
     const next = await create(a, { input: "Then?", previous_response_id: done.id });
@@ -144,6 +153,7 @@ describe("background responses", () => {
     const bBaseline = await create(b, bBody);
     const decodedBefore = (await t.srv.engine.stats())!.decodedTokens;
 
+    const usageBefore = storedUsage("alpha");
     const long = await create(a, { input: "Once upon a time", background: true, ...LONG });
     await pollUntil(a, long.id, (r) => r.status === "in_progress");
     // alpha may have one request at a time: the background one is it.
@@ -171,6 +181,10 @@ describe("background responses", () => {
     await waitFor(async () => (await engineRunning()) === 0, 10_000, "the engine to be idle");
     const generated = (await t.srv.engine.stats())!.decodedTokens - decodedBefore - bAfter.usage!.output_tokens;
     assert.ok(generated > 0 && generated < 4000, `alpha's response generated ${generated} tokens before the cancel took effect`);
+    // alpha is charged what the engine did for it until the cancel: the prompt and the tokens generated.
+    await waitFor(() => storedUsage("alpha") > usageBefore, 10_000, "the cancelled response's usage to be stored");
+    const charged = storedUsage("alpha") - usageBefore;
+    assert.ok(charged > generated && charged < generated + 100, `charged ${charged} for ${generated} generated tokens and a prompt`);
 
     const stored = await a.responses.retrieve(long.id);
     assert.deepEqual({ ...stored, output_text: undefined }, cancelled);
