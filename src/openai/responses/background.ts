@@ -35,7 +35,7 @@ import { failedBody, generateEvents, type GenerationOutcome, type ResponseRun } 
 export const EVENT_FLUSH_MS = 100;
 
 /** Why a run was stopped from outside. */
-type StopReason = "cancelled" | "deleted" | "shutdown";
+type StopReason = "cancelled" | "deleted" | "shutdown" | "store_failed";
 
 export const SHUTDOWN_MESSAGE = "The server shut down before this background response finished; it was not completed. Create it again.";
 export const RESTART_MESSAGE = "The server restarted before this background response finished; it was not completed. Create it again.";
@@ -120,6 +120,7 @@ export class BackgroundResponses {
    */
   async start(deps: RouteDeps, res: Response, r: BackgroundRequest): Promise<{ body: ResponseObject; run: LiveRun }> {
     const { tenant, served } = r;
+    res.locals.model = r.run.echo.model; // for the access log, as runGeneration does
     const engineReq = { ...r.engineReq, tenant: engineTenant(tenant) };
     const info = served.engine.model;
     const early = info ? refuseEarly(engineReq, info) : null;
@@ -172,16 +173,29 @@ export class BackgroundResponses {
     const model = r.run.echo.model;
     const ended = (status: "ok" | "error" | "cancelled", finishReason = "none") => deps.metrics.generations.inc({ model, tenant: tenant.id, status, finish_reason: finishReason });
     let flushTimer: NodeJS.Timeout | null = null;
-    const flush = async (change: { body?: JsonObject; status?: "in_progress" } = {}) => {
+    // One write at a time, in order: with a networked store, a later batch (or
+    // the end) committing before an earlier one would leave a gap in the log.
+    let writes: Promise<void> = Promise.resolve();
+    const flush = (change: { body?: JsonObject; status?: "in_progress" } = {}): Promise<void> => {
       if (flushTimer) clearTimeout(flushTimer);
       flushTimer = null;
       const events = live.pending;
       live.pending = [];
-      if (!(await this.store.update(tenant.id, live.id, { events, ...change }))) live.abort.abort("deleted" satisfies StopReason);
+      writes = writes.then(async () => {
+        try {
+          // False: the response was deleted (or its tenant): stop.
+          if (!(await this.store.update(tenant.id, live.id, { events, ...change }))) live.abort.abort("deleted" satisfies StopReason);
+        } catch (err) {
+          // Its log would have a gap: stop it (it ends failed, if the store takes that).
+          this.log?.error({ err, response: live.id }, "writing a background response's events failed");
+          live.abort.abort("store_failed" satisfies StopReason);
+        }
+      });
+      return writes;
     };
     const send = async (type: string, fields: object) => {
       live.pending.push(live.push(type, fields));
-      flushTimer ??= setTimeout(() => void flush().catch((err: unknown) => this.log?.error({ err, response: live.id }, "writing a background response's events failed")), EVENT_FLUSH_MS);
+      flushTimer ??= setTimeout(() => void flush(), EVENT_FLUSH_MS);
     };
     let outcome: GenerationOutcome;
     try {
@@ -213,6 +227,8 @@ export class BackgroundResponses {
       void gate.close().catch(() => undefined);
     }
     try {
+      // The batches before the end are written first.
+      await writes;
       await this.end(r, live, outcome);
       if (outcome.kind === "finished") ended("ok", outcome.body.status === "completed" ? "stop" : "length");
       else ended(outcome.kind === "cut" && live.abort.signal.reason !== "shutdown" ? "cancelled" : "error");
