@@ -108,10 +108,16 @@ export class LiveRun {
 export class BackgroundResponses {
   private readonly live = new Map<string, LiveRun>();
 
+  /** `store` null: the server's store keeps no background responses, and `background: true` is a 400 naming it. */
   constructor(
-    private readonly store: BackgroundStore,
+    private readonly backgroundStore: BackgroundStore | null,
     private readonly log: Logger | null = null,
   ) {}
+
+  private get store(): BackgroundStore {
+    if (!this.backgroundStore) throw new ApiError("unsupported_parameter", "Unsupported parameter: 'background': this server's store does not keep background responses.", "background");
+    return this.backgroundStore;
+  }
 
   /**
    * Checks, charges and admits the request (throwing its 400 or 429 as a
@@ -120,6 +126,8 @@ export class BackgroundResponses {
    */
   async start(deps: RouteDeps, res: Response, r: BackgroundRequest): Promise<{ body: ResponseObject; run: LiveRun }> {
     const { tenant, served } = r;
+    // Without a store, refused before anything is charged.
+    const store = this.store;
     res.locals.model = r.run.echo.model; // for the access log, as runGeneration does
     const engineReq = { ...r.engineReq, tenant: engineTenant(tenant) };
     const info = served.engine.model;
@@ -149,7 +157,7 @@ export class BackgroundResponses {
       // Registered first: a cancel that arrives while the row is written finds the run.
       this.live.set(key(tenant.id, queued.id), live);
       try {
-        await this.store.create(tenant.id, { id: queued.id, createdAtSeconds: queued.created_at, body: queued, inputItems: r.context }, events);
+        await store.create(tenant.id, { id: queued.id, createdAtSeconds: queued.created_at, body: queued, inputItems: r.context }, events);
       } catch (err) {
         this.live.delete(key(tenant.id, queued.id));
         live.markEnded();
@@ -279,8 +287,8 @@ export class BackgroundResponses {
   }
 
   /** The status of a background response; null when the store has none of that id (not background, or another tenant's). */
-  status(tenantId: string, id: string): Promise<BackgroundStatus | null> {
-    return this.store.status(tenantId, id);
+  async status(tenantId: string, id: string): Promise<BackgroundStatus | null> {
+    return this.backgroundStore ? this.backgroundStore.status(tenantId, id) : null;
   }
 
   /**
