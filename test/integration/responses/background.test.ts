@@ -94,6 +94,12 @@ describe("background responses", () => {
     // Charged as the foreground call was: its prompt and output.
     await waitFor(() => storedUsage("alpha") > usageBefore, 10_000, "the usage to be stored");
     assert.equal(storedUsage("alpha") - usageBefore, done.usage!.total_tokens);
+    // In a conversation, its input and output are appended when it finishes.
+    const conv = await a.conversations.create({});
+    const inConv = await pollUntil(a, (await create(a, { ...body, background: true, conversation: conv.id })).id, finished);
+    const items = (await a.conversations.items.list(conv.id, { order: "asc" })).data;
+    assert.deepEqual(items.map((i) => (i as { role: string }).role), ["user", "assistant"]);
+    assert.deepEqual(items[1], inConv.output[0]);
     // A stored response like any other: its input items, and a next turn reads it.
     assert.equal((await a.responses.inputItems.list(done.id)).data.length, 1);
     const next = await create(a, { input: "Then?", previous_response_id: done.id });
