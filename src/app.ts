@@ -21,6 +21,7 @@ import type { RouteDeps } from "./openai/context.js";
 import { modelsRoute } from "./openai/models/route.js";
 import { conversationsRoute } from "./openai/conversations/route.js";
 import { responsesRoute } from "./openai/responses/route.js";
+import type { BackgroundResponses } from "./openai/responses/background.js";
 import type { ConversationStore } from "./store/conversationStore.js";
 import type { QuotaLedger } from "./quota/ledger.js";
 import { modelState, type ServedModels } from "./servedModels.js";
@@ -46,6 +47,8 @@ export interface AppDeps {
   quota: QuotaLedger;
   /** Stored responses and conversations (/v1/responses, /v1/conversations). */
   conversations: ConversationStore;
+  /** Background responses running in this process (/v1/responses with background: true). */
+  background: BackgroundResponses;
   /** --queue-timeout-ms; 0: never. */
   queueTimeoutMs: number;
   /** LLAMUX_METRICS_TOKEN: required on /metrics when set (the admin key works too); null: unset. */
@@ -139,7 +142,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));
-  app.use(responsesRoute(routeDeps, deps.conversations));
+  app.use(responsesRoute(routeDeps, deps.conversations, deps.background));
   app.use(conversationsRoute(deps.conversations));
   app.use(modelsRoute(routeDeps, startedAtSeconds));
   app.use(notFoundHandler);

@@ -35,6 +35,8 @@ import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, redactUrl, watchTenantChanges, type ChangeWatcher, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
+import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
+import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -226,6 +228,13 @@ async function startServing(
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
   const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
+  // Background responses of a process that stopped without finishing them fail, with the reason (docs/api.md).
+  // Their store lives beside the responses' rows in SQLite; with --database-url
+  // there is none yet, and background: true is refused naming the parameter.
+  const backgroundStore = conversations instanceof SqliteConversationStore ? new SqliteBackgroundStore(conversations.db) : null;
+  const interrupted = backgroundStore ? await backgroundStore.failUnfinished(interruptedOutcome) : 0;
+  if (interrupted > 0) log.warn({ interrupted }, "background responses cut by the previous stop are marked failed");
+  const background = new BackgroundResponses(backgroundStore, log);
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
@@ -240,6 +249,7 @@ async function startServing(
     tenants: multi?.tenants ?? null,
     adminKey: secrets.adminKey,
     conversations,
+    background,
     quota,
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
@@ -330,6 +340,8 @@ async function startServing(
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
+        // Before the engines stop: what still runs is stored failed (the server shut down).
+        await background.close();
         await jsonParser.close();
         await stopEngines();
         stopWatchingTenants();

@@ -42,7 +42,7 @@ export const responsesRequestSchema = z
     // Refused unless neutral (see RESPONSES_PARAMETERS).
     top_logprobs: z.number({ error: "must be an integer" }).int("must be an integer").min(0).max(MAX_TOP_LOGPROBS).nullish(),
     include: z.array(z.string({ error: "must be a string" }), { error: "must be an array of strings" }).nullish(),
-    background: z.unknown().optional(),
+    background: z.boolean({ error: "must be a boolean" }).nullish(),
     max_tool_calls: z.unknown().optional(),
     text: textSchema.nullish(),
     prompt: z.unknown().optional(),
@@ -102,7 +102,8 @@ export const RESPONSES_PARAMETERS: ParamTable = {
   // Returned when `include` asks for message.output_text.logprobs, as on OpenAI.
   top_logprobs: implemented,
   include: implemented,
-  background: refused("(background responses) is not supported", (v) => isNullish(v) || v === false),
+  // Runs detached from the request (src/openai/responses/background.ts); needs store.
+  background: implemented,
   max_tool_calls: refused("is not supported: use parallel_tool_calls false for at most one call per response"),
   // format: text, json_object or json_schema (grammar-enforced); verbosity: echoed only.
   text: implemented,
@@ -134,6 +135,10 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
       "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together; give one of them.",
       "previous_response_id",
     );
+  }
+  if (body.background && body.store === false) {
+    // OpenAI's rule too: a background response is only reachable stored.
+    throw new ApiError("invalid_value", "Invalid 'background': a background response must be stored; 'store' cannot be false with 'background' true.", "background");
   }
   if (body.ignore_eos && body.text?.format && body.text.format.type !== "text") {
     // A finished grammar allows nothing but end-of-generation.

@@ -6,7 +6,8 @@ import type { FunctionCallItem, Item, MessageItem } from "../../store/conversati
 import type { EchoedText } from "./textFormat.js";
 import type { EchoedTool, echoToolChoice } from "./tools.js";
 
-export type ResponseStatus = "in_progress" | "completed" | "incomplete" | "failed";
+/** queued and cancelled: background responses only. */
+export type ResponseStatus = "queued" | "in_progress" | "completed" | "incomplete" | "failed" | "cancelled";
 
 /** What the request fixed for the life of the response. */
 export interface ResponseEcho {
@@ -31,6 +32,8 @@ export interface ResponseEcho {
   promptCacheKey: string | null;
   /** Absent: "disabled". */
   truncation?: "auto" | "disabled";
+  /** Created with background: true (absent: false). */
+  background?: boolean;
 }
 
 export interface ResponseState {
@@ -49,7 +52,7 @@ export function responseJson(echo: ResponseEcho, state: ResponseState) {
     object: "response" as const,
     created_at: echo.createdAtSeconds,
     status: state.status,
-    background: false,
+    background: echo.background ?? false,
     completed_at: state.completedAtSeconds,
     conversation: echo.conversationId === null ? null : { id: echo.conversationId },
     error: state.error,

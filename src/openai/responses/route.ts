@@ -3,7 +3,7 @@
 // turn and always the same way (instructions first, then the previous
 // responses' or the conversation's items, then this input), so the engine's
 // per-tenant prefix cache serves a continued conversation's earlier turns.
-import { Router, type Request } from "express";
+import { Router } from "express";
 import type { ChatMessage, EngineRequest, GrammarSpec } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
 import { capMaxTokens } from "../../quota/capMaxTokens.js";
@@ -21,6 +21,7 @@ import { conversationNotFound, responseNotFound } from "./notFound.js";
 import { parseResponsesRequest, type ResponsesRequest } from "./protocol.js";
 import type { ResponseEcho, ResponseObject } from "./responseObject.js";
 import { respondResponse, streamResponse, type ResponseRun } from "./serving.js";
+import type { BackgroundResponses } from "./background.js";
 import { echoText, textFormatGrammar } from "./textFormat.js";
 import { asChatToolFields, echoToolChoice, echoTools, RESPONSES_TOOL_PATHS } from "./tools.js";
 
@@ -35,6 +36,11 @@ async function loadHistory(store: ConversationStore, tenantId: string, previousR
     const input = previous ? await store.getResponseInputItems(tenantId, previousResponseId) : null;
     if (!previous || !input) {
       throw new ApiError("previous_response_not_found", `Previous response with id '${previousResponseId}' not found.`, "previous_response_id");
+    }
+    const status = (previous.body as ResponseObject).status;
+    if (status === "queued" || status === "in_progress") {
+      // A background response still running has no output to continue from yet.
+      throw new ApiError("invalid_value", `Invalid 'previous_response_id': the response '${previousResponseId}' is still ${status}; continue from it once it has finished.`, "previous_response_id");
     }
     return [...input, ...(previous.body as ResponseObject).output];
   }
@@ -68,17 +74,27 @@ function outputSetup(body: ResponsesRequest): { tools: ToolSetup; grammar: Gramm
   return withOutputFormat(toolSetup(asChatToolFields(body), RESPONSES_TOOL_PATHS), textFormatGrammar(body.text?.format));
 }
 
-/** GET /v1/responses/{id} can replay a background response's stream on OpenAI; llamux has none to replay. */
-function refuseRetrieveStream(req: Request): void {
-  for (const name of ["stream", "starting_after", "include_obfuscation"]) {
-    const v = req.query[name];
-    if (v !== undefined && v !== "false") {
-      throw new ApiError("unsupported_parameter", `Unsupported parameter: '${name}': replaying a response's stream is not supported.`, name);
-    }
+const booleanQuery = (v: unknown): boolean | "invalid" => (v === undefined || v === "false" ? false : v === "true" ? true : "invalid");
+
+/**
+ * GET /v1/responses/{id}'s stream options: `stream=true` replays a background
+ * response's events after `starting_after` (default: all of them).
+ * `include_obfuscation` is accepted and ignored (llamux pads no deltas).
+ */
+function parseRetrieveQuery(query: Record<string, unknown>): { stream: boolean; startingAfter: number } {
+  const stream = booleanQuery(query.stream);
+  if (stream === "invalid") throw new ApiError("invalid_value", "Invalid 'stream': must be true or false.", "stream");
+  if (booleanQuery(query.include_obfuscation) === "invalid") throw new ApiError("invalid_value", "Invalid 'include_obfuscation': must be true or false.", "include_obfuscation");
+  const after = query.starting_after;
+  if (after === undefined) return { stream, startingAfter: -1 };
+  if (typeof after !== "string" || !/^\d{1,15}$/.test(after)) {
+    throw new ApiError("invalid_value", "Invalid 'starting_after': must be a sequence number (an integer >= 0).", "starting_after");
   }
+  if (!stream) throw new ApiError("invalid_value", "Invalid 'starting_after': it applies to a stream; set 'stream' to true.", "starting_after");
+  return { stream, startingAfter: Number(after) };
 }
 
-export function responsesRoute(deps: RouteDeps, store: ConversationStore): Router {
+export function responsesRoute(deps: RouteDeps, store: ConversationStore, background: BackgroundResponses): Router {
   const router = Router();
 
   router.post("/v1/responses", async (req, res) => {
@@ -136,6 +152,7 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       safetyIdentifier: body.safety_identifier ?? null,
       promptCacheKey: body.prompt_cache_key ?? null,
       truncation: body.truncation ?? "disabled",
+      ...(body.background ? { background: true } : {}),
     };
     const run: ResponseRun = {
       echo,
@@ -149,14 +166,23 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
           conversation: conversationId === null ? null : { id: conversationId, items: [...inputItems, ...output] },
         }),
     };
+    // The tool list and earlier calls are prompt text too.
+    const estimate = () => estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens);
+    if (body.background) {
+      const conversation = conversationId === null ? null : { id: conversationId, input: inputItems };
+      const started = await background.start(deps, res, { tenant, served, engineReq, estimate, run, context, conversation });
+      // Streamed, it runs on when the client leaves; either way it is polled, streamed again or cancelled by id.
+      if (body.stream) await background.stream(res, tenant.id, echo.id, -1, started.run);
+      else res.json(started.body);
+      return;
+    }
     const generation = {
       tenant,
       model: body.model,
       served,
       includeUsage: false,
       engineReqs: [engineReq],
-      // The tool list and earlier calls are prompt text too.
-      estimate: () => estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens),
+      estimate,
     };
     await runGeneration(deps, req, res, generation, ([choice], meta) =>
       body.stream ? streamResponse(res, choice!, meta, run) : respondResponse(res, choice!, meta, run),
@@ -165,14 +191,23 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
 
   router.get("/v1/responses/:id", async (req, res) => {
     refuseInclude(req.query);
-    refuseRetrieveStream(req);
-    const found = await store.getResponse(res.locals.tenant.id, req.params.id);
+    const { stream, startingAfter } = parseRetrieveQuery(req.query);
+    const tenantId: string = res.locals.tenant.id;
+    const found = await store.getResponse(tenantId, req.params.id);
     if (!found) throw responseNotFound(req.params.id);
-    res.json(found.body);
+    if (!stream) {
+      res.json(found.body);
+      return;
+    }
+    if ((await background.status(tenantId, req.params.id)) === null) {
+      throw new ApiError("invalid_value", "Invalid 'stream': only a response created with background=true can be streamed again.", "stream");
+    }
+    await background.stream(res, tenantId, req.params.id, startingAfter);
   });
 
   router.delete("/v1/responses/:id", async (req, res) => {
     if (!(await store.deleteResponse(res.locals.tenant.id, req.params.id))) throw responseNotFound(req.params.id);
+    background.abandon(res.locals.tenant.id, req.params.id);
     res.json({ id: req.params.id, object: "response", deleted: true });
   });
 
@@ -184,8 +219,16 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
   });
 
   router.post("/v1/responses/:id/cancel", async (req, res) => {
-    if (!(await store.getResponse(res.locals.tenant.id, req.params.id))) throw responseNotFound(req.params.id);
-    throw new ApiError("invalid_value", "Only responses created with background=true can be cancelled, and llamux does not run responses in the background.", "response_id");
+    const tenantId: string = res.locals.tenant.id;
+    const id = req.params.id;
+    if (!(await store.getResponse(tenantId, id))) throw responseNotFound(id);
+    if ((await background.status(tenantId, id)) === null) {
+      throw new ApiError("invalid_value", "Only responses created with background=true can be cancelled.", "response_id");
+    }
+    const body = await background.cancel(tenantId, id, async () => (await store.getResponse(tenantId, id))?.body ?? null);
+    // Deleted meanwhile: gone, as for any other id.
+    if (!body) throw responseNotFound(id);
+    res.json(body);
   });
 
   return router;

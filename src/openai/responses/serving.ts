@@ -56,10 +56,30 @@ export async function respondResponse(res: Response, choice: Admitted, meta: Gen
   res.json(body);
 }
 
-export async function streamResponse(res: Response, choice: Admitted, meta: GenerationMeta, run: ResponseRun): Promise<void> {
-  const sse = new SseWriter(res);
-  let sequenceNumber = 0;
-  const send = (type: string, fields: object) => sse.sendEvent(type, { type, ...fields, sequence_number: sequenceNumber++ });
+/** Receives one stream event; sequence numbers are the sink's. */
+export type EventSink = (type: string, fields: object) => Promise<void>;
+
+/** How a generation's output ended, before anything is committed or the terminal event sent. */
+export type GenerationOutcome =
+  | { kind: "finished"; body: ResponseObject; output: Item[] }
+  /** The engine stream closed without a finish (a cancel): the output so far, items cut marked incomplete. */
+  | { kind: "cut"; output: Item[] }
+  /** An engine error, or a bug (`error` not an ApiError). */
+  | { kind: "failed"; error: unknown; output: Item[] };
+
+/** The Response object of a response that failed midway, with the output it had. */
+export function failedBody(run: ResponseRun, output: Item[], err: unknown): ResponseObject {
+  const message = err instanceof ApiError ? err.message : "The server had an error while processing your request.";
+  return responseJson(run.echo, { status: "failed", output, usage: null, error: { code: "server_error", message }, completedAtSeconds: null });
+}
+
+/**
+ * Reads `choice` to its end and sends its output events to `send`, from the
+ * first response.output_item.added to the last response.output_item.done;
+ * the events before (created, in_progress) and the terminal one are the
+ * caller's, who commits first.
+ */
+export async function generateEvents(choice: Admitted, meta: GenerationMeta, run: ResponseRun, send: EventSink): Promise<GenerationOutcome> {
   const part = (itemId: string, outputIndex: number) => ({ item_id: itemId, output_index: outputIndex, content_index: 0 });
   const listener: OutputListener = {
     added: async (outputIndex, item) => {
@@ -83,14 +103,10 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
   };
   const items = new OutputItems(listener);
   const parser = toolParser(run);
-
-  sse.open();
-  const inProgress = responseJson(run.echo, { status: "in_progress", output: [], usage: null, error: null, completedAtSeconds: null });
-  await send("response.created", { response: inProgress });
-  await send("response.in_progress", { response: inProgress });
-  // Without tools the output is one message, announced before its first token.
-  if (!parser) await items.startMessage();
+  const snapshot = () => items.snapshot.map((item) => ({ ...item, status: item.status === "in_progress" ? ("incomplete" as const) : item.status }));
   try {
+    // Without tools the output is one message, announced before its first token.
+    if (!parser) await items.startMessage();
     let end: { finish: "stop" | "length"; usage: Usage } | null = null;
     for await (const ev of choice.events) {
       if (ev.type === "error") throw fromEngineError(ev.error);
@@ -104,26 +120,50 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
         break;
       }
     }
-    if (!end) {
-      // The client left (its abort cancelled the generation): nothing to tell, nothing to keep.
-      if (sse.isClosed) return;
-      throw fromEngineError({ code: "engine_error", param: null, message: "The request was cancelled." });
-    }
+    if (!end) return { kind: "cut", output: snapshot() };
     meta.onUsage(end.usage);
     if (parser) await items.push(parser.flush());
     const output = await items.finish(finishedStatus(end.finish));
-    const body = finishedBody(run, output, end.finish, end.usage);
-    await run.commit(body, output);
-    await send(body.status === "completed" ? "response.completed" : "response.incomplete", { response: body });
+    return { kind: "finished", body: finishedBody(run, output, end.finish, end.usage), output };
   } catch (err) {
-    const message = err instanceof ApiError ? err.message : "The server had an error while processing your request.";
-    const output = items.snapshot.map((item) => ({ ...item, status: item.status === "in_progress" ? ("incomplete" as const) : item.status }));
-    const failed = responseJson(run.echo, { status: "failed", output, usage: null, error: { code: "server_error", message }, completedAtSeconds: null });
-    await send("response.failed", { response: failed });
+    return { kind: "failed", error: err, output: snapshot() };
+  }
+}
+
+export async function streamResponse(res: Response, choice: Admitted, meta: GenerationMeta, run: ResponseRun): Promise<void> {
+  const sse = new SseWriter(res);
+  let sequenceNumber = 0;
+  const send: EventSink = (type, fields) => sse.sendEvent(type, { type, ...fields, sequence_number: sequenceNumber++ });
+
+  sse.open();
+  const inProgress = responseJson(run.echo, { status: "in_progress", output: [], usage: null, error: null, completedAtSeconds: null });
+  await send("response.created", { response: inProgress });
+  await send("response.in_progress", { response: inProgress });
+  const outcome = await generateEvents(choice, meta, run, send);
+  try {
+    let error: unknown;
+    let output = outcome.output;
+    if (outcome.kind === "finished") {
+      try {
+        await run.commit(outcome.body, outcome.output);
+        await send(outcome.body.status === "completed" ? "response.completed" : "response.incomplete", { response: outcome.body });
+        return;
+      } catch (err) {
+        error = err;
+        output = outcome.output;
+      }
+    } else if (outcome.kind === "cut") {
+      // The client left (its abort cancelled the generation): nothing to tell, nothing to keep.
+      if (sse.isClosed) return;
+      error = fromEngineError({ code: "engine_error", param: null, message: "The request was cancelled." });
+    } else {
+      error = outcome.error;
+    }
+    await send("response.failed", { response: failedBody(run, output, error) });
     // Anything but an ApiError is a bug: let the error handler log it.
-    if (!(err instanceof ApiError)) {
+    if (!(error instanceof ApiError)) {
       sse.end();
-      throw err;
+      throw error;
     }
   } finally {
     sse.end();

@@ -35,7 +35,7 @@ export async function rawStream(url: string, body: unknown, headers: Record<stri
   return { status: res.status, headers: res.headers, events, text };
 }
 
-type ErrorClass = typeof OpenAI.BadRequestError | typeof OpenAI.NotFoundError;
+type ErrorClass = typeof OpenAI.BadRequestError | typeof OpenAI.NotFoundError | typeof OpenAI.RateLimitError;
 
 /** Awaits `p`, which must fail with `cls`; returns the error. */
 export async function apiError<C extends ErrorClass>(p: Promise<unknown>, cls: C): Promise<InstanceType<C>> {

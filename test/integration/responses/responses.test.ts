@@ -102,7 +102,7 @@ describe("POST /v1/responses", () => {
     await apiError(t.client.responses.retrieve("resp_never"), OpenAI.NotFoundError);
   });
 
-  test("retrieve refuses to replay a stream; cancel is refused (no background responses)", async () => {
+  test("retrieve refuses to replay the stream of a foreground response, and cancel refuses to cancel one", async () => {
     const r = await create({ input: "The bird", max_output_tokens: 16 });
     const replay = await fetch(`${t.url}/v1/responses/${r.id}?stream=true`);
     assert.equal(replay.status, 400);
@@ -278,7 +278,7 @@ describe("POST /v1/responses", () => {
       [{ input: "x", tool_choice: "required" }, "tool_choice", "invalid_value"],
       [{ input: "x", reasoning: { effort: "high" } }, "reasoning", "unsupported_parameter"],
       [{ input: "x", include: ["file_search_call.results"] }, "include[0]", "unsupported_parameter"],
-      [{ input: "x", background: true }, "background", "unsupported_parameter"],
+      [{ input: "x", background: true, store: false }, "background", "invalid_value"],
       [{ input: "x", text: { format: { type: "xml" } } }, "text.format.type", "invalid_value"],
       [{ input: "x", text: { format: { type: "json_schema", name: "n", schema: { type: "string", pattern: "(?=a)b" } } } }, "text.format.schema", "unsupported_parameter"],
       [{ input: "x", text: { format: { type: "json_schema", name: "n" } } }, "text.format.schema", "missing_required_parameter"],
