@@ -4,7 +4,8 @@
 // and stops first (so draining requests still reach the worker). close()
 // drains: new /v1 requests get 503 while those in flight run on for up to
 // --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
-// and by the integration tests.
+// and by the integration tests. With --database-url the stores are PostgreSQL's
+// (src/store/postgres): its pool opens before everything and closes after.
 import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
