@@ -4,7 +4,8 @@
 // and stops first (so draining requests still reach the worker). close()
 // drains: new /v1 requests get 503 while those in flight run on for up to
 // --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
-// and by the integration tests.
+// and by the integration tests. With --database-url the stores are PostgreSQL's
+// (src/store/postgres): its pool opens before everything and closes after.
 import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -26,15 +27,14 @@ import { InflightRequests } from "./middleware/drain.js";
 import { JsonParsePool } from "./middleware/jsonBody.js";
 import { startTracing } from "../telemetry/tracing.js";
 import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
-import { loadTenantsFile } from "./tenants/config.js";
-import { displayPrefixOfHash } from "./tenants/keys.js";
-import { TenantRegistry } from "./tenants/registry.js";
-import { SqliteTenantStore, type TenantStore } from "./tenants/store.js";
+import { openTenants, type MultiTenant } from "./tenants/openTenants.js";
+import type { TenantRegistry } from "./tenants/registry.js";
+import type { SqliteTenantStore } from "./tenants/store.js";
 import type { ConversationStore } from "./store/conversationStore.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
-import { openPostgres, redactUrl, watchTenantChanges, type ChangeWatcher, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
+import { openPostgres, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
 import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
 import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
@@ -65,59 +65,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Multi-tenant mode (API keys required) is on when a tenants file or an admin key is given. */
-export function isMultiTenant(config: ServeConfig, secrets: ServeSecrets): boolean {
-  return config.tenants !== null || secrets.adminKey !== null;
-}
-
-/** How often a replica on a shared database checks whether another one changed tenants or keys. */
-export const TENANT_POLL_INTERVAL_MS = 250;
-
-interface MultiTenant {
-  store: TenantStore;
-  /** The SQLite store (whose db handle the usage store shares); null with PostgreSQL. */
-  sqlite: SqliteTenantStore | null;
-  tenants: TenantRegistry;
-  /** Follows other replicas' writes (PostgreSQL only). */
-  watcher: ChangeWatcher | null;
-}
-
-/** Opens the store, applies the tenants file to it and loads the registry; null in single-tenant mode. */
-async function openTenants(config: ServeConfig, secrets: ServeSecrets, log: Logger, pg: PostgresState | null): Promise<MultiTenant | null> {
-  if (!isMultiTenant(config, secrets)) {
-    log.warn("no --tenants file and no LLAMUX_ADMIN_KEY: llamux runs WITHOUT AUTHENTICATION; anyone who can reach it may use it");
-    return null;
-  }
-  // Validate the file before anything is opened: a bad file costs nothing.
-  const definitions = config.tenants ? loadTenantsFile(config.tenants) : [];
-  const sqlite = pg ? null : SqliteTenantStore.open(config.dataDir);
-  const store: TenantStore = pg?.tenants ?? sqlite!;
-  try {
-    // Read before the registry loads: a change another replica makes in between moves it again.
-    const startVersion = pg ? await pg.tenants.changeVersion() : null;
-    const tenants = await TenantRegistry.load(store);
-    for (const m of await tenants.importDefinitions(definitions)) {
-      log.warn({ from: m.fromTenantId, to: m.toTenantId, key: displayPrefixOfHash(m.hash) }, "tenants file moves a key to another tenant");
-    }
-    const watcher =
-      pg && startVersion !== null
-        ? watchTenantChanges({
-            feed: pg.tenants,
-            refresh: () => tenants.refresh(),
-            intervalMs: TENANT_POLL_INTERVAL_MS,
-            startVersion,
-            onError: (err) => log.error({ err: (err as Error).message }, "cannot read tenant changes from PostgreSQL: keys and limits stay as last loaded until it returns"),
-            onRecovered: () => log.info("PostgreSQL reachable again: following tenant changes"),
-          })
-        : null;
-    const db = pg ? redactUrl(config.databaseUrl!) : sqlite!.file;
-    log.info({ tenants: tenants.size, fromFile: definitions.length, db, admin: secrets.adminKey !== null }, "multi-tenant mode: API keys required");
-    return { store, sqlite, tenants, watcher };
-  } catch (err) {
-    await sqlite?.close();
-    throw err;
-  }
-}
+export { isMultiTenant } from "./tenants/openTenants.js";
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
 function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, metrics: Metrics, log: Logger): () => void {
