@@ -29,7 +29,8 @@ import { TenantRegistry } from "./tenants/registry.js";
 import { SqliteTenantStore } from "./tenants/store.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
-import { ServedModels, type ServedModel } from "./servedModels.js";
+import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
+import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -47,6 +48,8 @@ export interface RunningServer {
   store: SqliteTenantStore | null;
   /** Stored responses and conversations, in the same database file (in both modes). */
   conversations: SqliteConversationStore;
+  /** The HAProxy agent-check port (--agent-port); null when there is no agent. */
+  agentPort: number | null;
   /**
    * Drains and stops: refuses new requests, waits up to --drain-timeout-ms for
    * those in flight, closes the listener and every connection left, stops the
@@ -211,6 +214,21 @@ async function startServing(
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
+  // The agent answers from now on, so a balancer hears "drain" while the models load.
+  let agent: AgentServer | null = null;
+  if (config.agentPort !== null) {
+    try {
+      agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
+    }
+    log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
+  }
+  const closeAgent = async () => {
+    await agent?.close();
+    agent = null;
+  };
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -241,6 +259,7 @@ async function startServing(
   try {
     await startEngines(models, log);
   } catch (err) {
+    await closeAgent();
     await closeHttp();
     await stopEngines();
     stopWatchingTenants();
@@ -260,10 +279,13 @@ async function startServing(
     tenants: multi?.tenants ?? null,
     store: multi?.store ?? null,
     conversations,
+    agentPort: agent?.port ?? null,
     close: () =>
       (closing ??= (async () => {
+        // From here the agent answers "drain": the balancer stops sending new requests.
         accepting = false;
         await drainHttp();
+        await closeAgent();
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
@@ -272,6 +294,14 @@ async function startServing(
         await multi?.store.close();
         log.info("llamux stopped");
       })()),
+  };
+}
+
+/** What the agent check reports: each model's state and the front's own queue counts. */
+function replicaLoad(models: ServedModels, accepting: boolean): ReplicaLoad {
+  return {
+    accepting,
+    models: models.all.map((m) => ({ state: modelState(m), slots: m.queue.slots, running: m.queue.running, waiting: m.queue.waiting, maxQueued: m.queue.maxQueued })),
   };
 }
 
