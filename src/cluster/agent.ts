@@ -74,6 +74,21 @@ export function formatAgentReply(d: AgentDecision): string {
   return d.kind === "drain" ? "drain\n" : `up ready ${d.weightPercent}%\n`;
 }
 
+/**
+ * What a backend that only wants the replica's state hears (agent-send
+ * "state"): drain, or ready at full weight. Consistent hashing places keys on a
+ * ring by weight, so a weight that followed the load would move conversations
+ * off the replica holding their KV cache at every change.
+ */
+export function stateOnly(d: AgentDecision): AgentDecision {
+  return d.kind === "drain" ? d : { kind: "ready", weightPercent: 100 };
+}
+
+/** The agent-send string that asks for the state only. */
+export const AGENT_STATE_ONLY = "state";
+/** How long the agent waits for an agent-send string before answering in full (HAProxy sends it at once on connecting). */
+export const AGENT_SEND_WAIT_MS = 100;
+
 export interface AgentServer {
   port: number;
   close(): Promise<void>;
@@ -81,17 +96,34 @@ export interface AgentServer {
 
 /**
  * Listens on host:port (0: a free port) and answers every connection with the
- * current decision, then closes it. HAProxy may send an `agent-send` string
- * first; it is not needed, so it is not read.
+ * current decision, then closes it: the state only when HAProxy sent
+ * AGENT_STATE_ONLY (its agent-send), the weight too otherwise.
  */
 export async function startAgent(host: string, port: number, load: () => ReplicaLoad): Promise<AgentServer> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    let received = "";
+    let answered = false;
+    const answer = () => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      const d = agentDecision(load());
+      socket.end(formatAgentReply(received.trim() === AGENT_STATE_ONLY ? stateOnly(d) : d));
+    };
+    const timer = setTimeout(answer, AGENT_SEND_WAIT_MS);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      sockets.delete(socket);
+    });
     // A peer that resets the connection must not crash the process.
     socket.on("error", () => socket.destroy());
-    socket.end(formatAgentReply(agentDecision(load())));
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("latin1");
+      if (received.includes("\n") || received.length > 64) answer();
+    });
+    socket.once("end", answer);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

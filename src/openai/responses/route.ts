@@ -137,6 +137,10 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore): Route
       promptCacheKey: body.prompt_cache_key ?? null,
       truncation: body.truncation ?? "disabled",
     };
+    // Before any byte of the body: a load balancer learns which replica holds
+    // this response (and its KV state) from the header, so the next turn's
+    // previous_response_id goes back there (docs/cluster.md).
+    res.setHeader("x-llamux-response-id", echo.id);
     const run: ResponseRun = {
       echo,
       tools: tools.parsing,

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { agentDecision, formatAgentReply, SATURATED_WEIGHT_PERCENT, startAgent, type ModelLoad, type ReplicaLoad } from "../../../../src/cluster/agent.js";
+import { AGENT_STATE_ONLY, agentDecision, formatAgentReply, SATURATED_WEIGHT_PERCENT, startAgent, stateOnly, type ModelLoad, type ReplicaLoad } from "../../../../src/cluster/agent.js";
 
 const model = (o: Partial<ModelLoad> = {}): ModelLoad => ({ state: "ready", slots: 4, running: 0, waiting: 0, maxQueued: 32, ...o });
 const replica = (models: ModelLoad[], accepting = true): ReplicaLoad => ({ accepting, models });
@@ -70,10 +70,19 @@ describe("formatAgentReply", () => {
   });
 });
 
+describe("stateOnly", () => {
+  test("keeps a drain, and turns any weight into 100 %", () => {
+    assert.deepEqual(stateOnly({ kind: "drain", why: "loading" }), { kind: "drain", why: "loading" });
+    assert.deepEqual(stateOnly({ kind: "ready", weightPercent: 7 }), { kind: "ready", weightPercent: 100 });
+  });
+});
+
 describe("startAgent", () => {
-  const ask = (port: number) =>
+  const ask = (port: number, send?: string) =>
     new Promise<string>((resolve, reject) => {
-      const s = net.connect(port, "127.0.0.1");
+      const s = net.connect(port, "127.0.0.1", () => {
+        if (send !== undefined) s.write(send);
+      });
       let text = "";
       s.on("data", (d) => (text += d.toString()));
       s.on("end", () => resolve(text));
@@ -88,6 +97,12 @@ describe("startAgent", () => {
       assert.equal(await ask(agent.port), "drain\n");
       load = replica([model({ running: 2 })]);
       assert.equal(await ask(agent.port), `up ready ${weightOf(load)}%\n`);
+      assert.ok(weightOf(load) < 100);
+      // HAProxy's agent-send for a hashing backend: the state only.
+      assert.equal(await ask(agent.port, `${AGENT_STATE_ONLY}\n`), "up ready 100%\n");
+      assert.equal(await ask(agent.port, "something else\n"), `up ready ${weightOf(load)}%\n`);
+      load = replica([model({ running: 2 })], false);
+      assert.equal(await ask(agent.port, `${AGENT_STATE_ONLY}\n`), "drain\n");
       // A peer that resets at once costs nothing.
       const rude = net.connect(agent.port, "127.0.0.1", () => rude.resetAndDestroy());
       await new Promise((r) => setTimeout(r, 50));
