@@ -166,7 +166,7 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     assert.match(await askAgent(r3AgentPort), /^up ready \d+%\n$/);
   });
 
-  test("twelve conversations, four of each kind: each turn returns to the replica holding its KV cache", async () => {
+  test("twelve conversations, four of each kind: each turn returns to the replica holding its KV cache", async (t) => {
     const all = (["chat", "responses", "conversation"] as const).flatMap((kind) => [0, 1, 2, 3].map((i) => conversation(client, kind, `${kind}-${i}`)));
     const TURNS = 4;
     await Promise.all(
@@ -182,6 +182,7 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
       of += r.of;
     }
     const detail = all.map((c) => `${c.name}: ${c.turns.map((t) => `${t.replica} ${t.cached}/${t.prompt}`).join(", ")}`).join("\n");
+    t.diagnostic(`${hit} of ${of} turns after the first had the previous turn's prompt cached`);
     assert.equal(of, 12 * (TURNS - 1));
     assert.ok(hit >= 0.9 * of, `only ${hit} of ${of} turns had the previous prompt cached:\n${detail}`);
     // Spread: the keys do not all land on one replica.
@@ -230,6 +231,14 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
   });
 
   test("a draining replica gets no new requests: the agent says drain and HAProxy stops sending", async () => {
+    // A conversation already placed on r2, to continue once r2 drains.
+    let sticky: Conversation | undefined;
+    for (let i = 0; !sticky; i++) {
+      assert.ok(i < 40, "no key placed on r2 in 40 tries");
+      const c = conversation(client, "chat", `sticky-${i}`);
+      await c.next(say(0, c.name));
+      if (c.turns[0]!.replica === "r2") sticky = c;
+    }
     const before = await haproxy!.stats();
     const sent = (stats: ServerStat[], server: string) => stats.filter((s) => s.server === server).reduce((n, s) => n + s.total, 0);
     // A request still uploading its body keeps r2's drain open (it counts as in flight).
@@ -253,6 +262,10 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
       assert.ok(replicas.every((r) => r === "r1"), `served by ${replicas}`);
       assert.equal(sent(await haproxy!.stats(), "r2"), sent(mid, "r2"), "HAProxy sent r2 a request while it drained");
       assert.ok(sent(mid, "r2") >= sent(before, "r2"));
+      // The conversation placed on r2 continues elsewhere: HAProxy skips the
+      // replica once it is down, and until then retries its 503 on another.
+      const moved = await sticky.next(say(1));
+      assert.equal(moved.replica, "r1");
     } finally {
       slow.destroy();
       await closing;
