@@ -103,6 +103,7 @@ describe("startAgent", () => {
       assert.equal(await ask(agent.port, "something else\n"), `up ready ${weightOf(load)}%\n`);
       load = replica([model({ running: 2 })], false);
       assert.equal(await ask(agent.port, `${AGENT_STATE_ONLY}\n`), "drain\n");
+      load = replica([model()]);
       // A peer that resets at once costs nothing.
       const rude = net.connect(agent.port, "127.0.0.1", () => rude.resetAndDestroy());
       await new Promise((r) => setTimeout(r, 50));
