@@ -20,7 +20,7 @@ import OpenAI from "openai";
 import { after, before, describe, test } from "node:test";
 import { hashApiKey } from "../../../src/tenants/keys.js";
 import { REPLICA_HEADER } from "../../../src/cluster/haproxyConfig.js";
-import { findHaproxy, freePort, startHaproxy, waitForServers, type Haproxy, type ServerStat } from "../helpers/haproxy.js";
+import { findHaproxy, freePort, startHaproxy, waitForServers, type Haproxy, type ServerStat } from "../../../bench/haproxyProcess.js";
 import { startReplicaProcess, type ReplicaProcess } from "../helpers/replicaProcess.js";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
 

@@ -9,7 +9,8 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { HAPROXY_DEFAULTS, haproxyConfig, type HaproxyOptions } from "../../../src/cluster/haproxyConfig.js";
 import { parseHaproxyConfigArgs, parseServerSpec } from "../../../src/cluster/haproxyConfigCli.js";
-import { findHaproxy } from "../../integration/helpers/haproxy.js";
+import { findHaproxy } from "../../../bench/haproxyProcess.js";
+import { roundRobinConfig } from "../../../bench/cluster.js";
 import { REPO_ROOT } from "../../integration/helpers/server.js";
 
 /** The arguments docs/cluster.md and the file's own header give. */
@@ -42,6 +43,8 @@ describe("haproxyConfig", () => {
       fs.readFileSync(SHIPPED, "utf8"),
       haproxyConfig(options({ hashBalanceFactor: 0, statsSocket: "/run/haproxy.sock", bind: "[::]:80" })),
       haproxyConfig(options({ servers: [{ name: "v6", host: "[::1]", port: 1, agentPort: 2 }], checkIntervalMs: 250 })),
+      // bench cluster's baseline.
+      roundRobinConfig("127.0.0.1:1", "/tmp/x.sock", options().servers, 500),
     ]) {
       const r = haproxyCheck(text);
       assert.equal(r.status, 0, r.output);

@@ -1,12 +1,12 @@
 // The real HAProxy (Debian's haproxy 2.6) in front of llamux replicas, for
-// tests and benchmarks that start it themselves: a config from
-// `haproxyConfig` on free ports, HAProxy in the foreground, its runtime API on
-// a unix socket, and a stop that waits for it to exit.
+// benchmarks and tests that start it themselves: a configuration on a free
+// port, HAProxy in the foreground, its runtime API on a unix socket, and a
+// stop that waits for it to exit.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { haproxyConfig, HAPROXY_DEFAULTS, type HaproxyOptions, type HaproxyServer } from "../../../src/cluster/haproxyConfig.js";
+import { haproxyConfig, HAPROXY_DEFAULTS, type HaproxyOptions, type HaproxyServer } from "../src/cluster/haproxyConfig.js";
 
 /** The haproxy binary on PATH or in /usr/sbin; null when there is none. */
 export function findHaproxy(): string | null {
@@ -58,13 +58,16 @@ export interface HaproxyStart {
   dir: string;
   servers: readonly HaproxyServer[];
   options?: Partial<Omit<HaproxyOptions, "servers" | "bind" | "statsSocket">>;
+  /** Another configuration than llamux's generated one (a baseline), given where to listen and the admin socket. */
+  config?: (bind: string, statsSocket: string) => string;
 }
 
 /** Starts HAProxy and resolves once it listens (servers may still be coming UP: see waitForServers). */
 export async function startHaproxy(o: HaproxyStart): Promise<Haproxy> {
   const port = await freePort();
   const socket = path.join(o.dir, "haproxy.sock");
-  const config = haproxyConfig({ ...HAPROXY_DEFAULTS, ...o.options, servers: o.servers, bind: `127.0.0.1:${port}`, statsSocket: socket });
+  const bind = `127.0.0.1:${port}`;
+  const config = o.config ? o.config(bind, socket) : haproxyConfig({ ...HAPROXY_DEFAULTS, ...o.options, servers: o.servers, bind, statsSocket: socket });
   const file = path.join(o.dir, "haproxy.cfg");
   fs.writeFileSync(file, config);
   const child: ChildProcess = spawn(o.binary, ["-db", "-f", file], { stdio: ["ignore", "pipe", "pipe"] });
