@@ -19,7 +19,7 @@ import path from "node:path";
 import OpenAI from "openai";
 import { after, before, describe, test } from "node:test";
 import { hashApiKey } from "../../../src/tenants/keys.js";
-import { REPLICA_HEADER } from "../../../src/cluster/haproxyConfig.js";
+import { CONVERSATION_ID_HEADER, REPLICA_HEADER, RESPONSE_ID_HEADER } from "../../../src/cluster/haproxyConfig.js";
 import { findHaproxy, freePort, startHaproxy, waitForServers, type Haproxy, type ServerStat } from "../../../bench/haproxyProcess.js";
 import { startReplicaProcess, type ReplicaProcess } from "../helpers/replicaProcess.js";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
@@ -164,6 +164,22 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     assert.ok(heardWhileLoading.length > 0, "the agent answered while the model loaded");
     assert.deepEqual([...new Set(heardWhileLoading)], ["drain\n"]);
     assert.match(await askAgent(r3AgentPort), /^up ready \d+%\n$/);
+  });
+
+  test("a replica names each response and conversation it creates in a header, for the balancer to learn", async () => {
+    const { data: conv, response: convHttp } = await r1!.client.conversations.create({}).withResponse();
+    assert.equal(convHttp.headers.get(CONVERSATION_ID_HEADER), conv.id);
+    for (const stream of [false, true]) {
+      const res = await fetch(`${r1!.url}/v1/responses`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL, input: "Hi", max_output_tokens: 16, stream }),
+      });
+      const text = await res.text();
+      const id = res.headers.get(RESPONSE_ID_HEADER);
+      assert.match(id ?? "", /^resp_/);
+      assert.ok(text.includes(`"id":"${id}"`), "the header names the response in the body");
+    }
   });
 
   test("twelve conversations, four of each kind: each turn returns to the replica holding its KV cache", async (t) => {
