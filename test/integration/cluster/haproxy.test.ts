@@ -211,6 +211,39 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     }
   });
 
+  test("without a prompt_cache_key, a chat's first messages are its key: each conversation stays on one replica", async () => {
+    // No prompt_cache_key, no user: only the system prompt and the first message identify a conversation.
+    const plain = [0, 1, 2, 3].map((i) => {
+      const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: "system", content: `You tell short stories. This one is called fallback-${i}.` }];
+      const replicas: string[] = [];
+      const cached: Array<[number, number]> = [];
+      return {
+        replicas,
+        cached,
+        async next(text: string) {
+          messages.push({ role: "user", content: text });
+          const { data, response } = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0 }).withResponse();
+          messages.push({ role: "assistant", content: data.choices[0]!.message.content ?? "" });
+          replicas.push(response.headers.get(REPLICA_HEADER) ?? "?");
+          cached.push([data.usage!.prompt_tokens_details?.cached_tokens ?? 0, data.usage!.prompt_tokens]);
+        },
+      };
+    });
+    const placed = async () => Number(/used:(\d+)/.exec(await haproxy!.command("show table llamux_affinity"))![1]);
+    const placedBefore = await placed();
+    await Promise.all(
+      plain.map(async (p, i) => {
+        for (let t = 0; t < 3; t++) await p.next(say(t, `fallback-${i}`));
+      }),
+    );
+    // Each conversation got one key, placed once (by the hash) and remembered.
+    assert.equal((await placed()) - placedBefore, 4);
+    for (const p of plain) {
+      assert.equal(new Set(p.replicas).size, 1, `moved: ${p.replicas}`);
+      for (let t = 1; t < p.cached.length; t++) assert.ok(p.cached[t]![0] >= p.cached[t - 1]![1], `turn ${t + 1} not cached: ${JSON.stringify(p.cached)}`);
+    }
+  });
+
   test("kill -9 of a replica: its conversations move to the survivors within the health-check interval", async (t) => {
     // Chat conversations until at least two sit on the victim (their keys decide; more keys, more chances).
     const chats: Conversation[] = [];
