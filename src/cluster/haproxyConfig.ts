@@ -15,10 +15,24 @@ export interface HaproxyServer {
   agentPort: number;
 }
 
+/**
+ * Replicas found in DNS instead of listed (Kubernetes: a headless Service):
+ * HAProxy keeps `slots` server slots filled from the name's A records.
+ */
+export interface HaproxyDiscovery {
+  fqdn: string;
+  port: number;
+  agentPort: number;
+  /** The most replicas there may be. */
+  slots: number;
+}
+
 export interface HaproxyOptions {
   /** Where HAProxy listens for clients: "127.0.0.1:8080", ":8080", "[::]:8080". */
   bind: string;
   servers: readonly HaproxyServer[];
+  /** When set, the replicas come from DNS and `servers` must be empty. */
+  discovery?: HaproxyDiscovery | null;
   /** Health and agent check interval; a dead replica is out after `fall` of them. */
   checkIntervalMs: number;
   /** Failed checks that take a replica out (and passed ones that bring it back). */
@@ -74,7 +88,15 @@ function ms(n: number): string {
 
 /** Refuses options that would make HAProxy refuse the file, or route by chance. */
 export function checkHaproxyOptions(o: HaproxyOptions): void {
-  if (o.servers.length === 0) throw new RangeError("at least one server is needed");
+  const d = o.discovery ?? null;
+  if (d !== null) {
+    if (o.servers.length > 0) throw new RangeError("give either servers or DNS discovery, not both");
+    if (!/^[A-Za-z0-9.-]+$/.test(d.fqdn)) throw new RangeError(`bad DNS name '${d.fqdn}'`);
+    for (const [what, p] of [["port", d.port], ["agent port", d.agentPort]] as const) {
+      if (!Number.isInteger(p) || p < 1 || p > 65535) throw new RangeError(`discovery: bad ${what} ${p}`);
+    }
+    if (!Number.isInteger(d.slots) || d.slots < 1 || d.slots > 1000) throw new RangeError(`discovery: slots must be 1..1000, got ${d.slots}`);
+  } else if (o.servers.length === 0) throw new RangeError("at least one server is needed");
   const names = new Set<string>();
   for (const s of o.servers) {
     if (!NAME.test(s.name)) throw new RangeError(`server name '${s.name}' may hold only letters, digits and - _ . :`);
@@ -101,8 +123,12 @@ export function haproxyConfig(o: HaproxyOptions): string {
   checkHaproxyOptions(o);
   const check = `check inter ${ms(o.checkIntervalMs)} fall ${o.fall} rise ${o.rise}`;
   const agent = `agent-check agent-inter ${ms(o.checkIntervalMs)}`;
+  const d = o.discovery ?? null;
+  const send = (stateOnly: boolean) => (stateOnly ? ` agent-send "${AGENT_STATE_ONLY}\\n"` : "");
   const serverLines = (stateOnly: boolean) =>
-    o.servers.map((s) => `    server ${s.name} ${s.host}:${s.port} ${check} ${agent} agent-port ${s.agentPort}${stateOnly ? ` agent-send "${AGENT_STATE_ONLY}\\n"` : ""}`);
+    d !== null
+      ? [`    server-template r ${d.slots} ${d.fqdn}:${d.port} ${check} ${agent} agent-port ${d.agentPort}${send(stateOnly)} resolvers llamux_dns init-addr none`]
+      : o.servers.map((s) => `    server ${s.name} ${s.host}:${s.port} ${check} ${agent} agent-port ${s.agentPort}${send(stateOnly)}`);
   const learnIds = [`    stick store-response res.hdr(${RESPONSE_ID_HEADER}) table llamux_ids`, `    stick store-response res.hdr(${CONVERSATION_ID_HEADER}) table llamux_ids`];
   const common = [
     "    # A replica is in rotation while GET /ready answers 200 (the model serves, no drain).",
@@ -135,6 +161,16 @@ export function haproxyConfig(o: HaproxyOptions): string {
     `    tune.bufsize ${o.bufferBytes}`,
     ...(o.statsSocket ? [`    stats socket ${o.statsSocket} mode 600 level admin`] : []),
     "",
+    ...(d !== null
+      ? [
+          "# The replicas are the A records of the name in the server-template lines",
+          "# (a headless Service in Kubernetes), looked up with the pod's own resolver.",
+          "resolvers llamux_dns",
+          "    parse-resolv-conf",
+          "    hold valid 10s",
+          "",
+        ]
+      : []),
     "defaults",
     "    mode http",
     "    timeout connect 2s",

@@ -1,9 +1,10 @@
 // `llamux haproxy-config`: prints an HAProxy 2.6 configuration for the given
 // replicas (src/cluster/haproxyConfig.ts), to adapt and deploy.
 import { parseArgs } from "node:util";
-import { HAPROXY_DEFAULTS, haproxyConfig, type HaproxyOptions, type HaproxyServer } from "./haproxyConfig.js";
+import { HAPROXY_DEFAULTS, haproxyConfig, type HaproxyDiscovery, type HaproxyOptions, type HaproxyServer } from "./haproxyConfig.js";
 
 const HELP = `Usage: llamux haproxy-config --server NAME=HOST:PORT/AGENT_PORT [--server ...] [options]
+       llamux haproxy-config --dns NAME:PORT/AGENT_PORT [--dns-slots N] [options]
 
 Prints an HAProxy 2.6 configuration for llamux replicas (each started with
 --agent-port): conversation affinity, load-aware balancing, health checks and
@@ -11,6 +12,9 @@ failover. See docs/cluster.md.
 
 Options:
   --server NAME=HOST:PORT/AGENT_PORT   a replica (repeat for each)
+  --dns NAME:PORT/AGENT_PORT           or: the replicas are the A records of NAME (a Kubernetes
+                                       headless Service), looked up with /etc/resolv.conf
+  --dns-slots N                        the most replicas DNS may give [default: 16]
   --bind ADDRESS:PORT                  where HAProxy listens [default: ${HAPROXY_DEFAULTS.bind}]
   --check-interval-ms N                health and agent checks [default: ${HAPROXY_DEFAULTS.checkIntervalMs}]
   --fall N, --rise N                   failed / passed checks to take a replica out / in [default: ${HAPROXY_DEFAULTS.fall} / ${HAPROXY_DEFAULTS.rise}]
@@ -19,6 +23,13 @@ Options:
   --max-connections N                  maxconn [default: ${HAPROXY_DEFAULTS.maxConnections}]
   --timeout-ms N                       client and server inactivity timeouts [default: ${HAPROXY_DEFAULTS.serverTimeoutMs}]
   --stats-socket PATH                  an admin socket for HAProxy's runtime API`;
+
+/** "llamux-replicas.default.svc.cluster.local:8080/9090" → where DNS discovery looks. */
+export function parseDnsSpec(spec: string, slots: number): HaproxyDiscovery {
+  const m = /^([A-Za-z0-9.-]+):(\d+)\/(\d+)$/.exec(spec);
+  if (!m) throw new RangeError(`--dns '${spec}': expected NAME:PORT/AGENT_PORT, e.g. llamux-replicas.default.svc.cluster.local:8080/9090`);
+  return { fqdn: m[1]!, port: Number(m[2]), agentPort: Number(m[3]), slots };
+}
 
 /** "r1=10.0.0.5:8080/9090" → a server; "[::1]:8080/9090" hosts keep their brackets. */
 export function parseServerSpec(spec: string): HaproxyServer {
@@ -34,6 +45,8 @@ export function parseHaproxyConfigArgs(argv: string[]): HaproxyOptions | null {
     allowPositionals: false,
     options: {
       server: { type: "string", multiple: true },
+      dns: { type: "string" },
+      "dns-slots": { type: "string" },
       bind: { type: "string" },
       "check-interval-ms": { type: "string" },
       fall: { type: "string" },
@@ -59,6 +72,7 @@ export function parseHaproxyConfigArgs(argv: string[]): HaproxyOptions | null {
     ...d,
     bind: values.bind ?? d.bind,
     servers: (values.server ?? []).map(parseServerSpec),
+    discovery: values.dns === undefined ? null : parseDnsSpec(values.dns, int("dns-slots", values["dns-slots"], 16)),
     checkIntervalMs: int("check-interval-ms", values["check-interval-ms"], d.checkIntervalMs),
     fall: int("fall", values.fall, d.fall),
     rise: int("rise", values.rise, d.rise),

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { HAPROXY_DEFAULTS, haproxyConfig, type HaproxyOptions } from "../../../src/cluster/haproxyConfig.js";
-import { parseHaproxyConfigArgs, parseServerSpec } from "../../../src/cluster/haproxyConfigCli.js";
+import { parseDnsSpec, parseHaproxyConfigArgs, parseServerSpec } from "../../../src/cluster/haproxyConfigCli.js";
 import { findHaproxy } from "../../../bench/haproxyProcess.js";
 import { roundRobinConfig } from "../../../bench/cluster.js";
 import { REPO_ROOT } from "../../integration/helpers/server.js";
@@ -88,6 +88,27 @@ describe("haproxyConfig", () => {
       [{ statsSocket: "/tmp/a b" }, /stats socket/],
     ];
     for (const [o, message] of bad) assert.throws(() => haproxyConfig(options(o)), message);
+  });
+});
+
+describe("haproxyConfig with DNS discovery", () => {
+  const dns = { fqdn: "llamux-replicas.ns.svc.cluster.local", port: 8080, agentPort: 9090, slots: 8 };
+  test("server-template slots filled from the name's records, in both backends, with a resolvers section", () => {
+    const text = haproxyConfig(options({ servers: [], discovery: dns }));
+    const templates = text.split("\n").filter((l) => l.startsWith("    server-template"));
+    assert.equal(templates.length, 2);
+    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
+    assert.equal(templates.filter((l) => l.includes('agent-send "state\\n"')).length, 1);
+    assert.match(text, /^resolvers llamux_dns\n {4}parse-resolv-conf$/m);
+    assert.doesNotMatch(text, /^ {4}server /m);
+  });
+
+  test("servers and discovery together, or bad discovery values, are refused", () => {
+    assert.throws(() => haproxyConfig(options({ discovery: dns })), /not both/);
+    assert.throws(() => haproxyConfig(options({ servers: [], discovery: { ...dns, fqdn: "a b" } })), /DNS name/);
+    assert.throws(() => haproxyConfig(options({ servers: [], discovery: { ...dns, slots: 0 } })), /slots/);
+    assert.deepEqual(parseDnsSpec("x.y:1/2", 3), { fqdn: "x.y", port: 1, agentPort: 2, slots: 3 });
+    assert.throws(() => parseDnsSpec("x.y:1", 3), /NAME:PORT\/AGENT_PORT/);
   });
 });
 

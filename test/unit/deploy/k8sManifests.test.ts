@@ -5,24 +5,31 @@
 // llamux serves, the grace period outlasts the drain, the secrets and the GPU
 // are asked for.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import YAML from "yaml";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
-import { Secret, Service } from "kubernetes-models/v1";
+import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1";
 import { REPO_ROOT } from "../../integration/helpers/server.js";
+import { findHaproxy } from "../../../bench/haproxyProcess.js";
+import { haproxyConfig } from "../../../src/cluster/haproxyConfig.js";
+import { parseDnsSpec, parseHaproxyConfigArgs } from "../../../src/cluster/haproxyConfigCli.js";
 
 const DIR = path.join(REPO_ROOT, "deploy/k8s");
+const binary = findHaproxy();
 
 /** The model class for each apiVersion/kind the manifests may use; any other is refused. */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   "apps/v1/Deployment": Deployment,
   "v1/Service": Service,
   "v1/Secret": Secret,
+  "v1/ConfigMap": ConfigMap,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
   "keda.sh/v1alpha1/ScaledObject": ScaledObject,
@@ -50,9 +57,10 @@ function loadManifests(): Manifest[] {
 }
 
 const manifests = loadManifests();
-const one = (kind: string) => {
-  const found = manifests.filter((m) => m.kind === kind);
-  assert.equal(found.length, 1, `one ${kind} expected, found ${found.length}`);
+/** The one manifest of this kind (and name, default "llamux"). */
+const one = (kind: string, name = "llamux") => {
+  const found = manifests.filter((m) => m.kind === kind && m.body.metadata?.name === name);
+  assert.equal(found.length, 1, `one ${kind} ${name} expected, found ${found.length}`);
   return found[0]!.body;
 };
 const envValue = (container: { env?: Array<{ name: string; value?: string }> }, name: string) => container.env?.find((e) => e.name === name)?.value;
@@ -88,12 +96,40 @@ describe("deploy/k8s", () => {
     const selects = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
     assert.ok(selects(deployment.spec.selector.matchLabels));
     assert.ok(selects(one("Service").spec.selector));
+    assert.ok(selects(one("Service", "llamux-replicas").spec.selector));
     assert.ok(selects(one("PodDisruptionBudget").spec.selector.matchLabels));
     const container = deployment.spec.template.spec.containers[0];
     const ports = new Set(container.ports.map((p: { name: string }) => p.name));
     for (const p of one("Service").spec.ports) assert.ok(ports.has(p.targetPort), `Service targets port ${p.targetPort}`);
     const target = one("ScaledObject").spec.scaleTargetRef;
     assert.deepEqual([target.kind, target.name], ["Deployment", deployment.metadata.name]);
+  });
+
+  test("the router's HAProxy configuration is the generator's output for its documented arguments, finds the replicas through the headless Service, and HAProxy accepts it", { skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false }, () => {
+    const text = fs.readFileSync(path.join(DIR, "router.yaml"), "utf8");
+    const args = /llamux haproxy-config (.+)/.exec(text)![1]!.trim().split(/\s+/);
+    const cfg = one("ConfigMap", "llamux-router").data["haproxy.cfg"];
+    assert.equal(cfg, haproxyConfig(parseHaproxyConfigArgs(args)!));
+    const headless = one("Service", "llamux-replicas");
+    assert.equal(headless.spec.clusterIP, "None");
+    const dns = parseDnsSpec(args[args.indexOf("--dns") + 1]!, 1);
+    assert.equal(dns.fqdn.split(".")[0], headless.metadata.name);
+    const ports = Object.fromEntries(headless.spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
+    assert.deepEqual([dns.port, dns.agentPort], [ports.http, ports.agent]);
+    const container = one("Deployment").spec.template.spec.containers[0];
+    assert.equal(envValue(container, "LLAMUX_AGENT_PORT"), String(dns.agentPort));
+    assert.ok(container.ports.some((p: { name: string; containerPort: number }) => p.name === "agent" && p.containerPort === dns.agentPort));
+    const router = one("Deployment", "llamux-router");
+    assert.equal(router.spec.template.spec.volumes[0].configMap.name, "llamux-router");
+    assert.ok(binary, "haproxy is not installed (CI installs it with .ci/run)");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-router-check-"));
+    try {
+      fs.writeFileSync(path.join(dir, "haproxy.cfg"), cfg);
+      const r = spawnSync(binary, ["-c", "-f", path.join(dir, "haproxy.cfg")], { encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("probes: readiness on /ready, liveness on /health, on the port llamux listens on", () => {
