@@ -3,7 +3,9 @@
 // listens before the worker starts (so /health answers while the model loads)
 // and stops first (so draining requests still reach the worker). close()
 // drains: new /v1 requests get 503 while those in flight run on for up to
-// --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
+// --drain-timeout-ms, then the listener closes and whatever is left is cut. With
+// --agent-port, an HAProxy agent (src/cluster/agent.ts) answers from the listen
+// on (drain while loading and draining) until the drain is over. Used by `llamux serve`
 // and by the integration tests.
 import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -221,6 +223,8 @@ async function startServing(
       agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      stopWatchingTenants();
+      stopForgettingTenants();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
     }
     log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
