@@ -166,6 +166,10 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     assert.match(await askAgent(r3AgentPort), /^up ready \d+%\n$/);
   });
 
+  test("an agent port already in use fails the start with one clear error", async () => {
+    await assert.rejects(startTestServer([...REPLICA_ARGS, "--agent-port", String(r1!.srv.agentPort)]), /cannot listen for agent checks on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+  });
+
   test("a replica names each response and conversation it creates in a header, for the balancer to learn", async () => {
     const { data: conv, response: convHttp } = await r1!.client.conversations.create({}).withResponse();
     assert.equal(convHttp.headers.get(CONVERSATION_ID_HEADER), conv.id);
