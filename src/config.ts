@@ -31,6 +31,7 @@ const OPTIONS = {
   model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
   port: { env: "LLAMUX_PORT", schema: int(0, 65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
+  "agent-port": { env: "LLAMUX_AGENT_PORT", schema: z.null().or(int(0, 65535)), default: null, help: "Also answer HAProxy agent checks on this TCP port of --host: a weight from free slots and queue depth, or drain while loading or shutting down (0 picks a free one; unset: off). See docs/cluster.md" },
   slots: { env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
   "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
   threads: { env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
@@ -94,6 +95,8 @@ export interface ServeConfig {
   model: string | null;
   host: string;
   port: number;
+  /** HAProxy agent-check port (src/cluster/agent.ts); null: no agent. */
+  agentPort: number | null;
   slots: number;
   ctxPerSlot: number;
   threads: number;

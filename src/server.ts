@@ -3,9 +3,12 @@
 // listens before the worker starts (so /health answers while the model loads)
 // and stops first (so draining requests still reach the worker). close()
 // drains: new /v1 requests get 503 while those in flight run on for up to
-// --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
-// and by the integration tests. With --database-url the stores are PostgreSQL's
-// (src/store/postgres): its pool opens before everything and closes after.
+// --drain-timeout-ms, then the listener closes and whatever is left is cut. With
+// --agent-port, an HAProxy agent (src/cluster/agent.ts) answers from the listen
+// on (drain while loading and draining) until the drain is over. With
+// --database-url the stores are PostgreSQL's (src/store/postgres): its pool
+// opens before everything and closes after. Used by `llamux serve` and by the
+// integration tests.
 import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -37,7 +40,8 @@ import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
 import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
 import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
-import { ServedModels, type ServedModel } from "./servedModels.js";
+import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
+import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -57,6 +61,8 @@ export interface RunningServer {
   conversations: ConversationStore;
   /** The shared PostgreSQL state with --database-url; null without. */
   postgres: PostgresState | null;
+  /** The HAProxy agent-check port (--agent-port); null when there is no agent. */
+  agentPort: number | null;
   /**
    * Drains and stops: refuses new requests, waits up to --drain-timeout-ms for
    * those in flight, closes the listener and every connection left, stops the
@@ -232,6 +238,23 @@ async function startServing(
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
+  // The agent answers from now on, so a balancer hears "drain" while the models load.
+  let agent: AgentServer | null = null;
+  if (config.agentPort !== null) {
+    try {
+      agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      stopWatchingTenants();
+      stopForgettingTenants();
+      throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
+    }
+    log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
+  }
+  const closeAgent = async () => {
+    await agent?.close();
+    agent = null;
+  };
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -262,6 +285,7 @@ async function startServing(
   try {
     await startEngines(models, log);
   } catch (err) {
+    await closeAgent();
     await closeHttp();
     await jsonParser.close();
     await stopEngines();
@@ -284,10 +308,13 @@ async function startServing(
     store: multi?.sqlite ?? null,
     conversations,
     postgres: pg,
+    agentPort: agent?.port ?? null,
     close: () =>
       (closing ??= (async () => {
+        // From here the agent answers "drain": the balancer stops sending new requests.
         accepting = false;
         await drainHttp();
+        await closeAgent();
         // Before the engines stop: what still runs is stored failed (the server shut down).
         await background.close();
         await jsonParser.close();
@@ -302,6 +329,14 @@ async function startServing(
         await tracing.shutdown();
         log.info("llamux stopped");
       })()),
+  };
+}
+
+/** What the agent check reports: each model's state and the front's own queue counts. */
+function replicaLoad(models: ServedModels, accepting: boolean): ReplicaLoad {
+  return {
+    accepting,
+    models: models.all.map((m) => ({ state: modelState(m), slots: m.queue.slots, running: m.queue.running, waiting: m.queue.waiting, maxQueued: m.queue.maxQueued })),
   };
 }
 

@@ -44,6 +44,7 @@ const DEFAULTS: Partial<ServeConfig> = {
   model: null,
   host: "127.0.0.1",
   port: 8080,
+  agentPort: null,
   slots: 4,
   ctxPerSlot: 2048,
   gpu: "auto",
@@ -71,6 +72,7 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["model", "LLAMUX_MODEL", "/m/x.gguf", "/m/x.gguf", "model"],
   ["host", "LLAMUX_HOST", "0.0.0.0", "0.0.0.0", "host"],
   ["port", "LLAMUX_PORT", "9001", 9001, "port"],
+  ["agent-port", "LLAMUX_AGENT_PORT", "9090", 9090, "agentPort"],
   ["slots", "LLAMUX_SLOTS", "8", 8, "slots"],
   ["ctx-per-slot", "LLAMUX_CTX_PER_SLOT", "4096", 4096, "ctxPerSlot"],
   ["threads", "LLAMUX_THREADS", "3", 3, "threads"],
@@ -232,6 +234,8 @@ describe("parseServeConfig errors", () => {
     assertConfigError(["--port", "70000"], {}, /--port/);
     assertConfigError(["--port", "-1"], {}, /--port/);
     assertConfigError(["--port", "80.5"], {}, /--port/);
+    assertConfigError(["--agent-port", "70000"], {}, /--agent-port/);
+    assertConfigError([], { LLAMUX_AGENT_PORT: "" }, /LLAMUX_AGENT_PORT/);
     assertConfigError(["--ctx-per-slot", "8"], {}, /--ctx-per-slot/);
     assertConfigError(["--step-tokens", "9000"], {}, /--step-tokens/);
     assertConfigError(["--gpu", "metal"], {}, /--gpu/, /metal/);
