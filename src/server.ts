@@ -12,6 +12,7 @@ import { createRequire } from "node:module";
 import { EngineClient, type ModelInfo, type WorkerOptions } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
+import { LocalQuota, type Quota } from "./quota/quota.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
 import { engineTenant, hasTokenLimit, tenantPolicy } from "./tenants/types.js";
@@ -87,7 +88,7 @@ async function openTenants(
 }
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
-function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, metrics: Metrics, log: Logger): () => void {
+function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quota, metrics: Metrics, log: Logger): () => void {
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
     for (const m of models.all) {
@@ -101,7 +102,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
         log.error({ err: (err as Error).message, model: m.id }, "tenant scheduling policies rejected");
       }
     }
-    quota.retain(all.map((t) => t.id));
+    quota.retain(all.map((t) => t.id)).catch((err: unknown) => log.error({ err }, "dropping deleted tenants' quota counters failed"));
     // The token estimate (QuotaGate.open) loads tiktoken's tokenizer, about
     // 60 MiB and 0.4 s: now, rather than in the first request, but only once
     // some tenant has a token limit to check it against.
@@ -110,7 +111,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
   apply();
   return tenants.onChange((change) => {
     if (change.type === "deleted") {
-      quota.forget(change.tenantId);
+      quota.forget(change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's quota counters failed"));
       // /metrics must not keep listing (and counting) a tenant that is gone.
       forgetTenant(metrics, change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's metrics failed"));
     }
@@ -159,7 +160,7 @@ async function startServing(
   bindEngineMetrics(metrics, models.all);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
-  const quota = new QuotaLedger({ store: multi ? new SqliteUsageStore(multi.store.db) : null });
+  const quota: Quota = new LocalQuota(await QuotaLedger.open({ store: multi ? new SqliteUsageStore(multi.store.db) : null }));
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");

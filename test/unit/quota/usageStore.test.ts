@@ -20,13 +20,13 @@ const acme: Tenant = {
 };
 
 describe("SqliteUsageStore", () => {
-  test("a new ledger on the same file still sees the day's and the lifetime usage", () => {
+  test("a new ledger on the same file still sees the day's and the lifetime usage", async () => {
     const file = path.join(dir, "restart.db");
     let nowMs = Date.UTC(2025, 2, 1, 9, 0, 0);
     const now = () => nowMs;
 
     const db1 = new Database(file);
-    const ledger1 = new QuotaLedger({ now, store: new SqliteUsageStore(db1) });
+    const ledger1 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db1) });
     const a = ledger1.reserve(acme, { estimatedTokens: 300 });
     const b = ledger1.reserve(acme, { estimatedTokens: 100 });
     const unsettled = ledger1.reserve(acme, { estimatedTokens: 200 });
@@ -36,7 +36,7 @@ describe("SqliteUsageStore", () => {
     db1.close(); // the process dies with `unsettled` in flight: it was never acknowledged
 
     const db2 = new Database(file);
-    const ledger2 = new QuotaLedger({ now, store: new SqliteUsageStore(db2) });
+    const ledger2 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db2) });
     assert.deepEqual(ledger2.usage("acme"), { day: "2025-03-01", dayTokens: 350, lifetimeTokens: 350, running: 0, queued: 0 });
     const over = ledger2.reserve(acme, { estimatedTokens: 651 });
     assert.equal(over.ok ? "admitted" : over.error.code, "insufficient_quota");
@@ -47,7 +47,7 @@ describe("SqliteUsageStore", () => {
 
     nowMs += 86_400_000;
     const db3 = new Database(file);
-    const ledger3 = new QuotaLedger({ now, store: new SqliteUsageStore(db3) });
+    const ledger3 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db3) });
     assert.deepEqual(ledger3.usage("acme"), { day: "2025-03-02", dayTokens: 0, lifetimeTokens: 1000, running: 0, queued: 0 });
     db3.close();
   });
@@ -73,22 +73,24 @@ for (const [name, open] of [
     },
   ],
 ] as const) {
-  test(`${name}: load() gives each tenant's latest day and lifetime total`, () => {
+  test(`${name}: load() and usageOf() give each tenant's latest day and lifetime total`, async () => {
     const { store, close } = open();
-    assert.equal(store.load().size, 0);
-    store.add("acme", "2025-01-01", 100);
-    store.add("acme", "2025-01-02", 30);
-    store.add("acme", "2025-01-02", 20);
-    store.add("acme", "2024-12-31", 5); // a late settle for an earlier day
-    store.add("beta", "2025-01-01", 7);
-    store.add("zero", "2025-01-01", 0);
-    assert.deepEqual(
-      Object.fromEntries(store.load()),
-      {
-        acme: { day: "2025-01-02", dayTokens: 50, lifetimeTokens: 155 },
-        beta: { day: "2025-01-01", dayTokens: 7, lifetimeTokens: 7 },
-      },
-    );
+    assert.equal((await store.load()).size, 0);
+    assert.equal(await store.usageOf("acme"), null);
+    await store.add("acme", "2025-01-01", 100);
+    await store.add("acme", "2025-01-02", 30);
+    await store.add("acme", "2025-01-02", 20);
+    await store.add("acme", "2024-12-31", 5); // a late settle for an earlier day
+    await store.add("beta", "2025-01-01", 7);
+    await store.add("zero", "2025-01-01", 0);
+    const expected = {
+      acme: { day: "2025-01-02", dayTokens: 50, lifetimeTokens: 155 },
+      beta: { day: "2025-01-01", dayTokens: 7, lifetimeTokens: 7 },
+    };
+    assert.deepEqual(Object.fromEntries(await store.load()), expected);
+    assert.deepEqual(await store.usageOf("acme"), expected.acme);
+    assert.deepEqual(await store.usageOf("beta"), expected.beta);
+    assert.equal(await store.usageOf("zero"), null, "an add of 0 stores nothing");
     close();
   });
 }
