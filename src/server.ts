@@ -13,6 +13,9 @@ import { EngineClient, type ModelInfo, type WorkerOptions } from "../engine/inde
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
 import { LocalQuota, type Quota } from "./quota/quota.js";
+import { createRedisClient, whenReady } from "./quota/redis/client.js";
+import { RedisQuota } from "./quota/redis/redisQuota.js";
+import type { UsageStore } from "./quota/usageStore.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore } from "./quota/usageStore.js";
 import { engineTenant, hasTokenLimit, tenantPolicy } from "./tenants/types.js";
@@ -160,7 +163,8 @@ async function startServing(
   bindEngineMetrics(metrics, models.all);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
-  const quota: Quota = new LocalQuota(await QuotaLedger.open({ store: multi ? new SqliteUsageStore(multi.store.db) : null }));
+  const usageStore = multi ? new SqliteUsageStore(multi.store.db) : null;
+  const quota = await openQuota(config, usageStore, metrics, log);
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
@@ -202,13 +206,20 @@ async function startServing(
     app,
   );
   // Listen first so /health answers (and /ready says 503) while the model loads.
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    stopWatchingTenants();
+    stopForgettingTenants();
+    await quota.close();
+    throw err;
+  }
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
@@ -246,6 +257,7 @@ async function startServing(
     await stopEngines();
     stopWatchingTenants();
     stopForgettingTenants();
+    await quota.close();
     freeEncoder();
     throw err;
   }
@@ -268,12 +280,49 @@ async function startServing(
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
+        await quota.close();
         freeEncoder();
         await conversations.close();
         await multi?.store.close();
         log.info("llamux stopped");
       })()),
   };
+}
+
+/**
+ * The tenants' quota books: in process (the default), or in the Redis every
+ * replica shares (--redis-url). A Redis that does not answer at start is not
+ * fatal: the replica starts in its fallback and switches over when it answers.
+ */
+async function openQuota(config: ServeConfig, store: UsageStore | null, metrics: Metrics, log: Logger): Promise<Quota> {
+  if (config.redisUrl === null) return new LocalQuota(await QuotaLedger.open({ store }));
+  const redis = createRedisClient({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs });
+  const where = redisAddress(config.redisUrl);
+  const quota = new RedisQuota({
+    redis,
+    keyPrefix: config.redisKeyPrefix,
+    store,
+    fallback: config.redisFallback,
+    replicas: config.redisReplicas,
+    leaseMs: config.redisLeaseMs,
+    log,
+    registry: metrics.registry,
+    ownsClient: true,
+  });
+  await whenReady(redis, config.redisTimeoutMs);
+  await quota.tick();
+  log.info({ redis: where, mode: quota.currentMode, fallback: config.redisFallback, leaseMs: config.redisLeaseMs }, "quotas shared through Redis");
+  return quota;
+}
+
+/** host:port of a Redis URL, without the password it may carry (for logs). */
+function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 6379}`;
+  } catch {
+    return "(unparsable URL)";
+  }
 }
 
 /**

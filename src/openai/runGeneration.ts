@@ -99,14 +99,15 @@ export class QuotaGate {
   }
 
   /**
-   * Exact usage is known: charge it. With the embedded ledger the charge is
-   * stored before this returns (before the response ends, so what was
-   * acknowledged is stored); a networked quota's is awaited by close().
+   * Exact usage is known: charge it. Resolves once it is charged and stored
+   * (never rejects: a quota reports its own failures); the routes wait for it
+   * before the response ends, so what was acknowledged is charged, on every
+   * replica, before the client can send its next request.
    */
-  settle(usage: Usage): void {
-    if (this.state === "settled") return;
+  settle(usage: Usage): Promise<void> {
+    if (this.state === "settled") return this.pending;
     this.state = "settled";
-    this.inOrder(() => this.ledger.settle(this.reservation, usage.promptTokens + usage.completionTokens));
+    return this.inOrder(() => this.ledger.settle(this.reservation, usage.promptTokens + usage.completionTokens));
   }
 
   /** Queues a quota call after the ones before it; a failure is the quota's to report (it does), not the request's. */
@@ -212,8 +213,8 @@ export interface GenerationMeta {
   model: string;
   fingerprint: string;
   includeUsage: boolean;
-  /** Called once with the request's exact usage, before its last bytes are sent. */
-  onUsage: (u: Usage) => void;
+  /** Called once with the request's exact usage, before its last bytes are sent; they wait for what it returns. */
+  onUsage: (u: Usage) => void | Promise<void>;
 }
 
 /**
@@ -326,9 +327,9 @@ export async function runGeneration(
       fingerprint: deps.fingerprint,
       includeUsage: g.includeUsage,
       onUsage: (u) => {
-        gate.settle(u);
         res.locals.usage = u; // for the access log line
         recordUsage(deps, g.model, g.tenant.id, u);
+        return gate.settle(u);
       },
     });
   } finally {

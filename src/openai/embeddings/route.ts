@@ -41,7 +41,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
       if ("error" in outcome) throw fromEngineError(outcome.error);
       const promptTokens = outcome.promptTokens.reduce((a, b) => a + b, 0);
       const usage: Usage = { promptTokens, completionTokens: 0, cachedTokens: 0 };
-      gate.settle(usage);
+      await gate.settle(usage);
       res.locals.usage = usage; // for the access log line
       recordUsage(deps, body.model, tenant.id, usage);
       res.json(embeddingResponse(body.model, outcome.vectors, promptTokens, body.encoding_format ?? "float"));

@@ -45,7 +45,7 @@ function finishedBody(run: ResponseRun, output: Item[], finish: "stop" | "length
 
 export async function respondResponse(res: Response, choice: Admitted, meta: GenerationMeta, run: ResponseRun): Promise<void> {
   const out = await collect(choice);
-  meta.onUsage(out.usage);
+  await meta.onUsage(out.usage);
   const items = new OutputItems();
   const parser = toolParser(run);
   if (parser) await items.push([...parser.push(out.text), ...parser.flush()]);
@@ -109,7 +109,7 @@ export async function streamResponse(res: Response, choice: Admitted, meta: Gene
       if (sse.isClosed) return;
       throw fromEngineError({ code: "engine_error", param: null, message: "The request was cancelled." });
     }
-    meta.onUsage(end.usage);
+    await meta.onUsage(end.usage);
     if (parser) await items.push(parser.flush());
     const output = await items.finish(finishedStatus(end.finish));
     const body = finishedBody(run, output, end.finish, end.usage);

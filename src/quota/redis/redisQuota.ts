@@ -66,6 +66,8 @@ export interface RedisQuotaOptions {
   log?: Pick<Logger, "info" | "warn" | "error"> | null;
   /** Where the llamux_quota_mode gauge is registered; null: none. */
   registry?: Registry | null;
+  /** close() disconnects `redis` too. */
+  ownsClient?: boolean;
 }
 
 interface Live {
@@ -97,6 +99,7 @@ export class RedisQuota implements Quota {
   private readonly replicas: number | null;
   private readonly log: Pick<Logger, "info" | "warn" | "error"> | null;
   private readonly gauge: Gauge | null;
+  private readonly ownsClient: boolean;
   private readonly live = new Map<string, Live>();
   /** Tenants this replica has touched: what retain() may drop. */
   private readonly known = new Set<string>();
@@ -120,6 +123,7 @@ export class RedisQuota implements Quota {
     this.fallback = o.fallback ?? "local";
     this.replicas = o.replicas ?? null;
     this.log = o.log ?? null;
+    this.ownsClient = o.ownsClient ?? false;
     this.gauge = o.registry
       ? new Gauge({ name: "llamux_quota_mode", help: "Where this replica's quota decisions are made: 1 for the current mode (redis, or its fallback local or refuse while Redis is out of reach)", labelNames: ["mode"], registers: [o.registry] })
       : null;
@@ -286,6 +290,7 @@ export class RedisQuota implements Quota {
       // Its heartbeat expires by itself.
     }
     this.gauge?.reset();
+    if (this.ownsClient) this.redis.disconnect();
   }
 
   private async reserveShared(tenant: Tenant, estimated: number): Promise<ReserveResult> {
