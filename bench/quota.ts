@@ -46,6 +46,8 @@ export interface QuotaBenchResult {
   inProcess: { reserveSettle: Latency; lifecycle: Latency };
   redis: { reserveSettle: Latency; lifecycle: Latency };
   throughput: { clients: number; admissionsPerS: number; p50Ms: number; p99Ms: number }[];
+  /** Redis's own CPU time per script call (INFO commandstats), over the whole run. */
+  redisUsecPerScript: number | null;
 }
 
 export async function quotaMain(argv: string[]): Promise<number> {
@@ -102,12 +104,16 @@ export async function quotaMain(argv: string[]): Promise<number> {
       inProcess: { reserveSettle: lat(samples.local[0]!), lifecycle: lat(samples.local[1]!) },
       redis: { reserveSettle: lat(samples.redis[0]!), lifecycle: lat(samples.redis[1]!) },
       throughput: [],
+      redisUsecPerScript: null,
     };
     for (const n of clients) {
       const qs = await Promise.all(Array.from({ length: n }, async () => new RedisQuota({ redis: await connect(), keyPrefix: prefix, store: new MemoryUsageStore(), tickMs: 0 })));
       result.throughput.push({ clients: n, ...(await closedLoop(qs, tenants, durationS * 1000)) });
       await Promise.all(qs.map((q) => q.close()));
     }
+    const stats = await redises[0]!.info("commandstats");
+    const evalsha = /cmdstat_evalsha:calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/.exec(stats);
+    if (evalsha) result.redisUsecPerScript = Number(evalsha[3]);
     await shared.close();
     await redises[0]!.eval(`for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1`, 0, `${prefix}*`);
     console.log(quotaTable(result));
@@ -175,6 +181,13 @@ export function quotaTable(r: QuotaBenchResult): string {
     "| clients | admissions/s | reserve+settle p50 ms | p99 ms |",
     "|---:|---:|---:|---:|",
     ...r.throughput.map((t) => `| ${t.clients} | ${fixed(t.admissionsPerS, 0)} | ${fixed(t.p50Ms, 3)} | ${fixed(t.p99Ms, 3)} |`),
+    ...(r.redisUsecPerScript === null
+      ? []
+      : [
+          "",
+          `Redis's own CPU per script: ${fixed(r.redisUsecPerScript, 1)} µs (INFO commandstats), so reserve + settle costs it ${fixed(2 * r.redisUsecPerScript, 1)} µs:` +
+            ` one Redis core could admit about ${fixed(1e6 / (2 * r.redisUsecPerScript), 0)} requests/s (the levels above are bound by this one client process)`,
+        ]),
   ].join("\n");
 }
 
