@@ -112,13 +112,14 @@ export function createApp(deps: AppDeps): Express {
   // generation route then says why it cannot be admitted).
   app.use("/v1", (_req, res, next) => {
     if (!res.locals.tenant) return next();
-    deps.quota.headers(res.locals.tenant).then(
-      (h) => {
+    deps.quota
+      .headers(res.locals.tenant)
+      .catch(() => ({}))
+      .then((h) => {
         res.set(h);
         next();
-      },
-      () => next(),
-    );
+      })
+      .catch(next);
   });
   // Only JSON bodies: a text/plain or form POST is what a web page can send cross-site without a preflight.
   app.use("/v1", requireJsonBody());

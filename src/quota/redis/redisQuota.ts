@@ -72,6 +72,7 @@ export interface RedisQuotaOptions {
 
 interface Live {
   reservation: Reservation;
+  phase: "queued" | "running";
   keys: string[];
   dayNumber: number;
   held: number;
@@ -111,6 +112,8 @@ export class RedisQuota implements Quota {
   private local: { ledger: QuotaLedger; base: Map<string, StoredUsage> } | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
+  /** After close(): late settles still reach the store, but a failed Redis call is no news worth a log line. */
+  private closed = false;
 
   constructor(o: RedisQuotaOptions) {
     this.redis = o.redis;
@@ -196,7 +199,8 @@ export class RedisQuota implements Quota {
 
   async started(reservation: Reservation): Promise<void> {
     const l = this.live.get(reservation.id);
-    if (!l) return;
+    if (!l || l.phase === "running") return;
+    l.phase = "running";
     if (l.local) return l.local.ledger.started(l.local.reservation);
     try {
       await SCRIPTS.started.run(this.redis, l.keys, [this.nowArg(), reservation.id, this.leaseMs, this.stateTtlMs]);
@@ -281,6 +285,7 @@ export class RedisQuota implements Quota {
 
   /** Stops the timer, leaves the replica count, and closes the connection (the reservations still live lapse with their leases). */
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.ticking;
@@ -320,7 +325,7 @@ export class RedisQuota implements Quota {
       return { ok: false, error: rejectionError(tenant.id, rejection, headers, this.queueRetryAfterMs) };
     }
     const reservation: Reservation = { id: member, tenantId: tenant.id, estimatedTokens: estimated, day: utcDay(snap.nowMs) };
-    this.live.set(member, { reservation, keys, dayNumber: Math.floor(snap.nowMs / MS_PER_DAY), held: estimated, epoch: snap.epoch, local: null });
+    this.live.set(member, { reservation, phase: "queued", keys, dayNumber: Math.floor(snap.nowMs / MS_PER_DAY), held: estimated, epoch: snap.epoch, local: null });
     return { ok: true, reservation, headers };
   }
 
@@ -352,7 +357,7 @@ export class RedisQuota implements Quota {
     if (!result.ok) return result;
     const reservation: Reservation = { ...result.reservation, id: this.nextId() };
     this.live.set(reservation.id, {
-      reservation, keys: [], dayNumber: dayNumberOf(reservation.day), held: estimated, epoch: "", local: { ledger: local.ledger, tenant: share, reservation: result.reservation },
+      reservation, phase: "queued", keys: [], dayNumber: dayNumberOf(reservation.day), held: estimated, epoch: "", local: { ledger: local.ledger, tenant: share, reservation: result.reservation },
     });
     return { ok: true, reservation, headers: result.headers };
   }
@@ -395,12 +400,12 @@ export class RedisQuota implements Quota {
       byTenant.set(l.reservation.tenantId, list);
     }
     await Promise.all(
-      [...byTenant.values()].map((ls) => SCRIPTS.renew.run(this.redis, ls[0]!.keys, [this.nowArg(), this.leaseMs, this.stateTtlMs, ...ls.map((l) => l.reservation.id)])),
+      [...byTenant.values()].map((ls) => SCRIPTS.renew.run(this.redis, ls[0]!.keys, [this.nowArg(), this.leaseMs, this.stateTtlMs, ...ls.flatMap((l) => [l.reservation.id, l.phase])])),
     );
   }
 
   private unreachable(err: unknown): void {
-    if (this.mode !== "redis") return;
+    if (this.mode !== "redis" || this.closed) return;
     this.mode = this.fallback;
     // Each outage starts its own books: counters of an earlier one are stale.
     this.local = null;

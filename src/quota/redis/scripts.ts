@@ -238,13 +238,20 @@ local dt = (s.day == today) and s.dt or 0
 return { f(today), f(dt), f(s.lt), f(redis.call('ZCARD', KEYS[2])), f(redis.call('ZCARD', KEYS[3])) }
 `;
 
-/** KEYS: state, running, queued, held. ARGV: now, leaseMs, ttlMs, members… Pushes the live leases' expiry out. */
+/**
+ * KEYS: state, running, queued, held. ARGV: now, leaseMs, ttlMs, then pairs
+ * of member and 'running'|'queued'. Pushes the live leases' expiry out. A
+ * lease that lapsed meanwhile (this replica was cut off from Redis longer
+ * than the lease) is taken again: the request is still running, so it counts.
+ */
 export const RENEW = `${PRELUDE}
 local now = clock(ARGV[1])
 local until_ = f(now + tonumber(ARGV[2]))
-for i = 4, #ARGV do
-  redis.call('ZADD', KEYS[2], 'XX', until_, ARGV[i])
-  redis.call('ZADD', KEYS[3], 'XX', until_, ARGV[i])
+for i = 4, #ARGV, 2 do
+  local running = ARGV[i + 1] == 'running'
+  redis.call('ZADD', running and KEYS[2] or KEYS[3], until_, ARGV[i])
+  -- its started() may have failed to reach Redis: it is in one set only
+  redis.call('ZREM', running and KEYS[3] or KEYS[2], ARGV[i])
 end
 touch(ARGV[3])
 return 1

@@ -166,6 +166,24 @@ describe("RedisQuota", skip, () => {
     await alive.close();
   });
 
+  test("a replica cut off longer than its lease counts its running requests again when it renews", async () => {
+    let nowMs = NOON;
+    const prefix = `cutoff${++prefixes}:`;
+    const now = () => nowMs;
+    const [away, other] = [await redisQuota({ prefix, now, leaseMs: 5000 }), await redisQuota({ prefix, now, leaseMs: 5000 })];
+    const t = tenant({ maxConcurrent: 2 });
+    const r = (await admit(away, t, 0)).reservation;
+    await away.started(r);
+    nowMs += 6000; // no renewal reached Redis: the lease lapsed
+    assert.equal((await other.usage("acme"))!.running, 0);
+    await away.tick(); // back in touch: the request is still running, so it holds its place again
+    assert.deepEqual([(await other.usage("acme"))!.running, (await other.usage("acme"))!.queued], [1, 0]);
+    await away.settle(r, 0);
+    assert.equal((await other.usage("acme"))!.running, 0);
+    await away.close();
+    await other.close();
+  });
+
   test("budgets start from the stored usage, and every settle is stored", async () => {
     const store = new MemoryUsageStore();
     await store.add("acme", "2025-01-15", 900);
