@@ -21,29 +21,19 @@ import { Gauge, type Registry } from "prom-client";
 import { ApiError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import type { Tenant, TenantLimits } from "../../tenants/types.js";
-import { decideAdmission, type UsageSnapshot } from "../admission.js";
+import { decideAdmission } from "../admission.js";
 import { QuotaLedger, type Reservation, type ReserveResult, type TenantUsage } from "../ledger.js";
 import type { Quota } from "../quota.js";
 import { rateLimitHeaders, type RateLimitHeaders } from "../rateLimitHeaders.js";
 import { rejectionError } from "../rejectionError.js";
 import type { StoredUsage, UsageStore } from "../usageStore.js";
 import { msUntilUtcMidnight, utcDay } from "../utcDay.js";
-import { LuaScript } from "./client.js";
-import { quotaUnavailable, replicaShare, type QuotaMode, type RedisFallback } from "./fallback.js";
-import * as lua from "./scripts.js";
+import { quotaUnavailable, type QuotaMode, type RedisFallback } from "./fallback.js";
+import { LocalShare } from "./localShare.js";
+import { limitArgs, nullable, parseSnapshot, SCRIPTS } from "./scripts.js";
 
 const MS_PER_DAY = 86_400_000;
 
-const SCRIPTS = {
-  reserve: new LuaScript(lua.RESERVE),
-  resize: new LuaScript(lua.RESIZE),
-  started: new LuaScript(lua.STARTED),
-  finish: new LuaScript(lua.FINISH),
-  headers: new LuaScript(lua.HEADERS),
-  usage: new LuaScript(lua.USAGE),
-  renew: new LuaScript(lua.RENEW),
-  heartbeat: new LuaScript(lua.HEARTBEAT),
-};
 
 export interface RedisQuotaOptions {
   redis: Redis;
@@ -82,11 +72,6 @@ interface Live {
   local: { ledger: QuotaLedger; tenant: Tenant; reservation: Reservation } | null;
 }
 
-interface Snapshot extends UsageSnapshot {
-  nowMs: number;
-  epoch: string;
-}
-
 export class RedisQuota implements Quota {
   readonly replicaId = randomUUID();
   private readonly redis: Redis;
@@ -108,8 +93,8 @@ export class RedisQuota implements Quota {
   private mode: QuotaMode = "redis";
   /** Live replicas at the last heartbeat Redis answered; null: never counted. */
   private replicasSeen: number | null = null;
-  /** The fallback's books, new for each outage; the base is each tenant's usage when it began deciding alone. */
-  private local: { ledger: QuotaLedger; base: Map<string, StoredUsage> } | null = null;
+  /** The "local" fallback's books, new for each outage. */
+  private local: LocalShare | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   /** After close(): late settles still reach the store, but a failed Redis call is no news worth a log line. */
@@ -244,12 +229,12 @@ export class RedisQuota implements Quota {
         this.unreachable(err);
       }
     }
-    const share = this.fallback === "local" ? this.shareOf(tenant) : null;
-    return share && this.local!.ledger.has(tenant.id) ? this.local!.ledger.headers(share) : {};
+    const n = this.replicas ?? this.replicasSeen;
+    return this.local && n !== null ? this.local.headers(tenant, n) : {};
   }
 
   async usage(tenantId: string): Promise<TenantUsage | null> {
-    if (this.mode !== "redis") return this.local?.ledger.usage(tenantId) ?? null;
+    if (this.mode !== "redis") return this.local?.usage(tenantId) ?? null;
     try {
       const r = (await SCRIPTS.usage.run(this.redis, this.keysOf(tenantId), [this.nowArg()])) as string[] | null;
       if (!r) return null;
@@ -257,7 +242,7 @@ export class RedisQuota implements Quota {
       return { day: utcDay(day * MS_PER_DAY), dayTokens, lifetimeTokens, running, queued };
     } catch (err) {
       this.unreachable(err);
-      return this.local?.ledger.usage(tenantId) ?? null;
+      return this.local?.usage(tenantId) ?? null;
     }
   }
 
@@ -269,8 +254,7 @@ export class RedisQuota implements Quota {
    */
   async forget(tenantId: string): Promise<void> {
     this.known.delete(tenantId);
-    this.local?.ledger.forget(tenantId);
-    this.local?.base.delete(tenantId);
+    this.local?.forget(tenantId);
     try {
       await this.redis.del(...this.keysOf(tenantId));
     } catch (err) {
@@ -334,39 +318,14 @@ export class RedisQuota implements Quota {
     if (this.fallback === "refuse") return { ok: false, error: quotaUnavailable("the shared rate-limit store is unreachable") };
     const n = this.replicas ?? this.replicasSeen;
     if (n === null) return { ok: false, error: quotaUnavailable("the shared rate-limit store is unreachable and the number of replicas is unknown") };
-    const local = (this.local ??= { ledger: new QuotaLedger({ now: this.clock ?? Date.now, store: this.store, queueRetryAfterMs: this.queueRetryAfterMs }), base: new Map() });
-    if (!local.base.has(tenant.id)) {
-      let stored: StoredUsage | null = null;
-      // Budgets need the usage so far; rates and caps start from zero.
-      if (this.store && (tenant.limits.tokensPerDay !== null || tenant.limits.lifetimeTokens !== null)) {
-        try {
-          stored = await this.store.usageOf(tenant.id);
-        } catch {
-          return { ok: false, error: quotaUnavailable("the shared rate-limit store and the usage store are unreachable") };
-        }
-      }
-      const today = utcDay((this.clock ?? Date.now)());
-      const base = { day: today, dayTokens: stored?.day === today ? stored.dayTokens : 0, lifetimeTokens: stored?.lifetimeTokens ?? 0 };
-      if (!local.base.has(tenant.id)) {
-        local.base.set(tenant.id, base);
-        local.ledger.seed(tenant.id, base);
-      }
-    }
-    const share = this.shareOf(tenant, n)!;
-    const result = local.ledger.reserve(share, { estimatedTokens: estimated });
+    this.local ??= new LocalShare({ now: this.clock ?? Date.now, store: this.store, queueRetryAfterMs: this.queueRetryAfterMs });
+    const result = await this.local.reserve(tenant, estimated, n);
     if (!result.ok) return result;
     const reservation: Reservation = { ...result.reservation, id: this.nextId() };
     this.live.set(reservation.id, {
-      reservation, phase: "queued", keys: [], dayNumber: dayNumberOf(reservation.day), held: estimated, epoch: "", local: { ledger: local.ledger, tenant: share, reservation: result.reservation },
+      reservation, phase: "queued", keys: [], dayNumber: dayNumberOf(reservation.day), held: estimated, epoch: "", local: { ledger: result.ledger, tenant: result.share, reservation: result.reservation },
     });
     return { ok: true, reservation, headers: result.headers };
-  }
-
-  /** The tenant as this replica enforces it alone; null when the replica count is unknown. */
-  private shareOf(tenant: Tenant, n = this.replicas ?? this.replicasSeen): Tenant | null {
-    const base = this.local?.base.get(tenant.id);
-    if (n === null || !base) return null;
-    return { ...tenant, limits: replicaShare(tenant.limits, n, base) };
   }
 
   private async finish(l: Live, how: "settle" | "cancel", actual: number): Promise<void> {
@@ -450,28 +409,6 @@ export class RedisQuota implements Quota {
   private nextId(): string {
     return `${this.replicaId}:${++this.counter}`;
   }
-}
-
-function limitArgs(l: TenantLimits): string[] {
-  return [l.requestsPerMinute, l.tokensPerMinute, l.tokensPerDay, l.lifetimeTokens, l.maxConcurrent, l.maxQueued].map(nullable);
-}
-
-function nullable(n: number | null): string {
-  return n === null ? "" : String(n);
-}
-
-function parseSnapshot(s: string[]): Snapshot {
-  const [rd, ra, td, ta, running, queued, dt, lt, now] = s.slice(0, 9).map(Number) as number[];
-  return {
-    requests: { scaledDeficit: rd!, atMs: ra! },
-    tokens: { scaledDeficit: td!, atMs: ta! },
-    running: running!,
-    queued: queued!,
-    dayTokens: dt!,
-    lifetimeTokens: lt!,
-    nowMs: now!,
-    epoch: s[9] ?? "",
-  };
 }
 
 function dayNumberOf(day: string): number {

@@ -16,6 +16,10 @@
 // Clock: ARGV[1] when given (tests), else Redis TIME: one clock for every
 // replica, whatever their own say.
 
+import type { TenantLimits } from "../../tenants/types.js";
+import type { UsageSnapshot } from "../admission.js";
+import { LuaScript } from "./client.js";
+
 const PRELUDE = `
 local P = 60000
 local DAY = 86400000
@@ -265,3 +269,44 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', f(now))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('ZCARD', KEYS[1])
 `;
+
+export const SCRIPTS = {
+  reserve: new LuaScript(RESERVE),
+  resize: new LuaScript(RESIZE),
+  started: new LuaScript(STARTED),
+  finish: new LuaScript(FINISH),
+  headers: new LuaScript(HEADERS),
+  usage: new LuaScript(USAGE),
+  renew: new LuaScript(RENEW),
+  heartbeat: new LuaScript(HEARTBEAT),
+};
+
+/** A tenant's limits as the scripts take them (ARGV order of limits(a)); "" for no limit. */
+export function limitArgs(l: TenantLimits): string[] {
+  return [l.requestsPerMinute, l.tokensPerMinute, l.tokensPerDay, l.lifetimeTokens, l.maxConcurrent, l.maxQueued].map(nullable);
+}
+
+export function nullable(n: number | null): string {
+  return n === null ? "" : String(n);
+}
+
+export function parseSnapshot(s: string[]): Snapshot {
+  const [rd, ra, td, ta, running, queued, dt, lt, now] = s.slice(0, 9).map(Number) as number[];
+  return {
+    requests: { scaledDeficit: rd!, atMs: ra! },
+    tokens: { scaledDeficit: td!, atMs: ta! },
+    running: running!,
+    queued: queued!,
+    dayTokens: dt!,
+    lifetimeTokens: lt!,
+    nowMs: now!,
+    epoch: s[9] ?? "",
+  };
+}
+
+
+/** What snap() returns: the usage decideAdmission reads, at the script's clock, and the state's epoch. */
+export interface Snapshot extends UsageSnapshot {
+  nowMs: number;
+  epoch: string;
+}
