@@ -260,6 +260,29 @@ describe("RedisQuota when Redis goes away", skip, () => {
     });
   }
 
+  test("local: budgets alone are the stored usage plus this replica's share of what is left", async () => {
+    const own = await startRedis();
+    const c = createRedisClient({ url: own.url, timeoutMs: 300 });
+    try {
+      await ready(c);
+      const store = new MemoryUsageStore();
+      await store.add("acme", "2025-01-15", 700); // 300 of 1000 left today
+      const q = new RedisQuota({ redis: c, tickMs: 0, fallback: "local", replicas: 3, now: () => NOON, store });
+      await own.stop();
+      const t = tenant({ tokensPerDay: 1000 });
+      const err = await refuse(q, t, 101); // a third of 300 is 100
+      assert.equal(err.code, "insufficient_quota");
+      assert.match(err.message, /Limit 800, Used 700, Requested 101/);
+      const r = (await admit(q, t, 100)).reservation;
+      await q.settle(r, 40);
+      assert.deepEqual(await store.usageOf("acme"), { day: "2025-01-15", dayTokens: 740, lifetimeTokens: 740 }, "usage decided alone is stored too");
+      await q.close();
+    } finally {
+      c.disconnect();
+      await own.close();
+    }
+  });
+
   test("local without a known replica count refuses rather than admit without bound", async () => {
     const own = await startRedis();
     const c = createRedisClient({ url: own.url, timeoutMs: 300 });
