@@ -18,6 +18,7 @@ import { OPS_HELP, overloadMain, soakMain } from "./opsCli.js";
 import { ATTACK_HELP, attackMain } from "./attack.js";
 import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, tenantsTable, type CeilingShape } from "./report.js";
 import { runTenantWorkload, tenantSpecs, type TenantWorkload } from "./tenants.js";
+import { QUOTA_HELP, quotaMain } from "./quota.js";
 import { UsageError } from "./usage.js";
 
 export const HELP = `Usage:
@@ -108,6 +109,8 @@ export const HELP = `Usage:
 ${OPS_HELP}
 
 ${ATTACK_HELP}
+
+${QUOTA_HELP}
 
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
       Medians over repeated runs of the above, with each server's ratio to the ceiling: with as
@@ -449,6 +452,7 @@ export async function benchMain(argv: string[]): Promise<number> {
     if (argv[0] === "soak") return await soakMain(argv.slice(1), HELP);
     if (argv[0] === "overload") return await overloadMain(argv.slice(1), HELP);
     if (argv[0] === "attack") return await attackMain(argv.slice(1), HELP);
+    if (argv[0] === "quota") return await quotaMain(argv.slice(1));
     return await loadMain(argv);
   } catch (err) {
     if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {

@@ -16,6 +16,9 @@ import { createRequire } from "node:module";
 import { EngineClient, MAX_LOGIT_BIAS_ENTRIES, type ModelInfo, type WorkerOptions } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
+import { LocalQuota, type Quota } from "./quota/quota.js";
+import { createRedisClient, whenReady } from "./quota/redis/client.js";
+import { RedisQuota } from "./quota/redis/redisQuota.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore, type StoredUsage, type UsageStore } from "./quota/usageStore.js";
 import { engineTenant, hasTokenLimit, tenantPolicy } from "./tenants/types.js";
@@ -74,7 +77,7 @@ export interface RunningServer {
 export { isMultiTenant } from "./tenants/openTenants.js";
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
-function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, metrics: Metrics, log: Logger): () => void {
+function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quota, metrics: Metrics, log: Logger): () => void {
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
     for (const m of models.all) {
@@ -88,7 +91,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
         log.error({ err: (err as Error).message, model: m.id }, "tenant scheduling policies rejected");
       }
     }
-    quota.retain(all.map((t) => t.id));
+    quota.retain(all.map((t) => t.id)).catch((err: unknown) => log.error({ err }, "dropping deleted tenants' quota counters failed"));
     // The token estimate (QuotaGate.open) loads tiktoken's tokenizer, about
     // 60 MiB and 0.4 s: now, rather than in the first request, but only once
     // some tenant has a token limit to check it against.
@@ -97,7 +100,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
   apply();
   return tenants.onChange((change) => {
     if (change.type === "deleted") {
-      quota.forget(change.tenantId);
+      quota.forget(change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's quota counters failed"));
       // /metrics must not keep listing (and counting) a tenant that is gone.
       forgetTenant(metrics, change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's metrics failed"));
     }
@@ -136,23 +139,6 @@ function conversationOptions(config: ServeConfig, log: Logger) {
   };
 }
 
-/**
- * TODO(issue 20, lead at merge): the ledger's UsageStore is synchronous today
- * and PgUsageStore has the asynchronous shape the Redis half introduces. Until
- * the ledger awaits its store, this bridge serves the usage read once at start
- * and hands each add to PgUsageStore without waiting (which buffers it while
- * the database is away, so nothing is lost). Replace it with `pg.usage` itself.
- */
-async function bridgeUsageStore(usage: PgUsageStore, log: Logger): Promise<UsageStore> {
-  const loaded: Map<string, StoredUsage> = await usage.load();
-  return {
-    load: () => loaded,
-    add: (tenantId, day, tokens) => {
-      usage.add(tenantId, day, tokens).catch((err: unknown) => log.error({ err, tenant: tenantId }, "recording token usage in PostgreSQL failed"));
-    },
-  };
-}
-
 async function startServing(
   config: ServeConfig,
   log: Logger,
@@ -174,8 +160,8 @@ async function startServing(
   if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
-  const usageStore = !multi ? null : pg ? await bridgeUsageStore(pg.usage, log) : new SqliteUsageStore(multi.sqlite!.db);
-  const quota = new QuotaLedger({ store: usageStore });
+  const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
+  const quota = await openQuota(config, usageStore, metrics, log);
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
@@ -228,13 +214,20 @@ async function startServing(
     app,
   );
   // Listen first so /health answers (and /ready says 503) while the model loads.
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    stopWatchingTenants();
+    stopForgettingTenants();
+    await quota.close();
+    throw err;
+  }
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
@@ -291,6 +284,7 @@ async function startServing(
     await stopEngines();
     stopWatchingTenants();
     stopForgettingTenants();
+    await quota.close();
     freeEncoder();
     await tracing.shutdown();
     throw err;
@@ -321,6 +315,7 @@ async function startServing(
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
+        await quota.close();
         freeEncoder();
         await multi?.watcher?.stop();
         await conversations.close();
@@ -338,6 +333,42 @@ function replicaLoad(models: ServedModels, accepting: boolean): ReplicaLoad {
     accepting,
     models: models.all.map((m) => ({ state: modelState(m), slots: m.queue.slots, running: m.queue.running, waiting: m.queue.waiting, maxQueued: m.queue.maxQueued })),
   };
+}
+
+/**
+ * The tenants' quota books: in process (the default), or in the Redis every
+ * replica shares (--redis-url). A Redis that does not answer at start is not
+ * fatal: the replica starts in its fallback and switches over when it answers.
+ */
+async function openQuota(config: ServeConfig, store: UsageStore | null, metrics: Metrics, log: Logger): Promise<Quota> {
+  if (config.redisUrl === null) return new LocalQuota(await QuotaLedger.open({ store }));
+  const redis = createRedisClient({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs });
+  const where = redisAddress(config.redisUrl);
+  const quota = new RedisQuota({
+    redis,
+    keyPrefix: config.redisKeyPrefix,
+    store,
+    fallback: config.redisFallback,
+    replicas: config.redisReplicas,
+    leaseMs: config.redisLeaseMs,
+    log,
+    registry: metrics.registry,
+    ownsClient: true,
+  });
+  await whenReady(redis, config.redisTimeoutMs);
+  await quota.tick();
+  log.info({ redis: where, mode: quota.currentMode, fallback: config.redisFallback, leaseMs: config.redisLeaseMs }, "quotas shared through Redis");
+  return quota;
+}
+
+/** host:port of a Redis URL, without the password it may carry (for logs). */
+function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 6379}`;
+  } catch {
+    return "(unparsable URL)";
+  }
 }
 
 /**
