@@ -48,6 +48,7 @@ const CATALOGUE = {
   model_not_loaded: { status: 503, type: "server_error" },
   queue_timeout: { status: 503, type: "server_error" },
   engine_restarted: { status: 503, type: "server_error" },
+  batch_preempted: { status: 503, type: "server_error" },
   engine_error: { status: 500, type: "server_error" },
   internal_error: { status: 500, type: "server_error" },
 } satisfies Record<string, CatalogueEntry>;

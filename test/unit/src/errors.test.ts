@@ -56,6 +56,7 @@ describe("ApiError", () => {
       model_not_loaded: [503, "server_error"],
       queue_timeout: [503, "server_error"],
       engine_restarted: [503, "server_error"],
+      batch_preempted: [503, "server_error"],
       engine_error: [500, "server_error"],
       internal_error: [500, "server_error"],
     };
