@@ -57,6 +57,9 @@ const OPTIONS = {
   "response-ttl-days": { env: "LLAMUX_RESPONSE_TTL_DAYS", schema: int(0, 36_500), default: 30, help: "Stored responses (/v1/responses) older than this are invisible and purged (0: keep forever); conversations are kept until deleted" },
   "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
   "kv-cache-max-bytes": { env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
+  "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
+  "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
+  "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
@@ -129,6 +132,12 @@ export interface ServeConfig {
   kvCacheDir: string | null;
   /** 0: evicted caches are not saved. */
   kvCacheMaxBytes: number;
+  /** Largest upload to /v1/files, in bytes. */
+  maxFileBytes: number;
+  /** Batch lines in flight at once; null: the models' slots added up. */
+  batchConcurrency: number | null;
+  /** Most slots per model batch requests hold; null: every slot. */
+  batchMaxSlots: number | null;
   /**
    * The models to serve, each in its own engine worker: the config file's
    * `models` list, or one model built from the top-level options.

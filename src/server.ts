@@ -30,6 +30,10 @@ import { SqliteTenantStore } from "./tenants/store.js";
 import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
+import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
+import { SqliteFileStore } from "./files/sqliteFileStore.js";
+import { BatchRunner } from "./batch/runner.js";
+import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -165,6 +169,22 @@ async function startServing(
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
+  // The Batch API: files and batches in the same database, lines served through this server's own listener.
+  const files = SqliteFileStore.open(config.dataDir);
+  const batches = SqliteBatchStore.open(config.dataDir);
+  const dispatchSecret = newDispatchSecret();
+  let baseUrl = "";
+  const runner = new BatchRunner({
+    batches,
+    files,
+    dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
+    concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
+    log,
+  });
+  const closeBatchStores = async () => {
+    await batches.close();
+    await files.close();
+  };
   const app = createApp({
     models,
     metrics,
@@ -181,6 +201,7 @@ async function startServing(
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
+    batch: { files, batches, runner, dispatchSecret, maxFileBytes: config.maxFileBytes },
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -211,6 +232,9 @@ async function startServing(
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
+  // An unspecified address is reached on loopback.
+  const dispatchHost = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "::1" : config.host;
+  baseUrl = `http://${dispatchHost.includes(":") ? `[${dispatchHost}]` : dispatchHost}:${port}`;
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -246,8 +270,11 @@ async function startServing(
     stopWatchingTenants();
     stopForgettingTenants();
     freeEncoder();
+    await closeBatchStores();
     throw err;
   }
+  // Batches a previous run left unfinished go on.
+  await runner.start();
   let closing: Promise<void> | null = null;
   const first = models.all[0]!;
   log.info({ url, models: models.all.map((m) => m.id) }, "llamux ready");
@@ -263,11 +290,14 @@ async function startServing(
     close: () =>
       (closing ??= (async () => {
         accepting = false;
+        // Batch lines in flight are cut, unrecorded: the next start runs them again.
+        await runner.stop();
         await drainHttp();
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
         freeEncoder();
+        await closeBatchStores();
         await conversations.close();
         await multi?.store.close();
         log.info("llamux stopped");
