@@ -94,7 +94,7 @@ export function batchesRoute(batches: BatchStore, files: FileStore, runner: Batc
       b.status === "validating" || b.status === "in_progress" ? { ...b, status: "cancelling", cancelling_at: nowSeconds() } : null,
     );
     if (!batch) throw notFound(req.params.id);
-    if (batch.status !== "cancelling" && batch.status !== "cancelled") {
+    if (batch.status !== "cancelling") {
       throw new ApiError("invalid_value", `Cannot cancel a batch with status '${batch.status}'.`, "batch_id");
     }
     runner.cancel(batch.id);

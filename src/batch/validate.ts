@@ -84,7 +84,10 @@ export async function validateInput(input: Readable, endpoint: BatchEndpoint, si
       if (signal?.aborted) break;
       total++;
       if (total > MAX_BATCH_LINES) {
-        report({ code: "too_many_lines", message: `A batch may hold at most ${MAX_BATCH_LINES} requests; this file has more.`, param: null }, total);
+        // Reported first, whatever else was found: it is the reason nothing else matters.
+        failed = true;
+        errors.unshift({ code: "too_many_lines", message: `A batch may hold at most ${MAX_BATCH_LINES} requests; this file has more.`, param: null, line: total });
+        if (errors.length > MAX_REPORTED_ERRORS) errors.pop();
         break;
       }
       const parsed = parseLine(text, endpoint);
@@ -105,6 +108,9 @@ export async function validateInput(input: Readable, endpoint: BatchEndpoint, si
     lines.close();
     input.destroy();
   }
-  if (total === 0) report({ code: "empty_file", message: "The input file has no requests.", param: null }, 0);
+  if (total === 0) {
+    failed = true;
+    errors.push({ code: "empty_file", message: "The input file has no requests.", param: null, line: null });
+  }
   return { total, model, errors: failed ? errors : [] };
 }
