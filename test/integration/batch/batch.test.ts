@@ -11,11 +11,13 @@ import OpenAI, { toFile } from "openai";
 import type { Batch } from "openai/resources/batches";
 import { hashApiKey } from "../../../src/tenants/keys.js";
 import { MODELS, startTestServer, waitFor, type TestServer } from "../helpers/server.js";
+import { parseMetrics, sumOf } from "../helpers/metrics.js";
 
 const ALICE = "sk-alice-batch-tests-0123456789";
 const BOB = "sk-bob-batch-tests-0123456789";
 const THRIFTY = "sk-thrifty-batch-tests-0123456789";
 const MAX_FILE_BYTES = 2 * 1024 * 1024;
+const METRICS_TOKEN = "metrics-token-for-batch-tests-0123456";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-batch-"));
 let t: TestServer;
@@ -34,7 +36,7 @@ before(async () => {
     keys: ["${hashApiKey(THRIFTY)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--max-file-bytes", String(MAX_FILE_BYTES)], { apiKey: ALICE });
+  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--max-file-bytes", String(MAX_FILE_BYTES)], { apiKey: ALICE, env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
   model = t.modelId;
 });
 after(async () => {
@@ -53,7 +55,11 @@ async function upload(client: OpenAI, lines: string[], name = "input.jsonl") {
 
 async function until(client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 120_000): Promise<Batch> {
   let last = null as Batch | null;
-  await waitFor(async () => done((last = await client.batches.retrieve(id))), timeoutMs, `batch ${id} (last status ${last?.status})`);
+  try {
+    await waitFor(async () => done((last = await client.batches.retrieve(id))), timeoutMs, `batch ${id}`);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`);
+  }
   return last!;
 }
 
@@ -104,6 +110,30 @@ describe("Batch API", () => {
     assert.equal(out.find((r) => r.custom_id === "req-3")!.response.body.choices[0].message.content, direct.choices[0]!.message.content);
     const listed = await client.batches.list({ limit: 100 });
     assert.ok(listed.data.some((x) => x.id === b.id));
+  });
+
+  test("an interactive request that finds every slot taken by batch work preempts a batch line, which is retried: the batch still answers every line", async () => {
+    const client = clientFor(ALICE);
+    const bob = clientFor(BOB);
+    const preempted = async () => {
+      const res = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+      return sumOf(parseMetrics(await res.text()), "llamux_requests_total", { endpoint: "/v1/chat", status: "503" });
+    };
+    const before = await preempted();
+    const ids = Array.from({ length: 6 }, (_, i) => `p-${i}`);
+    const file = await upload(client, ids.map((id) => chatLine(id, 160, { temperature: 1, seed: 7 })));
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    // Both slots busy with batch lines.
+    await waitFor(() => t.srv.engine.stats().then((s) => s?.slotsBusy === 2 && s.running === 2), 60_000, "batch lines in both slots");
+    const r = await bob.chat.completions.create({ model, messages: [{ role: "user", content: "hello" }], max_tokens: 4 });
+    assert.ok(r.choices[0]!.message.content!.length > 0);
+    const mid = await client.batches.retrieve(created.id);
+    assert.ok(!final(mid), "the interactive request did not wait for the batch to end");
+    assert.ok((await preempted()) > before, "a batch line was preempted (503 batch_preempted) to make room");
+    const b = await until(client, created.id, final, 300_000);
+    assert.equal(b.status, "completed");
+    assert.deepEqual(b.request_counts, { total: 6, completed: 6, failed: 0 });
+    assert.deepEqual((await jsonl(client, b.output_file_id!)).map((x) => x.custom_id).sort(), [...ids].sort());
   });
 
   test("embeddings and completions batches run through their endpoints", async () => {
