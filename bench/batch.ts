@@ -109,9 +109,14 @@ const ttft = (s: RequestSample[]) => {
 try {
   // Warm-up: one request of each kind.
   await runOne({ ...base, concurrency: 1, requests: 1 }, 0);
+  const phase = (name: string) => console.error(`${new Date().toISOString()} ${name}`);
+  phase("interactive alone");
   const alone = ttft(await interactive(AbortSignal.timeout(durationMs)));
+  phase("closed loop");
   const loop = await closedLoop(N, 10_000);
+  phase("batch alone");
   const batchAlone = await batch(N, 20_000);
+  phase("batch with interactive clients");
   const stop = new AbortController();
   const mixedSamples = interactive(stop.signal);
   const batchMixed = await batch(N, 30_000);
