@@ -136,7 +136,7 @@ describe("Batch API", () => {
     assert.deepEqual((await jsonl(client, b.output_file_id!)).map((x) => x.custom_id).sort(), [...ids].sort());
   });
 
-  test("embeddings and completions batches run through their endpoints", async () => {
+  test("embeddings, completions and responses batches run through their endpoints", async () => {
     const client = clientFor(ALICE);
     const emb = await upload(client, ["a", "b"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/embeddings", body: { model, input: `text ${id}` } })));
     const eb = await until(client, (await client.batches.create({ input_file_id: emb.id, endpoint: "/v1/embeddings", completion_window: "24h" })).id, final);
@@ -148,6 +148,12 @@ describe("Batch API", () => {
     const cb = await until(client, (await client.batches.create({ input_file_id: cmp.id, endpoint: "/v1/completions", completion_window: "24h" })).id, final);
     assert.equal(cb.status, "completed", JSON.stringify(cb.errors));
     assert.equal((await jsonl(client, cb.output_file_id!))[0]!.response.body.object, "text_completion");
+    const rsp = await upload(client, ["y"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/responses", body: { model, input: "Once upon a time", max_output_tokens: 16 } })));
+    const rb = await until(client, (await client.batches.create({ input_file_id: rsp.id, endpoint: "/v1/responses", completion_window: "24h" })).id, final);
+    assert.equal(rb.status, "completed", JSON.stringify(rb.errors));
+    const rout = (await jsonl(client, rb.output_file_id!))[0]!.response.body;
+    assert.equal(rout.object, "response");
+    assert.equal(rb.usage!.output_tokens, rout.usage.output_tokens);
   });
 
   test("malformed lines fail the batch before anything runs, each reported with its line number", async () => {
