@@ -43,6 +43,8 @@ export interface EngineOptions {
   followUpMs: number;
   /** Prices of the fair scheduler's virtual tokens. */
   costs: FairnessCosts;
+  /** Most batch-class requests running at once (absent: every slot). */
+  maxBatchSlots?: number;
   /** How long a job's own sampling may hold a step (SampleBudget; defaults: DEFAULT_SAMPLE_BUDGET). */
   sampleBudget?: SampleBudget;
 }
@@ -302,12 +304,20 @@ export class Engine {
       await this.reapCancelled(deltas);
       const plan = planStep({
         waiting: this.forks.plannable(this.waiting, (j) => (this.running.get(j.id) === j ? "running" : this.jobs.get(j.id) === j ? "waiting" : "gone")),
-        running: [...this.running.values()].filter((j) => !this.paused.has(j.id)).map((j) => ({ id: j.id, tenant: j.tenant, prefillRemaining: j.prompt.length - j.evaluated })),
+        running: [...this.running.values()]
+          .filter((j) => !this.paused.has(j.id))
+          .map((j) => ({
+            id: j.id,
+            tenant: j.tenant,
+            prefillRemaining: j.prompt.length - j.evaluated,
+            ...(j.batch ? { batch: true, slotIndex: j.slot?.index, generatedTokens: j.generated.length } : {}),
+          })),
         slots: this.slots.map((s) => ({ index: s.index, tenant: s.tenant, cachedTokens: s.cached, busy: s.busy, lastUsed: s.lastUsed })),
         stepTokens: this.opts.stepTokens,
         counters: this.ledger.counters,
         policies: this.ledger.policies,
         costs: this.opts.costs,
+        ...(this.opts.maxBatchSlots !== undefined ? { maxBatchSlots: this.opts.maxBatchSlots } : {}),
       });
       if (plan.admit.length === 0 && plan.prefill.length === 0 && plan.decode.length === 0) {
         // Only waiting requests no slot may take (caps, reservations): spinning
@@ -318,6 +328,7 @@ export class Engine {
         this.stalled = true;
         return;
       }
+      await this.preempt(plan);
       await this.admit(plan);
       t = this.spent("admit", t);
       await this.step(plan, deltas);
@@ -353,6 +364,25 @@ export class Engine {
     const cancelled = [...this.running.values()].filter((j) => j.cancelled);
     await Promise.all(cancelled.map((j) => this.release(j)));
     for (const j of cancelled) deltas.push(finalDelta(j, "stop"));
+  }
+
+  /**
+   * Ends the batch requests the plan preempts before its admissions take their
+   * slots. The slot keeps its cache (the retry may reuse it); the caller is
+   * told to retry. What it generated is lost: batch requests are short, and
+   * preempting the one with the least work done keeps the loss small.
+   */
+  private async preempt(plan: StepPlan): Promise<void> {
+    for (const id of plan.preempt ?? []) {
+      const job = this.running.get(id);
+      if (!job) continue;
+      await this.release(job);
+      this.emit({
+        t: "rejected",
+        id,
+        error: { code: "batch_preempted", param: null, message: "The batch request gave its slot to an interactive request and will be retried.", retryAfterSeconds: 0 },
+      });
+    }
   }
 
   private async admit(plan: StepPlan): Promise<void> {

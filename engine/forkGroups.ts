@@ -52,7 +52,7 @@ export class ForkGroups {
     this.copySources.clear();
     const views: WaitingView[] = [];
     for (const job of waiting) {
-      const view: WaitingView = { id: job.id, tenant: job.tenant, priority: job.priority, promptTokens: job.prompt };
+      const view: WaitingView = { id: job.id, tenant: job.tenant, priority: job.priority, promptTokens: job.prompt, ...(job.batch ? { batch: true } : {}) };
       const leader = this.memberLeaders.get(job.id);
       const place = leader && !leader.cancelled ? placeOf(leader) : "gone";
       const decision = forkDecision(

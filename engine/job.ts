@@ -31,6 +31,8 @@ export interface Job extends SampledJob {
   id: string;
   tenant: string;
   priority: number;
+  /** Priority class "batch" (EngineRequest.priorityClass). */
+  batch: boolean;
   prompt: Token[];
   maxTokens: number;
   options: SequenceEvaluateOptions;
@@ -133,6 +135,7 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
     id,
     tenant: req.tenant,
     priority: Number.isFinite(req.priority) ? req.priority : 0,
+    batch: req.priorityClass === "batch",
     prompt,
     maxTokens,
     options: setup.options,

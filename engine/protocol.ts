@@ -16,7 +16,9 @@
 //     pause/resume (a request whose reader is behind stops stepping);
 //     ModelInfo.maxTokenBytes (the front refuses prompts that surely cannot fit);
 //     engine error code engine_crash_quarantine, EngineErrorPayload.retryAfterSeconds.
-export const PROTOCOL_VERSION = 6;
+// v7: EngineRequest.priorityClass ("batch": idle capacity only, preemptible; engine error
+//     code batch_preempted), WorkerOptions.maxBatchSlots.
+export const PROTOCOL_VERSION = 7;
 
 export type FinishReason = "stop" | "length";
 
@@ -91,6 +93,13 @@ export interface EngineRequest {
    * that is the fair scheduler's job.
    */
   priority: number;
+  /**
+   * "batch" (the Batch API): admitted only when no interactive request waits
+   * for a slot, at most WorkerOptions.maxBatchSlots at once, and ended with
+   * batch_preempted when an interactive request needs its slot (the caller
+   * retries it). Absent: "interactive".
+   */
+  priorityClass?: "interactive" | "batch";
   /** Constrains the output to a grammar (structured output, forced tool calls); absent: free text. */
   grammar?: GrammarSpec;
   /** One choice of a request with n > 1 choices (absent: a request of its own). */
@@ -234,6 +243,8 @@ export type EngineErrorCode =
   | "engine_restarted"
   | "engine_unavailable"
   | "engine_error"
+  /** A batch-class request gave its slot to an interactive one; retry it. */
+  | "batch_preempted"
   /** The client's requests were in flight when the worker crashed, repeatedly: refused for a while (crashQuarantine.ts). */
   | "engine_crash_quarantine";
 
@@ -338,6 +349,8 @@ export interface WorkerOptions {
   inputCost?: number;
   /** Fair-scheduler price of an output token (default DEFAULT_FAIRNESS_COSTS.outputCost). */
   outputCost?: number;
+  /** Most batch-class requests running at once (default: every slot). */
+  maxBatchSlots?: number;
   /** Directory where evicted slots' KV states are saved for later restore; null: never saved. */
   kvCacheDir?: string | null;
   /** Bound on the bytes kept in kvCacheDir (least recently used out first); 0 disables saving. */

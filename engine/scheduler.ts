@@ -14,6 +14,15 @@
 //     tenant's counter by what its prompt will cost; priority orders only
 //     within a tenant. A tenant that cannot get a slot is skipped for this
 //     step, it does not block the others.
+//   - priority classes (batch work, the Batch API): a "batch" request runs
+//     only on capacity interactive requests leave free. Interactive requests
+//     are planned first (their prefill before any batch prefill); a batch
+//     request is admitted only when no interactive request is still waiting
+//     for a slot, and at most maxBatchSlots batch requests run at once. An
+//     interactive request that finds every slot taken while batch requests
+//     hold some preempts one (the batch request with the least work done,
+//     ended at this step boundary; its caller retries it), so batch work never
+//     delays an interactive admission by more than this one step.
 
 import { counterOf, FairPicker, type TenantPolicies } from "./fairness.js";
 import type { FairnessCosts } from "./protocol.js";
@@ -31,6 +40,8 @@ export interface WaitingView {
    * evaluating them; the slot's own reuse counts instead when it is larger.
    */
   sharedTokens?: number;
+  /** Priority class: batch requests run only on capacity interactive ones leave free. Default false (interactive). */
+  batch?: boolean;
 }
 
 export interface RunningView {
@@ -39,6 +50,12 @@ export interface RunningView {
   prefillRemaining: number;
   /** Needed for newcomer-first steps (below); without it they never happen. */
   tenant?: string;
+  /** A batch-class request (WaitingView.batch); default false. */
+  batch?: boolean;
+  /** The slot it holds: needed to preempt it for an interactive request (a batch request without one is never preempted). */
+  slotIndex?: number;
+  /** Tokens generated so far: the batch request with the fewest is preempted first. */
+  generatedTokens?: number;
 }
 
 export interface SchedulerInput {
@@ -52,6 +69,8 @@ export interface SchedulerInput {
   /** Weights, reservations and caps; tenants not in it get the default policy. */
   policies?: TenantPolicies;
   costs?: FairnessCosts;
+  /** Most batch-class requests running at once; absent: as many as there are slots. */
+  maxBatchSlots?: number;
 }
 
 /** What planStep needs from an admission order. */
@@ -92,10 +111,12 @@ export interface StepPlan {
   admit: Admission[];
   prefill: PrefillChunk[];
   decode: string[];
+  /** Batch requests to end before this step's admissions, so interactive ones take their slots (absent: none). */
+  preempt?: string[];
 }
 
 export function planStep(input: SchedulerInput): StepPlan {
-  const decode = input.running.filter((r) => r.prefillRemaining === 0).map((r) => r.id);
+  let decode = input.running.filter((r) => r.prefillRemaining === 0).map((r) => r.id);
   let budget = input.stepTokens - decode.length;
   const prefill: PrefillChunk[] = [];
   const allot = (id: string, remaining: number): void => {
@@ -104,28 +125,74 @@ export function planStep(input: SchedulerInput): StepPlan {
     budget -= tokens;
     prefill.push({ id, tokens, final: tokens === remaining });
   };
+  const interactiveWaiting = input.waiting.filter((w) => !w.batch);
+  const batchWaiting = input.waiting.filter((w) => w.batch);
+  // Without batch requests the plan is exactly the single-class one.
+  const twoClasses = batchWaiting.length > 0 || input.running.some((r) => r.batch);
 
-  for (const r of input.running) if (r.prefillRemaining > 0) allot(r.id, r.prefillRemaining);
+  // Interactive prompts are read before any batch prompt, running or new.
+  for (const r of input.running) if (!r.batch && r.prefillRemaining > 0) allot(r.id, r.prefillRemaining);
 
   const admit: Admission[] = [];
+  const preempt: string[] = [];
   const slots = input.slots.map((s) => ({ ...s }));
-  const picker: Picker = input.counters ? new FairPicker(input.waiting, input.counters, input.policies, input.costs) : fifoPicker(input.waiting);
-  for (let w = picker.peek(); w && budget > 0; w = picker.peek()) {
-    const choice = chooseSlot(slots, w.tenant, w.promptTokens, input.policies);
-    if (!choice) {
-      if (!slots.some((s) => !s.busy)) break;
-      picker.skipTenant(w.tenant);
-      continue;
+  /** Running batch requests that may be preempted, the least work done first. */
+  const victims = input.running
+    .filter((r) => r.batch && r.slotIndex !== undefined)
+    .sort((a, b) => (a.generatedTokens ?? 0) - (b.generatedTokens ?? 0) || b.prefillRemaining - a.prefillRemaining);
+  const preemptFor = (w: WaitingView): boolean => {
+    for (const [i, v] of victims.entries()) {
+      const slot = slots.find((s) => s.index === v.slotIndex);
+      if (!slot) continue;
+      // Only a slot the interactive request may take (caps, reservations) is worth freeing.
+      const trial = slots.map((s) => (s === slot ? { ...s, busy: false } : s));
+      if (!chooseSlot(trial, w.tenant, w.promptTokens, input.policies)) continue;
+      victims.splice(i, 1);
+      slot.busy = false;
+      preempt.push(v.id);
+      if (v.prefillRemaining === 0) {
+        decode = decode.filter((id) => id !== v.id);
+        budget++;
+      }
+      return true;
     }
-    const slot = slots.find((s) => s.index === choice.index);
-    // The slot now counts as held by this tenant for caps and reservations.
-    if (slot) Object.assign(slot, { busy: true, tenant: w.tenant, cachedTokens: w.promptTokens });
-    const inputTokens = w.promptTokens.length - Math.max(choice.reuseTokens, w.sharedTokens ?? 0);
-    picker.take(inputTokens);
-    admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
-    allot(w.id, inputTokens);
+    return false;
+  };
+  const admitFrom = (picker: Picker, cls: "interactive" | "batch", room: number): { blocked: boolean } => {
+    for (let w = picker.peek(); w && budget > 0 && room > 0; w = picker.peek()) {
+      const choice = chooseSlot(slots, w.tenant, w.promptTokens, input.policies);
+      if (!choice) {
+        if (!slots.some((s) => !s.busy)) {
+          if (cls === "interactive" && preemptFor(w)) continue;
+          return { blocked: true };
+        }
+        picker.skipTenant(w.tenant);
+        continue;
+      }
+      const slot = slots.find((s) => s.index === choice.index);
+      // The slot now counts as held by this tenant for caps and reservations.
+      if (slot) Object.assign(slot, { busy: true, tenant: w.tenant, cachedTokens: w.promptTokens });
+      const inputTokens = w.promptTokens.length - Math.max(choice.reuseTokens, w.sharedTokens ?? 0);
+      picker.take(inputTokens);
+      admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
+      allot(w.id, inputTokens);
+      room--;
+    }
+    // Left over for lack of budget (or room) counts as blocked too: batch work waits behind it.
+    return { blocked: picker.peek() !== undefined };
+  };
+  const pickerFor = (waiting: readonly WaitingView[]): Picker =>
+    input.counters ? new FairPicker(waiting, input.counters, input.policies, input.costs) : fifoPicker(waiting);
+
+  const interactive = admitFrom(pickerFor(twoClasses ? interactiveWaiting : input.waiting), "interactive", Infinity);
+  if (twoClasses) {
+    for (const r of input.running) if (r.batch && r.prefillRemaining > 0 && !preempt.includes(r.id)) allot(r.id, r.prefillRemaining);
+    const batchRunning = input.running.filter((r) => r.batch).length - preempt.length;
+    const room = (input.maxBatchSlots ?? slots.length) - batchRunning;
+    if (!interactive.blocked && preempt.length === 0 && batchWaiting.length > 0) admitFrom(pickerFor(batchWaiting), "batch", room);
   }
-  return newcomerFirst(input, { admit, prefill, decode });
+  const plan: StepPlan = preempt.length > 0 ? { admit, prefill, decode, preempt } : { admit, prefill, decode };
+  return newcomerFirst(input, plan);
 }
 
 /**

@@ -118,6 +118,7 @@ async function main(): Promise<void> {
     stepTokens: opts.stepTokens,
     coalesceMs: opts.coalesceMs,
     followUpMs: opts.followUpMs ?? DEFAULT_FOLLOW_UP_MS,
+    ...(opts.maxBatchSlots !== undefined ? { maxBatchSlots: opts.maxBatchSlots } : {}),
     costs: {
       inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,

@@ -26,6 +26,22 @@ import type { ConversationStore } from "./store/conversationStore.js";
 import type { Quota } from "./quota/quota.js";
 import { modelState, type ServedModels } from "./servedModels.js";
 import type { TenantRegistry } from "./tenants/registry.js";
+import { authenticateDispatch, batchClass } from "./batch/dispatch.js";
+import { batchesRoute } from "./batch/route.js";
+import type { BatchStore } from "./batch/batchStore.js";
+import type { BatchRunner } from "./batch/runner.js";
+import type { FileStore } from "./files/fileStore.js";
+import { filesRoute } from "./files/route.js";
+
+/** The Batch API's parts (files, batches, the runner that serves their lines). */
+export interface BatchDeps {
+  files: FileStore;
+  batches: BatchStore;
+  runner: BatchRunner;
+  /** Vouches for the lines the runner sends to this server (dispatch.ts). */
+  dispatchSecret: string;
+  maxFileBytes: number;
+}
 
 export interface AppDeps {
   /** Every served model with its engine, queue and names. */
@@ -62,6 +78,8 @@ export interface AppDeps {
   jsonParser?: JsonParsePool | null;
   /** Traces each request (a SERVER span continuing its traceparent); absent: not traced. */
   tracer?: Tracer;
+  /** Files and batches; null: /v1/files and /v1/batches are not served. */
+  batch?: BatchDeps | null;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -118,7 +136,8 @@ export function createApp(deps: AppDeps): Express {
 
   app.use("/v1", drainGate(deps.accepting, deps.inflight));
   // Authenticate before the body is read: an unauthenticated caller costs no parsing.
-  app.use("/v1", authenticate(deps.tenants));
+  const auth = authenticate(deps.tenants);
+  app.use("/v1", deps.batch ? authenticateDispatch(deps.batch.dispatchSecret, deps.tenants, auth) : auth);
   // OpenAI sends its rate-limit headers on every response; generation routes
   // overwrite them with the values after their own reservation.
   // A shared quota that cannot answer sends none (the request goes on; a
@@ -134,6 +153,8 @@ export function createApp(deps: AppDeps): Express {
       })
       .catch(next);
   });
+  // Uploads are multipart, streamed to disk by the files route itself: before the JSON-only rule and parser.
+  if (deps.batch) app.use(filesRoute(deps.batch.files, { maxFileBytes: deps.batch.maxFileBytes }));
   // Only JSON bodies: a text/plain or form POST is what a web page can send cross-site without a preflight.
   app.use("/v1", requireJsonBody());
   // verify: invalid UTF-8 and over-deep nesting are 400s before JSON.parse runs.
@@ -147,12 +168,15 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
+  // A Batch API line runs from here on in the engine's batch class.
+  app.use("/v1", batchClass);
   if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots() }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));
   app.use(responsesRoute(routeDeps, deps.conversations, deps.background));
   app.use(conversationsRoute(deps.conversations));
+  if (deps.batch) app.use(batchesRoute(deps.batch.batches, deps.batch.files, deps.batch.runner));
   app.use(modelsRoute(routeDeps, startedAtSeconds));
   app.use(notFoundHandler);
   app.use(errorHandler((err) => deps.log.error({ err }, "unhandled error")));

@@ -67,6 +67,9 @@ const OPTIONS = {
   "redis-lease-ms": { env: "LLAMUX_REDIS_LEASE_MS", schema: int(1000, 3_600_000), default: 30_000, help: "A request's place in its tenant's concurrency and queue caps outlives its replica (killed, cut off) by at most this long" },
   "redis-timeout-ms": { env: "LLAMUX_REDIS_TIMEOUT_MS", schema: int(10, 60_000), default: 500, help: "Redis connect and command timeout: past it, the request is decided by --redis-fallback" },
   "redis-key-prefix": { env: "LLAMUX_REDIS_KEY_PREFIX", schema: z.string().min(1).max(200), default: "llamux:quota:", help: "Prefix of every Redis key (deployments sharing one Redis need different ones)" },
+  "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
+  "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
+  "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
@@ -153,6 +156,12 @@ export interface ServeConfig {
   redisLeaseMs: number;
   redisTimeoutMs: number;
   redisKeyPrefix: string;
+  /** Largest upload to /v1/files, in bytes. */
+  maxFileBytes: number;
+  /** Batch lines in flight at once; null: the models' slots added up. */
+  batchConcurrency: number | null;
+  /** Most slots per model batch requests hold; null: every slot. */
+  batchMaxSlots: number | null;
   /**
    * The models to serve, each in its own engine worker: the config file's
    * `models` list, or one model built from the top-level options.

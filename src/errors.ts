@@ -51,6 +51,7 @@ const CATALOGUE = {
   quota_unavailable: { status: 503, type: "server_error" },
   engine_restarted: { status: 503, type: "server_error" },
   database_unavailable: { status: 503, type: "server_error" },
+  batch_preempted: { status: 503, type: "server_error" },
   engine_error: { status: 500, type: "server_error" },
   internal_error: { status: 500, type: "server_error" },
 } satisfies Record<string, CatalogueEntry>;

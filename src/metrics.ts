@@ -53,7 +53,7 @@ export type GenAiLabel = "gen_ai_operation_name" | "gen_ai_request_model";
 export type GenerationStatus = "ok" | "error" | "cancelled";
 
 /** The `endpoint` label of a request: its API family, never the raw path. */
-const ENDPOINTS = new Set(["/v1/chat", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses", "/v1/conversations"]);
+const ENDPOINTS = new Set(["/v1/chat", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/files", "/v1/batches"]);
 const TOP_LEVEL = new Set(["/health", "/ready", "/metrics"]);
 export const OTHER_ENDPOINT = "other";
 

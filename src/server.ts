@@ -46,6 +46,11 @@ import { BackgroundResponses, interruptedOutcome } from "./openai/responses/back
 import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
 import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
+import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
+import { SqliteFileStore } from "./files/sqliteFileStore.js";
+import { BatchRunner } from "./batch/runner.js";
+import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
+
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
 
@@ -175,6 +180,22 @@ async function startServing(
   const interrupted = backgroundStore ? await backgroundStore.failUnfinished(interruptedOutcome) : 0;
   if (interrupted > 0) log.warn({ interrupted }, "background responses cut by the previous stop are marked failed");
   const background = new BackgroundResponses(backgroundStore, log);
+  // The Batch API: files and batches in the same database, lines served through this server's own listener.
+  const files = SqliteFileStore.open(config.dataDir);
+  const batches = SqliteBatchStore.open(config.dataDir);
+  const dispatchSecret = newDispatchSecret();
+  let baseUrl = "";
+  const runner = new BatchRunner({
+    batches,
+    files,
+    dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
+    concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
+    log,
+  });
+  const closeBatchStores = async () => {
+    await batches.close();
+    await files.close();
+  };
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
@@ -194,6 +215,7 @@ async function startServing(
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
+    batch: { files, batches, runner, dispatchSecret, maxFileBytes: config.maxFileBytes },
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -248,6 +270,9 @@ async function startServing(
     await agent?.close();
     agent = null;
   };
+  // An unspecified address is reached on loopback.
+  const dispatchHost = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "::1" : config.host;
+  baseUrl = `http://${dispatchHost.includes(":") ? `[${dispatchHost}]` : dispatchHost}:${port}`;
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -287,8 +312,11 @@ async function startServing(
     await quota.close();
     freeEncoder();
     await tracing.shutdown();
+    await closeBatchStores();
     throw err;
   }
+  // Batches a previous run left unfinished go on.
+  await runner.start();
   let closing: Promise<void> | null = null;
   const first = models.all[0]!;
   log.info({ url, models: models.all.map((m) => m.id) }, "llamux ready");
@@ -307,6 +335,8 @@ async function startServing(
       (closing ??= (async () => {
         // From here the agent answers "drain": the balancer stops sending new requests.
         accepting = false;
+        // Batch lines in flight are cut, unrecorded: the next start runs them again.
+        await runner.stop();
         await drainHttp();
         await closeAgent();
         // Before the engines stop: what still runs is stored failed (the server shut down).
@@ -318,6 +348,7 @@ async function startServing(
         await quota.close();
         freeEncoder();
         await multi?.watcher?.stop();
+        await closeBatchStores();
         await conversations.close();
         await multi?.store.close();
         await pg?.close();

@@ -3,6 +3,7 @@
 // errors before any SSE header is sent), then consume deltas.
 import type { EngineClient, EngineEvent, FinishReason, EngineRequest, RequestEvents, TokenLogprob, Usage } from "../../engine/index.js";
 import { fromEngineError } from "../errors.js";
+import { isBatchWork } from "./requestClass.js";
 
 export interface Admitted {
   index: number;
@@ -25,7 +26,9 @@ export interface ChoiceOutcome {
 
 /** Submits every request; resolves once all are admitted, or cancels them all and throws the first error. */
 export async function admitAll(engine: EngineClient, reqs: EngineRequest[], abort: AbortController): Promise<Admitted[]> {
-  const streams = reqs.map((r) => engine.submit(r, abort.signal));
+  // A Batch API line runs in the engine's batch class: only on idle capacity, preemptible.
+  const batch = isBatchWork();
+  const streams = reqs.map((r) => engine.submit(batch ? { ...r, priorityClass: "batch" } : r, abort.signal));
   const firsts = await Promise.all(streams.map((s) => s.next()));
   const admitted: Admitted[] = [];
   for (const [index, first] of firsts.entries()) {

@@ -59,6 +59,7 @@ describe("ApiError", () => {
       quota_unavailable: [503, "server_error"],
       engine_restarted: [503, "server_error"],
       database_unavailable: [503, "server_error"],
+      batch_preempted: [503, "server_error"],
       engine_error: [500, "server_error"],
       internal_error: [500, "server_error"],
     };
