@@ -35,8 +35,7 @@ import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
-import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
-import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
+import { openBackgroundResponses } from "./openai/responses/openBackground.js";
 import { ServedModels, type ServedModel } from "./servedModels.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -176,13 +175,8 @@ async function startServing(
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
   const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
-  // Background responses of a process that stopped without finishing them fail, with the reason (docs/api.md).
-  // Their store lives beside the responses' rows in SQLite; with --database-url
-  // there is none yet, and background: true is refused naming the parameter.
-  const backgroundStore = conversations instanceof SqliteConversationStore ? new SqliteBackgroundStore(conversations.db) : null;
-  const interrupted = backgroundStore ? await backgroundStore.failUnfinished(interruptedOutcome) : 0;
-  if (interrupted > 0) log.warn({ interrupted }, "background responses cut by the previous stop are marked failed");
-  const background = new BackgroundResponses(backgroundStore, log);
+  // SQLite or PostgreSQL (a lease per replica): see openBackground.ts. What a gone process left unfinished is failed now.
+  const background = await openBackgroundResponses(conversations, pg, log);
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
@@ -228,6 +222,9 @@ async function startServing(
       server.off("error", reject);
       resolve();
     });
+  }).catch(async (err: unknown) => {
+    await background.close();
+    throw err;
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -263,6 +260,7 @@ async function startServing(
     await startEngines(models, log);
   } catch (err) {
     await closeHttp();
+    await background.close();
     await jsonParser.close();
     await stopEngines();
     stopWatchingTenants();
@@ -288,7 +286,7 @@ async function startServing(
       (closing ??= (async () => {
         accepting = false;
         await drainHttp();
-        // Before the engines stop: what still runs is stored failed (the server shut down).
+        // Before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
         await background.close();
         await jsonParser.close();
         await stopEngines();
