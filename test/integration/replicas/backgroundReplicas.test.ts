@@ -3,7 +3,7 @@
 // response runs on the replica that created it (A) and is polled to the end,
 // streamed from a sequence number while it runs, and cancelled, through the
 // other (B): A stops generating and stores it cancelled with the output it
-// had. kill -9 of A mid-run: B sees A's running and queued responses failed,
+// had; deleted through B, A stops too. kill -9 of A mid-run: B sees A's running and queued responses failed,
 // with the reason, once A's lease has expired; B's own running response and
 // everything finished before are untouched.
 import assert from "node:assert/strict";
@@ -142,6 +142,15 @@ describe("background responses across two replicas on one PostgreSQL", { skip: p
     assert.equal(deltaText(events), textOf(stored), "the stored log holds exactly that output");
     assert.ok(!events.some((e) => e.type === "response.completed" || e.type === "response.failed" || e.type === "response.incomplete"));
     assert.deepEqual(withoutText(await onB.responses.cancel(long.id)), withoutText(cancelled), "idempotent");
+  });
+
+  test("deleted through B while it runs on A: A stops generating, and the id is gone everywhere", async () => {
+    const long = await create(onA, { input: "A big ship", ...greedy, ...LONG });
+    await pollUntil(onB, long.id, (r) => r.status === "in_progress");
+    assert.equal(await metric(a!, "llamux_slots_busy"), 1);
+    await onB.responses.delete(long.id);
+    await waitFor(async () => (await metric(a!, "llamux_slots_busy")) === 0, 10_000, "A's slot to be freed");
+    for (const client of [onA, onB]) await assert.rejects(client.responses.retrieve(long.id), OpenAI.NotFoundError);
   });
 
   test("A killed -9 mid-run: its running and queued responses are failed with the reason once its lease expires, seen from B; B's own and finished ones are untouched", async () => {
