@@ -100,4 +100,10 @@ export interface SharedBackground {
   owned(): Promise<OwnedResponse[]>;
   /** Whether the replica that owns this response holds a live lease (false: gone, or no such response). */
   ownerAlive(tenantId: string, id: string): Promise<boolean>;
+  /**
+   * One of this replica's responses that nothing here runs any more (its run
+   * could not store its end) becomes what `outcome` says; false, writing
+   * nothing, when it is not this replica's or no longer queued or in progress.
+   */
+  failOwned(tenantId: string, id: string, outcome: InterruptedOutcome): Promise<boolean>;
 }

@@ -33,7 +33,8 @@ import { boundTokens, QuotaGate, type GenerationMeta } from "../runGeneration.js
 import { responseJson, type ResponseObject } from "./responseObject.js";
 import { failedBody, generateEvents, type GenerationOutcome, type ResponseRun } from "./serving.js";
 import { LiveRun } from "./liveRun.js";
-import { CANCEL_WAIT_MS, FOLLOW_POLL_MS, isUnfinished, OWNER_POLL_MS, ownerStops, sleep, SWEEP_MS } from "./backgroundReplicas.js";
+import { CANCEL_WAIT_MS, FOLLOW_POLL_MS, isUnfinished, orphans, OWNER_POLL_MS, ownerStops, sleep, SWEEP_MS } from "./backgroundReplicas.js";
+import { END_NOT_STORED_MESSAGE, failedWith } from "./interrupted.js";
 
 /** How often a running response's new events are written (one transaction each). */
 export const EVENT_FLUSH_MS = 100;
@@ -101,13 +102,19 @@ export class BackgroundResponses {
     }
   }
 
-  /** Fails the unfinished responses of replicas whose lease expired (shared store). */
+  /** Fails dead replicas' unfinished responses, and this one's that nothing here runs any more (their end could not be stored). */
   private async sweep(): Promise<void> {
-    if (!this.backgroundStore || !this.interrupted || this.sweeping) return;
+    const shared = this.backgroundStore?.shared;
+    if (!this.backgroundStore || !shared || !this.interrupted || this.sweeping) return;
     this.sweeping = true;
     try {
       const failed = await this.backgroundStore.failUnfinished(this.interrupted);
       if (failed > 0) this.log?.warn({ failed }, "background responses of a replica that is gone (its lease expired) are marked failed");
+      // The live runs are read after owned(): a run created meanwhile is not taken for an orphan.
+      const owned = await shared.owned();
+      for (const o of orphans(new Set(this.live.keys()), owned)) {
+        if (await shared.failOwned(o.tenantId, o.id, failedWith(END_NOT_STORED_MESSAGE))) this.log?.warn({ response: o.id }, "a background response whose end could not be stored is marked failed");
+      }
     } catch (err) {
       this.log?.debug({ err }, "sweeping background responses of gone replicas failed");
     } finally {

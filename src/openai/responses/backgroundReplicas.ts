@@ -52,6 +52,16 @@ export function ownerStops(runs: readonly RunView[], owned: readonly OwnedRespon
   return stops;
 }
 
+/**
+ * This replica's responses the store has unfinished but nothing here runs:
+ * their run ended without storing its end (the database was unreachable
+ * then). Failing them is conditional on their still being unfinished, so one
+ * whose end was committed while this was decided is left as it is. Pure.
+ */
+export function orphans(liveKeys: ReadonlySet<string>, owned: readonly OwnedResponse[]): OwnedResponse[] {
+  return owned.filter((o) => !liveKeys.has(`${o.tenantId}\u0000${o.id}`));
+}
+
 export function isUnfinished(status: BackgroundStatus | null): boolean {
   return status === "queued" || status === "in_progress";
 }

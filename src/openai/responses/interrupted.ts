@@ -8,6 +8,8 @@ import type { JsonObject } from "../../store/conversationStore.js";
 export const RESTART_MESSAGE = "The server restarted before this background response finished; it was not completed. Create it again.";
 export const REPLICA_LOST_MESSAGE =
   "The replica running this background response stopped before it finished (its lease expired); it was not completed. Create it again.";
+export const END_NOT_STORED_MESSAGE =
+  "This background response's end could not be stored (the database was unreachable); it was not completed. Create it again.";
 
 /**
  * At start, a background response still queued or in progress was cut by a

@@ -130,17 +130,7 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
     );
     let failed = 0;
     for (const c of candidates) {
-      const done = await this.db.transaction(async (tx) => {
-        const row = await lockUnfinished(tx, c.tenant_id, c.id);
-        if (row === null) return false;
-        const [alive] = await tx.query("SELECT 1 FROM replica_leases WHERE replica_id = $1 AND expires_at > now()", [row.owner]);
-        if (alive) return false;
-        const { body, event } = outcome({ body: JSON.parse(row.body) as JsonObject, status: row.status, nextSequenceNumber: row.nextSeq });
-        await tx.execute("UPDATE responses SET body = $1 WHERE tenant_id = $2 AND id = $3", [JSON.stringify(body), c.tenant_id, c.id]);
-        await tx.execute("UPDATE background_responses SET status = 'failed' WHERE tenant_id = $1 AND id = $2", [c.tenant_id, c.id]);
-        await appendEvents(tx, c.tenant_id, c.id, [event]);
-        return true;
-      });
+      const done = await this.failIf(c.tenant_id, c.id, outcome, async (tx, owner) => (await tx.query("SELECT 1 FROM replica_leases WHERE replica_id = $1 AND expires_at > now()", [owner])).length === 0);
       if (done) failed++;
     }
     // Leases of dead replicas that own nothing unfinished any more are of no use.
@@ -149,6 +139,23 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
        AND NOT EXISTS (SELECT 1 FROM background_responses b WHERE b.owner = l.replica_id AND b.status IN ${UNFINISHED_SQL})`,
     );
     return failed;
+  }
+
+  async failOwned(tenantId: string, id: string, outcome: InterruptedOutcome): Promise<boolean> {
+    return this.failIf(tenantId, id, outcome, async (_tx, owner) => owner === this.replicaId);
+  }
+
+  /** Fails one unfinished response, under its row locks, if `when` still holds there. */
+  private async failIf(tenantId: string, id: string, outcome: InterruptedOutcome, when: (tx: Queryable, owner: string) => Promise<boolean>): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const row = await lockUnfinished(tx, tenantId, id);
+      if (row === null || !(await when(tx, row.owner))) return false;
+      const { body, event } = outcome({ body: JSON.parse(row.body) as JsonObject, status: row.status, nextSequenceNumber: row.nextSeq });
+      await tx.execute("UPDATE responses SET body = $1 WHERE tenant_id = $2 AND id = $3", [JSON.stringify(body), tenantId, id]);
+      await tx.execute("UPDATE background_responses SET status = 'failed' WHERE tenant_id = $1 AND id = $2", [tenantId, id]);
+      await appendEvents(tx, tenantId, id, [event]);
+      return true;
+    });
   }
 
   async requestCancel(tenantId: string, id: string): Promise<boolean> {

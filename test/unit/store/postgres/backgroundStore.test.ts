@@ -2,7 +2,7 @@
 // PostgreSQL: the BackgroundStore contract (backgroundStoreContract.ts), and
 // what is PostgreSQL's own: each response's owner and the replicas' leases (a
 // sweep fails only the responses of a replica whose lease expired, never a live
-// one's; several sweeping at once fail each once), a cancel asked through
+// one's; several sweeping at once fail each once; failOwned only its own), a cancel asked through
 // another replica, and writes racing a delete of the response without deadlock.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -136,6 +136,27 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
         assert.equal(await owner.finish({ tenantId: "t1", id: "resp_1", status: "cancelled", body: body("resp_1", "cancelled", ["partial"]), events: [], outputItems: [], conversation: null }), true);
         assert.deepEqual(await owner.owned(), []);
         assert.equal(await other.requestCancel("t1", "resp_1"), false, "terminal already");
+      } finally {
+        await owner.close();
+        await other.close();
+      }
+    });
+
+    test("failOwned fails only this replica's own unfinished response", async () => {
+      await db.execute(`TRUNCATE ${TABLES}`);
+      const owner = await PgBackgroundStore.open(db, LONG_LEASE);
+      const other = await PgBackgroundStore.open(db, LONG_LEASE);
+      try {
+        await createQueuedIn(owner, "t1", "resp_1");
+        await createQueuedIn(owner, "t1", "resp_done");
+        await owner.finish({ tenantId: "t1", id: "resp_done", status: "completed", body: body("resp_done", "completed"), events: [], outputItems: [], conversation: null });
+        assert.equal(await other.failOwned("t1", "resp_1", failed), false, "not its own");
+        assert.equal(await owner.failOwned("t2", "resp_1", failed), false, "another tenant's id");
+        assert.equal(await owner.failOwned("t1", "resp_done", failed), false, "finished already");
+        assert.equal(await owner.failOwned("t1", "resp_1", failed), true);
+        assert.equal(await owner.status("t1", "resp_1"), "failed");
+        assert.equal(await owner.status("t1", "resp_done"), "completed");
+        assert.equal((await owner.events("t1", "resp_1", -1)).at(-1)!.type, "response.failed");
       } finally {
         await owner.close();
         await other.close();
