@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import type { Response as OpenAIResponse, ResponseStreamEvent } from "openai/resources/responses/responses";
 import { REPLICA_LOST_MESSAGE } from "../../../src/openai/responses/interrupted.js";
-import { SWEEP_MS } from "../../../src/openai/responses/backgroundReplicas.js";
+import { OWNER_POLL_MS, SWEEP_MS } from "../../../src/openai/responses/backgroundReplicas.js";
 import { DEFAULT_LEASE_MS } from "../../../src/store/postgres/backgroundStore.js";
 import { postgresMissing, startPostgres, type PostgresServer } from "../../helpers/postgres.js";
 import { groupAlive } from "../helpers/processGroup.js";
@@ -128,7 +128,9 @@ describe("background responses across two replicas on one PostgreSQL", { skip: p
     // Let it write some output first.
     assert.equal(await firstEvents(await onB.responses.retrieve(long.id, { stream: true, starting_after: 10 })), 1, "some output on A");
     assert.equal(await metric(a!, "llamux_slots_busy"), 1, "A's slot runs it");
+    const cancelStarted = Date.now();
     const cancelled = await onB.responses.cancel(long.id);
+    console.log(`# a cancel through B answered, stored by A, in ${Date.now() - cancelStarted} ms (A polls every ${OWNER_POLL_MS} ms)`);
     assert.equal(cancelled.status, "cancelled");
     assert.ok(textOf(cancelled).length > 0, "the output it had when cancelled (stored by A)");
     // A stopped: its slot is free and its engine takes no more steps.
