@@ -13,10 +13,12 @@ import { ceilingContextSize, runCeiling, type CeilingLevel } from "./ceiling.js"
 import { compareMain } from "./compare.js";
 import { runLoad, type LevelResult } from "./loadgen.js";
 import { multiturnTable, runMultiturn, summarizeMultiturn } from "./multiturn.js";
+import { clusterTable, runClusterBench } from "./cluster.js";
 import { OPS_HELP, overloadMain, soakMain } from "./opsCli.js";
 import { ATTACK_HELP, attackMain } from "./attack.js";
 import { ceilingTable, fixed, loadTable, parseCeilingJson, reportJson, tenantsTable, type CeilingShape } from "./report.js";
 import { runTenantWorkload, tenantSpecs, type TenantWorkload } from "./tenants.js";
+import { QUOTA_HELP, quotaMain } from "./quota.js";
 import { UsageError } from "./usage.js";
 
 export const HELP = `Usage:
@@ -90,9 +92,25 @@ export const HELP = `Usage:
         --tenant-keys LIST    KEY1,KEY2,... one per tenant, in order (default: no key)
         --timeout-ms N, --json FILE   as above
 
+  llamux bench cluster --model FILE [options]
+      The multiturn workload (no API keys) through the real HAProxy in front of N replicas, in one
+      run: with llamux's configuration (llamux haproxy-config: conversation affinity, agent weights)
+      and with a plain round robin, each on freshly started replicas. Reports per turn the prompt
+      tokens recomputed and TTFT p50/p99, and each replica's prefilled tokens and engine step time.
+      Needs haproxy (Debian: apt-get install haproxy). Exit 1 if any turn failed.
+        --replicas N          (default 3)
+        --replica-args=ARGS   extra llamux serve arguments for each replica, one string after =
+                              (default "--slots 4 --ctx-per-slot 2048 --threads 1")
+        --check-interval-ms N HAProxy health and agent checks (default 1000)
+        --conversations N     at once (default 12)
+        --turns, --system-tokens, --user-tokens, --max-tokens, --think-ms, --timeout-ms, --json
+                              as for multiturn (defaults 6, 256, 32, 16, 500)
+
 ${OPS_HELP}
 
 ${ATTACK_HELP}
+
+${QUOTA_HELP}
 
   llamux bench compare --ceiling A.json,B.json --server NAME=X.json,Y.json [--server NAME2=...]
       Medians over repeated runs of the above, with each server's ratio to the ceiling: with as
@@ -389,15 +407,52 @@ async function multiturnMain(argv: string[]): Promise<number> {
   return samples.some((s) => !s.ok) ? 1 : 0;
 }
 
+async function clusterMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: "string" }, replicas: { type: "string" }, "replica-args": { type: "string" }, "check-interval-ms": { type: "string" },
+      conversations: { type: "string" }, turns: { type: "string" }, "system-tokens": { type: "string" }, "user-tokens": { type: "string" },
+      "max-tokens": { type: "string" }, "think-ms": { type: "string" }, "timeout-ms": { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+    },
+  });
+  if (values.help) return (console.log(HELP), 0);
+  if (!values.model) throw new UsageError("bench cluster needs --model FILE (see --help)");
+  const o = {
+    modelFile: values.model,
+    replicas: positiveInt("replicas", values.replicas, 3),
+    replicaArgs: (values["replica-args"] ?? "--slots 4 --ctx-per-slot 2048 --threads 1").split(/\s+/).filter(Boolean),
+    checkIntervalMs: positiveInt("check-interval-ms", values["check-interval-ms"], 1000),
+    workload: {
+      tenants: 1,
+      conversationsPerTenant: positiveInt("conversations", values.conversations, 12),
+      turns: positiveInt("turns", values.turns, 6),
+      systemTokens: positiveInt("system-tokens", values["system-tokens"], 256),
+      userTokens: positiveInt("user-tokens", values["user-tokens"], 32),
+      maxTokens: positiveInt("max-tokens", values["max-tokens"], 16),
+      thinkMs: nonNegativeInt("think-ms", values["think-ms"], 500),
+      timeoutMs: positiveInt("timeout-ms", values["timeout-ms"], 600_000),
+    },
+  };
+  console.error(`cluster: ${o.replicas} replicas, ${o.workload.conversationsPerTenant} conversations x ${o.workload.turns} turns, affinity then round robin ...`);
+  const results = await runClusterBench(o, (line) => console.error(line));
+  console.log(clusterTable(results));
+  writeFile(values.json, reportJson({ kind: "cluster", ...o, results }));
+  return results.some((r) => r.result.perTurn.some((t) => t.errors > 0)) ? 1 : 0;
+}
+
 /** Entry point for `llamux bench ...`; `argv` is what follows "bench". Returns the exit code. */
 export async function benchMain(argv: string[]): Promise<number> {
   try {
     if (argv[0] === "ceiling") return await ceilingMain(argv.slice(1));
     if (argv[0] === "compare") return compareCli(argv.slice(1));
     if (argv[0] === "multiturn") return await multiturnMain(argv.slice(1));
+    if (argv[0] === "cluster") return await clusterMain(argv.slice(1));
     if (argv[0] === "soak") return await soakMain(argv.slice(1), HELP);
     if (argv[0] === "overload") return await overloadMain(argv.slice(1), HELP);
     if (argv[0] === "attack") return await attackMain(argv.slice(1), HELP);
+    if (argv[0] === "quota") return await quotaMain(argv.slice(1));
     return await loadMain(argv);
   } catch (err) {
     if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {

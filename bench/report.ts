@@ -86,9 +86,9 @@ export type CeilingShape = Omit<CeilingOptions, "onLevel">;
 
 export type MultiturnReport = { kind: "multiturn"; tenantKeys: boolean } & Omit<MultiturnOptions, "tenantKeys"> & MultiturnResult;
 
-/** `bench soak` and `bench overload` (bench/opsCli.ts): their options and results as they are. */
+/** `bench soak`, `bench overload` (bench/opsCli.ts) and `bench cluster` (bench/cluster.ts): their options and results as they are. */
 export interface OpsReport {
-  kind: "soak" | "overload";
+  kind: "soak" | "overload" | "cluster";
   [field: string]: unknown;
 }
 

@@ -218,6 +218,7 @@ export class Engine {
       slotsBusy: busy,
       slotsIdle: this.slots.length - busy,
       kvCellsUsed: this.slots.reduce((n, s) => n + s.seq.nextTokenIndex, 0),
+      kvCellsBusy: this.slots.reduce((n, s) => n + (s.busy ? s.seq.nextTokenIndex : 0), 0),
       steps: this.steps,
       decodedTokens: this.decodedTokens,
       prefixHits: this.prefixHits,

@@ -278,6 +278,12 @@ export interface EngineStats {
   slotsBusy: number;
   slotsIdle: number;
   kvCellsUsed: number;
+  /**
+   * Cells held by slots serving a request (optional: absent from older
+   * workers). Idle slots' cells are a cache any request may evict, as vLLM
+   * counts its cached free blocks as free.
+   */
+  kvCellsBusy?: number;
   steps: number;
   decodedTokens: number;
   /** Requests admitted with part of their prompt already in the KV cache (warm in a slot or restored). */

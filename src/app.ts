@@ -23,7 +23,7 @@ import { conversationsRoute } from "./openai/conversations/route.js";
 import { responsesRoute } from "./openai/responses/route.js";
 import type { BackgroundResponses } from "./openai/responses/background.js";
 import type { ConversationStore } from "./store/conversationStore.js";
-import type { QuotaLedger } from "./quota/ledger.js";
+import type { Quota } from "./quota/quota.js";
 import { modelState, type ServedModels } from "./servedModels.js";
 import type { TenantRegistry } from "./tenants/registry.js";
 
@@ -44,7 +44,7 @@ export interface AppDeps {
   tenants: TenantRegistry | null;
   /** LLAMUX_ADMIN_KEY; null: no /admin routes at all (404). Requires `tenants`. */
   adminKey: string | null;
-  quota: QuotaLedger;
+  quota: Quota;
   /** Stored responses and conversations (/v1/responses, /v1/conversations). */
   conversations: ConversationStore;
   /** Background responses running in this process (/v1/responses with background: true). */
@@ -121,9 +121,18 @@ export function createApp(deps: AppDeps): Express {
   app.use("/v1", authenticate(deps.tenants));
   // OpenAI sends its rate-limit headers on every response; generation routes
   // overwrite them with the values after their own reservation.
+  // A shared quota that cannot answer sends none (the request goes on; a
+  // generation route then says why it cannot be admitted).
   app.use("/v1", (_req, res, next) => {
-    if (res.locals.tenant) res.set(deps.quota.headers(res.locals.tenant));
-    next();
+    if (!res.locals.tenant) return next();
+    deps.quota
+      .headers(res.locals.tenant)
+      .catch(() => ({}))
+      .then((h) => {
+        res.set(h);
+        next();
+      })
+      .catch(next);
   });
   // Only JSON bodies: a text/plain or form POST is what a web page can send cross-site without a preflight.
   app.use("/v1", requireJsonBody());

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// llamux command line: serve | make-model | bench.
+// llamux command line: serve | make-model | bench | haproxy-config.
 // The bench and make-model commands are imported when run: the bench's ceiling
 // loads node-llama-cpp, which a serving front must not carry (see threads.ts).
 import { ModelResolutionError } from "../models/resolve.js";
@@ -13,6 +13,7 @@ Usage:
   llamux serve [options]        serve a GGUF model over the OpenAI API (see llamux serve --help)
   llamux make-model [options]   write a synthetic GGUF with random weights (see llamux make-model --help)
   llamux bench [options]        streaming load generator; 'llamux bench ceiling' for the raw engine ceiling
+  llamux haproxy-config [...]   print an HAProxy configuration for several replicas (see docs/cluster.md)
   llamux --version`;
 
 async function serve(argv: string[]): Promise<number> {
@@ -53,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("../models/makeModelCli.js")).makeModelMain(rest);
     case "bench":
       return (await import("../bench/cli.js")).benchMain(rest);
+    case "haproxy-config":
+      return (await import("./cluster/haproxyConfigCli.js")).haproxyConfigMain(rest);
     case "--version":
     case "-v":
       console.log(VERSION);

@@ -7,6 +7,7 @@ import YAML from "yaml";
 import { z } from "zod";
 import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
 import { defaultThreads } from "../models/threads.js";
+import { REDIS_FALLBACKS } from "./quota/redis/fallback.js";
 import { MIN_SECRET_LENGTH, secretWeakness } from "./tenants/keys.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
@@ -31,6 +32,7 @@ const OPTIONS = {
   model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
   port: { env: "LLAMUX_PORT", schema: int(0, 65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
+  "agent-port": { env: "LLAMUX_AGENT_PORT", schema: z.null().or(int(0, 65535)), default: null, help: "Also answer HAProxy agent checks on this TCP port of --host: a weight from free slots and queue depth, or drain while loading or shutting down (0 picks a free one; unset: off). See docs/cluster.md" },
   slots: { env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
   "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
   threads: { env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
@@ -59,6 +61,12 @@ const OPTIONS = {
   "database-pool-size": { env: "LLAMUX_DATABASE_POOL_SIZE", schema: int(1, 1000), default: 10, help: "Most PostgreSQL connections this replica holds at once" },
   "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
   "kv-cache-max-bytes": { env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
+  "redis-url": { env: "LLAMUX_REDIS_URL", schema: z.string().regex(/^rediss?:\/\/./, "expected a redis:// or rediss:// URL").nullable(), default: null, help: "Redis shared by every replica: per-tenant rate limits, concurrency and queue caps become exact across replicas (default: in-process, per replica)" },
+  "redis-fallback": { env: "LLAMUX_REDIS_FALLBACK", schema: z.enum(REDIS_FALLBACKS), default: "local", help: "While Redis is unreachable: local (each limit ÷ the number of replicas, enforced by each replica alone) | refuse (503 quota_unavailable)" },
+  "redis-replicas": { env: "LLAMUX_REDIS_REPLICAS", schema: z.null().or(int(1, 10_000)), default: null, help: "Replicas sharing the limits, for --redis-fallback local (default: the live replicas last counted in Redis)" },
+  "redis-lease-ms": { env: "LLAMUX_REDIS_LEASE_MS", schema: int(1000, 3_600_000), default: 30_000, help: "A request's place in its tenant's concurrency and queue caps outlives its replica (killed, cut off) by at most this long" },
+  "redis-timeout-ms": { env: "LLAMUX_REDIS_TIMEOUT_MS", schema: int(10, 60_000), default: 500, help: "Redis connect and command timeout: past it, the request is decided by --redis-fallback" },
+  "redis-key-prefix": { env: "LLAMUX_REDIS_KEY_PREFIX", schema: z.string().min(1).max(200), default: "llamux:quota:", help: "Prefix of every Redis key (deployments sharing one Redis need different ones)" },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
@@ -94,6 +102,8 @@ export interface ServeConfig {
   model: string | null;
   host: string;
   port: number;
+  /** HAProxy agent-check port (src/cluster/agent.ts); null: no agent. */
+  agentPort: number | null;
   slots: number;
   ctxPerSlot: number;
   threads: number;
@@ -135,6 +145,14 @@ export interface ServeConfig {
   kvCacheDir: string | null;
   /** 0: evicted caches are not saved. */
   kvCacheMaxBytes: number;
+  /** Shared quotas across replicas; null: in-process quotas. */
+  redisUrl: string | null;
+  redisFallback: (typeof REDIS_FALLBACKS)[number];
+  /** null: the live replicas counted in Redis. */
+  redisReplicas: number | null;
+  redisLeaseMs: number;
+  redisTimeoutMs: number;
+  redisKeyPrefix: string;
   /**
    * The models to serve, each in its own engine worker: the config file's
    * `models` list, or one model built from the top-level options.

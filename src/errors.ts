@@ -48,6 +48,7 @@ const CATALOGUE = {
   engine_unavailable: { status: 503, type: "server_error" },
   model_not_loaded: { status: 503, type: "server_error" },
   queue_timeout: { status: 503, type: "server_error" },
+  quota_unavailable: { status: 503, type: "server_error" },
   engine_restarted: { status: 503, type: "server_error" },
   database_unavailable: { status: 503, type: "server_error" },
   engine_error: { status: 500, type: "server_error" },

@@ -166,6 +166,25 @@ export function bindEngineMetrics(metrics: Metrics, engines: ReadonlyArray<{ id:
   gauge("llamux_slots_busy", "KV slots serving a request", (s) => s.slotsBusy);
   gauge("llamux_slots_idle", "KV slots free (their cache kept for prefix reuse)", (s) => s.slotsIdle);
   gauge("llamux_kv_cells_used", "KV cache cells holding tokens, over all slots", (s) => s.kvCellsUsed);
+  // The Gateway API Inference Extension's KVCacheUtilization (vLLM's
+  // vllm:kv_cache_usage_perc), a fraction 0..1: cells held by slots serving a
+  // request over every slot's context. llamux_requests_waiting and
+  // llamux_requests_running are its TotalQueuedRequests and TotalRunningRequests.
+  new Gauge({
+    name: "llamux_kv_cache_usage_ratio",
+    help: "KV cache in use by running requests, 0..1: their slots' cells over all slots' context (idle slots' cached prefixes count as free; they are evicted on demand)",
+    labelNames,
+    registers,
+    async collect() {
+      const all = await stats();
+      for (const [i, { id, stats: s }] of all.entries()) {
+        const info = engines[i]!.engine.model;
+        if (!s || !info) continue;
+        const capacity = info.slots * info.contextPerSlot;
+        if (capacity > 0) this.set({ model: id }, Math.min(1, (s.kvCellsBusy ?? s.kvCellsUsed) / capacity));
+      }
+    },
+  });
   gauge("llamux_kv_saved_states", "Evicted slots' KV states saved on disk (--kv-cache-dir)", (s) => s.kv?.states ?? 0);
   gauge("llamux_kv_saved_bytes", "Bytes of the saved KV states on disk", (s) => s.kv?.bytes ?? 0);
   // Counted by the worker: like any counter, they start again from 0 when it restarts.

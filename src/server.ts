@@ -3,9 +3,12 @@
 // listens before the worker starts (so /health answers while the model loads)
 // and stops first (so draining requests still reach the worker). close()
 // drains: new /v1 requests get 503 while those in flight run on for up to
-// --drain-timeout-ms, then the listener closes and whatever is left is cut. Used by `llamux serve`
-// and by the integration tests. With --database-url the stores are PostgreSQL's
-// (src/store/postgres): its pool opens before everything and closes after.
+// --drain-timeout-ms, then the listener closes and whatever is left is cut. With
+// --agent-port, an HAProxy agent (src/cluster/agent.ts) answers from the listen
+// on (drain while loading and draining) until the drain is over. With
+// --database-url the stores are PostgreSQL's (src/store/postgres): its pool
+// opens before everything and closes after. Used by `llamux serve` and by the
+// integration tests.
 import http, { type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -13,6 +16,9 @@ import { createRequire } from "node:module";
 import { EngineClient, MAX_LOGIT_BIAS_ENTRIES, type ModelInfo, type WorkerOptions } from "../engine/index.js";
 import { countTextTokens, freeEncoder } from "./quota/estimate.js";
 import { QuotaLedger } from "./quota/ledger.js";
+import { LocalQuota, type Quota } from "./quota/quota.js";
+import { createRedisClient, whenReady } from "./quota/redis/client.js";
+import { RedisQuota } from "./quota/redis/redisQuota.js";
 import { ServerQueue } from "./quota/serverQueue.js";
 import { SqliteUsageStore, type StoredUsage, type UsageStore } from "./quota/usageStore.js";
 import { engineTenant, hasTokenLimit, tenantPolicy } from "./tenants/types.js";
@@ -36,7 +42,8 @@ import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
 import { openBackgroundResponses } from "./openai/responses/openBackground.js";
-import { ServedModels, type ServedModel } from "./servedModels.js";
+import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
+import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
 export const VERSION = pkg.version;
@@ -56,6 +63,8 @@ export interface RunningServer {
   conversations: ConversationStore;
   /** The shared PostgreSQL state with --database-url; null without. */
   postgres: PostgresState | null;
+  /** The HAProxy agent-check port (--agent-port); null when there is no agent. */
+  agentPort: number | null;
   /**
    * Drains and stops: refuses new requests, waits up to --drain-timeout-ms for
    * those in flight, closes the listener and every connection left, stops the
@@ -67,7 +76,7 @@ export interface RunningServer {
 export { isMultiTenant } from "./tenants/openTenants.js";
 
 /** Keeps the engine's fairness policies and the quota ledger in step with the tenant registry. */
-function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: QuotaLedger, metrics: Metrics, log: Logger): () => void {
+function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quota, metrics: Metrics, log: Logger): () => void {
   const apply = () => {
     const all = tenants.list().map((r) => r.tenant);
     for (const m of models.all) {
@@ -81,7 +90,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
         log.error({ err: (err as Error).message, model: m.id }, "tenant scheduling policies rejected");
       }
     }
-    quota.retain(all.map((t) => t.id));
+    quota.retain(all.map((t) => t.id)).catch((err: unknown) => log.error({ err }, "dropping deleted tenants' quota counters failed"));
     // The token estimate (QuotaGate.open) loads tiktoken's tokenizer, about
     // 60 MiB and 0.4 s: now, rather than in the first request, but only once
     // some tenant has a token limit to check it against.
@@ -90,7 +99,7 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
   apply();
   return tenants.onChange((change) => {
     if (change.type === "deleted") {
-      quota.forget(change.tenantId);
+      quota.forget(change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's quota counters failed"));
       // /metrics must not keep listing (and counting) a tenant that is gone.
       forgetTenant(metrics, change.tenantId).catch((err: unknown) => log.error({ err, tenant: change.tenantId }, "dropping a deleted tenant's metrics failed"));
     }
@@ -129,23 +138,6 @@ function conversationOptions(config: ServeConfig, log: Logger) {
   };
 }
 
-/**
- * TODO(issue 20, lead at merge): the ledger's UsageStore is synchronous today
- * and PgUsageStore has the asynchronous shape the Redis half introduces. Until
- * the ledger awaits its store, this bridge serves the usage read once at start
- * and hands each add to PgUsageStore without waiting (which buffers it while
- * the database is away, so nothing is lost). Replace it with `pg.usage` itself.
- */
-async function bridgeUsageStore(usage: PgUsageStore, log: Logger): Promise<UsageStore> {
-  const loaded: Map<string, StoredUsage> = await usage.load();
-  return {
-    load: () => loaded,
-    add: (tenantId, day, tokens) => {
-      usage.add(tenantId, day, tokens).catch((err: unknown) => log.error({ err, tenant: tenantId }, "recording token usage in PostgreSQL failed"));
-    },
-  };
-}
-
 async function startServing(
   config: ServeConfig,
   log: Logger,
@@ -167,8 +159,8 @@ async function startServing(
   if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
   // Daily and lifetime usage live in the same database as the tenants, so a
   // budget survives restarts; single-tenant mode has no limits to keep.
-  const usageStore = !multi ? null : pg ? await bridgeUsageStore(pg.usage, log) : new SqliteUsageStore(multi.sqlite!.db);
-  const quota = new QuotaLedger({ store: usageStore });
+  const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
+  const quota = await openQuota(config, usageStore, metrics, log);
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
@@ -216,19 +208,42 @@ async function startServing(
     app,
   );
   // Listen first so /health answers (and /ready says 503) while the model loads.
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  }).catch(async (err: unknown) => {
+  } catch (err) {
     await background.close();
+    stopWatchingTenants();
+    stopForgettingTenants();
+    await quota.close();
     throw err;
-  });
+  }
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
+  // The agent answers from now on, so a balancer hears "drain" while the models load.
+  let agent: AgentServer | null = null;
+  if (config.agentPort !== null) {
+    try {
+      agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await background.close();
+      stopWatchingTenants();
+      stopForgettingTenants();
+      throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
+    }
+    log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
+  }
+  const closeAgent = async () => {
+    await agent?.close();
+    agent = null;
+  };
 
   const closeHttp = () =>
     new Promise<void>((resolve) => {
@@ -259,12 +274,14 @@ async function startServing(
   try {
     await startEngines(models, log);
   } catch (err) {
+    await closeAgent();
     await closeHttp();
     await background.close();
     await jsonParser.close();
     await stopEngines();
     stopWatchingTenants();
     stopForgettingTenants();
+    await quota.close();
     freeEncoder();
     await tracing.shutdown();
     throw err;
@@ -282,16 +299,20 @@ async function startServing(
     store: multi?.sqlite ?? null,
     conversations,
     postgres: pg,
+    agentPort: agent?.port ?? null,
     close: () =>
       (closing ??= (async () => {
+        // From here the agent answers "drain": the balancer stops sending new requests.
         accepting = false;
         await drainHttp();
+        await closeAgent();
         // Before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
         await background.close();
         await jsonParser.close();
         await stopEngines();
         stopWatchingTenants();
         stopForgettingTenants();
+        await quota.close();
         freeEncoder();
         await multi?.watcher?.stop();
         await conversations.close();
@@ -301,6 +322,50 @@ async function startServing(
         log.info("llamux stopped");
       })()),
   };
+}
+
+/** What the agent check reports: each model's state and the front's own queue counts. */
+function replicaLoad(models: ServedModels, accepting: boolean): ReplicaLoad {
+  return {
+    accepting,
+    models: models.all.map((m) => ({ state: modelState(m), slots: m.queue.slots, running: m.queue.running, waiting: m.queue.waiting, maxQueued: m.queue.maxQueued })),
+  };
+}
+
+/**
+ * The tenants' quota books: in process (the default), or in the Redis every
+ * replica shares (--redis-url). A Redis that does not answer at start is not
+ * fatal: the replica starts in its fallback and switches over when it answers.
+ */
+async function openQuota(config: ServeConfig, store: UsageStore | null, metrics: Metrics, log: Logger): Promise<Quota> {
+  if (config.redisUrl === null) return new LocalQuota(await QuotaLedger.open({ store }));
+  const redis = createRedisClient({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs });
+  const where = redisAddress(config.redisUrl);
+  const quota = new RedisQuota({
+    redis,
+    keyPrefix: config.redisKeyPrefix,
+    store,
+    fallback: config.redisFallback,
+    replicas: config.redisReplicas,
+    leaseMs: config.redisLeaseMs,
+    log,
+    registry: metrics.registry,
+    ownsClient: true,
+  });
+  await whenReady(redis, config.redisTimeoutMs);
+  await quota.tick();
+  log.info({ redis: where, mode: quota.currentMode, fallback: config.redisFallback, leaseMs: config.redisLeaseMs }, "quotas shared through Redis");
+  return quota;
+}
+
+/** host:port of a Redis URL, without the password it may carry (for logs). */
+function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 6379}`;
+  } catch {
+    return "(unparsable URL)";
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 // What the OpenAI routes need from the server, passed in explicitly.
 import type { Request, Response } from "express";
 import type { Usage } from "../../engine/index.js";
-import type { QuotaLedger } from "../quota/ledger.js";
+import type { Quota } from "../quota/quota.js";
 import { ApiError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import { modelState, type ServedModel, type ServedModels } from "../servedModels.js";
@@ -12,7 +12,7 @@ export interface RouteDeps {
   metrics: Metrics;
   fingerprint: string;
   /** Per-tenant rate limits and budgets (a tenant without limits passes untouched). */
-  quota: QuotaLedger;
+  quota: Quota;
   /** A request with no output this long after arrival is shed (503 queue_timeout); 0: never. */
   queueTimeoutMs: number;
 }

@@ -7,7 +7,7 @@ import { trace } from "@opentelemetry/api";
 import type { Request, Response } from "express";
 import { traceHeaders } from "../../telemetry/tracing.js";
 import { refuseEarly, type EngineEvent, type EngineRequest, type FinishReason, type Usage } from "../../engine/index.js";
-import type { QuotaLedger, Reservation } from "../quota/ledger.js";
+import type { Quota, Reservation } from "../quota/quota.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
 import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { ServedModel } from "../servedModels.js";
@@ -31,9 +31,12 @@ export interface ChoiceUsage {
 export class QuotaGate {
   private state: "reserved" | "running" | "settled" = "reserved";
   private choices: readonly ChoiceUsage[] = [];
+  // The quota's calls for this request, in the order the request made them
+  // (started before settle): each waits for the one before, whatever it did.
+  private pending: Promise<void> = Promise.resolve();
 
   private constructor(
-    private readonly ledger: QuotaLedger,
+    private readonly ledger: Quota,
     private readonly tenant: Tenant,
     private readonly reservation: Reservation,
     private readonly ticket: QueueTicket | null,
@@ -53,16 +56,17 @@ export class QuotaGate {
    * ends without exact usage. Counting loads tiktoken's tokenizer (about 60
    * MiB), which a server whose tenants have no token limits never needs.
    */
-  static open(ledger: QuotaLedger, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimate: () => number): QuotaGate {
+  static async open(ledger: Quota, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimate: () => number): Promise<QuotaGate> {
     let estimated: number | null = null;
     const once = () => (estimated ??= estimate());
-    const result = ledger.reserve(tenant, { estimatedTokens: hasTokenLimit(tenant.limits) ? once() : 0 });
+    const result = await ledger.reserve(tenant, { estimatedTokens: hasTokenLimit(tenant.limits) ? once() : 0 });
     if (!result.ok) {
       metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
       throw result.error;
     }
+    // After the await: the server queue is checked and entered in one tick.
     if (queue && !queue.hasRoom()) {
-      ledger.cancel(result.reservation);
+      void ledger.cancel(result.reservation).catch(() => undefined);
       metrics.rejections.inc({ tenant: tenant.id, reason: "server_queue_full" });
       throw queue.fullError();
     }
@@ -78,9 +82,9 @@ export class QuotaGate {
    * the 429 when the bound does not fit (the request must then be cancelled,
    * and close() refunds it).
    */
-  confirm(boundTokens: number): void {
+  async confirm(boundTokens: number): Promise<void> {
     if (this.state !== "reserved" || !hasTokenLimit(this.tenant.limits)) return;
-    const error = this.ledger.resize(this.tenant, this.reservation, boundTokens);
+    const error = await this.ledger.resize(this.tenant, this.reservation, boundTokens);
     if (error) throw error;
   }
 
@@ -93,15 +97,26 @@ export class QuotaGate {
   started(): void {
     if (this.state !== "reserved") return;
     this.state = "running";
-    this.ledger.started(this.reservation);
+    this.inOrder(() => this.ledger.started(this.reservation));
     this.ticket?.started();
   }
 
-  /** Exact usage is known: charge it (before the response ends, so what was acknowledged is stored). */
-  settle(usage: Usage): void {
-    if (this.state === "settled") return;
+  /**
+   * Exact usage is known: charge it. Resolves once it is charged and stored
+   * (never rejects: a quota reports its own failures); the routes wait for it
+   * before the response ends, so what was acknowledged is charged, on every
+   * replica, before the client can send its next request.
+   */
+  settle(usage: Usage): Promise<void> {
+    if (this.state === "settled") return this.pending;
     this.state = "settled";
-    this.ledger.settle(this.reservation, usage.promptTokens + usage.completionTokens);
+    return this.inOrder(() => this.ledger.settle(this.reservation, usage.promptTokens + usage.completionTokens));
+  }
+
+  /** Queues a quota call after the ones before it; a failure is the quota's to report (it does), not the request's. */
+  private inOrder(call: () => Promise<void>): Promise<void> {
+    this.pending = this.pending.then(call).catch(() => undefined);
+    return this.pending;
   }
 
   /**
@@ -121,23 +136,20 @@ export class QuotaGate {
     if (this.state !== "reserved") return;
     this.state = "settled";
     this.ticket?.close();
-    this.ledger.settle(this.reservation, 0);
+    this.inOrder(() => this.ledger.settle(this.reservation, 0));
   }
 
   close(): Promise<void> {
     const state = this.state;
     this.state = "settled";
     this.ticket?.close();
-    if (state === "reserved") this.ledger.cancel(this.reservation);
-    if (state !== "running") return Promise.resolve();
+    if (state === "reserved") return this.inOrder(() => this.ledger.cancel(this.reservation));
+    if (state !== "running") return this.pending;
     // With a token limit the reservation is the request's bound (confirm()),
     // never less than it used; without one, nothing was reserved.
     const fallback = () => (hasTokenLimit(this.tenant.limits) ? this.ledger.held(this.reservation) : this.estimate());
-    if (this.choices.length === 0) {
-      this.ledger.settle(this.reservation, fallback());
-      return Promise.resolve();
-    }
-    return usedByChoices(this.choices, FINAL_USAGE_WAIT_MS).then((used) => this.ledger.settle(this.reservation, used ?? fallback()));
+    if (this.choices.length === 0) return this.inOrder(() => this.ledger.settle(this.reservation, fallback()));
+    return usedByChoices(this.choices, FINAL_USAGE_WAIT_MS).then((used) => this.inOrder(() => this.ledger.settle(this.reservation, used ?? fallback())));
   }
 }
 
@@ -181,13 +193,14 @@ export function boundTokens(reqs: readonly EngineRequest[], promptTokens: readon
  * tenant could make the server validate, and refuse, as much as it likes.
  * Over the limit, the 429 is the answer, as OpenAI checks limits first.
  */
-function chargeRefusedRequest(deps: RouteDeps, tenant: Tenant, res: Response): void {
-  const result = deps.quota.reserve(tenant, { estimatedTokens: 0 });
+export async function chargeRefusedRequest(deps: RouteDeps, tenant: Tenant, res: Response): Promise<void> {
+  const result = await deps.quota.reserve(tenant, { estimatedTokens: 0 });
   if (!result.ok) {
     deps.metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
     throw result.error;
   }
-  deps.quota.settle(result.reservation, 0);
+  // Nothing to store (0 tokens); a failure to settle leaves the unit charged, which is what is meant.
+  void deps.quota.settle(result.reservation, 0).catch(() => undefined);
   res.set(result.headers);
 }
 
@@ -203,8 +216,8 @@ export interface GenerationMeta {
   model: string;
   fingerprint: string;
   includeUsage: boolean;
-  /** Called once with the request's exact usage, before its last bytes are sent. */
-  onUsage: (u: Usage) => void;
+  /** Called once with the request's exact usage, before its last bytes are sent; they wait for what it returns. */
+  onUsage: (u: Usage) => void | Promise<void>;
 }
 
 /**
@@ -241,7 +254,7 @@ export async function runGeneration(
   const info = g.served.engine.model;
   const early = info ? g.engineReqs.map((r) => refuseEarly(r, info)).find((e) => e !== null) : undefined;
   if (early) {
-    chargeRefusedRequest(deps, g.tenant, res);
+    await chargeRefusedRequest(deps, g.tenant, res);
     for (let i = 0; i < g.engineReqs.length; i++) ended("error");
     throw fromEngineError(early);
   }
@@ -255,7 +268,7 @@ export async function runGeneration(
   if (span && traced) span.setAttributes(genAiRequestAttributes(req.path, g.model, g.engineReqs[0]));
   const engineReqs = g.engineReqs.map((r) => (r.tenant === scope && !traced ? r : { ...r, tenant: scope, ...(traced ? { trace: traced } : {}) }));
   const finishReasons: string[] = [];
-  const gate = QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
+  const gate = await QuotaGate.open(deps.quota, g.served.queue, deps.metrics, g.tenant, res, g.estimate);
   const abort = clientAbort(req, res);
   // A choice that ended without a finish or an engine error was cut short: by
   // its client, or by the server (the reader failed, admitAll gave up on it).
@@ -276,7 +289,7 @@ export async function runGeneration(
     // request's true bound, or refuse it before it has run (nothing is sent yet).
     try {
       const contextPerSlot = g.served.engine.model?.contextPerSlot ?? 0;
-      gate.confirm(boundTokens(engineReqs, admitted.map((a) => a.promptTokens), contextPerSlot));
+      await gate.confirm(boundTokens(engineReqs, admitted.map((a) => a.promptTokens), contextPerSlot));
     } catch (err) {
       if (err instanceof ApiError) deps.metrics.rejections.inc({ tenant, reason: rejectionReason(err) });
       throw err;
@@ -333,10 +346,10 @@ export async function runGeneration(
       fingerprint: deps.fingerprint,
       includeUsage: g.includeUsage,
       onUsage: (u) => {
-        gate.settle(u);
         res.locals.usage = u; // for the access log line
         recordUsage(deps, g.model, g.tenant.id, u);
         if (traced) span!.setAttributes({ ...genAiUsageAttributes(u), "gen_ai.response.model": g.model, "gen_ai.response.finish_reasons": finishReasons });
+        return gate.settle(u);
       },
     });
   } finally {

@@ -24,11 +24,12 @@ import { decideAdmission } from "./admission.js";
 import { rateLimitHeaders, type RateLimitHeaders } from "./rateLimitHeaders.js";
 import { rejectionError } from "./rejectionError.js";
 import { charged, fullBucket, refilled, type Bucket } from "./tokenBucket.js";
-import type { UsageStore } from "./usageStore.js";
+import type { StoredUsage, UsageStore } from "./usageStore.js";
 import { msUntilUtcMidnight, utcDay } from "./utcDay.js";
 
 export interface Reservation {
-  readonly id: number;
+  /** Unique among the reservations of one quota (a shared quota makes it unique across replicas). */
+  readonly id: string;
   readonly tenantId: string;
   /** Tokens reserved at first (the pre-flight estimate); resize() may change what is held since. */
   readonly estimatedTokens: number;
@@ -51,13 +52,15 @@ export interface TenantUsage {
 export interface QuotaLedgerOptions {
   /** Clock in ms since the epoch. */
   now?: () => number;
-  /** Daily and lifetime usage survive restarts through this store. */
+  /** Daily and lifetime usage survive restarts through this store: each settle adds to it. */
   store?: UsageStore | null;
+  /** The store's usage at start (QuotaLedger.open loads it). */
+  usage?: ReadonlyMap<string, StoredUsage>;
   /** Wait suggested to a tenant whose concurrency or queue cap is full. */
   queueRetryAfterMs?: number;
 }
 
-const DEFAULTS: Required<QuotaLedgerOptions> = { now: Date.now, store: null, queueRetryAfterMs: 1000 };
+const DEFAULTS: Required<QuotaLedgerOptions> = { now: Date.now, store: null, usage: new Map(), queueRetryAfterMs: 1000 };
 
 interface TenantState {
   /** The limits the buckets were last refilled under. */
@@ -90,7 +93,7 @@ export class QuotaLedger {
   // usage, until forget()/retain() drops it; so memory follows the tenant list.
   private readonly tenants = new Map<string, TenantState>();
   // Reservations neither settled nor cancelled; bounded by requests in flight.
-  private readonly live = new Map<number, Live>();
+  private readonly live = new Map<string, Live>();
   private nextId = 1;
 
   constructor(options: QuotaLedgerOptions = {}) {
@@ -98,20 +101,35 @@ export class QuotaLedger {
     this.now = o.now;
     this.store = o.store;
     this.queueRetryAfterMs = o.queueRetryAfterMs;
+    for (const [tenantId, u] of o.usage) this.seed(tenantId, u);
+  }
+
+  /** A ledger that starts from the usage in `options.store`. */
+  static async open(options: QuotaLedgerOptions = {}): Promise<QuotaLedger> {
+    const usage = options.store ? await options.store.load() : new Map<string, StoredUsage>();
+    return new QuotaLedger({ ...options, usage });
+  }
+
+  /** Starts a tenant the ledger has not seen from its stored usage (a tenant already seen keeps its counters). */
+  seed(tenantId: string, u: StoredUsage): void {
+    if (this.tenants.has(tenantId)) return;
     const nowMs = this.now();
-    for (const [tenantId, u] of this.store?.load() ?? []) {
-      this.tenants.set(tenantId, {
-        // Real limits arrive with the first reserve() or headers() call.
-        limits: DEFAULT_LIMITS,
-        requests: fullBucket(nowMs),
-        tokens: fullBucket(nowMs),
-        running: 0,
-        queued: 0,
-        day: u.day,
-        dayTokens: u.dayTokens,
-        lifetimeTokens: u.lifetimeTokens,
-      });
-    }
+    this.tenants.set(tenantId, {
+      // Real limits arrive with the first reserve() or headers() call.
+      limits: DEFAULT_LIMITS,
+      requests: fullBucket(nowMs),
+      tokens: fullBucket(nowMs),
+      running: 0,
+      queued: 0,
+      day: u.day,
+      dayTokens: u.dayTokens,
+      lifetimeTokens: u.lifetimeTokens,
+    });
+  }
+
+  /** Whether the ledger holds counters for the tenant. */
+  has(tenantId: string): boolean {
+    return this.tenants.has(tenantId);
   }
 
   /** Admits and charges a request, or says which limit refuses it. Charges nothing when refused. */
@@ -129,7 +147,7 @@ export class QuotaLedger {
     s.dayTokens += estimatedTokens;
     s.lifetimeTokens += estimatedTokens;
     s.queued += 1;
-    const reservation: Reservation = { id: this.nextId++, tenantId: tenant.id, estimatedTokens, day: s.day };
+    const reservation: Reservation = { id: String(this.nextId++), tenantId: tenant.id, estimatedTokens, day: s.day };
     this.live.set(reservation.id, { reservation, heldTokens: estimatedTokens, phase: "queued", state: s });
     return { ok: true, reservation, headers: rateLimitHeaders(s.limits, s.requests, s.tokens) };
   }
@@ -183,15 +201,16 @@ export class QuotaLedger {
   /**
    * The request ended having used `actualTokens` (prompt + completion): every
    * token counter moves by actual − estimated (a refund, or an extra charge
-   * that may push a bucket below empty), and the usage is stored. Idempotent.
+   * that may push a bucket below empty), and the usage is stored: resolves
+   * once it is (at once for a ledger without a store). Idempotent.
    */
-  settle(reservation: Reservation, actualTokens: number): void {
+  settle(reservation: Reservation, actualTokens: number): Promise<void> {
     const actual = tokenCount(actualTokens, "actualTokens");
     const l = this.live.get(reservation.id);
-    if (!l || !this.finish(reservation, actual - l.heldTokens)) return;
-    // After the in-memory update: if the store throws, the caller hears of it
+    if (!l || !this.finish(reservation, actual - l.heldTokens)) return Promise.resolve();
+    // After the in-memory update: if the store fails, the caller hears of it
     // and the counters still hold the charge.
-    this.store?.add(reservation.tenantId, reservation.day, actual);
+    return this.store?.add(reservation.tenantId, reservation.day, actual) ?? Promise.resolve();
   }
 
   /** The request never ran: refund the request unit and every token. Idempotent. */

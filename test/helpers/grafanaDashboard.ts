@@ -68,9 +68,11 @@ export function allQueries(d: Dashboard): Query[] {
   return queries;
 }
 
-/** The llamux_* series names an expression reads. */
+/** The llamux_* (and GenAI convention gen_ai_*) series names an expression reads. */
 export function metricNamesIn(expr: string): string[] {
-  return [...new Set(expr.match(/\bllamux_[A-Za-z0-9_]+/g) ?? [])];
+  // Label matchers are not series: {gen_ai_request_model=~"$model"} names a label.
+  const outsideMatchers = expr.replace(/\{[^}]*\}/g, "{}");
+  return [...new Set(outsideMatchers.match(/\b(?:llamux|gen_ai)_[A-Za-z0-9_]+/g) ?? [])];
 }
 
 /** The expression as Grafana would send it to Prometheus, with every variable at "All" and a 1m rate window. */

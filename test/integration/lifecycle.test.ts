@@ -36,6 +36,7 @@ describe("models, health, readiness", () => {
     assert.equal(value("llamux_slots_busy") + value("llamux_slots_idle"), 1);
     assert.equal(value("llamux_requests_running"), 0);
     assert.ok(value("llamux_kv_cells_used") > 0, "the idle slot keeps its cache");
+    assert.equal(value("llamux_kv_cache_usage_ratio"), 0, "an idle slot's cache is evictable: none of the KV cache is in use");
     assert.equal(value("llamux_engine_restarts_total"), 0);
   });
 

@@ -21,7 +21,7 @@ export interface ChatResponseMeta {
   model: string;
   fingerprint: string;
   includeUsage: boolean;
-  onUsage: (u: Usage) => void;
+  onUsage: (u: Usage) => void | Promise<void>;
 }
 
 const newCallId = () => randomId("call", "_");
@@ -45,7 +45,7 @@ function chatChoice(index: number, out: ChoiceOutcome, tools: ToolParsing | null
 export async function respondChat(res: Response, choices: Admitted[], meta: ChatResponseMeta, tools: ToolParsing | null = null): Promise<void> {
   const outs = await Promise.all(choices.map(collect));
   const usage = requestUsage(outs.map((o) => o.usage), choices.length);
-  meta.onUsage(usage);
+  await meta.onUsage(usage);
   res.json({
     id: randomId("chatcmpl"),
     object: "chat.completion",
@@ -118,7 +118,7 @@ export async function streamChat(res: Response, choices: Admitted[], meta: ChatR
       }
     });
     const usage = requestUsage(usages, choices.length);
-    meta.onUsage(usage);
+    await meta.onUsage(usage);
     if (meta.includeUsage) await send({ ...base, choices: [], usage: usageJson(usage) });
   } catch (err) {
     failed = true;

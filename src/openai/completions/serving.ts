@@ -13,14 +13,14 @@ export interface CompletionMeta {
   model: string;
   fingerprint: string;
   includeUsage: boolean;
-  onUsage: (u: Usage) => void;
+  onUsage: (u: Usage) => void | Promise<void>;
 }
 
 /** `n`: choices per prompt; `choices` are in index order. */
 export async function respondCompletion(res: Response, choices: Admitted[], meta: CompletionMeta, n = 1): Promise<void> {
   const outs = await Promise.all(choices.map(collect));
   const usage = requestUsage(outs.map((o) => o.usage), n);
-  meta.onUsage(usage);
+  await meta.onUsage(usage);
   res.json({
     id: randomId("cmpl"),
     object: "text_completion",
@@ -63,7 +63,7 @@ export async function streamCompletion(res: Response, choices: Admitted[], meta:
       if (ev.finish && ev.usage) usages[c.index] = ev.usage;
     });
     const usage = requestUsage(usages, n);
-    meta.onUsage(usage);
+    await meta.onUsage(usage);
     if (meta.includeUsage) await send({ ...base, choices: [], usage: usageJson(usage) });
   } catch (err) {
     failed = true;

@@ -30,6 +30,9 @@ export function conversationsRoute(store: ConversationStore): Router {
     const items = await resolveItemReferences(entries, (ids) => store.findItems(res.locals.tenant.id, ids), ["items"]);
     const record: ConversationRecord = { id: newObjectId("conv"), createdAtSeconds: Math.floor(Date.now() / 1000), metadata };
     const created = await store.createConversation(res.locals.tenant.id, record, withIds(items, new Set(), ["items"]));
+    // A load balancer learns which replica holds the conversation from this
+    // header, so its turns go there (docs/cluster.md).
+    res.setHeader("x-llamux-conversation-id", created.id);
     res.json(conversationJson(created));
   });
 

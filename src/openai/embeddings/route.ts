@@ -28,7 +28,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
     // reservation stays "queued" in the tenant's books until settled: there
     // is no first output to mark the start, and a request the worker refuses
     // (bad token id, too long) or loses (restart) is then refunded whole.
-    const gate = QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs, info.inputSpecials));
+    const gate = await QuotaGate.open(deps.quota, null, deps.metrics, tenant, res, () => embeddingTokenBound(inputs, info.inputSpecials));
     const abort = clientAbort(req, res);
     try {
       let outcome: EmbedOutcome;
@@ -41,12 +41,12 @@ export function embeddingsRoute(deps: RouteDeps): Router {
       if ("error" in outcome) throw fromEngineError(outcome.error);
       const promptTokens = outcome.promptTokens.reduce((a, b) => a + b, 0);
       const usage: Usage = { promptTokens, completionTokens: 0, cachedTokens: 0 };
-      gate.settle(usage);
+      await gate.settle(usage);
       res.locals.usage = usage; // for the access log line
       recordUsage(deps, body.model, tenant.id, usage);
       res.json(embeddingResponse(body.model, outcome.vectors, promptTokens, body.encoding_format ?? "float"));
     } finally {
-      gate.close();
+      void gate.close();
     }
   });
   return router;

@@ -29,7 +29,7 @@ import { engineTenant, type Tenant } from "../../tenants/types.js";
 import { recordUsage, type RouteDeps } from "../context.js";
 import { firstOutput } from "../firstOutput.js";
 import { admitAll, type Admitted } from "../generation.js";
-import { boundTokens, QuotaGate, type GenerationMeta } from "../runGeneration.js";
+import { boundTokens, chargeRefusedRequest, QuotaGate, type GenerationMeta } from "../runGeneration.js";
 import { responseJson, type ResponseObject } from "./responseObject.js";
 import { failedBody, generateEvents, type GenerationOutcome, type ResponseRun } from "./serving.js";
 import { LiveRun } from "./liveRun.js";
@@ -142,13 +142,10 @@ export class BackgroundResponses {
     const early = info ? refuseEarly(engineReq, info) : null;
     if (early) {
       // As a foreground request refused here: one request unit, no tokens.
-      const charged = deps.quota.reserve(tenant, { estimatedTokens: 0 });
-      if (!charged.ok) throw charged.error;
-      deps.quota.settle(charged.reservation, 0);
-      res.set(charged.headers);
+      await chargeRefusedRequest(deps, tenant, res);
       throw fromEngineError(early);
     }
-    const gate = QuotaGate.open(deps.quota, served.queue, deps.metrics, tenant, res, r.estimate);
+    const gate = await QuotaGate.open(deps.quota, served.queue, deps.metrics, tenant, res, r.estimate);
     const live = new LiveRun(tenant.id, r.run.echo.id);
     let admitted: Admitted;
     try {
@@ -159,7 +156,7 @@ export class BackgroundResponses {
         throw err;
       }
       gate.track([{ usage: admitted.usage ?? Promise.resolve(null), billsPrompt: true }]);
-      gate.confirm(boundTokens([engineReq], [admitted.promptTokens], info?.contextPerSlot ?? 0));
+      await gate.confirm(boundTokens([engineReq], [admitted.promptTokens], info?.contextPerSlot ?? 0));
       const queued = responseJson(r.run.echo, { status: "queued", output: [], usage: null, error: null, completedAtSeconds: null });
       const events = [live.push("response.created", { response: queued }), live.push("response.queued", { response: queued })];
       // Registered first: a cancel that arrives while the row is written finds the run.
@@ -229,8 +226,8 @@ export class BackgroundResponses {
           fingerprint: deps.fingerprint,
           includeUsage: false,
           onUsage: (u: Usage) => {
-            gate.settle(u);
             recordUsage(deps, model, tenant.id, u);
+            return gate.settle(u);
           },
         };
         outcome = await generateEvents(started, meta, r.run, send);

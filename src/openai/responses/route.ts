@@ -154,6 +154,10 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore, backgr
       truncation: body.truncation ?? "disabled",
       ...(body.background ? { background: true } : {}),
     };
+    // Before any byte of the body: a load balancer learns which replica holds
+    // this response (and its KV state) from the header, so the next turn's
+    // previous_response_id goes back there (docs/cluster.md).
+    res.setHeader("x-llamux-response-id", echo.id);
     const run: ResponseRun = {
       echo,
       tools: tools.parsing,

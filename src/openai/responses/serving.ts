@@ -45,7 +45,7 @@ function finishedBody(run: ResponseRun, output: Item[], finish: "stop" | "length
 
 export async function respondResponse(res: Response, choice: Admitted, meta: GenerationMeta, run: ResponseRun): Promise<void> {
   const out = await collect(choice);
-  meta.onUsage(out.usage);
+  await meta.onUsage(out.usage);
   const items = new OutputItems();
   const parser = toolParser(run);
   if (parser) await items.push([...parser.push(out.text), ...parser.flush()]);
@@ -121,7 +121,7 @@ export async function generateEvents(choice: Admitted, meta: GenerationMeta, run
       }
     }
     if (!end) return { kind: "cut", output: snapshot() };
-    meta.onUsage(end.usage);
+    await meta.onUsage(end.usage);
     if (parser) await items.push(parser.flush());
     const output = await items.finish(finishedStatus(end.finish));
     return { kind: "finished", body: finishedBody(run, output, end.finish, end.usage), output };

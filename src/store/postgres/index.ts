@@ -12,7 +12,7 @@ import { PgUsageStore } from "./usageStore.js";
 export { PgDatabase, redactUrl } from "./db.js";
 export { PgConversationStore } from "./conversationStore.js";
 export { PgTenantStore } from "./tenantStore.js";
-export { PgUsageStore, type AsyncUsageStore } from "./usageStore.js";
+export { PgUsageStore } from "./usageStore.js";
 export { watchTenantChanges, type ChangeWatcher } from "./changeWatcher.js";
 
 export interface PostgresState {

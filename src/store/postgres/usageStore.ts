@@ -10,19 +10,8 @@
 // case where a flush can count tokens twice: usage is at least once, never lost
 // while the process lives.
 
-import type { StoredUsage } from "../../quota/usageStore.js";
+import type { StoredUsage, UsageStore } from "../../quota/usageStore.js";
 import { isUnavailable, num, type PgDatabase } from "./db.js";
-
-/**
- * The asynchronous UsageStore shape (issue 20). Declared here structurally
- * until src/quota/usageStore.ts carries it; the lead unifies them at merge.
- */
-export interface AsyncUsageStore {
-  load(): Promise<Map<string, StoredUsage>>;
-  usageOf(tenantId: string): Promise<StoredUsage | null>;
-  /** Durable when it resolves, or (database unreachable) buffered: see pendingRows. */
-  add(tenantId: string, day: string, tokens: number): Promise<void>;
-}
 
 export type { StoredUsage };
 
@@ -46,7 +35,8 @@ const LATEST = `SELECT t.tenant_id, t.day, u.tokens AS day_tokens, t.lifetime
 const UPSERT = `INSERT INTO usage (tenant_id, day, tokens) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
   ON CONFLICT (tenant_id, day) DO UPDATE SET tokens = usage.tokens + excluded.tokens`;
 
-export class PgUsageStore implements AsyncUsageStore {
+/** UsageStore in PostgreSQL. add() is durable when it resolves, or (database unreachable) buffered: see pendingRows. */
+export class PgUsageStore implements UsageStore {
   /** "tenant\0day" → tokens not yet in the database. */
   private readonly pending = new Map<string, number>();
   private readonly maxPendingRows: number;

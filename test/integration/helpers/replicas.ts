@@ -1,55 +1,57 @@
-// llamux replicas as real processes (`llamux serve`, stories260K, one slot, one
-// thread) on one database (LLAMUX_DATABASE_URL), for the tests of several
-// replicas. Each runs in its own process group (its engine worker included),
-// so kill -9 of a replica takes the whole of it, as a crashed host would.
+// `llamux serve` replicas as real child processes (each with its engine
+// worker, in its own process group), for the tests of several replicas:
+// started with the arguments and environment a test gives, ready once the
+// "llamux ready" log line names its URL, stopped with SIGTERM (the group
+// killed if it does not end) or killed with kill -9 like a crashed machine.
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { groupAlive } from "./processGroup.js";
-import { MODELS, REPO_ROOT, waitFor } from "./server.js";
+import { REPO_ROOT, waitFor } from "./server.js";
 
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
-export const ADMIN_KEY = "admin-key-for-replica-tests-0123456789";
-const SERVE = ["--model", MODELS.stories260K, "--slots", "1", "--threads", "1"];
 
 export interface Replica {
+  name: string;
   child: ChildProcess;
   url: string;
   exited: Promise<NodeJS.Signals | number | null>;
-  output: () => string;
+  output(): string;
 }
 
-/** Starts a replica and waits until it is ready; `ctxPerSlot` 256 unless a test needs long runs. */
-export async function spawnReplica(databaseUrl: string, dataDir: string, options: { ctxPerSlot?: number } = {}): Promise<Replica> {
-  const args = [CLI, "serve", ...SERVE, "--ctx-per-slot", String(options.ctxPerSlot ?? 256), "--port", "0", "--data-dir", dataDir];
-  const child = spawn(process.execPath, args, {
+export async function spawnReplica(name: string, args: string[], env: Record<string, string> = {}): Promise<Replica> {
+  const child = spawn(process.execPath, [CLI, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY, LLAMUX_LOG_LEVEL: "info" },
+    env: { ...process.env, LLAMUX_LOG_LEVEL: "info", ...env },
   });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)));
   try {
-    await waitFor(() => /"msg":"llamux ready"/.test(out), 90_000, "the ready log line");
+    await waitFor(() => /"msg":"llamux ready"/.test(out) || child.exitCode !== null, 90_000, `replica ${name} to be ready`);
+    if (child.exitCode !== null) throw new Error(`replica ${name} exited`);
   } catch (err) {
-    killGroup(child);
+    killReplica(child);
     throw new Error(`${(err as Error).message}; output: ${out}`);
   }
   const ready = JSON.parse(out.split("\n").find((l) => l.includes('"llamux ready"'))!) as { url: string };
-  return { child, url: ready.url, exited, output: () => out };
+  return { name, child, url: ready.url, exited, output: () => out };
 }
 
-export function killGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
+/** kill -9 of the replica and its worker (the whole process group). */
+export function killReplica(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
   if (child.pid !== undefined && groupAlive(child.pid)) process.kill(-child.pid, signal);
 }
 
-/** SIGTERM (a clean stop), SIGKILL after 20 s; resolves once its worker is gone too. */
-export async function stopReplica(r: Replica | null): Promise<void> {
-  if (!r || r.child.exitCode !== null || r.child.signalCode !== null) return;
-  killGroup(r.child, "SIGTERM");
-  const timer = setTimeout(() => killGroup(r.child), 20_000);
-  await r.exited;
-  clearTimeout(timer);
-  await waitFor(() => !groupAlive(r.child.pid!), 10_000, "the replica's worker to exit");
+/** SIGTERM (a clean drain), the group killed after 20 s; resolves once every process of it is gone. */
+export async function stopReplica(r: Replica | null | undefined): Promise<void> {
+  if (!r) return;
+  if (r.child.exitCode === null && r.child.signalCode === null) {
+    killReplica(r.child, "SIGTERM");
+    const timer = setTimeout(() => killReplica(r.child), 20_000);
+    await r.exited;
+    clearTimeout(timer);
+  }
+  await waitFor(() => !groupAlive(r.child.pid!), 10_000, `replica ${r.name}'s worker to exit`).catch(() => killReplica(r.child));
 }

@@ -18,8 +18,12 @@ import { OWNER_POLL_MS, SWEEP_MS } from "../../../src/openai/responses/backgroun
 import { DEFAULT_LEASE_MS } from "../../../src/store/postgres/backgroundStore.js";
 import { postgresMissing, startPostgres, type PostgresServer } from "../../helpers/postgres.js";
 import { groupAlive } from "../helpers/processGroup.js";
-import { ADMIN_KEY, killGroup, spawnReplica, stopReplica, type Replica } from "../helpers/replicas.js";
-import { waitFor } from "../helpers/server.js";
+import { killReplica, spawnReplica, stopReplica, type Replica } from "../helpers/replicas.js";
+import { MODELS, waitFor } from "../helpers/server.js";
+
+const ADMIN_KEY = "admin-key-for-background-replica-tests-0123456789";
+/** One slot, one thread: a long response surely holds the slot while the test acts on it. */
+const serve = (dataDir: string) => ["--model", MODELS.stories260K, "--slots", "1", "--threads", "1", "--ctx-per-slot", "4096", "--data-dir", dataDir];
 
 const greedy = { temperature: 0, seed: 7 };
 /** Long enough (about 20 s on the development machine) to be running whatever the test does meanwhile. */
@@ -70,7 +74,8 @@ describe("background responses across two replicas on one PostgreSQL", { skip: p
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-bg-replicas-"));
     pg = await startPostgres();
     const databaseUrl = await pg.createDatabase();
-    [a, b] = await Promise.all([spawnReplica(databaseUrl, path.join(tmp, "a"), { ctxPerSlot: 4096 }), spawnReplica(databaseUrl, path.join(tmp, "b"), { ctxPerSlot: 4096 })]);
+    const env = { LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY };
+    [a, b] = await Promise.all([spawnReplica("A", serve(path.join(tmp, "a")), env), spawnReplica("B", serve(path.join(tmp, "b")), env)]);
     const admin = (path: string, body: unknown) =>
       fetch(`${a!.url}/admin${path}`, { method: "POST", headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" }, body: JSON.stringify(body) });
     assert.equal((await admin("/tenants", { id: "acme" })).status, 201);
@@ -165,7 +170,7 @@ describe("background responses across two replicas on one PostgreSQL", { skip: p
     await pollUntil(onB, onBsOwn.id, (r) => r.status === "in_progress");
     assert.equal((await onB.responses.retrieve(queued.id)).status, "queued");
 
-    killGroup(a!.child);
+    killReplica(a!.child);
     assert.equal(await a!.exited, "SIGKILL");
     const killedAt = Date.now();
     const bound = DEFAULT_LEASE_MS + SWEEP_MS + 5_000;

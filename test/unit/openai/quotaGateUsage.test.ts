@@ -9,6 +9,7 @@ import type { EngineRequest, Usage } from "../../../engine/index.js";
 import { createMetrics } from "../../../src/metrics.js";
 import { boundTokens, QuotaGate } from "../../../src/openai/runGeneration.js";
 import { QuotaLedger } from "../../../src/quota/ledger.js";
+import { LocalQuota } from "../../../src/quota/quota.js";
 import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant, type TenantLimits } from "../../../src/tenants/types.js";
 
 function tenant(limits: Partial<TenantLimits>): Tenant {
@@ -24,7 +25,7 @@ const req = (maxTokens: number | null, fork?: { group: string; index: number }):
   ({ tenant: "acme", prompt: { kind: "text", text: "" }, maxTokens, stop: [], echo: false, priority: 0, ...(fork ? { fork } : {}) }) as unknown as EngineRequest;
 
 describe("boundTokens", () => {
-  test("each prompt once per fork group, each choice's max_tokens, or the rest of the context without one", () => {
+  test("each prompt once per fork group, each choice's max_tokens, or the rest of the context without one", async () => {
     assert.equal(boundTokens([req(50)], [300], 512), 350);
     assert.equal(boundTokens([req(null)], [300], 512), 512);
     const group = [0, 1, 2].map((index) => req(40, { group: "g", index }));
@@ -33,23 +34,23 @@ describe("boundTokens", () => {
 });
 
 describe("QuotaGate.confirm", () => {
-  test("the engine's count replaces the estimate; a bound past the budget is a 429 and close() refunds it", () => {
+  test("the engine's count replaces the estimate; a bound past the budget is a 429 and close() refunds it", async () => {
     const ledger = new QuotaLedger();
     const t = tenant({ tokensPerDay: 1000 });
-    const gate = QuotaGate.open(ledger, null, createMetrics(), t, fakeResponse(), () => 200);
+    const gate = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), t, fakeResponse(), () => 200);
     assert.equal(ledger.usage("acme")!.dayTokens, 200);
-    assert.throws(() => gate.confirm(1200), (err: Error & { status?: number }) => err.status === 429);
-    void gate.close();
+    await assert.rejects(gate.confirm(1200), (err: Error & { status?: number }) => err.status === 429);
+    await gate.close();
     assert.equal(ledger.usage("acme")!.dayTokens, 0);
-    const ok = QuotaGate.open(ledger, null, createMetrics(), t, fakeResponse(), () => 200);
-    ok.confirm(900);
+    const ok = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), t, fakeResponse(), () => 200);
+    await ok.confirm(900);
     assert.equal(ledger.usage("acme")!.dayTokens, 900);
   });
 
-  test("a tenant without token limits is not resized (nothing was estimated)", () => {
+  test("a tenant without token limits is not resized (nothing was estimated)", async () => {
     const ledger = new QuotaLedger();
-    const gate = QuotaGate.open(ledger, null, createMetrics(), tenant({}), fakeResponse(), () => assert.fail("no estimate"));
-    gate.confirm(5000);
+    const gate = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), tenant({}), fakeResponse(), () => assert.fail("no estimate"));
+    await gate.confirm(5000);
     assert.equal(ledger.usage("acme")!.dayTokens, 0);
   });
 });
@@ -58,8 +59,8 @@ describe("QuotaGate.close after a request was cut short", () => {
   test("charges what the engine reports: the leader's prompt once, every choice's completion", async () => {
     const ledger = new QuotaLedger();
     const t = tenant({ lifetimeTokens: 100_000 });
-    const gate = QuotaGate.open(ledger, null, createMetrics(), t, fakeResponse(), () => 100);
-    gate.confirm(10 + 2 * 2000);
+    const gate = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), t, fakeResponse(), () => 100);
+    await gate.confirm(10 + 2 * 2000);
     gate.track([
       { usage: Promise.resolve(usage(10, 12)), billsPrompt: true },
       { usage: Promise.resolve(usage(10, 11)), billsPrompt: false },
@@ -73,8 +74,8 @@ describe("QuotaGate.close after a request was cut short", () => {
   test("with no report at all (the worker died), the bound it held is charged", async () => {
     const ledger = new QuotaLedger();
     const t = tenant({ lifetimeTokens: 100_000 });
-    const gate = QuotaGate.open(ledger, null, createMetrics(), t, fakeResponse(), () => 100);
-    gate.confirm(300);
+    const gate = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), t, fakeResponse(), () => 100);
+    await gate.confirm(300);
     gate.track([{ usage: Promise.resolve(null), billsPrompt: true }]);
     gate.started();
     await gate.close();
@@ -83,7 +84,7 @@ describe("QuotaGate.close after a request was cut short", () => {
 
   test("without a token limit, the report is charged too (no estimate is made)", async () => {
     const ledger = new QuotaLedger();
-    const gate = QuotaGate.open(ledger, null, createMetrics(), tenant({}), fakeResponse(), () => assert.fail("no estimate"));
+    const gate = await QuotaGate.open(new LocalQuota(ledger), null, createMetrics(), tenant({}), fakeResponse(), () => assert.fail("no estimate"));
     gate.track([{ usage: Promise.resolve(usage(10, 3)), billsPrompt: true }]);
     gate.started();
     await gate.close();

@@ -8,7 +8,7 @@ import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { QuotaLedger } from "../../../src/quota/ledger.js";
 import { MemoryUsageStore, SqliteUsageStore, type UsageStore } from "../../../src/quota/usageStore.js";
-import { describeUsageStoreContract, wrapSync } from "./usageStoreContract.js";
+import { describeUsageStoreContract } from "./usageStoreContract.js";
 import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant } from "../../../src/tenants/types.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-usage-test-"));
@@ -21,13 +21,13 @@ const acme: Tenant = {
 };
 
 describe("SqliteUsageStore", () => {
-  test("a new ledger on the same file still sees the day's and the lifetime usage", () => {
+  test("a new ledger on the same file still sees the day's and the lifetime usage", async () => {
     const file = path.join(dir, "restart.db");
     let nowMs = Date.UTC(2025, 2, 1, 9, 0, 0);
     const now = () => nowMs;
 
     const db1 = new Database(file);
-    const ledger1 = new QuotaLedger({ now, store: new SqliteUsageStore(db1) });
+    const ledger1 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db1) });
     const a = ledger1.reserve(acme, { estimatedTokens: 300 });
     const b = ledger1.reserve(acme, { estimatedTokens: 100 });
     const unsettled = ledger1.reserve(acme, { estimatedTokens: 200 });
@@ -37,7 +37,7 @@ describe("SqliteUsageStore", () => {
     db1.close(); // the process dies with `unsettled` in flight: it was never acknowledged
 
     const db2 = new Database(file);
-    const ledger2 = new QuotaLedger({ now, store: new SqliteUsageStore(db2) });
+    const ledger2 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db2) });
     assert.deepEqual(ledger2.usage("acme"), { day: "2025-03-01", dayTokens: 350, lifetimeTokens: 350, running: 0, queued: 0 });
     const over = ledger2.reserve(acme, { estimatedTokens: 651 });
     assert.equal(over.ok ? "admitted" : over.error.code, "insufficient_quota");
@@ -48,7 +48,7 @@ describe("SqliteUsageStore", () => {
 
     nowMs += 86_400_000;
     const db3 = new Database(file);
-    const ledger3 = new QuotaLedger({ now, store: new SqliteUsageStore(db3) });
+    const ledger3 = await QuotaLedger.open({ now, store: new SqliteUsageStore(db3) });
     assert.deepEqual(ledger3.usage("acme"), { day: "2025-03-02", dayTokens: 0, lifetimeTokens: 1000, running: 0, queued: 0 });
     db3.close();
   });
@@ -64,8 +64,8 @@ describe("SqliteUsageStore", () => {
   });
 });
 
-describeUsageStoreContract("MemoryUsageStore", async () => ({ store: wrapSync(new MemoryUsageStore()), close: async () => {} }));
+describeUsageStoreContract("MemoryUsageStore", async () => ({ store: new MemoryUsageStore(), close: async () => {} }));
 describeUsageStoreContract("SqliteUsageStore", async () => {
   const db = new Database(":memory:");
-  return { store: wrapSync(new SqliteUsageStore(db)), close: async () => void db.close() };
+  return { store: new SqliteUsageStore(db), close: async () => void db.close() };
 });

@@ -44,6 +44,7 @@ const DEFAULTS: Partial<ServeConfig> = {
   model: null,
   host: "127.0.0.1",
   port: 8080,
+  agentPort: null,
   slots: 4,
   ctxPerSlot: 2048,
   gpu: "auto",
@@ -63,6 +64,12 @@ const DEFAULTS: Partial<ServeConfig> = {
   keepAliveTimeoutMs: 5_000,
   databaseUrl: null,
   databasePoolSize: 10,
+  redisUrl: null,
+  redisFallback: "local",
+  redisReplicas: null,
+  redisLeaseMs: 30_000,
+  redisTimeoutMs: 500,
+  redisKeyPrefix: "llamux:quota:",
 };
 
 // Every option (kebab name), its env var, a valid non-default value as given on the
@@ -71,6 +78,7 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["model", "LLAMUX_MODEL", "/m/x.gguf", "/m/x.gguf", "model"],
   ["host", "LLAMUX_HOST", "0.0.0.0", "0.0.0.0", "host"],
   ["port", "LLAMUX_PORT", "9001", 9001, "port"],
+  ["agent-port", "LLAMUX_AGENT_PORT", "9090", 9090, "agentPort"],
   ["slots", "LLAMUX_SLOTS", "8", 8, "slots"],
   ["ctx-per-slot", "LLAMUX_CTX_PER_SLOT", "4096", 4096, "ctxPerSlot"],
   ["threads", "LLAMUX_THREADS", "3", 3, "threads"],
@@ -92,6 +100,12 @@ const TABLE: Array<[string, string, string, unknown, keyof ServeConfig]> = [
   ["keep-alive-timeout-ms", "LLAMUX_KEEP_ALIVE_TIMEOUT_MS", "65000", 65000, "keepAliveTimeoutMs"],
   ["database-url", "LLAMUX_DATABASE_URL", "postgres://llamux:pw@db:5432/llamux", "postgres://llamux:pw@db:5432/llamux", "databaseUrl"],
   ["database-pool-size", "LLAMUX_DATABASE_POOL_SIZE", "25", 25, "databasePoolSize"],
+  ["redis-url", "LLAMUX_REDIS_URL", "redis://:pw@10.0.0.5:6380/2", "redis://:pw@10.0.0.5:6380/2", "redisUrl"],
+  ["redis-fallback", "LLAMUX_REDIS_FALLBACK", "refuse", "refuse", "redisFallback"],
+  ["redis-replicas", "LLAMUX_REDIS_REPLICAS", "3", 3, "redisReplicas"],
+  ["redis-lease-ms", "LLAMUX_REDIS_LEASE_MS", "5000", 5000, "redisLeaseMs"],
+  ["redis-timeout-ms", "LLAMUX_REDIS_TIMEOUT_MS", "250", 250, "redisTimeoutMs"],
+  ["redis-key-prefix", "LLAMUX_REDIS_KEY_PREFIX", "prod:", "prod:", "redisKeyPrefix"],
 ];
 const TABLE_KEYS = TABLE.map((r) => r[4]);
 const EXPECTED_FROM_TABLE = Object.fromEntries(TABLE.map((r) => [r[4], r[3]]));
@@ -232,6 +246,8 @@ describe("parseServeConfig errors", () => {
     assertConfigError(["--port", "70000"], {}, /--port/);
     assertConfigError(["--port", "-1"], {}, /--port/);
     assertConfigError(["--port", "80.5"], {}, /--port/);
+    assertConfigError(["--agent-port", "70000"], {}, /--agent-port/);
+    assertConfigError([], { LLAMUX_AGENT_PORT: "" }, /LLAMUX_AGENT_PORT/);
     assertConfigError(["--ctx-per-slot", "8"], {}, /--ctx-per-slot/);
     assertConfigError(["--step-tokens", "9000"], {}, /--step-tokens/);
     assertConfigError(["--gpu", "metal"], {}, /--gpu/, /metal/);
@@ -403,6 +419,15 @@ describe("overload and connection options", () => {
     assert.match(help, /--headers-timeout-ms\s+LLAMUX_HEADERS_TIMEOUT_MS\s+.*\[default: 10000\]/);
     assert.match(help, /--request-timeout-ms\s+LLAMUX_REQUEST_TIMEOUT_MS\s+.*\[default: 60000\]/);
     assert.match(help, /--keep-alive-timeout-ms\s+LLAMUX_KEEP_ALIVE_TIMEOUT_MS\s+.*\[default: 5000\]/);
+  });
+});
+
+describe("Redis options", () => {
+  test("bad values are refused naming the option", () => {
+    assertConfigError(["--redis-url", "localhost:6379"], {}, /--redis-url/, /redis:\/\//);
+    assertConfigError(["--redis-fallback", "ignore"], {}, /--redis-fallback/);
+    assertConfigError([], { LLAMUX_REDIS_REPLICAS: "0" }, /LLAMUX_REDIS_REPLICAS/);
+    assertConfigError(["--redis-lease-ms", "10"], {}, /--redis-lease-ms/);
   });
 });
 

@@ -56,6 +56,7 @@ describe("ApiError", () => {
       engine_unavailable: [503, "server_error"],
       model_not_loaded: [503, "server_error"],
       queue_timeout: [503, "server_error"],
+      quota_unavailable: [503, "server_error"],
       engine_restarted: [503, "server_error"],
       database_unavailable: [503, "server_error"],
       engine_error: [500, "server_error"],

@@ -74,7 +74,7 @@ const finishing: EngineEvent[] = [
 function setup() {
   const res = new FakeResponse();
   const log: string[] = [];
-  const meta: GenerationMeta = { model: "m", fingerprint: "fp", includeUsage: false, onUsage: () => log.push("usage") };
+  const meta: GenerationMeta = { model: "m", fingerprint: "fp", includeUsage: false, onUsage: () => void log.push("usage") };
   const run: ResponseRun = {
     echo,
     tools: null,
