@@ -41,8 +41,7 @@ import { forgetDeletedTenants } from "./store/forgetDeletedTenants.js";
 import { SqliteConversationStore } from "./store/sqliteConversationStore.js";
 import { bindDatabaseMetrics } from "./store/postgres/metrics.js";
 import { openPostgres, type PgUsageStore, type PostgresState } from "./store/postgres/index.js";
-import { SqliteBackgroundStore } from "./store/sqliteBackgroundStore.js";
-import { BackgroundResponses, interruptedOutcome } from "./openai/responses/background.js";
+import { openBackgroundResponses } from "./openai/responses/openBackground.js";
 import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
 import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
@@ -173,13 +172,8 @@ async function startServing(
   }
   const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
   const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
-  // Background responses of a process that stopped without finishing them fail, with the reason (docs/api.md).
-  // Their store lives beside the responses' rows in SQLite; with --database-url
-  // there is none yet, and background: true is refused naming the parameter.
-  const backgroundStore = conversations instanceof SqliteConversationStore ? new SqliteBackgroundStore(conversations.db) : null;
-  const interrupted = backgroundStore ? await backgroundStore.failUnfinished(interruptedOutcome) : 0;
-  if (interrupted > 0) log.warn({ interrupted }, "background responses cut by the previous stop are marked failed");
-  const background = new BackgroundResponses(backgroundStore, log);
+  // SQLite or PostgreSQL (a lease per replica): see openBackground.ts. What a gone process left unfinished is failed now.
+  const background = await openBackgroundResponses(conversations, pg, log);
   // The Batch API: files and batches in the same database, lines served through this server's own listener.
   const files = SqliteFileStore.open(config.dataDir);
   const batches = SqliteBatchStore.open(config.dataDir);
@@ -245,6 +239,7 @@ async function startServing(
       });
     });
   } catch (err) {
+    await background.close();
     stopWatchingTenants();
     stopForgettingTenants();
     await quota.close();
@@ -260,6 +255,7 @@ async function startServing(
       agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await background.close();
       stopWatchingTenants();
       stopForgettingTenants();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
@@ -305,6 +301,7 @@ async function startServing(
   } catch (err) {
     await closeAgent();
     await closeHttp();
+    await background.close();
     await jsonParser.close();
     await stopEngines();
     stopWatchingTenants();
@@ -339,7 +336,7 @@ async function startServing(
         await runner.stop();
         await drainHttp();
         await closeAgent();
-        // Before the engines stop: what still runs is stored failed (the server shut down).
+        // Before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
         await background.close();
         await jsonParser.close();
         await stopEngines();

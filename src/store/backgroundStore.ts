@@ -67,4 +67,43 @@ export interface BackgroundStore {
    * this to the responses of replicas that are gone.
    */
   failUnfinished(outcome: InterruptedOutcome): Promise<number>;
+  /** What a store shared by several replicas adds; null for the embedded store (one process). */
+  readonly shared: SharedBackground | null;
+  /** Stops what the store runs by itself (a shared store's lease: released, so its unfinished responses are failed by the others at once). */
+  close(): Promise<void>;
+}
+
+/** An unfinished response of this replica, as the store has it now. */
+export interface OwnedResponse {
+  tenantId: string;
+  id: string;
+  /** Another replica asked for it to be cancelled (requestCancel). */
+  cancelRequested: boolean;
+}
+
+/**
+ * Several replicas on one store: a background response belongs to the
+ * replica that created it (its owner, recorded with it), which alone runs and
+ * writes it. Each replica holds a lease the store renews while it lives;
+ * failUnfinished fails only the unfinished responses whose owner's lease has
+ * expired. Another replica asks the owner to cancel through the store; the
+ * owner polls owned() and stops what was cancelled or deleted.
+ */
+export interface SharedBackground {
+  /** This replica's id, recorded as the owner of each response it creates. */
+  readonly replicaId: string;
+  /** A replica whose lease is not renewed for this long is dead (its responses are failed by the others). */
+  readonly leaseMs: number;
+  /** Marks an unfinished response as cancel requested; false when it is not queued or in progress (or not there). */
+  requestCancel(tenantId: string, id: string): Promise<boolean>;
+  /** This replica's responses still queued or in progress, as stored now. */
+  owned(): Promise<OwnedResponse[]>;
+  /** Whether the replica that owns this response holds a live lease (false: gone, or no such response). */
+  ownerAlive(tenantId: string, id: string): Promise<boolean>;
+  /**
+   * One of this replica's responses that nothing here runs any more (its run
+   * could not store its end) becomes what `outcome` says; false, writing
+   * nothing, when it is not this replica's or no longer queued or in progress.
+   */
+  failOwned(tenantId: string, id: string, outcome: InterruptedOutcome): Promise<boolean>;
 }

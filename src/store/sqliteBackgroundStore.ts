@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS response_events (
 `;
 
 export class SqliteBackgroundStore implements BackgroundStore {
+  /** One process per data directory: nothing to share. */
+  readonly shared = null;
+
   /** `db`: the conversation store's connection (its `responses` table must exist). */
   constructor(private readonly db: Database.Database) {
     db.exec(SCHEMA);
@@ -110,6 +113,9 @@ export class SqliteBackgroundStore implements BackgroundStore {
       })
       .immediate();
   }
+
+  /** The connection is the conversation store's, closed with it. */
+  async close(): Promise<void> {}
 
   private unfinished(tenantId: string, id: string): boolean {
     const status = this.db.prepare("SELECT status FROM background_responses WHERE tenant_id = ? AND id = ?").pluck().get(tenantId, id) as string | undefined;

@@ -11,6 +11,8 @@
 // the generation) and writes it to the store in batches, so a reader that
 // comes later, or after a restart, replays it from any sequence number.
 //
+// Several replicas on one store (PostgreSQL): see backgroundReplicas.ts.
+//
 // Quotas: the run holds its QuotaGate reservation (tenant concurrency and
 // queue, the server queue, tokens) from creation to its end, as a foreground
 // request does for its life; a background response is never shed by
@@ -30,6 +32,9 @@ import { admitAll, type Admitted } from "../generation.js";
 import { boundTokens, chargeRefusedRequest, QuotaGate, type GenerationMeta } from "../runGeneration.js";
 import { responseJson, type ResponseObject } from "./responseObject.js";
 import { failedBody, generateEvents, type GenerationOutcome, type ResponseRun } from "./serving.js";
+import { LiveRun } from "./liveRun.js";
+import { CANCEL_WAIT_MS, FOLLOW_POLL_MS, isUnfinished, orphans, OWNER_POLL_MS, ownerStops, sleep, SWEEP_MS } from "./backgroundReplicas.js";
+import { END_NOT_STORED_MESSAGE, failedWith } from "./interrupted.js";
 
 /** How often a running response's new events are written (one transaction each). */
 export const EVENT_FLUSH_MS = 100;
@@ -38,7 +43,6 @@ export const EVENT_FLUSH_MS = 100;
 type StopReason = "cancelled" | "deleted" | "shutdown" | "store_failed";
 
 export const SHUTDOWN_MESSAGE = "The server shut down before this background response finished; it was not completed. Create it again.";
-export const RESTART_MESSAGE = "The server restarted before this background response finished; it was not completed. Create it again.";
 
 export interface BackgroundRequest {
   tenant: Tenant;
@@ -54,65 +58,69 @@ export interface BackgroundRequest {
   conversation: { id: string; input: readonly Item[] } | null;
 }
 
-/** One background response running in this process. */
-export class LiveRun {
-  /** Every event so far, in order: log[n].sequence_number === n. */
-  readonly log: JsonObject[] = [];
-  /** Events not yet written to the store. */
-  pending: StoredEvent[] = [];
-  /** True once the run is over and its last event (if any) is in `log`. */
-  done = false;
-  readonly abort = new AbortController();
-  /** Resolves when the run has written its end (or never started). */
-  readonly ended: Promise<void>;
-  readonly markEnded: () => void;
-  private wake: (() => void) | null = null;
-  private changed: Promise<void> | null = null;
-
-  constructor(
-    readonly tenantId: string,
-    readonly id: string,
-  ) {
-    let resolve!: () => void;
-    this.ended = new Promise<void>((r) => (resolve = r));
-    this.markEnded = resolve;
-  }
-
-  /** Assigns the next sequence number and tells the readers; the store gets it at the next flush. */
-  push(type: string, fields: object): StoredEvent {
-    const data = { type, ...fields, sequence_number: this.log.length } as JsonObject;
-    const event = { sequenceNumber: this.log.length, type, data };
-    this.log.push(data);
-    this.notify();
-    return event;
-  }
-
-  finish(): void {
-    this.done = true;
-    this.notify();
-  }
-
-  /** Resolves at the next event, or the end. */
-  next(): Promise<void> {
-    return (this.changed ??= new Promise<void>((resolve) => (this.wake = resolve)));
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    this.changed = null;
-    wake?.();
-  }
-}
-
 export class BackgroundResponses {
   private readonly live = new Map<string, LiveRun>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private polling = false;
+  private pollFailing = false;
+  private sweeping = false;
 
-  /** `store` null: the server's store keeps no background responses, and `background: true` is a 400 naming it. */
+  /**
+   * `store` null: the server's store keeps no background responses, and `background: true` is a 400 naming it.
+   * A shared store (several replicas): `interrupted` is what the periodic sweep makes of a dead replica's responses.
+   */
   constructor(
     private readonly backgroundStore: BackgroundStore | null,
     private readonly log: Logger | null = null,
-  ) {}
+    private readonly interrupted: InterruptedOutcome | null = null,
+  ) {
+    if (backgroundStore?.shared) {
+      this.timers.push(setInterval(() => void this.pollOwned(), OWNER_POLL_MS));
+      if (interrupted) this.timers.push(setInterval(() => void this.sweep(), SWEEP_MS));
+      for (const t of this.timers) t.unref();
+    }
+  }
+
+  /** Stops the runs of this replica that another one cancelled or deleted (shared store). */
+  private async pollOwned(): Promise<void> {
+    const shared = this.backgroundStore?.shared;
+    if (!shared || this.polling || this.live.size === 0) return;
+    this.polling = true;
+    try {
+      const runs = [...this.live.values()].map((r) => ({ tenantId: r.tenantId, id: r.id, stored: r.stored, stopping: r.abort.signal.aborted }));
+      for (const stop of ownerStops(runs, await shared.owned())) {
+        const run = this.live.get(key(stop.tenantId, stop.id));
+        if (run && !run.abort.signal.aborted) run.abort.abort(stop.reason satisfies StopReason);
+      }
+      this.pollFailing = false;
+    } catch (err) {
+      // The next poll tries again (said once per outage); a run's own writes find out as well.
+      if (!this.pollFailing) this.log?.warn({ err }, "cannot poll this replica's background responses for cancels and deletes made elsewhere");
+      this.pollFailing = true;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** Fails dead replicas' unfinished responses, and this one's that nothing here runs any more (their end could not be stored). */
+  private async sweep(): Promise<void> {
+    const shared = this.backgroundStore?.shared;
+    if (!this.backgroundStore || !shared || !this.interrupted || this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const failed = await this.backgroundStore.failUnfinished(this.interrupted);
+      if (failed > 0) this.log?.warn({ failed }, "background responses of a replica that is gone (its lease expired) are marked failed");
+      // The live runs are read after owned(): a run created meanwhile is not taken for an orphan.
+      const owned = await shared.owned();
+      for (const o of orphans(new Set(this.live.keys()), owned)) {
+        if (await shared.failOwned(o.tenantId, o.id, failedWith(END_NOT_STORED_MESSAGE))) this.log?.warn({ response: o.id }, "a background response whose end could not be stored is marked failed");
+      }
+    } catch (err) {
+      this.log?.debug({ err }, "sweeping background responses of gone replicas failed");
+    } finally {
+      this.sweeping = false;
+    }
+  }
 
   private get store(): BackgroundStore {
     if (!this.backgroundStore) throw new ApiError("unsupported_parameter", "Unsupported parameter: 'background': this server's store does not keep background responses.", "background");
@@ -155,6 +163,7 @@ export class BackgroundResponses {
       this.live.set(key(tenant.id, queued.id), live);
       try {
         await store.create(tenant.id, { id: queued.id, createdAtSeconds: queued.created_at, body: queued, inputItems: r.context }, events);
+        live.stored = true;
       } catch (err) {
         this.live.delete(key(tenant.id, queued.id));
         live.markEnded();
@@ -303,7 +312,18 @@ export class BackgroundResponses {
     }
     const body = await current();
     if (body && (body.status === "queued" || body.status === "in_progress")) {
-      // Not running here (a store shared with another process): the object says cancelled, and that process's next write finds it terminal and stops.
+      // Running on another replica: it stops at its next poll and stores the
+      // response cancelled, with the output it had; wait for that, a bounded time.
+      const shared = this.store.shared;
+      if (shared && (await shared.ownerAlive(tenantId, id)) && (await shared.requestCancel(tenantId, id))) {
+        const deadline = Date.now() + CANCEL_WAIT_MS;
+        while (Date.now() < deadline) {
+          if (!isUnfinished(await this.store.status(tenantId, id))) return current();
+          await sleep(FOLLOW_POLL_MS);
+        }
+        this.log?.warn({ response: id }, "the replica running a cancelled background response did not stop it in time: stored cancelled here");
+      }
+      // Its owner is gone or silent: the object says cancelled, and the owner's next write (if any) finds it terminal and stops.
       const cancelled = { ...body, status: "cancelled" } as JsonObject;
       if (await this.store.finish({ tenantId, id, status: "cancelled", body: cancelled, events: [], outputItems: [], conversation: null })) return cancelled;
       return current();
@@ -340,35 +360,38 @@ export class BackgroundResponses {
         }
         return;
       }
-      for (const event of await this.store.events(tenantId, id, after)) {
-        if (sse.isClosed) return;
-        await sse.sendEvent(event.type, event.data);
+      // Not running here: the stored log, followed while another replica runs it.
+      let last = after;
+      while (!sse.isClosed) {
+        // Read before the events: once it is terminal, every event is stored.
+        const status = await this.store.status(tenantId, id);
+        for (const event of await this.store.events(tenantId, id, last)) {
+          if (sse.isClosed) return;
+          await sse.sendEvent(event.type, event.data);
+          last = event.sequenceNumber;
+        }
+        if (!this.store.shared || !isUnfinished(status)) return;
+        await Promise.race([sleep(FOLLOW_POLL_MS), closed]);
       }
     } finally {
       sse.end();
     }
   }
 
-  /** Stops every run (each is stored failed: the server shut down) and waits until they are written. */
+  /**
+   * Stops every run (each is stored failed: the server shut down), waits until
+   * they are written, then closes the store (a shared one gives its lease up,
+   * so the other replicas fail at once whatever could not be written). Idempotent.
+   */
   async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
     const runs = [...this.live.values()];
     for (const run of runs) if (!run.abort.signal.aborted) run.abort.abort("shutdown" satisfies StopReason);
     await Promise.all(runs.map((run) => run.ended));
+    await this.backgroundStore?.close();
   }
 }
 
 function key(tenantId: string, id: string): string {
   return `${tenantId}\u0000${id}`;
 }
-
-/**
- * At start, a background response still queued or in progress was cut by a
- * stop the process could not finish (kill -9, a crash, power): it is failed,
- * with a reason, and its stream ends with response.failed. Re-running it
- * would do its work twice and, for a reader resuming at sequence number N,
- * continue a different generation than the one whose first N events it has.
- */
-export const interruptedOutcome: InterruptedOutcome = ({ body, nextSequenceNumber }) => {
-  const failed = { ...body, status: "failed", error: { code: "server_error", message: RESTART_MESSAGE }, completed_at: null } as JsonObject;
-  return { body: failed, event: { sequenceNumber: nextSequenceNumber, type: "response.failed", data: { type: "response.failed", response: failed, sequence_number: nextSequenceNumber } } };
-};

@@ -292,12 +292,12 @@ type ConversationRow = {
   metadata: string;
 };
 
-async function lockConversation(tx: Queryable, tenantId: string, id: string): Promise<boolean> {
+export async function lockConversation(tx: Queryable, tenantId: string, id: string): Promise<boolean> {
   return (await tx.query("SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2 FOR SHARE", [tenantId, id])).length > 0;
 }
 
 /** Rows (tenant, owner, position, item_id, item) in one statement. */
-async function insertPositioned(tx: Queryable, table: "response_input_items" | "response_output_items", tenantId: string, responseId: string, items: readonly Item[]): Promise<void> {
+export async function insertPositioned(tx: Queryable, table: "response_input_items" | "response_output_items", tenantId: string, responseId: string, items: readonly Item[]): Promise<void> {
   if (items.length === 0) return;
   await tx.execute(
     `INSERT INTO ${table} (tenant_id, response_id, position, item_id, item)
@@ -307,7 +307,7 @@ async function insertPositioned(tx: Queryable, table: "response_input_items" | "
 }
 
 /** Appends in order: the rows are inserted (and so numbered by seq) in the order of `items`. */
-async function appendItems(tx: Queryable, tenantId: string, conversationId: string, items: readonly Item[]): Promise<void> {
+export async function appendItems(tx: Queryable, tenantId: string, conversationId: string, items: readonly Item[]): Promise<void> {
   if (items.length === 0) return;
   await tx.execute(
     `INSERT INTO conversation_items (tenant_id, conversation_id, item_id, item)

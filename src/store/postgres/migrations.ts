@@ -109,6 +109,40 @@ export const MIGRATIONS: readonly Migration[] = [
       INSERT INTO tenant_changes (id, version) VALUES (1, 0);
     `),
   },
+  {
+    version: 2,
+    name: "background responses: status, owner replica, event log, replica leases",
+    up: sql(`
+      -- One row per background response, beside its row of responses: its
+      -- status, the replica running it, and a cancel another replica asked for.
+      CREATE TABLE background_responses (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        next_seq INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        cancel_requested BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (tenant_id, id),
+        FOREIGN KEY (tenant_id, id) REFERENCES responses(tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX background_responses_unfinished ON background_responses(owner) WHERE status IN ('queued', 'in_progress');
+      CREATE TABLE response_events (
+        tenant_id TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, response_id, seq),
+        FOREIGN KEY (tenant_id, response_id) REFERENCES responses(tenant_id, id) ON DELETE CASCADE
+      );
+      -- A replica is alive while its lease has not expired (the database's clock, so
+      -- replicas' clocks need not agree); it renews it every few seconds.
+      CREATE TABLE replica_leases (
+        replica_id TEXT PRIMARY KEY,
+        expires_at TIMESTAMPTZ NOT NULL
+      );
+    `),
+  },
 ];
 
 /** Versions applied by one migrate() call. */
