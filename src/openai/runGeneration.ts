@@ -79,13 +79,19 @@ export class QuotaGate {
    * `boundTokens` is the most it can use (its prompt, plus every token it may
    * generate). For a tenant with a token limit the reservation becomes that
    * bound, so no settle can take a limit past what admission allowed; throws
-   * the 429 when the bound does not fit (the request must then be cancelled,
-   * and close() refunds it).
+   * the 429 when the bound does not fit, having refunded the reservation at
+   * once: in a burst whose estimates were all too low, each refused request
+   * must give its tokens back before the next one's bound is checked, or
+   * every one of them is refused and nothing is served.
    */
   async confirm(boundTokens: number): Promise<void> {
     if (this.state !== "reserved" || !hasTokenLimit(this.tenant.limits)) return;
-    const error = await this.ledger.resize(this.tenant, this.reservation, boundTokens);
-    if (error) throw error;
+    const error = await this.ledger.resize(this.tenant, this.reservation, boundTokens, true);
+    if (!error) return;
+    this.state = "settled";
+    this.ticket?.close();
+    await this.ledger.cancel(this.reservation);
+    throw error;
   }
 
   /** Where the engine's count of what each choice used will come from, should the request be cut short. */

@@ -13,8 +13,14 @@ export type { Reservation, ReserveResult, TenantUsage } from "./ledger.js";
 export interface Quota {
   /** Admits and charges a request, or says (as a 429, or a 503 when the books cannot be reached) which limit refuses it. */
   reserve(tenant: Tenant, req: { estimatedTokens: number }): Promise<ReserveResult>;
-  /** The reservation becomes `tokens` (the engine's exact bound), or the 429 it would have had; null when done. */
-  resize(tenant: Tenant, reservation: Reservation, tokens: number): Promise<ApiError | null>;
+  /**
+   * The reservation becomes `tokens` (the engine's exact bound), or the 429 it
+   * would have had; null when done. With `releaseIfRefused`, a refused
+   * reservation is cancelled in the same step, before any other request's
+   * resize is decided (in process: atomically), so that in a burst whose
+   * estimates were all too low the refused give their tokens back to the next.
+   */
+  resize(tenant: Tenant, reservation: Reservation, tokens: number, releaseIfRefused?: boolean): Promise<ApiError | null>;
   /** The engine started running the request (queued → running). Idempotent. */
   started(reservation: Reservation): Promise<void>;
   /** The request ended having used `actualTokens`; resolves once the usage is stored. Idempotent. */
@@ -45,8 +51,10 @@ export class LocalQuota implements Quota {
     return this.ledger.reserve(tenant, req);
   }
 
-  async resize(tenant: Tenant, reservation: Reservation, tokens: number): Promise<ApiError | null> {
-    return this.ledger.resize(tenant, reservation, tokens);
+  async resize(tenant: Tenant, reservation: Reservation, tokens: number, releaseIfRefused = false): Promise<ApiError | null> {
+    const error = this.ledger.resize(tenant, reservation, tokens);
+    if (error && releaseIfRefused) this.ledger.cancel(reservation);
+    return error;
   }
 
   async started(reservation: Reservation): Promise<void> {

@@ -150,13 +150,15 @@ export class RedisQuota implements Quota {
     return this.reserveAlone(tenant, estimated);
   }
 
-  async resize(tenant: Tenant, reservation: Reservation, tokens: number): Promise<ApiError | null> {
+  async resize(tenant: Tenant, reservation: Reservation, tokens: number, releaseIfRefused = false): Promise<ApiError | null> {
     const exact = tokenCount(tokens, "tokens");
     const l = this.live.get(reservation.id);
     if (!l || l.held === exact) return null;
     if (l.local) {
       const error = l.local.ledger.resize(l.local.tenant, l.local.reservation, exact);
       if (!error) l.held = exact;
+      // The shared books are released by the caller's cancel; the local ones at once (see Quota.resize).
+      else if (releaseIfRefused) l.local.ledger.cancel(l.local.reservation);
       return error;
     }
     let reply: unknown;

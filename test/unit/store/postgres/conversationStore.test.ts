@@ -16,7 +16,7 @@ export const numbered = (sql: string) => {
   let n = 0;
   return sql.replace(/\?/g, () => `$${++n}`);
 };
-const TABLES = "responses, response_input_items, response_output_items, conversations, conversation_items";
+const TABLES = "responses, response_input_items, response_output_items, conversations, conversation_items CASCADE";
 
 describe("PostgreSQL conversation store", { skip: postgresMissing ?? false }, () => {
   let server: PostgresServer;
