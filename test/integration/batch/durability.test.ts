@@ -2,17 +2,17 @@
 // engine worker included) while the batch runs, restarted on the same
 // --data-dir, and the batch finishes with every line in the output exactly once.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import OpenAI, { toFile } from "openai";
 import type { Batch } from "openai/resources/batches";
-import { MODELS, REPO_ROOT, waitFor } from "../helpers/server.js";
+import { MODELS, waitFor } from "../helpers/server.js";
 import { groupAlive } from "../helpers/processGroup.js";
+import { killReplica, spawnReplica, type Replica } from "../helpers/replicas.js";
 
-const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-batch-durable-"));
 const children: ChildProcess[] = [];
 after(() => {
@@ -22,26 +22,14 @@ after(() => {
 
 const SERVE = ["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--threads", "2"];
 
-async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<NodeJS.Signals | null> }> {
-  const child = spawn(process.execPath, [CLI, "serve", ...SERVE, "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_code, signal) => resolve(signal)));
-  try {
-    await waitFor(() => /"msg":"llamux ready"/.test(out), 60_000, "the ready log line");
-  } catch (err) {
-    killGroup(child);
-    throw new Error(`${(err as Error).message}; output: ${out}`);
-  }
-  const ready = JSON.parse(out.split("\n").find((l) => l.includes('"llamux ready"'))!) as { url: string };
-  return { child, url: ready.url, exited };
+/** A real `llamux serve` on its own data dir, killable with -9 (helpers/replicas.ts). */
+async function spawnServer(dataDir: string): Promise<Replica> {
+  const server = await spawnReplica(path.basename(dataDir), [...SERVE, "--data-dir", dataDir]);
+  children.push(server.child);
+  return server;
 }
 
-function killGroup(child: ChildProcess): void {
-  if (child.pid !== undefined && groupAlive(child.pid)) process.kill(-child.pid, "SIGKILL");
-}
+const killGroup = (child: ChildProcess) => killReplica(child);
 
 describe("batch durability", () => {
   test("kill -9 mid-batch, restart on the same data dir: the output has every line exactly once", async () => {

@@ -6,17 +6,16 @@
 // known key goes on, and everything recovers when it returns, with no restart;
 // kill -9 right after an acknowledged write loses nothing.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { groupAlive } from "../helpers/processGroup.js";
-import { MODELS, REPO_ROOT, waitFor } from "../helpers/server.js";
+import { killReplica, spawnReplica, stopReplica, type Replica } from "../helpers/replicas.js";
+import { MODELS, waitFor } from "../helpers/server.js";
 import { postgresMissing, startPostgres, type PostgresServer } from "../../helpers/postgres.js";
 import { PgDatabase } from "../../../src/store/postgres/db.js";
 
-const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const ADMIN_KEY = "admin-key-for-replica-tests-0123456789";
 const SERVE = ["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "256", "--threads", "1"];
 /** The issue's bound: a change on one replica applies on every other within this. */
@@ -24,44 +23,9 @@ const PROPAGATION_BOUND_MS = 1000;
 /** A request that waits longer than this on a dead database is hanging. */
 const NO_HANG_MS = 15_000;
 
-interface Replica {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<NodeJS.Signals | number | null>;
-  output: () => string;
-}
-
-async function spawnReplica(databaseUrl: string, dataDir: string): Promise<Replica> {
-  const child = spawn(process.execPath, [CLI, "serve", ...SERVE, "--port", "0", "--data-dir", dataDir], {
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY, LLAMUX_LOG_LEVEL: "info" },
-  });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)));
-  try {
-    await waitFor(() => /"msg":"llamux ready"/.test(out), 90_000, "the ready log line");
-  } catch (err) {
-    killGroup(child);
-    throw new Error(`${(err as Error).message}; output: ${out}`);
-  }
-  const ready = JSON.parse(out.split("\n").find((l) => l.includes('"llamux ready"'))!) as { url: string };
-  return { child, url: ready.url, exited, output: () => out };
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
-  if (child.pid !== undefined && groupAlive(child.pid)) process.kill(-child.pid, signal);
-}
-
-async function stopReplica(r: Replica | null): Promise<void> {
-  if (!r || r.child.exitCode !== null || r.child.signalCode !== null) return;
-  killGroup(r.child, "SIGTERM");
-  const timer = setTimeout(() => killGroup(r.child), 20_000);
-  await r.exited;
-  clearTimeout(timer);
-  await waitFor(() => !groupAlive(r.child.pid!), 10_000, "the replica's worker to exit");
+/** One replica on the shared database (helpers/replicas.ts runs the process). */
+function spawnOn(databaseUrl: string, dataDir: string): Promise<Replica> {
+  return spawnReplica(path.basename(dataDir), [...SERVE, "--data-dir", dataDir], { LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY });
 }
 
 interface Reply {
@@ -105,7 +69,7 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
     pg = await startPostgres();
     databaseUrl = await pg.createDatabase();
     // Both at once on the empty database: the migrations' lock makes that safe.
-    [one, two] = await Promise.all([spawnReplica(databaseUrl, path.join(tmp, "one")), spawnReplica(databaseUrl, path.join(tmp, "two"))]);
+    [one, two] = await Promise.all([spawnOn(databaseUrl, path.join(tmp, "one")), spawnOn(databaseUrl, path.join(tmp, "two"))]);
     const created = await admin(one, "POST", "/tenants", { id: "acme" });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     key = (await admin(one, "POST", "/tenants/acme/keys", { name: "ci" })).body.key;
@@ -234,7 +198,7 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
     const conv = await api(one!, "POST", "/conversations", {});
     const res = await api(one!, "POST", "/responses", { model: "stories260K", input: "Mia found a cat.", conversation: conv.body.id, max_output_tokens: 16 });
     const issued = await admin(one!, "POST", "/tenants/acme/keys", { name: "last words" });
-    killGroup(one!.child);
+    killReplica(one!.child);
     assert.equal(res.status, 200);
     assert.equal(issued.status, 201);
     assert.equal(await one!.exited, "SIGKILL");

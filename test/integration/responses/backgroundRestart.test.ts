@@ -4,16 +4,16 @@
 // streams replay what was stored and end with response.failed. A clean stop
 // (SIGTERM's path, srv.close()) fails what still runs in the same way, with its own reason.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import type { Response as OpenAIResponse, ResponseStreamEvent } from "openai/resources/responses/responses";
-import { MODELS, REPO_ROOT, startTestServer, waitFor } from "../helpers/server.js";
+import { MODELS, startTestServer, waitFor } from "../helpers/server.js";
 import { groupAlive } from "../helpers/processGroup.js";
+import { killReplica, spawnReplica, type Replica } from "../helpers/replicas.js";
 
-const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-background-restart-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -21,25 +21,13 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const SERVE = ["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "4096", "--threads", "1"];
 const LONG = { input: "Once upon a time", background: true, max_output_tokens: 4000, ignore_eos: true };
 
-async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<NodeJS.Signals | null> }> {
-  const child = spawn(process.execPath, [CLI, "serve", ...SERVE, "--port", "0", "--data-dir", dataDir], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_code, signal) => resolve(signal)));
-  try {
-    await waitFor(() => /"msg":"llamux ready"/.test(out), 60_000, "the ready log line");
-  } catch (err) {
-    killGroup(child);
-    throw new Error(`${(err as Error).message}; output: ${out}`);
-  }
-  const ready = JSON.parse(out.split("\n").find((l) => l.includes('"llamux ready"'))!) as { url: string };
-  return { child, url: ready.url, exited };
+/** A real `llamux serve` on its own data dir, killable with -9 (helpers/replicas.ts). */
+async function spawnServer(dataDir: string): Promise<Replica> {
+  const server = await spawnReplica(path.basename(dataDir), [...SERVE, "--data-dir", dataDir]);
+  return server;
 }
 
-function killGroup(child: ChildProcess): void {
-  if (child.pid !== undefined && groupAlive(child.pid)) process.kill(-child.pid, "SIGKILL");
-}
+const killGroup = (child: ChildProcess) => killReplica(child);
 
 const post = async (url: string, body: unknown) =>
   (await (await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K", ...(body as object) }) })).json()) as OpenAIResponse;
