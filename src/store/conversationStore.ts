@@ -128,6 +128,22 @@ export interface ResponseCommit {
   conversation: { id: string; items: readonly Item[] } | null;
 }
 
+/** Rows deleted per purge statement: each batch holds the write lock briefly. */
+export const PURGE_BATCH_ROWS = 500;
+export const DEFAULT_PURGE_INTERVAL_MS = 60 * 60 * 1000;
+
+/** What every ConversationStore implementation is opened with. */
+export interface ConversationStoreOptions {
+  /** Responses older than this are invisible and purged; 0 keeps them forever. */
+  responseTtlSeconds: number;
+  /** How often expired responses are purged (default hourly; the first purge runs at open). */
+  purgeIntervalMs?: number;
+  /** Clock, in whole seconds since the epoch (tests pin it). */
+  nowSeconds?: () => number;
+  /** Told about each purge that removed rows, and about a purge that failed. */
+  onPurge?: (outcome: { deleted: number } | { error: unknown }) => void;
+}
+
 export interface ConversationStore {
   /** Writes a finished response and its conversation items in one transaction. */
   commitResponse(commit: ResponseCommit): Promise<void>;

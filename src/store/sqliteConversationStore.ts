@@ -9,15 +9,18 @@
 // tenant can only ever reach its own rows.
 import type Database from "better-sqlite3";
 import { openDatabase } from "./sqlite.js";
-import type {
-  ConversationRecord,
-  ConversationStore,
-  ItemPage,
-  JsonObject,
-  ListOptions,
-  Item,
-  ResponseCommit,
-  StoredResponse,
+import {
+  DEFAULT_PURGE_INTERVAL_MS,
+  PURGE_BATCH_ROWS,
+  type ConversationStoreOptions,
+  type ConversationRecord,
+  type ConversationStore,
+  type ItemPage,
+  type JsonObject,
+  type ListOptions,
+  type Item,
+  type ResponseCommit,
+  type StoredResponse,
 } from "./conversationStore.js";
 
 const SCHEMA = `
@@ -77,20 +80,8 @@ CREATE TABLE IF NOT EXISTS conversation_store_migrations (name TEXT PRIMARY KEY)
  */
 const BACKFILL_OUTPUT_ITEMS = "backfill_response_output_items";
 
-/** Rows deleted per purge statement: each batch holds the write lock briefly. */
-const PURGE_BATCH_ROWS = 500;
-const DEFAULT_PURGE_INTERVAL_MS = 60 * 60 * 1000;
 
-export interface SqliteConversationStoreOptions {
-  /** Responses older than this are invisible and purged; 0 keeps them forever. */
-  responseTtlSeconds: number;
-  /** How often expired responses are purged (default hourly; the first purge runs at open). */
-  purgeIntervalMs?: number;
-  /** Clock, in whole seconds since the epoch (tests pin it). */
-  nowSeconds?: () => number;
-  /** Told about each purge that removed rows, and about a purge that failed. */
-  onPurge?: (outcome: { deleted: number } | { error: unknown }) => void;
-}
+export type SqliteConversationStoreOptions = ConversationStoreOptions;
 
 interface ConversationRow {
   id: string;

@@ -7,31 +7,23 @@
 //
 // Several replicas purge at once without stepping on each other: each batch
 // locks the rows it deletes and skips those another replica holds.
-import type {
-  ConversationRecord,
-  ConversationStore,
-  Item,
-  ItemPage,
-  JsonObject,
-  ListOptions,
-  ResponseCommit,
-  StoredResponse,
+import {
+  DEFAULT_PURGE_INTERVAL_MS,
+  PURGE_BATCH_ROWS,
+  type ConversationStoreOptions,
+  type ConversationRecord,
+  type ConversationStore,
+  type Item,
+  type ItemPage,
+  type JsonObject,
+  type ListOptions,
+  type ResponseCommit,
+  type StoredResponse,
 } from "../conversationStore.js";
 import { num, type PgDatabase, type Queryable } from "./db.js";
 
-const PURGE_BATCH_ROWS = 500;
-const DEFAULT_PURGE_INTERVAL_MS = 60 * 60 * 1000;
 
-export interface PgConversationStoreOptions {
-  /** Responses older than this are invisible and purged; 0 keeps them forever. */
-  responseTtlSeconds: number;
-  /** How often expired responses are purged (default hourly; the first purge runs at open). */
-  purgeIntervalMs?: number;
-  /** Clock, in whole seconds since the epoch (tests pin it). */
-  nowSeconds?: () => number;
-  /** Told about each purge that removed rows, and about a purge that failed. */
-  onPurge?: (outcome: { deleted: number } | { error: unknown }) => void;
-}
+export type PgConversationStoreOptions = ConversationStoreOptions;
 
 export class PgConversationStore implements ConversationStore {
   private readonly ttlSeconds: number;
