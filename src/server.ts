@@ -1,11 +1,13 @@
-// A running llamux server: tenant store, HTTP listener, engine worker. The
-// store opens first and closes last, so no request ever sees it closed; HTTP
-// listens before the worker starts (so /health answers while the model loads)
-// and stops first (so draining requests still reach the worker). close()
-// drains: new /v1 requests get 503 while those in flight run on for up to
-// --drain-timeout-ms, then the listener closes and whatever is left is cut. With
-// --agent-port, an HAProxy agent (src/cluster/agent.ts) answers from the listen
-// on (drain while loading and draining) until the drain is over. With
+// A running llamux server: stores, engine workers, HTTP listener, agent. Each
+// resource pushes its teardown on one stack (src/disposers.ts) as it is
+// acquired, and a failed start and close() both run that stack in reverse: the
+// stores open first and close last, so no request ever sees them closed; HTTP
+// listens before the workers start (so /health answers while the model loads)
+// and stops before them (so draining requests still reach the workers).
+// close() drains: new /v1 requests get 503 while those in flight run on for up
+// to --drain-timeout-ms, then the listener closes and whatever is left is cut.
+// With --agent-port, an HAProxy agent (src/cluster/agent.ts) answers from the
+// listen on (drain while loading and draining) until the drain is over. With
 // --database-url the stores are PostgreSQL's (src/store/postgres): its pool
 // opens before everything and closes after. Used by `llamux serve` and by the
 // integration tests.
@@ -33,7 +35,7 @@ import { InflightRequests } from "./middleware/drain.js";
 import { JsonParsePool } from "./middleware/jsonBody.js";
 import { startTracing } from "../telemetry/tracing.js";
 import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
-import { openTenants, type MultiTenant } from "./tenants/openTenants.js";
+import { openTenants } from "./tenants/openTenants.js";
 import type { TenantRegistry } from "./tenants/registry.js";
 import type { SqliteTenantStore } from "./tenants/store.js";
 import type { ConversationStore } from "./store/conversationStore.js";
@@ -44,6 +46,7 @@ import { openPostgres, type PostgresState } from "./store/postgres/index.js";
 import { openBackgroundResponses } from "./openai/responses/openBackground.js";
 import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
 import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
+import { DisposerStack } from "./disposers.js";
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
@@ -113,21 +116,13 @@ function watchTenants(tenants: TenantRegistry, models: ServedModels, quota: Quot
 }
 
 export async function startServer(config: ServeConfig, log: Logger, secrets: ServeSecrets = readServeSecrets()): Promise<RunningServer> {
-  const pg = config.databaseUrl ? await openPostgres({ url: config.databaseUrl, poolSize: config.databasePoolSize, conversations: conversationOptions(config, log) }, log) : null;
-  let multi: MultiTenant | null = null;
-  let conversations: ConversationStore | null = null;
+  // Every resource below pushes its teardown as it is acquired; a failed start
+  // and close() run the same stack in reverse (src/disposers.ts).
+  const stack = new DisposerStack((name, err) => log.error({ err, resource: name }, "closing failed; the rest of the shutdown goes on"));
   try {
-    multi = await openTenants(config, secrets, log, pg);
-    conversations = pg ? pg.conversations : SqliteConversationStore.open(config.dataDir, conversationOptions(config, log));
-    // An existing data directory keeps the mode its owner gave it (it may be shared with a group on purpose): said, not changed.
-    const loose = looseDirWarning(config.dataDir);
-    if (loose) log.warn(loose);
-    return await startServing(config, log, secrets, multi, conversations, pg);
+    return await startServing(config, log, secrets, stack);
   } catch (err) {
-    await multi?.watcher?.stop();
-    if (!pg) await conversations?.close();
-    await multi?.sqlite?.close();
-    await pg?.close();
+    await stack.disposeAll();
     throw err;
   }
 }
@@ -143,42 +138,62 @@ function conversationOptions(config: ServeConfig, log: Logger) {
   };
 }
 
-async function startServing(
-  config: ServeConfig,
-  log: Logger,
-  secrets: ServeSecrets,
-  multi: MultiTenant | null,
-  conversations: ConversationStore,
-  pg: PostgresState | null,
-): Promise<RunningServer> {
-  const models = await createServedModels(config, log);
-  let accepting = true;
-  const inflight = new InflightRequests();
-  const metrics = createMetrics();
-  bindEngineMetrics(metrics, models.all);
-  // Off (a no-op tracer) unless the OTEL_* environment asks for traces.
+async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecrets, stack: DisposerStack): Promise<RunningServer> {
+  // Off (a no-op tracer) unless the OTEL_* environment asks for traces; flushed last.
   const tracing = await startTracing("front", VERSION);
-  for (const m of tracing.enabled ? models.all : []) {
-    m.engine.on("restart", (n: number) => tracing.tracer.startSpan("llamux.engine.restart", { attributes: { "llamux.model": m.id, "llamux.engine.restarts": n } }).end());
-  }
-  if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
-  // Daily and lifetime usage live in the same database as the tenants, so a
-  // budget survives restarts; single-tenant mode has no limits to keep.
-  const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
-  const quota = await openQuota(config, usageStore, metrics, log);
-  const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
-  if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
-    log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
-  }
-  const stopForgettingTenants = multi ? forgetDeletedTenants(multi.tenants, conversations, log) : () => undefined;
-  const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
-  // SQLite or PostgreSQL (a lease per replica): see openBackground.ts. What a gone process left unfinished is failed now.
-  const background = await openBackgroundResponses(conversations, pg, log);
+  stack.push("tracing", () => tracing.shutdown());
+  const pg = config.databaseUrl ? await openPostgres({ url: config.databaseUrl, poolSize: config.databasePoolSize, conversations: conversationOptions(config, log) }, log) : null;
+  if (pg) stack.push("postgres", () => pg.close());
+  const multi = await openTenants(config, secrets, log, pg);
+  if (multi) stack.push("tenant store", () => multi.store.close());
+  // PostgreSQL's conversation store is closed with its pool.
+  const conversations: ConversationStore = pg ? pg.conversations : SqliteConversationStore.open(config.dataDir, conversationOptions(config, log));
+  if (!pg) stack.push("conversation store", () => conversations.close());
+  // An existing data directory keeps the mode its owner gave it (it may be shared with a group on purpose): said, not changed.
+  const loose = looseDirWarning(config.dataDir);
+  if (loose) log.warn(loose);
   // The Batch API: files and batches in the same database, lines served through
   // this server's own listener. Their stores are SQLite only so far: behind a
   // balancer a file uploaded to one replica would be missing on the next, so
   // with --database-url /v1/files and /v1/batches are not served (404).
   const batchStores = pg ? null : { files: SqliteFileStore.open(config.dataDir), batches: SqliteBatchStore.open(config.dataDir) };
+  if (batchStores) {
+    stack.push("file store", () => batchStores.files.close());
+    stack.push("batch store", () => batchStores.batches.close());
+  }
+  if (multi?.watcher) stack.push("tenant change watcher", () => multi.watcher!.stop());
+
+  const models = await createServedModels(config, log);
+  let accepting = true;
+  const inflight = new InflightRequests();
+  const metrics = createMetrics();
+  bindEngineMetrics(metrics, models.all);
+  for (const m of tracing.enabled ? models.all : []) {
+    m.engine.on("restart", (n: number) => tracing.tracer.startSpan("llamux.engine.restart", { attributes: { "llamux.model": m.id, "llamux.engine.restarts": n } }).end());
+  }
+  if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
+  // tiktoken's encoder, loaded on first use by the quota estimate.
+  stack.push("token estimator", () => freeEncoder());
+  // Daily and lifetime usage live in the same database as the tenants, so a
+  // budget survives restarts; single-tenant mode has no limits to keep.
+  const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
+  const quota = await openQuota(config, usageStore, metrics, log);
+  stack.push("quota", () => quota.close());
+  if (multi) {
+    stack.push("quota and engine tenant sync", watchTenants(multi.tenants, models, quota, metrics, log));
+    stack.push("deleted tenant cleanup", forgetDeletedTenants(multi.tenants, conversations, log));
+  }
+  if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
+    log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
+  }
+  // Stopped after the listener, so the requests a drain lets finish still reach them.
+  stack.push("engine workers", () => Promise.all([...models.all].reverse().map((m) => m.engine.stop())).then(() => undefined));
+  const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
+  stack.push("JSON parse worker", () => jsonParser.close());
+  // SQLite or PostgreSQL (a lease per replica): see openBackground.ts. What a gone process left unfinished is failed now.
+  // Closed before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
+  const background = await openBackgroundResponses(conversations, pg, log);
+  stack.push("background responses", () => background.close());
   const dispatchSecret = newDispatchSecret();
   let baseUrl = "";
   const runner = batchStores
@@ -189,10 +204,6 @@ async function startServing(
         log,
       })
     : null;
-  const closeBatchStores = async () => {
-    await batchStores?.batches.close();
-    await batchStores?.files.close();
-  };
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
@@ -233,57 +244,50 @@ async function startServing(
     app,
   );
   // Listen first so /health answers (and /ready says 503) while the model loads.
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.port, config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => {
+      server.off("error", reject);
+      resolve();
     });
-  } catch (err) {
-    await background.close();
-    stopWatchingTenants();
-    stopForgettingTenants();
-    await quota.close();
-    throw err;
-  }
+  });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, "listening");
-  // The agent answers from now on, so a balancer hears "drain" while the models load.
-  let agent: AgentServer | null = null;
+  stack.push(
+    "HTTP listener",
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  );
+  // The agent answers from now on, so a balancer hears "drain" while the models
+  // load; it is closed after the drain, answering "drain" until then.
+  let agentPort: number | null = null;
   if (config.agentPort !== null) {
+    let agent: AgentServer;
     try {
       agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
     } catch (err) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await background.close();
-      stopWatchingTenants();
-      stopForgettingTenants();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
     }
+    stack.push("agent check", () => agent.close());
+    agentPort = agent.port;
     log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
   }
-  const closeAgent = async () => {
-    await agent?.close();
-    agent = null;
-  };
   // An unspecified address is reached on loopback.
   const dispatchHost = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "::1" : config.host;
   baseUrl = `http://${dispatchHost.includes(":") ? `[${dispatchHost}]` : dispatchHost}:${port}`;
 
-  const closeHttp = () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+  await startEngines(models, log);
   // The listener stays open while draining, so a load balancer still reaches
   // /ready (503 "draining") and new /v1 requests get a retryable 503 rather
   // than a refused connection. Idle keep-alive sockets are closed at once (and
   // every response while draining says `connection: close`), so they never
-  // hold the drain open; what counts is the /v1 requests in flight.
-  const drainHttp = async () => {
+  // hold the drain open; what counts is the /v1 requests in flight. The agent
+  // (closed after this) answers "drain" throughout.
+  stack.push("drain", async () => {
     server.closeIdleConnections();
     if (inflight.count > 0 && config.drainTimeoutMs > 0) {
       log.info({ inflight: inflight.count, drainTimeoutMs: config.drainTimeoutMs }, "draining in-flight requests");
@@ -295,28 +299,18 @@ async function startServing(
     } else if (inflight.count > 0) {
       log.warn({ cut: inflight.count }, "drain timeout is 0: cutting the requests in flight");
     }
-    await closeHttp();
-  };
-
-  const stopEngines = () => Promise.all([...models.all].reverse().map((m) => m.engine.stop()));
-  try {
-    await startEngines(models, log);
-  } catch (err) {
-    await closeAgent();
-    await closeHttp();
-    await background.close();
-    await jsonParser.close();
-    await stopEngines();
-    stopWatchingTenants();
-    stopForgettingTenants();
-    await quota.close();
-    freeEncoder();
-    await tracing.shutdown();
-    await closeBatchStores();
-    throw err;
+  });
+  // Batches a previous run left unfinished go on. Stopped before the drain: the
+  // lines in flight are cut, unrecorded, and the next start runs them again.
+  if (runner) {
+    stack.push("batch runner", () => runner.stop());
+    await runner.start();
   }
-  // Batches a previous run left unfinished go on.
-  await runner?.start();
+  // The first thing close() does: from here the agent answers "drain", the
+  // balancer stops sending new requests and new /v1 requests get 503.
+  stack.push("admission", () => {
+    accepting = false;
+  });
   let closing: Promise<void> | null = null;
   const first = models.all[0]!;
   log.info({ url, models: models.all.map((m) => m.id) }, "llamux ready");
@@ -330,29 +324,10 @@ async function startServing(
     store: multi?.sqlite ?? null,
     conversations,
     postgres: pg,
-    agentPort: agent?.port ?? null,
+    agentPort,
     close: () =>
       (closing ??= (async () => {
-        // From here the agent answers "drain": the balancer stops sending new requests.
-        accepting = false;
-        // Batch lines in flight are cut, unrecorded: the next start runs them again.
-        await runner?.stop();
-        await drainHttp();
-        await closeAgent();
-        // Before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
-        await background.close();
-        await jsonParser.close();
-        await stopEngines();
-        stopWatchingTenants();
-        stopForgettingTenants();
-        await quota.close();
-        freeEncoder();
-        await multi?.watcher?.stop();
-        await closeBatchStores();
-        await conversations.close();
-        await multi?.store.close();
-        await pg?.close();
-        await tracing.shutdown();
+        await stack.disposeAll();
         log.info("llamux stopped");
       })()),
   };
