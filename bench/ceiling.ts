@@ -157,7 +157,10 @@ async function lockstepRound(sequences: LlamaContextSequence[], maxTokens: numbe
     for (let step = 0; step < maxTokens && live.size > 0; step++) {
       const ids = [...live];
       const results = await Promise.all(ids.map((i) => gens[i]!.next()));
-      results.forEach((r, k) => (r.done ? live.delete(ids[k]!) : tokens++));
+      results.forEach((r, k) => {
+        if (r.done) live.delete(ids[k]!);
+        else tokens++;
+      });
     }
   } finally {
     await Promise.all(gens.map((g) => g.return(undefined)));

@@ -217,7 +217,10 @@ class ByteWriter {
     this.buf.write(s, at, bytes, "utf8");
   }
   scalar(type: ValueType, v: Scalar): void {
-    if (type === ValueType.STRING) return this.string(v as string);
+    if (type === ValueType.STRING) {
+      this.string(v as string);
+      return;
+    }
     const size = SCALAR_BYTES[type];
     if (size === undefined) throw new Error(`GGUF: unknown value type ${type}`);
     const at = this.room(size);
@@ -238,7 +241,10 @@ class ByteWriter {
   }
   value(v: GgufValue): void {
     this.u32(v.type);
-    if (v.type !== ValueType.ARRAY) return this.scalar(v.type, v.value);
+    if (v.type !== ValueType.ARRAY) {
+      this.scalar(v.type, v.value);
+      return;
+    }
     this.u32(v.itemType);
     this.u64(v.value.length);
     for (const item of v.value) this.scalar(v.itemType, item);

@@ -64,7 +64,7 @@ export async function makeModelMain(argv: string[]): Promise<number> {
     shownPct = pct;
     process.stderr.write(interactive ? `\rwriting ${preset} model: ${pct}%` : `writing ${preset} model: ${pct}%\n`);
   };
-  let made;
+  let made: Awaited<ReturnType<typeof makeSyntheticModel>>;
   try {
     made = await makeSyntheticModel({ preset: preset as PresetName, outPath: out, vocabFrom: values["vocab-from"], seed, onProgress: progress });
   } catch (err) {

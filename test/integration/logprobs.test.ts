@@ -93,7 +93,7 @@ async function replay(prompt: string, lp: CompletionLogprobs, k: number): Promis
       // The k alternatives, plus the sampled token when it is not among them.
       assert.ok(top.length === k || top.length === k + 1, `position ${i}: ${top.length} top entries`);
       const topValues = top.map(([, l]) => l).sort((a, b) => b - a).slice(0, k);
-      topValues.forEach((l, j) => assert.ok(Math.abs(l - expectedTop[j]!) < TOLERANCE, `position ${i}: top ${j} is ${l}, reference ${expectedTop[j]}`));
+      for (const [j, l] of topValues.entries()) assert.ok(Math.abs(l - expectedTop[j]!) < TOLERANCE, `position ${i}: top ${j} is ${l}, reference ${expectedTop[j]}`);
       for (const [tok, l] of top) {
         assert.ok([...ref].some(([id, r]) => text(id) === tok && Math.abs(r - l) < TOLERANCE), `position ${i}: alternative "${tok}" ${l} is no raw logprob`);
       }
@@ -121,7 +121,7 @@ describe("logprobs: exact raw log-probabilities", () => {
     assert.equal(lp.tokens.length, completionTokens);
     assert.equal(lp.tokens.join(""), text, "ASCII output: the token texts spell the text");
     const positions = await replay(PROMPT, lp, 5);
-    positions.forEach(({ ref, logprob }, i) => assert.ok(Math.abs(logprob - Math.max(...ref.values())) < TOLERANCE, `position ${i} is not the argmax`));
+    for (const [i, { ref, logprob }] of positions.entries()) assert.ok(Math.abs(logprob - Math.max(...ref.values())) < TOLERANCE, `position ${i} is not the argmax`);
   });
 
   test("temperature 1.5, top_p 0.9, a seed: the sampled tokens' logprobs are still the raw, untransformed ones", async () => {
@@ -269,7 +269,7 @@ describe("logprobs on completions", () => {
     assert.deepEqual(cut.lp.tokens, full.lp.tokens.slice(0, cut.completionTokens));
     assert.ok(cut.lp.tokens.join("").length > cut.text.length, "the entries go past the cut text");
     // logprobs 0: no alternatives, only the sampled token in each top_logprobs.
-    cut.lp.top_logprobs.forEach((top, i) => assert.deepEqual(top, { [cut.lp.tokens[i]!]: cut.lp.token_logprobs[i] }));
+    for (const [i, top] of cut.lp.top_logprobs.entries()) assert.deepEqual(top, { [cut.lp.tokens[i]!]: cut.lp.token_logprobs[i] });
   });
 });
 

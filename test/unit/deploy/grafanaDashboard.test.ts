@@ -8,6 +8,9 @@ import { EngineClient } from "../../../engine/index.js";
 import { bindEngineMetrics, createMetrics } from "../../../src/metrics.js";
 import { allPanels, allQueries, loadDashboard, metricNamesIn, type Dashboard } from "../../helpers/grafanaDashboard.js";
 
+/** Grafana's template variable for the data source the operator picks (a literal, not a JS template). */
+const DATASOURCE_VARIABLE = "$" + "{datasource}";
+
 type MetricType = "counter" | "gauge" | "histogram" | "summary";
 
 /** The registry as the server builds it (src/server.ts): its metric names and types. */
@@ -71,14 +74,14 @@ describe("Grafana dashboard", () => {
       assert.ok(g && [g.h, g.w, g.x, g.y].every((n) => Number.isInteger(n)), `${name}: gridPos`);
       assert.ok((g.x as number) + (g.w as number) <= 24, `${name}: wider than Grafana's 24 columns`);
       if (p.type === "row") continue;
-      assert.equal(p.datasource?.uid, "${datasource}", `${name}: reads the chosen data source`);
+      assert.equal(p.datasource?.uid, DATASOURCE_VARIABLE, `${name}: reads the chosen data source`);
       const targets = p.targets ?? [];
       assert.ok(targets.length > 0, `${name}: no queries`);
       const refIds = targets.map((t) => t.refId);
       assert.equal(new Set(refIds).size, refIds.length, `${name}: duplicate refIds`);
       for (const t of targets) {
         assert.ok(typeof t.expr === "string" && t.expr.trim() !== "", `${name} ${String(t.refId)}: empty expr`);
-        assert.equal(t.datasource?.uid, "${datasource}", `${name} ${String(t.refId)}: data source`);
+        assert.equal(t.datasource?.uid, DATASOURCE_VARIABLE, `${name} ${String(t.refId)}: data source`);
       }
     }
     for (const q of allQueries(dashboard)) {
