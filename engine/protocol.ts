@@ -22,33 +22,10 @@ export const PROTOCOL_VERSION = 7;
 
 export type FinishReason = "stop" | "length";
 
-export interface ChatMessage {
-  role: "system" | "developer" | "user" | "assistant" | "tool";
-  content: string;
-  /** assistant: the tool calls it made, rendered after its content. */
-  toolCalls?: ToolCall[];
-}
-
-export interface ToolCall {
-  name: string;
-  /** JSON text of the arguments object, as the model wrote it. */
-  arguments: string;
-}
-
-/**
- * Hermes-style tool calls (models/toolPrompt.ts): the prompt asks for them in
- * these tags, the forced-call grammar writes them, the front parses them.
- */
-export const TOOL_CALL_OPEN = "<tool_call>";
-export const TOOL_CALL_CLOSE = "</tool_call>";
-
-/** A function the model may call, listed in the chat prompt. */
-export interface ToolDefinition {
-  name: string;
-  description?: string;
-  /** JSON Schema of the arguments object, as the client gave it. */
-  parameters: Record<string, unknown>;
-}
+// The chat vocabulary (messages, tool calls, tool definitions) is the models'
+// (templates render it); the protocol carries it.
+export { TOOL_CALL_CLOSE, TOOL_CALL_OPEN, type ChatMessage, type ToolCall, type ToolDefinition } from "../models/chatVocabulary.js";
+import type { ChatMessage, ToolDefinition } from "../models/chatVocabulary.js";
 
 export type EnginePrompt =
   | { kind: "text"; text: string }

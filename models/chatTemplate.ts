@@ -17,7 +17,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { ChatMessage, ToolDefinition } from "../engine/protocol.js";
+import type { ChatMessage, ToolDefinition } from "./chatVocabulary.js";
 import { withToolTurns } from "./toolPrompt.js";
 
 

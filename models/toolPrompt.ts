@@ -6,7 +6,7 @@
 //
 // The turns produced are plain text for whatever chat template renders them
 // (ChatML by default). Pure: no node-llama-cpp.
-import { TOOL_CALL_CLOSE, TOOL_CALL_OPEN, type ChatMessage, type ToolCall, type ToolDefinition } from "../engine/protocol.js";
+import { TOOL_CALL_CLOSE, TOOL_CALL_OPEN, type ChatMessage, type ToolCall, type ToolDefinition } from "./chatVocabulary.js";
 
 export interface PlainTurn {
   role: "system" | "developer" | "user" | "assistant";

@@ -6,6 +6,8 @@
 import type { TenantLimits } from "../tenants/types.js";
 
 /** The max_tokens to give the engine: `requested` clamped to `limits.maxTokens`; null only when both are null. */
+export function capMaxTokens(limits: Pick<TenantLimits, "maxTokens">, requested: number): number;
+export function capMaxTokens(limits: Pick<TenantLimits, "maxTokens">, requested: number | null): number | null;
 export function capMaxTokens(limits: Pick<TenantLimits, "maxTokens">, requested: number | null): number | null {
   const cap = limits.maxTokens;
   if (cap === null) return requested;

@@ -5,7 +5,6 @@
 // corrects the charge with the engine's exact usage afterwards) plus the most
 // the request may generate. O(prompt length), no engine, no model.
 import { get_encoding, type Tiktoken } from "tiktoken";
-import { DEFAULT_COMPLETION_MAX_TOKENS } from "../openai/completions/protocol.js";
 
 /** Template tokens per chat message (role name, start/end markers, separator), as ChatML-style templates spend. */
 export const TOKENS_PER_MESSAGE = 4;
@@ -137,11 +136,11 @@ export function estimateChatTokens(
  * Every prompt's tokens + the completion budget once per choice: `choices`
  * (`n`) per prompt (an array of prompts is that many generations each; the
  * prompt itself is read once). Token-id arrays count as their length.
- * `maxTokens` null means the endpoint's default, OpenAI's 16.
+ * `maxTokens` is the budget the endpoint resolved (its default applied).
  */
 export function estimateCompletionTokens(
   prompt: string | readonly string[] | readonly number[] | readonly (readonly number[])[],
-  maxTokens: number | null,
+  maxTokens: number,
   choices = 1,
 ): number {
   const prompts: readonly (string | readonly number[])[] =
@@ -149,7 +148,7 @@ export function estimateCompletionTokens(
   const counter = new TokenCounter();
   let total = 0;
   for (const p of prompts) total += typeof p === "string" ? counter.count(p) : p.length;
-  return total + prompts.length * choices * (maxTokens ?? DEFAULT_COMPLETION_MAX_TOKENS);
+  return total + prompts.length * choices * maxTokens;
 }
 
 function messageText(m: ChatMessageLike): string {

@@ -103,6 +103,27 @@ describe("the boundaries between src/, engine/ and node-llama-cpp", () => {
     assert.deepEqual(offending, [], "import these through engine/index.ts instead");
   });
 
+  // The arrows run one way: engine/ -> models/ (it loads and renders with
+  // them), src/ -> both, never back.
+  const oneWay: [string, string[]][] = [
+    ["models", ["engine", "src"]],
+    ["engine", ["src"]],
+  ];
+  for (const [from, forbidden] of oneWay) {
+    test(`${from}/ imports nothing from ${forbidden.map((f) => `${f}/`).join(" or ")}`, () => {
+      const offending: string[] = [];
+      for (const file of tsFiles(path.join(REPO_ROOT, from))) {
+        for (const edge of staticImports(file)) {
+          const local = resolveLocal(file, edge.specifier);
+          if (local !== null && forbidden.some((f) => local.startsWith(path.join(REPO_ROOT, f) + path.sep))) {
+            offending.push(`${path.relative(REPO_ROOT, file)} imports ${edge.specifier}`);
+          }
+        }
+      }
+      assert.deepEqual(offending, []);
+    });
+  }
+
   for (const entry of ["src/cli.ts", "src/server.ts", "engine/index.ts"]) {
     test(`nothing ${entry} loads at start reaches node-llama-cpp`, () => {
       const packages = packagesLoadedBy(path.join(REPO_ROOT, entry));

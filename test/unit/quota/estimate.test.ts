@@ -13,7 +13,7 @@ import {
   TOKENS_PER_MESSAGE,
 } from "../../../src/quota/estimate.js";
 import { parseChatRequest } from "../../../src/openai/chat/protocol.js";
-import { parseCompletionRequest } from "../../../src/openai/completions/protocol.js";
+import { DEFAULT_COMPLETION_MAX_TOKENS, parseCompletionRequest } from "../../../src/openai/completions/protocol.js";
 
 after(() => freeEncoder());
 
@@ -101,9 +101,8 @@ describe("estimateChatTokens", () => {
 });
 
 describe("estimateCompletionTokens", () => {
-  test("a string prompt: its tokens + max_tokens, or OpenAI's default of 16", () => {
+  test("a string prompt: its tokens + max_tokens", () => {
     assert.equal(estimateCompletionTokens("hello world", 50), 52);
-    assert.equal(estimateCompletionTokens("hello world", null), 2 + 16);
   });
 
   test("an array of prompts generates once per prompt", () => {
@@ -112,7 +111,7 @@ describe("estimateCompletionTokens", () => {
 
   test("n choices per prompt: each prompt once, the completion budget prompts × n times", () => {
     assert.equal(estimateCompletionTokens(["hello world", "hello"], 10, 3), 2 + 1 + 2 * 3 * 10);
-    assert.equal(estimateCompletionTokens("hello world", null, 2), 2 + 2 * 16);
+    assert.equal(estimateCompletionTokens("hello world", 16, 2), 2 + 2 * 16);
   });
 
   test("token-id arrays count as their length", () => {
@@ -134,6 +133,6 @@ describe("on validated requests", () => {
     const expected = countTextTokens("Be brief.") + 2 + 2 * TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS + 64;
     assert.equal(estimateChatTokens(chat.messages, chat.max_completion_tokens ?? chat.max_tokens ?? null), expected);
     const completion = parseCompletionRequest({ model: "m", prompt: [[1, 2, 3]], max_tokens: 5 });
-    assert.equal(estimateCompletionTokens(completion.prompt, completion.max_tokens ?? null), 3 + 5);
+    assert.equal(estimateCompletionTokens(completion.prompt, completion.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS), 3 + 5);
   });
 });
