@@ -29,19 +29,19 @@ const boolean = () =>
 export const QUEUED_PER_SLOT = 8;
 
 const OPTIONS = {
-  model: { env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
+  model: { singleModel: true, env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
   port: { env: "LLAMUX_PORT", schema: int(0, 65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
   "agent-port": { env: "LLAMUX_AGENT_PORT", schema: z.null().or(int(0, 65535)), default: null, help: "Also answer HAProxy agent checks on this TCP port of --host: a weight from free slots and queue depth, or drain while loading or shutting down (0 picks a free one; unset: off). See docs/cluster.md" },
-  slots: { env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
-  "ctx-per-slot": { env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
-  threads: { env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
-  gpu: { env: "LLAMUX_GPU", schema: z.enum(gpuModes), default: "auto", help: "GPU backend: auto | off | cuda | vulkan" },
-  alias: { env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
-  "chat-template": { env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
-  "step-tokens": { env: "LLAMUX_STEP_TOKENS", schema: int(1, 8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
-  "coalesce-ms": { env: "LLAMUX_COALESCE_MS", schema: int(0, 1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
-  "follow-up-ms": { env: "LLAMUX_FOLLOW_UP_MS", schema: int(0, 1000), default: DEFAULT_FOLLOW_UP_MS, help: "After a tenant's last request ends, the next engine step waits up to this long for its next one (woken by any arrival), so a client in a loop is not made to wait a whole step (0: never)" },
+  slots: { perModel: true, env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
+  "ctx-per-slot": { perModel: true, env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
+  threads: { perModel: true, env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
+  gpu: { perModel: true, env: "LLAMUX_GPU", schema: z.enum(gpuModes), default: "auto", help: "GPU backend: auto | off | cuda | vulkan" },
+  alias: { singleModel: true, env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
+  "chat-template": { perModel: true, singleModel: true, env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
+  "step-tokens": { perModel: true, env: "LLAMUX_STEP_TOKENS", schema: int(1, 8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
+  "coalesce-ms": { perModel: true, env: "LLAMUX_COALESCE_MS", schema: int(0, 1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
+  "follow-up-ms": { perModel: true, env: "LLAMUX_FOLLOW_UP_MS", schema: int(0, 1000), default: DEFAULT_FOLLOW_UP_MS, help: "After a tenant's last request ends, the next engine step waits up to this long for its next one (woken by any arrival), so a client in a loop is not made to wait a whole step (0: never)" },
   "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
@@ -49,7 +49,7 @@ const OPTIONS = {
   "log-content": { env: "LLAMUX_LOG_CONTENT", schema: boolean(), default: false, help: "Also log each request's messages/prompt (debug level); off: prompts never reach the logs" },
   "drain-timeout-ms": { env: "LLAMUX_DRAIN_TIMEOUT_MS", schema: int(0, 3_600_000), default: 30_000, help: "On shutdown, let in-flight requests finish for up to this long, then cut them (0: cut at once)" },
   // null: QUEUED_PER_SLOT × --slots, filled in by parseServeConfig.
-  "max-queued": { env: "LLAMUX_MAX_QUEUED", schema: z.null().or(int(0, 1_000_000)), default: null, help: `Requests that may wait for a KV slot, over all tenants, while every slot is busy; more get 429 queue_full (0: refuse when no slot is free) [default: ${QUEUED_PER_SLOT} x --slots]` },
+  "max-queued": { perModel: true, env: "LLAMUX_MAX_QUEUED", schema: z.null().or(int(0, 1_000_000)), default: null, help: `Requests that may wait for a KV slot, over all tenants, while every slot is busy; more get 429 queue_full (0: refuse when no slot is free) [default: ${QUEUED_PER_SLOT} x --slots]` },
   "queue-timeout-ms": { env: "LLAMUX_QUEUE_TIMEOUT_MS", schema: int(0, 3_600_000), default: 60_000, help: "A request with no output this long after it arrived is cancelled and answered 503 queue_timeout (0: wait forever)" },
   "headers-timeout-ms": { env: "LLAMUX_HEADERS_TIMEOUT_MS", schema: int(1, 3_600_000), default: 10_000, help: "Close a connection (408) whose request head has not fully arrived this long after it began, or that sends nothing" },
   "request-timeout-ms": { env: "LLAMUX_REQUEST_TIMEOUT_MS", schema: int(1, 3_600_000), default: 60_000, help: "Close a connection (408) whose request, head and body, has not fully arrived in this long; responses and streams are not limited" },
@@ -60,7 +60,7 @@ const OPTIONS = {
   "database-url": { env: "LLAMUX_DATABASE_URL", schema: z.string().regex(/^postgres(ql)?:\/\/./, "expected a postgres:// or postgresql:// URL").nullable(), default: null, help: "Keep tenants, keys, usage, stored responses and conversations in this PostgreSQL database, shared by every replica, instead of <data-dir>/llamux.db (prefer the variable: a flag shows in ps)" },
   "database-pool-size": { env: "LLAMUX_DATABASE_POOL_SIZE", schema: int(1, 1000), default: 10, help: "Most PostgreSQL connections this replica holds at once" },
   "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
-  "kv-cache-max-bytes": { env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
+  "kv-cache-max-bytes": { perModel: true, env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
   "redis-url": { env: "LLAMUX_REDIS_URL", schema: z.string().regex(/^rediss?:\/\/./, "expected a redis:// or rediss:// URL").nullable(), default: null, help: "Redis shared by every replica: per-tenant rate limits, concurrency and queue caps become exact across replicas (default: in-process, per replica)" },
   "redis-fallback": { env: "LLAMUX_REDIS_FALLBACK", schema: z.enum(REDIS_FALLBACKS), default: "local", help: "While Redis is unreachable: local (each limit ÷ the number of replicas, enforced by each replica alone) | refuse (503 quota_unavailable)" },
   "redis-replicas": { env: "LLAMUX_REDIS_REPLICAS", schema: z.null().or(int(1, 10_000)), default: null, help: "Replicas sharing the limits, for --redis-fallback local (default: the live replicas last counted in Redis)" },
@@ -77,97 +77,45 @@ export const MIN_ADMIN_KEY_LENGTH = MIN_SECRET_LENGTH;
 
 type OptionName = keyof typeof OPTIONS;
 
-/** Options a `models` entry of the config file may set for its own model; the top-level values are their defaults. */
-const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "follow-up-ms", "max-queued", "kv-cache-max-bytes"] as const;
-/** Top-level options that describe one model, so they cannot be combined with a `models` list. */
-const SINGLE_MODEL_OPTIONS = ["model", "alias", "chat-template"] as const;
+// Each option is declared once, in OPTIONS; the types below follow from it.
+// `perModel`: a `models` entry of the config file may set it for its own model
+// (the top-level value is its default). `singleModel`: it describes one model,
+// so it cannot be combined with a `models` list.
+type PerModelName = { [N in OptionName]: (typeof OPTIONS)[N] extends { perModel: true } ? N : never }[OptionName];
+const isPerModel = (n: OptionName): n is PerModelName => "perModel" in OPTIONS[n];
+const PER_MODEL_OPTIONS = (Object.keys(OPTIONS) as OptionName[]).filter(isPerModel);
+const SINGLE_MODEL_OPTIONS = (Object.keys(OPTIONS) as OptionName[]).filter((n) => "singleModel" in OPTIONS[n]);
 
-/** One served model: its file and names, and the engine settings of its worker. */
-export interface ModelConfig {
-  /** GGUF file, directory or hf: URI; null: the default model (single-model mode only). */
-  model: string | null;
-  /** The id clients use; null: derived from the file name. */
-  id: string | null;
-  aliases: string[];
-  slots: number;
-  ctxPerSlot: number;
-  threads: number;
-  gpu: (typeof gpuModes)[number];
-  chatTemplate: string | null;
-  stepTokens: number;
-  coalesceMs: number;
-  followUpMs: number;
-  maxQueued: number;
-  kvCacheMaxBytes: number;
-}
+/** "ctx-per-slot" → "ctxPerSlot", in types as at run time (camel()). */
+type Camel<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<Camel<Tail>>}` : S;
+type OptionValue<N extends OptionName> = z.output<(typeof OPTIONS)[N]["schema"]>;
+type Values<Names extends OptionName> = { -readonly [N in Names as Camel<N>]: OptionValue<N> };
 
-export interface ServeConfig {
-  model: string | null;
-  host: string;
-  port: number;
-  /** HAProxy agent-check port (src/cluster/agent.ts); null: no agent. */
-  agentPort: number | null;
-  slots: number;
-  ctxPerSlot: number;
-  threads: number;
-  gpu: (typeof gpuModes)[number];
-  alias: string | null;
-  chatTemplate: string | null;
-  stepTokens: number;
-  coalesceMs: number;
-  /** After a tenant's last request ends, the next step waits up to this long for its next one. */
-  followUpMs: number;
-  modelsDir: string;
-  cacheDir: string;
-  maxBodyBytes: number;
-  logLevel: (typeof logLevels)[number];
-  /** Log request content (messages/prompt) at debug level; false: never. */
-  logContent: boolean;
-  /** How long close() lets in-flight requests finish before cutting them; 0: at once. */
-  drainTimeoutMs: number;
+/** Filled in after parsing: the queue bound is QUEUED_PER_SLOT × slots when not given. */
+interface Resolved {
   /** Requests that may wait for a slot while every slot is busy, over all tenants; 0: none. */
   maxQueued: number;
-  /** A request with no output this long after arrival is shed with 503 queue_timeout; 0: never. */
-  queueTimeoutMs: number;
-  /** Node's http headersTimeout: the request head (or a first byte) must arrive within it. */
-  headersTimeoutMs: number;
-  /** Node's http requestTimeout: the whole request must arrive within it (responses are not limited). */
-  requestTimeoutMs: number;
-  /** Node's http keepAliveTimeout: idle time allowed between requests on one connection. */
-  keepAliveTimeoutMs: number;
-  /** Tenants file; null: none (multi-tenant mode may still be on through LLAMUX_ADMIN_KEY). */
-  tenants: string | null;
-  dataDir: string;
-  /** Stored responses expire after this many days; 0: never. */
-  responseTtlDays: number;
-  /** postgres:// URL of the shared database; null: SQLite under dataDir. Holds a password: never log it unredacted. */
-  databaseUrl: string | null;
-  /** Most connections to it at once. */
-  databasePoolSize: number;
-  /** Saved KV states; null: <dataDir>/kv-cache. */
-  kvCacheDir: string | null;
-  /** 0: evicted caches are not saved. */
-  kvCacheMaxBytes: number;
-  /** Shared quotas across replicas; null: in-process quotas. */
-  redisUrl: string | null;
-  redisFallback: (typeof REDIS_FALLBACKS)[number];
-  /** null: the live replicas counted in Redis. */
-  redisReplicas: number | null;
-  redisLeaseMs: number;
-  redisTimeoutMs: number;
-  redisKeyPrefix: string;
-  /** Largest upload to /v1/files, in bytes. */
-  maxFileBytes: number;
-  /** Batch lines in flight at once; null: the models' slots added up. */
-  batchConcurrency: number | null;
-  /** Most slots per model batch requests hold; null: every slot. */
-  batchMaxSlots: number | null;
-  /**
-   * The models to serve, each in its own engine worker: the config file's
-   * `models` list, or one model built from the top-level options.
-   */
-  models: ModelConfig[];
 }
+
+/** One served model: its file and names, and every per-model option of its worker. */
+export type ModelConfig = Omit<Values<PerModelName>, keyof Resolved> &
+  Resolved & {
+    /** GGUF file, directory or hf: URI; null: the default model (single-model mode only). */
+    model: string | null;
+    /** The id clients use; null: derived from the file name. */
+    id: string | null;
+    aliases: string[];
+  };
+
+/** Every option of OPTIONS under its camelCase name, and the models to serve. */
+export type ServeConfig = Omit<Values<OptionName>, keyof Resolved> &
+  Resolved & {
+    /**
+     * The models to serve, each in its own engine worker: the config file's
+     * `models` list, or one model built from the top-level options.
+     */
+    models: ModelConfig[];
+  };
 
 /**
  * Settings that are read from the environment only, never from a flag (which
@@ -278,28 +226,19 @@ function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: num
     const alias = z.union([text, z.array(text)]).nullable().safeParse(fields.alias ?? null);
     if (!alias.success) throw new ConfigError(`${where}: 'alias' must be a name or a list of names`);
     const aliases = alias.data === null ? [] : typeof alias.data === "string" ? [alias.data] : alias.data;
-    const option = <T>(name: (typeof PER_MODEL_OPTIONS)[number], fallback: T): T => {
-      if (fields[name] === undefined) return fallback;
+    const perModel: Record<string, unknown> = {};
+    for (const name of PER_MODEL_OPTIONS) {
+      // A single-model option (the chat template) is not inherited from the top level.
+      const fallback = name === "max-queued" ? maxQueuedGiven : SINGLE_MODEL_OPTIONS.includes(name) ? null : defaults[camel(name) as keyof ServeConfig];
+      if (fields[name] === undefined) {
+        perModel[camel(name)] = fallback;
+        continue;
+      }
       const parsed = (OPTIONS[name].schema as z.ZodType).safeParse(fields[name]);
       if (!parsed.success) throw new ConfigError(`${where}: invalid value for '${name}': ${JSON.stringify(fields[name])} (${parsed.error.issues[0]?.message})`);
-      return parsed.data as T;
-    };
-    const slots = option("slots", defaults.slots);
-    const config: ModelConfig = {
-      model: model.data,
-      id: id.data,
-      aliases,
-      slots,
-      ctxPerSlot: option("ctx-per-slot", defaults.ctxPerSlot),
-      threads: option("threads", defaults.threads),
-      gpu: option("gpu", defaults.gpu),
-      chatTemplate: option("chat-template", null),
-      stepTokens: option("step-tokens", defaults.stepTokens),
-      coalesceMs: option("coalesce-ms", defaults.coalesceMs),
-      followUpMs: option("follow-up-ms", defaults.followUpMs),
-      maxQueued: option<number | null>("max-queued", maxQueuedGiven) ?? QUEUED_PER_SLOT * slots,
-      kvCacheMaxBytes: option("kv-cache-max-bytes", defaults.kvCacheMaxBytes),
-    };
+      perModel[camel(name)] = parsed.data;
+    }
+    const config = withResolvedQueue({ ...(perModel as Values<PerModelName>), model: model.data, id: id.data, aliases });
     // Ids derived from file names are checked once the files are resolved.
     for (const name of [...(config.id ? [config.id] : []), ...aliases]) {
       if (names.has(name)) throw new ConfigError(`${where}: the name '${name}' is already used by another model`);
@@ -307,6 +246,11 @@ function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: num
     }
     return config;
   });
+}
+
+/** Fills in the queue bound a model (or the top level) left unset: QUEUED_PER_SLOT per slot. */
+function withResolvedQueue<T extends { slots: number; maxQueued: number | null }>(o: T): Omit<T, "maxQueued"> & Resolved {
+  return { ...o, maxQueued: o.maxQueued ?? QUEUED_PER_SLOT * o.slots };
 }
 
 /**
@@ -347,9 +291,10 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     }
     out[camel(name)] = parsed.data;
   }
-  const config = out as unknown as ServeConfig;
-  const maxQueuedGiven = config.maxQueued;
-  config.maxQueued ??= QUEUED_PER_SLOT * config.slots;
+  // `out` has exactly OPTIONS' names, each parsed by its own schema: Values<OptionName> by construction.
+  const parsedOptions = out as Values<OptionName>;
+  const maxQueuedGiven = parsedOptions.maxQueued;
+  const config: ServeConfig = { ...withResolvedQueue(parsedOptions), models: [] };
   if (file.models !== undefined) {
     const given = SINGLE_MODEL_OPTIONS.filter((name) => values[name] !== undefined || env[OPTIONS[name].env] !== undefined || fromFile[name] !== undefined);
     if (given.length > 0) {
@@ -357,23 +302,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     }
     config.models = parseModelList(file.models, config, maxQueuedGiven, configFile!);
   } else {
-    config.models = [
-      {
-        model: config.model,
-        id: null,
-        aliases: config.alias ? [config.alias] : [],
-        slots: config.slots,
-        ctxPerSlot: config.ctxPerSlot,
-        threads: config.threads,
-        gpu: config.gpu,
-        chatTemplate: config.chatTemplate,
-        stepTokens: config.stepTokens,
-        coalesceMs: config.coalesceMs,
-        followUpMs: config.followUpMs,
-        maxQueued: config.maxQueued,
-        kvCacheMaxBytes: config.kvCacheMaxBytes,
-      },
-    ];
+    const perModel = Object.fromEntries(PER_MODEL_OPTIONS.map((n) => [camel(n), config[camel(n) as keyof ServeConfig]])) as Values<PerModelName>;
+    config.models = [withResolvedQueue({ ...perModel, model: config.model, id: null, aliases: config.alias ? [config.alias] : [] })];
   }
   // Node refuses a head deadline past the whole request's.
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
