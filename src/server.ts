@@ -47,6 +47,9 @@ import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
+import { AuditLog } from "./audit/auditLog.js";
+import { SqliteAuditStore } from "./audit/sqliteAuditStore.js";
+import { PgAuditStore } from "./store/postgres/auditStore.js";
 import { BatchRunner } from "./batch/runner.js";
 import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
 
@@ -193,7 +196,17 @@ async function startServing(
     await batchStores?.batches.close();
     await batchStores?.files.close();
   };
+  // Multi-tenant mode only: without keys there is nothing to refuse and no admin API.
+  const audit = multi
+    ? new AuditLog({
+        store: pg ? new PgAuditStore(pg.db) : new SqliteAuditStore(multi.sqlite!.db),
+        log,
+        adminKey: secrets.adminKey,
+        refusalLimits: { perAddress: config.auditRefusalsPerAddress, total: config.auditRefusalsTotal, windowMs: config.auditRefusalWindowMs },
+      })
+    : null;
   const app = createApp({
+    audit,
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
     models,
@@ -246,6 +259,7 @@ async function startServing(
     stopWatchingTenants();
     stopForgettingTenants();
     await quota.close();
+    await audit?.close();
     throw err;
   }
   const { port } = server.address() as AddressInfo;
@@ -261,6 +275,7 @@ async function startServing(
       await background.close();
       stopWatchingTenants();
       stopForgettingTenants();
+      await audit?.close();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
     }
     log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
@@ -310,6 +325,7 @@ async function startServing(
     stopWatchingTenants();
     stopForgettingTenants();
     await quota.close();
+    await audit?.close();
     freeEncoder();
     await tracing.shutdown();
     await closeBatchStores();
@@ -346,6 +362,8 @@ async function startServing(
         stopWatchingTenants();
         stopForgettingTenants();
         await quota.close();
+        // After the listener: the last refusal window's summary is written before the store closes.
+        await audit?.close();
         freeEncoder();
         await multi?.watcher?.stop();
         await closeBatchStores();
