@@ -91,7 +91,7 @@ export class AuditLog {
       reason: refusal.reason,
       key_fingerprint: refusal.presented === null ? null : fingerprint(refusal.presented),
       method: req.method,
-      path: req.path.slice(0, 256),
+      path: req.originalUrl.split("?")[0]!.slice(0, 256),
     };
     this.append("authentication.failed", { type: "anonymous", id: `ip:${ipAddress}`, ipAddress }, res.locals.requestId ?? null, details);
   }
