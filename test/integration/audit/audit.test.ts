@@ -184,7 +184,7 @@ describe("audit log: admin actions", () => {
 });
 
 describe("audit log: refused authentications", () => {
-  test("a bad API key, a missing key, a bad admin key: each recorded with its address and request id, never the key", async () => {
+  test("a bad API key, a missing key, a bad admin key, dispatch secret or metrics token: each recorded with its address and request id, never the key", async () => {
     const bad = "lmx-not-a-real-key-000000000000000000000";
     secrets.add(bad);
     const r = await call("POST", "/v1/chat/completions", { model: "m", messages: [] }, bad);
@@ -200,6 +200,12 @@ describe("audit log: refused authentications", () => {
     secrets.add(badAdmin);
     assert.equal((await call("GET", "/admin/audit", undefined, badAdmin)).status, 401);
     assert.equal((await latest("authentication.failed"))["authentication.failed"].credential, "admin_key");
+    // A forged batch dispatch secret, a wrong /metrics token: refusals as well.
+    secrets.add("forged-dispatch-secret-0123456789");
+    assert.equal((await call("GET", "/v1/models", undefined, null, { "x-llamux-batch-dispatch": "forged-dispatch-secret-0123456789" })).status, 401);
+    assert.equal((await latest("authentication.failed"))["authentication.failed"].credential, "batch_dispatch");
+    assert.equal((await call("GET", "/metrics", undefined, badAdmin)).status, 401);
+    assert.equal((await latest("authentication.failed"))["authentication.failed"].credential, "metrics_token");
   });
 
   test(`a flood of ${FLOOD} bad keys: at most ${PER_ADDRESS} rows from the address, and nothing lost from the count`, async () => {
