@@ -9,7 +9,7 @@ import { endpointLabel, metricsRenderer, type Metrics } from "./metrics.js";
 import { jsonBody, type JsonParsePool } from "./middleware/jsonBody.js";
 import { MAX_JSON_DEPTH } from "./middleware/jsonLimits.js";
 import { MAX_LOGIT_BIAS_ENTRIES } from "../engine/index.js";
-import { authenticate, requireAllowedModel, requireMetricsAccess } from "./middleware/auth.js";
+import { authenticate, requireAllowedModel, requireMetricsAccess, type OnRefused } from "./middleware/auth.js";
 import { requireJsonBody, requireLoopbackHost } from "./middleware/security.js";
 import { closeConnectionsWhenDraining, drainGate, type InflightRequests } from "./middleware/drain.js";
 import { requestLog } from "./middleware/requestLog.js";
@@ -32,6 +32,7 @@ import type { BatchStore } from "./batch/batchStore.js";
 import type { BatchRunner } from "./batch/runner.js";
 import type { FileStore } from "./files/fileStore.js";
 import { filesRoute } from "./files/route.js";
+import type { AuditLog } from "./audit/auditLog.js";
 
 /** The Batch API's parts (files, batches, the runner that serves their lines). */
 export interface BatchDeps {
@@ -78,6 +79,8 @@ export interface AppDeps {
   jsonParser?: JsonParsePool | null;
   /** Traces each request (a SERVER span continuing its traceparent); absent: not traced. */
   tracer?: Tracer;
+  /** The audit log (multi-tenant mode): admin actions and refused authentications; absent: not audited. */
+  audit?: AuditLog | null;
   /** Files and batches; null: /v1/files and /v1/batches are not served. */
   batch?: BatchDeps | null;
 }
@@ -129,15 +132,17 @@ export function createApp(deps: AppDeps): Express {
     res.status(ready ? 200 : 503).json({ status, models: states });
   });
   const renderMetrics = metricsRenderer(deps.metrics.registry);
-  app.get("/metrics", requireMetricsAccess({ token: deps.metricsToken, adminKey: deps.adminKey, multiTenant: deps.tenants !== null }), async (_req, res) => {
+  const audit = deps.audit ?? null;
+  const onRefused: OnRefused = audit ? (req, res, refusal) => audit.refused(req, res, refusal) : () => {};
+  app.get("/metrics", requireMetricsAccess({ token: deps.metricsToken, adminKey: deps.adminKey, multiTenant: deps.tenants !== null }, onRefused), async (_req, res) => {
     res.setHeader("content-type", deps.metrics.registry.contentType);
     res.send(await renderMetrics());
   });
 
   app.use("/v1", drainGate(deps.accepting, deps.inflight));
   // Authenticate before the body is read: an unauthenticated caller costs no parsing.
-  const auth = authenticate(deps.tenants);
-  app.use("/v1", deps.batch ? authenticateDispatch(deps.batch.dispatchSecret, deps.tenants, auth) : auth);
+  const auth = authenticate(deps.tenants, onRefused);
+  app.use("/v1", deps.batch ? authenticateDispatch(deps.batch.dispatchSecret, deps.tenants, auth, onRefused) : auth);
   // OpenAI sends its rate-limit headers on every response; generation routes
   // overwrite them with the values after their own reservation.
   // A shared quota that cannot answer sends none (the request goes on; a
@@ -170,7 +175,7 @@ export function createApp(deps: AppDeps): Express {
   app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
   // A Batch API line runs from here on in the engine's batch class.
   app.use("/v1", batchClass);
-  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots() }));
+  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots(), audit }));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));

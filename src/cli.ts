@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// llamux command line: serve | make-model | bench | haproxy-config.
+// llamux command line: serve | make-model | bench | haproxy-config | audit.
 // The bench and make-model commands are imported when run: the bench's ceiling
 // loads node-llama-cpp, which a serving front must not carry (see threads.ts).
 import { ModelResolutionError } from "../models/resolve.js";
@@ -14,6 +14,7 @@ Usage:
   llamux make-model [options]   write a synthetic GGUF with random weights (see llamux make-model --help)
   llamux bench [options]        streaming load generator; 'llamux bench ceiling' for the raw engine ceiling
   llamux haproxy-config [...]   print an HAProxy configuration for several replicas (see docs/cluster.md)
+  llamux audit verify [options] check the audit log's hash chain (same database options as serve; see docs/audit.md)
   llamux --version`;
 
 async function serve(argv: string[]): Promise<number> {
@@ -56,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("../bench/cli.js")).benchMain(rest);
     case "haproxy-config":
       return (await import("./cluster/haproxyConfigCli.js")).haproxyConfigMain(rest);
+    case "audit":
+      return (await import("./audit/verifyCli.js")).auditMain(rest);
     case "--version":
     case "-v":
       console.log(VERSION);

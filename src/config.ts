@@ -70,6 +70,9 @@ const OPTIONS = {
   "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
   "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
   "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
+  "audit-refusals-per-address": { env: "LLAMUX_AUDIT_REFUSALS_PER_ADDRESS", schema: int(0, 1_000_000), default: 10, help: "Refused authentications from one source address recorded one by one in the audit log per window; the rest are counted in the window's summary record" },
+  "audit-refusals-total": { env: "LLAMUX_AUDIT_REFUSALS_TOTAL", schema: int(0, 1_000_000), default: 100, help: "Refused authentications recorded one by one per window over all addresses (with the summary, at most this + 1 records per window)" },
+  "audit-refusal-window-ms": { env: "LLAMUX_AUDIT_REFUSAL_WINDOW_MS", schema: int(1000, 86_400_000), default: 60_000, help: "The audit log's window for refused authentications: its limits start over and its summary is written when it ends" },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */

@@ -50,6 +50,9 @@ import { DisposerStack } from "./disposers.js";
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
+import { AuditLog } from "./audit/auditLog.js";
+import { SqliteAuditStore } from "./audit/sqliteAuditStore.js";
+import { PgAuditStore } from "./store/postgres/auditStore.js";
 import { BatchRunner } from "./batch/runner.js";
 import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
 
@@ -204,7 +207,19 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
         log,
       })
     : null;
+  // Multi-tenant mode only: without keys there is nothing to refuse and no admin API.
+  const audit = multi
+    ? new AuditLog({
+        store: pg ? new PgAuditStore(pg.db) : new SqliteAuditStore(multi.sqlite!.db),
+        log,
+        adminKey: secrets.adminKey,
+        refusalLimits: { perAddress: config.auditRefusalsPerAddress, total: config.auditRefusalsTotal, windowMs: config.auditRefusalWindowMs },
+      })
+    : null;
+  // Closed after the listener: the last refusal window's summary is written before the store closes.
+  if (audit) stack.push("audit log", () => audit.close());
   const app = createApp({
+    audit,
     tracer: tracing.enabled ? tracing.tracer : undefined,
     jsonParser,
     models,

@@ -14,12 +14,17 @@ import type { IssuedKey, TenantRegistry } from "../tenants/registry.js";
 import type { ApiKeyRecord, TenantRecord } from "../tenants/store.js";
 import { overReserved } from "../../engine/index.js";
 import { tenantPolicy, type Tenant } from "../tenants/types.js";
+import type { AuditLog } from "../audit/auditLog.js";
+import { keyAuditDetails, tenantAuditDetails, tenantChange } from "../audit/adminEvents.js";
+import { auditRoute } from "../audit/route.js";
 
 export interface AdminDeps {
   tenants: TenantRegistry;
   adminKey: string;
   /** The engine's slot count once the model is loaded; reservations must fit in it. */
   slots: () => number | null;
+  /** Records every change made here and every refused admin key; absent: not audited. */
+  audit?: AuditLog | null;
 }
 
 const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
@@ -70,6 +75,7 @@ function assertConsistent(t: Tenant): void {
 
 export function adminRoute(deps: AdminDeps): Router {
   const { tenants } = deps;
+  const audit = deps.audit ?? null;
   // Checked before the write, so the admin never gets a 200 for reservations
   // the engine would refuse (it would keep the old policies and only log it).
   const assertValid = (t: Tenant): void => {
@@ -88,7 +94,7 @@ export function adminRoute(deps: AdminDeps): Router {
   };
   const router = Router();
   // Authenticate before reading a body: an unauthenticated caller costs no parsing.
-  router.use(requireAdminKey(deps.adminKey));
+  router.use(requireAdminKey(deps.adminKey, audit ? (req, res, refusal) => audit.refused(req, res, refusal) : undefined));
   router.use(requireJsonBody());
   router.use(express.json({ limit: ADMIN_BODY_LIMIT_BYTES, type: () => true }));
 
@@ -98,6 +104,7 @@ export function adminRoute(deps: AdminDeps): Router {
     assertValid(tenant);
     const record = await tenants.createTenant(tenant);
     if (!record) throw new ApiError("tenant_exists", `A tenant with id '${body.id}' already exists.`, "id");
+    await audit?.record(req, res, "tenant.created", record.tenant.id, { data: tenantAuditDetails(record) });
     res.status(201).json(tenantJson(record));
   });
 
@@ -113,13 +120,17 @@ export function adminRoute(deps: AdminDeps): Router {
 
   router.patch("/tenants/:id", async (req, res) => {
     const patch: TenantPatch = parseBody(patchTenantSchema, req.body);
+    const before = tenants.get(req.params.id);
     const record = await tenants.updateTenant(req.params.id, patch, assertValid);
     if (!record) throw noTenant(req.params.id);
+    await audit?.record(req, res, "tenant.updated", record.tenant.id, tenantChange(before, record, patch));
     res.json(tenantJson(record));
   });
 
   router.delete("/tenants/:id", async (req, res) => {
+    const before = tenants.get(req.params.id);
     if (!(await tenants.deleteTenant(req.params.id))) throw noTenant(req.params.id);
+    await audit?.record(req, res, "tenant.deleted", req.params.id, { before: before ? tenantAuditDetails(before) : null });
     res.json({ id: req.params.id, object: "tenant.deleted", deleted: true });
   });
 
@@ -127,6 +138,7 @@ export function adminRoute(deps: AdminDeps): Router {
     const body = parseBody(createKeySchema, req.body ?? {});
     const issued = await tenants.createKey(req.params.id, body.name ?? null);
     if (!issued) throw noTenant(req.params.id);
+    await audit?.record(req, res, "api_key.created", issued.record.id, { data: keyAuditDetails(issued.record) });
     res.status(201).json(issuedKeyJson(issued));
   });
 
@@ -141,6 +153,7 @@ export function adminRoute(deps: AdminDeps): Router {
     if (!tenants.get(id)) throw noTenant(id);
     const issued = await tenants.rotateKey(id, keyId);
     if (!issued) throw new ApiError("not_found", `Tenant '${id}' has no active API key with id '${keyId}' (a revoked key cannot be rotated).`);
+    await audit?.record(req, res, "api_key.rotated", keyId, { tenant_id: id, replaced_by: keyAuditDetails(issued.record) });
     res.status(201).json(issuedKeyJson(issued));
   });
 
@@ -149,8 +162,11 @@ export function adminRoute(deps: AdminDeps): Router {
     if (!tenants.get(id)) throw noTenant(id);
     const revoked = await tenants.revokeKey(id, keyId);
     if (!revoked) throw noKey(id, keyId);
+    await audit?.record(req, res, "api_key.revoked", keyId, { data: keyAuditDetails(revoked) });
     res.json({ id: revoked.id, object: "api_key.revoked", revoked: true });
   });
+
+  if (audit) router.use(auditRoute(audit.store));
 
   return router;
 }

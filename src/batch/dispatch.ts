@@ -10,6 +10,7 @@ import { ApiError } from "../errors.js";
 import { runAsBatch } from "../openai/requestClass.js";
 import { secretsEqual } from "../tenants/keys.js";
 import type { TenantRegistry } from "../tenants/registry.js";
+import type { OnRefused } from "../middleware/auth.js";
 import { ANONYMOUS_TENANT } from "../tenants/types.js";
 
 export const DISPATCH_SECRET_HEADER = "x-llamux-batch-dispatch";
@@ -33,11 +34,14 @@ export function newDispatchSecret(): string {
  * secret must match (else 401, whoever sent it) and the tenant must still
  * exist (a deleted tenant's batch lines fail).
  */
-export function authenticateDispatch(secret: string, registry: TenantRegistry | null, authenticate: RequestHandler): RequestHandler {
+export function authenticateDispatch(secret: string, registry: TenantRegistry | null, authenticate: RequestHandler, onRefused: OnRefused = () => {}): RequestHandler {
   return (req, res, next) => {
     const presented = req.headers[DISPATCH_SECRET_HEADER];
     if (presented === undefined) return authenticate(req, res, next);
-    if (typeof presented !== "string" || !secretsEqual(presented, secret)) throw new ApiError("invalid_api_key", "Incorrect batch dispatch credentials.");
+    if (typeof presented !== "string" || !secretsEqual(presented, secret)) {
+      onRefused(req, res, { credential: "batch_dispatch", reason: "incorrect", presented: typeof presented === "string" ? presented : null });
+      throw new ApiError("invalid_api_key", "Incorrect batch dispatch credentials.");
+    }
     const tenantId = req.headers[DISPATCH_TENANT_HEADER];
     const tenant = registry === null ? ANONYMOUS_TENANT : typeof tenantId === "string" ? registry.get(tenantId)?.tenant : undefined;
     if (!tenant) throw new ApiError("invalid_api_key", "The batch's tenant no longer exists.");

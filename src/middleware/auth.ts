@@ -2,7 +2,8 @@
 // Every /v1 request leaves here with res.locals.tenant set: the key's tenant in
 // multi-tenant mode, ANONYMOUS_TENANT in single-tenant mode (no registry).
 import type { IncomingHttpHeaders } from "node:http";
-import type { RequestHandler } from "express";
+import type { Request, RequestHandler, Response } from "express";
+import type { Refusal } from "../audit/auditLog.js";
 import { ApiError } from "../errors.js";
 import { maskApiKey, secretsEqual } from "../tenants/keys.js";
 import type { TenantRegistry } from "../tenants/registry.js";
@@ -47,12 +48,15 @@ export function incorrectKeyError(key: string): ApiError {
   );
 }
 
+/** Told of each refused credential, before the 401 is thrown (the audit log listens). */
+export type OnRefused = (req: Request, res: Response, refusal: Refusal) => void;
+
 /**
  * Sets res.locals.tenant. With a registry (multi-tenant mode) a missing,
  * unknown or revoked key is a 401 invalid_api_key; without one every request
  * is ANONYMOUS_TENANT.
  */
-export function authenticate(registry: TenantRegistry | null): RequestHandler {
+export function authenticate(registry: TenantRegistry | null, onRefused: OnRefused = () => {}): RequestHandler {
   if (!registry) {
     return (_req, res, next) => {
       res.locals.tenant = ANONYMOUS_TENANT;
@@ -61,9 +65,15 @@ export function authenticate(registry: TenantRegistry | null): RequestHandler {
   }
   return (req, res, next) => {
     const key = presentedKey(req.headers);
-    if (key === null) throw missingKeyError();
+    if (key === null) {
+      onRefused(req, res, { credential: "api_key", reason: "missing", presented: null });
+      throw missingKeyError();
+    }
     const tenant = registry.authenticate(key);
-    if (!tenant) throw incorrectKeyError(key);
+    if (!tenant) {
+      onRefused(req, res, { credential: "api_key", reason: "incorrect", presented: key });
+      throw incorrectKeyError(key);
+    }
     res.locals.tenant = tenant;
     next();
   };
@@ -102,11 +112,17 @@ export function requireAllowedModel(namesOf: (model: string) => readonly string[
 }
 
 /** Guards /admin: `Authorization: Bearer <LLAMUX_ADMIN_KEY>`, compared in constant time. */
-export function requireAdminKey(adminKey: string): RequestHandler {
-  return (req, _res, next) => {
+export function requireAdminKey(adminKey: string, onRefused: OnRefused = () => {}): RequestHandler {
+  return (req, res, next) => {
     const key = presentedKey({ authorization: req.headers.authorization });
-    if (key === null) throw new ApiError("invalid_api_key", "You didn't provide the admin key. Send it as Authorization: Bearer $LLAMUX_ADMIN_KEY.");
-    if (!secretsEqual(key, adminKey)) throw new ApiError("invalid_api_key", "Incorrect admin key provided.");
+    if (key === null) {
+      onRefused(req, res, { credential: "admin_key", reason: "missing", presented: null });
+      throw new ApiError("invalid_api_key", "You didn't provide the admin key. Send it as Authorization: Bearer $LLAMUX_ADMIN_KEY.");
+    }
+    if (!secretsEqual(key, adminKey)) {
+      onRefused(req, res, { credential: "admin_key", reason: "incorrect", presented: key });
+      throw new ApiError("invalid_api_key", "Incorrect admin key provided.");
+    }
     next();
   };
 }
@@ -127,19 +143,25 @@ export interface MetricsAccess {
  * LLAMUX_ADMIN_KEY (compared in constant time); a tenant's API key is never
  * enough, since /metrics shows every tenant. Refused before anything is rendered.
  */
-export function requireMetricsAccess(access: MetricsAccess): RequestHandler {
+export function requireMetricsAccess(access: MetricsAccess, onRefused: OnRefused = () => {}): RequestHandler {
   const accepted = [access.token, access.adminKey].filter((k): k is string => k !== null);
   if (accepted.length === 0 && !access.multiTenant) return (_req, _res, next) => next();
-  return (req, _res, next) => {
+  return (req, res, next) => {
     if (accepted.length === 0) {
       throw new ApiError("invalid_api_key", "/metrics is closed: it lists every tenant, and neither LLAMUX_METRICS_TOKEN nor LLAMUX_ADMIN_KEY is set on this server to scrape it with.");
     }
     const key = presentedKey({ authorization: req.headers.authorization });
-    if (key === null) throw new ApiError("invalid_api_key", "/metrics needs a token: send Authorization: Bearer $LLAMUX_METRICS_TOKEN (or the admin key).");
+    if (key === null) {
+      onRefused(req, res, { credential: "metrics_token", reason: "missing", presented: null });
+      throw new ApiError("invalid_api_key", "/metrics needs a token: send Authorization: Bearer $LLAMUX_METRICS_TOKEN (or the admin key).");
+    }
     // Every accepted secret is compared, so the time taken does not say which one matched.
     let ok = false;
     for (const k of accepted) ok = secretsEqual(key, k) || ok;
-    if (!ok) throw new ApiError("invalid_api_key", "Incorrect metrics token provided.");
+    if (!ok) {
+      onRefused(req, res, { credential: "metrics_token", reason: "incorrect", presented: key });
+      throw new ApiError("invalid_api_key", "Incorrect metrics token provided.");
+    }
     next();
   };
 }

@@ -143,6 +143,38 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `),
   },
+  {
+    version: 4,
+    name: "audit log: append-only, hash-chained",
+    up: sql(`
+      CREATE TABLE audit_log (
+        seq BIGINT PRIMARY KEY,
+        type TEXT NOT NULL,
+        effective_at_ms BIGINT NOT NULL,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        ip_address TEXT,
+        resource_id TEXT,
+        request_id TEXT,
+        -- Canonical JSON as text, not jsonb: verify must hash exactly what was written.
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_effective_at ON audit_log(effective_at_ms);
+      CREATE INDEX audit_log_type ON audit_log(type, seq);
+      CREATE INDEX audit_log_actor ON audit_log(actor_id, seq);
+      CREATE INDEX audit_log_resource ON audit_log(resource_id, seq);
+      -- Append-only: only a database owner who disables triggers (or drops them) can change a record.
+      CREATE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'insufficient_privilege';
+      END;
+      $$;
+      CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse();
+      CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse();
+    `),
+  },
 ];
 
 /** Versions applied by one migrate() call. */
