@@ -68,7 +68,7 @@ export function drawStackedBars(buckets, series, { width = 640, height = 200, fo
   const labelEvery = Math.max(1, Math.ceil(buckets.length / 8));
   return s(
     "svg",
-    { class: "chart bars", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title ?? "chart" },
+    { class: "chart bars", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": title ?? "chart" },
     title ? s("title", {}, title) : null,
     axis.map((v) =>
       s("g", { class: "grid" }, s("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(v), y2: y(v) }), s("text", { x: MARGIN.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v))),

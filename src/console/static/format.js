@@ -13,7 +13,8 @@ export function compact(n) {
 }
 const trim = (x) => (Math.abs(x) >= 100 || Number.isInteger(x) ? String(Math.round(x)) : x.toFixed(1).replace(/\.0$/, ""));
 
-export const usd = (v) => (v === null || v === undefined ? "—" : `$${v < 1 && v > 0 ? v.toFixed(4) : v.toFixed(2)}`);
+/** Dollars: cents, or four decimals for the fractions of a cent that small models cost. */
+export const usd = (v) => (v === null || v === undefined ? "—" : `$${v < 0.01 && v > 0 ? v.toFixed(4) : v.toFixed(2)}`);
 
 /** Unix seconds → "2026-12-07 23:41:05 UTC". */
 export function utc(seconds) {

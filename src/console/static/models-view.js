@@ -59,8 +59,8 @@ export function mountModels(main) {
               stat("Running", int(running.get(id) ?? 0)),
               stat("Waiting", int(waiting.get(id) ?? 0)),
               stat("KV cache in use", kv.has(id) ? `${Math.round(kv.get(id) * 100)}%` : "—"),
-              stat("Prompt tokens", compact(prompt.get(id) ?? 0)),
-              stat("Output tokens", compact(output.get(id) ?? 0)),
+              stat("Prompt tokens", int(prompt.get(id) ?? 0)),
+              stat("Output tokens", int(output.get(id) ?? 0)),
               stat("Restarts", int(restarts.get(id) ?? 0)),
             ),
             h(
@@ -91,4 +91,4 @@ function push(list, v) {
   if (list.length > HISTORY) list.shift();
 }
 
-const stat = (label, value) => h("div", {}, h("dt", {}, label), h("dd", {}, value));
+const stat = (label, value) => h("div", {}, h("dt", {}, label), h("dd", { "data-field": label.toLowerCase().replaceAll(" ", "-") }, value));

@@ -160,7 +160,7 @@ export function mountTenants(main) {
                 "tr",
                 { "data-key": k.id, class: k.revoked_at ? "revoked" : null },
                 h("td", {}, h("code", {}, k.id)),
-                h("td", {}, h("code", {}, `${k.prefix}…`)),
+                h("td", {}, h("code", {}, k.prefix)),
                 h("td", {}, k.name ?? ""),
                 h("td", { class: "small" }, utc(k.created_at)),
                 h("td", { "data-field": "status" }, k.revoked_at ? `revoked ${utc(k.revoked_at)}` : "active"),

@@ -189,12 +189,16 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     assert.ok(served.prompt_tokens > 0 && served.completion_tokens > 0);
   });
 
-  step("the tenant's row shows the tokens it used, and the page is screenshotted with it", async () => {
-    // Back to the view: it reads /metrics again.
+  step("the model's card and the tenant's row count the request's tokens", async () => {
     await page.locator("nav a", { hasText: "Models" }).click();
+    const card = `section.model[data-model="${t.modelId}"]`;
+    await untilText(`${card} [data-field=output-tokens]`, (s) => s === String(served.completion_tokens), "the model's output tokens");
+    assert.equal(await text(`${card} [data-field=prompt-tokens]`), String(served.prompt_tokens));
     await page.locator("nav a", { hasText: "Tenants" }).click();
     const cell = `#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-since-start]`;
     await untilText(cell, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens on its row");
+    await page.locator(`#tenants tr[data-tenant="${TENANT}"] button`, { hasText: "Keys" }).click();
+    await page.locator(`#keys tr[data-key="${keyId}"]`).waitFor();
     await shoot("tenants");
   });
 
@@ -247,6 +251,74 @@ describe("console: in chromium", skipWithoutChromium(), () => {
       await page.locator('#audit tr[data-type="api_key.created"]').first().waitFor();
     }
     await shoot("audit");
+  });
+
+  step("the usage, cost and audit views draw the report shapes they are written against", async () => {
+    // The views' drawing of given data, whatever this server's reports hold:
+    // the browser answers these three paths itself for this step only.
+    const now = Math.floor(Date.now() / 1000);
+    const hour = Math.floor(now / 3600) * 3600;
+    const result = (project_id: string, model: string, input: number, cached: number, output: number, requests: number) => ({
+      object: "organization.usage.completions.result",
+      input_tokens: input,
+      input_cached_tokens: cached,
+      output_tokens: output,
+      num_model_requests: requests,
+      project_id,
+      model,
+      api_key_id: null,
+      batch: null,
+    });
+    const usagePage = {
+      object: "page",
+      data: [
+        { object: "bucket", start_time: hour - 7200, end_time: hour - 3600, results: [result("alpha", "m1", 1200, 200, 300, 4), result("beta", "m1", 400, 0, 100, 2)] },
+        { object: "bucket", start_time: hour - 3600, end_time: hour, results: [result("alpha", "m1", 600, 600, 150, 3)] },
+        { object: "bucket", start_time: hour, end_time: hour + 3600, results: [] },
+      ],
+      has_more: false,
+      next_page: null,
+    };
+    const day = Math.floor(now / 86400) * 86400;
+    const costsPage = {
+      object: "page",
+      data: [
+        { object: "bucket", start_time: day - 86400, end_time: day, results: [{ object: "organization.costs.result", amount: { value: 1.5, currency: "usd" }, line_item: null, project_id: "alpha" }] },
+        { object: "bucket", start_time: day, end_time: day + 86400, results: [{ object: "organization.costs.result", amount: { value: 0.25, currency: "usd" }, line_item: null, project_id: "beta" }] },
+      ],
+      has_more: false,
+      next_page: null,
+    };
+    const auditPage = {
+      object: "list",
+      data: [{ id: "audit_log-1", type: "api_key.created", effective_at: now, actor: { type: "api_key", api_key: { id: "admin" } }, "api_key.created": { id: "key_1", data: { scopes: [] } } }],
+      first_id: "audit_log-1",
+      last_id: "audit_log-1",
+      has_more: false,
+    };
+    const json = (body: unknown) => ({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
+    await page.route("**/admin/usage/completions?*", (route) => route.fulfill(json(usagePage)));
+    await page.route("**/admin/costs?*", (route) => route.fulfill(json(costsPage)));
+    await page.route("**/admin/audit?*", (route) => route.fulfill(json(auditPage)));
+    try {
+      await page.locator("nav a", { hasText: "Usage" }).click();
+      await page.locator("button[data-width='1h']").click();
+      await page.locator('#usage-table tr[data-tenant="alpha"]').waitFor();
+      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=requests]'), "7");
+      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=input]'), "1,800");
+      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=cached]'), "800");
+      // Tokens: two buckets with tokens, three series (computed input, cached input, output) in the first.
+      assert.equal(await page.locator("#usage-tokens svg.bars rect[data-series]").count(), 5);
+      assert.equal(await page.locator('#usage-requests svg.bars rect[data-series="beta"]').count(), 1);
+      await page.locator("#costs svg.bars rect[data-series]").first().waitFor();
+      assert.match(await text("#costs h3"), /\$1\.75 USD/);
+      await shoot("usage-charts");
+      await page.locator("nav a", { hasText: "Audit" }).click();
+      await page.locator('#audit tr[data-type="api_key.created"]').waitFor();
+      assert.match(await text('#audit tr[data-type="api_key.created"]'), /api_key/);
+    } finally {
+      await page.unrouteAll();
+    }
   });
 
   step("a refused admin key signs the page out", async () => {
