@@ -18,7 +18,8 @@ COPY engine ./engine
 COPY models ./models
 COPY bench ./bench
 COPY test ./test
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+# npm run build: tsc, then the console's static files copied into dist.
+RUN npm run build && npm prune --omit=dev
 
 FROM ${NODE_IMAGE} AS node
 FROM ${RUNTIME_BASE}

@@ -3,6 +3,7 @@
 import type { Tracer } from "@opentelemetry/api";
 import express, { type Express } from "express";
 import { adminRoute } from "./admin/route.js";
+import { consoleRoute } from "./console/route.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { endpointLabel, metricsRenderer, type Metrics } from "./metrics.js";
@@ -175,7 +176,11 @@ export function createApp(deps: AppDeps): Express {
   app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
   // A Batch API line runs from here on in the engine's batch class.
   app.use("/v1", batchClass);
-  if (deps.adminKey !== null && deps.tenants !== null) app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots(), audit }));
+  if (deps.adminKey !== null && deps.tenants !== null) {
+    app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots(), audit }));
+    // The operator's console: static files that call /admin, /metrics and /ready with the admin key.
+    app.use(consoleRoute());
+  }
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));

@@ -59,13 +59,15 @@ export const OTHER_ENDPOINT = "other";
 
 /**
  * "/v1/chat/completions" → "/v1/chat", "/v1/responses/resp_1/input_items" →
- * "/v1/responses", "/admin/tenants/x" → "/admin", "/health" → "/health"; any
+ * "/v1/responses", "/admin/tenants/x" → "/admin", "/console/app.js" → "/console",
+ * "/health" → "/health"; any
  * other path (unknown routes, scans, typos) → "other". The values are the ones
  * the dashboards already used; what changed is that nothing else gets in.
  */
 export function endpointLabel(path: string): string {
   if (TOP_LEVEL.has(path)) return path;
   if (path === "/admin" || path.startsWith("/admin/")) return "/admin";
+  if (path === "/console" || path.startsWith("/console/")) return "/console";
   const m = /^(\/v1\/[a-z_]+)(?:\/|$)/.exec(path);
   return m && ENDPOINTS.has(m[1]!) ? m[1]! : OTHER_ENDPOINT;
 }

@@ -30,7 +30,9 @@ describe("endpoint label", () => {
     assert.equal(endpointLabel("/v1/models/foo"), "/v1/models");
     assert.equal(endpointLabel("/metrics"), "/metrics");
     assert.equal(endpointLabel("/admin/tenants/x/keys"), "/admin");
-    for (const p of ["/", "/x1", "/v1/x123", "/v1/chatty", "/health/x", "/administrator", "/v1", "/v1/", "/.env"]) assert.equal(endpointLabel(p), OTHER_ENDPOINT, p);
+    assert.equal(endpointLabel("/console"), "/console");
+    assert.equal(endpointLabel("/console/app.js"), "/console");
+    for (const p of ["/", "/x1", "/v1/x123", "/v1/chatty", "/health/x", "/administrator", "/consoles", "/v1", "/v1/", "/.env"]) assert.equal(endpointLabel(p), OTHER_ENDPOINT, p);
     const labels = new Set(Array.from({ length: 1000 }, (_, i) => endpointLabel(`/v1/p${i}/${i}`)));
     assert.deepEqual([...labels], [OTHER_ENDPOINT]);
   });
