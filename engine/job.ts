@@ -1,7 +1,7 @@
 // One request inside the engine: its prompt and sampling set up at submit
 // (prepareJob), then the per-token output processing of every step
 // (acceptToken: end of generation, incremental detokenization, stop strings,
-// max_tokens) and its last delta. The engine (engine.ts) decides when a job
+// max_tokens) and its last delta. The engine (engineCore.ts) decides when a job
 // runs and in which slot; this module decides what its tokens mean.
 import type { LlamaGrammar, LlamaModel, SequenceEvaluateOptions, Token } from "node-llama-cpp";
 import { tokenizeText, type ChatTemplate } from "../models/chatTemplate.js";
