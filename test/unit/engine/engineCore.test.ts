@@ -150,6 +150,21 @@ describe("failures", () => {
   });
 });
 
+describe("preemption", () => {
+  test("an interactive request that finds the only slot held by batch work takes it in the same step; the batch request is told to retry", async () => {
+    const { engine, runtime, run } = engineWith({ slots: 1 });
+    const batch = run("b", toks(10), { priorityClass: "batch", maxTokens: 200 });
+    while (engine.stats().running === 0) await engine.nextTurn();
+    const prompt = toks(12, 4);
+    const interactive = await run("t", prompt);
+    assert.equal(interactive.text, expectedText(prompt, 4));
+    assert.equal((await batch).error?.code, "batch_preempted");
+    // Another tenant's cache is never kept: the slot is cleared for it.
+    assert.deepEqual(of(runtime.log, 0).slice(0, 2), ["clear", "generate 10"]);
+    assert.deepEqual(of(runtime.log, 0).slice(-2), ["clear", "generate 12"]);
+  });
+});
+
 describe("stall", () => {
   test("a request no slot may take stalls the loop without evaluating anything, and a policy change resumes it", async () => {
     const { engine, runtime, run } = engineWith({ slots: 1 });
