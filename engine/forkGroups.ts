@@ -1,8 +1,10 @@
 // The engine's books on fork groups (n > 1 choices, protocol.ts ForkSpec):
-// which job leads each group, which waiting members share its prompt, and
-// which of them this step's planning let copy it (fork.ts forkDecision).
-// Plain data over jobs; the engine tells it where each job is.
-import { forkDecision } from "./fork.js";
+// which job leads each group and which waiting members share its prompt; at
+// each step, which members planning may admit and which of them copy their
+// leader's state, and from which slot (fork.ts forkDecision). Plain data over
+// jobs; the engine tells it where each job is. What it decides travels in the
+// views it returns (WaitingView.copy), and from there in the plan.
+import { forkDecision, type LeaderView } from "./fork.js";
 import type { Job } from "./job.js";
 import type { WaitingView } from "./scheduler.js";
 import { commonPrefixLength } from "./slots.js";
@@ -13,10 +15,8 @@ export type JobPlace = "waiting" | "running" | "gone";
 export class ForkGroups {
   /** By group: its leader, while it is in the engine. */
   private readonly leaders = new Map<string, Job>();
-  /** A waiting member's leader, when both have the same prompt; dropped at admission. */
+  /** A waiting member's leader, when both have the same prompt. */
   private readonly memberLeaders = new Map<string, Job>();
-  /** This step's members that copy their leader's prompt state at admission. */
-  private readonly copySources = new Map<string, Job>();
 
   /**
    * At submit: enters a group's leader, or links a member to its leader when
@@ -38,42 +38,33 @@ export class ForkGroups {
   /** When the job leaves the engine, whichever way. */
   forget(job: Job): void {
     this.memberLeaders.delete(job.id);
-    this.copySources.delete(job.id);
     if (job.fork && this.leaders.get(job.fork.group) === job) this.leaders.delete(job.fork.group);
   }
 
   /**
    * The waiting jobs this step may plan, as the scheduler sees them, in
    * order: members whose leader has not read the prompt yet are left out
-   * (they take no slot meanwhile), and those that will copy it carry the
-   * tokens they get. A cancelled or departed leader holds no one back.
+   * (they take no slot meanwhile), and those that will copy it carry their
+   * source: the leader, its slot and the tokens they get. A cancelled or
+   * departed leader holds no one back, and one whose slot does not hold the
+   * prompt is not copied.
    */
   plannable(waiting: readonly Job[], placeOf: (job: Job) => JobPlace): WaitingView[] {
-    this.copySources.clear();
     const views: WaitingView[] = [];
     for (const job of waiting) {
       const view: WaitingView = { id: job.id, tenant: job.tenant, priority: job.priority, promptTokens: job.prompt, ...(job.batch ? { batch: true } : {}) };
       const leader = this.memberLeaders.get(job.id);
       const place = leader && !leader.cancelled ? placeOf(leader) : "gone";
-      const decision = forkDecision(
-        job.prompt.length,
-        place === "gone" ? null : place === "waiting" ? { state: "waiting" } : { state: "running", evaluated: leader!.evaluated },
-      );
+      const leaderView: LeaderView | null = place === "gone" ? null : place === "waiting" ? { state: "waiting" } : { state: "running", evaluated: leader!.evaluated };
+      const decision = forkDecision(job.prompt.length, leaderView);
       if (decision.kind === "held") continue;
-      if (decision.kind === "copy") {
-        this.copySources.set(job.id, leader!);
-        view.sharedTokens = decision.sharedTokens;
+      const from = leader?.slot;
+      // Its slot is the truth: a copy of anything but the prompt would be a wrong answer, not a slow one.
+      if (decision.kind === "copy" && from && commonPrefixLength(from.seq.contextTokens, job.prompt) >= decision.sharedTokens) {
+        view.copy = { leader: leader!.id, fromSlot: from.index, tokens: decision.sharedTokens };
       }
       views.push(view);
     }
     return views;
-  }
-
-  /** At the job's admission: the leader planning chose it to copy, if any. Its link ends here either way. */
-  admitted(job: Job): Job | null {
-    const leader = this.copySources.get(job.id) ?? null;
-    this.memberLeaders.delete(job.id);
-    this.copySources.delete(job.id);
-    return leader;
   }
 }

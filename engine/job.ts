@@ -1,31 +1,28 @@
 // One request inside the engine: its prompt and sampling set up at submit
 // (prepareJob), then the per-token output processing of every step
 // (acceptToken: end of generation, incremental detokenization, stop strings,
-// max_tokens) and its last delta. The engine (engine.ts) decides when a job
+// max_tokens) and its last delta. The engine (engineCore.ts) decides when a job
 // runs and in which slot; this module decides what its tokens mean.
-import type { LlamaContextSequence, LlamaGrammar, LlamaModel, SequenceEvaluateOptions, Token } from "node-llama-cpp";
+import type { LlamaGrammar, LlamaModel, SequenceEvaluateOptions, Token } from "node-llama-cpp";
 import { tokenizeText, type ChatTemplate } from "../models/chatTemplate.js";
 import { IncrementalDetokenizer } from "./detokenizer.js";
 import { grammarFor } from "./grammar.js";
-import type { TokenWithLogprobs } from "./logprobs.js";
 import type { Delta, EngineErrorPayload, EngineRequest, FinishReason, ForkSpec, GrammarSpec, TokenLogprob } from "./protocol.js";
 import type { SampledJob } from "./sampleBudget.js";
 import { buildEvaluateOptions, choiceSeed } from "./sampling.js";
 import { refuseEarly } from "./promptBounds.js";
+import type { EngineSequence, TokenStream } from "./sequence.js";
 import { StopMatcher } from "./stops.js";
 
 export interface Slot {
   index: number;
-  seq: LlamaContextSequence;
+  seq: EngineSequence;
   tenant: string | null;
   /** Tokens whose KV state the sequence holds (mirrors seq.contextTokens between requests). */
   cached: Token[];
   busy: boolean;
   lastUsed: number;
 }
-
-/** Jobs with logprobs are evaluated with metadata (logprobs.ts); the others yield bare tokens. */
-type Generator = AsyncGenerator<Token | TokenWithLogprobs, void, void | Token | Token[]>;
 
 export interface Job extends SampledJob {
   id: string;
@@ -45,7 +42,8 @@ export interface Job extends SampledJob {
   /** Prompt tokens already in the slot's KV cache. */
   evaluated: number;
   cachedTokens: number;
-  gen: Generator | null;
+  /** Jobs with logprobs are evaluated with metadata (logprobs.ts); the others yield bare tokens. */
+  gen: TokenStream | null;
   cancelled: boolean;
   finish?: FinishReason;
   /** A stop string matched: everything after it, held text included, is dropped. */

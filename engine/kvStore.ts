@@ -22,9 +22,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import type { LlamaContextSequence, Token } from "node-llama-cpp";
+import type { Token } from "node-llama-cpp";
 import type { KvCacheStats } from "./protocol.js";
 import { chooseRestore, decideSave, evictionsFor, type RestoreChoice, type SavedStateView } from "./kvIndex.js";
+import type { SavedStates, StateSequence } from "./sequence.js";
 
 const FORMAT = 1;
 /** Bytes hashed at each end of the model file for its identity. */
@@ -92,7 +93,7 @@ function sameTokens(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((t, i) => t === b[i]);
 }
 
-export class KvStateStore {
+export class KvStateStore implements SavedStates {
   private readonly entries = new Map<string, SavedStateView>();
   /** Saves written but not yet finished: what they evicted, and the timer that finishes them. */
   /** The tenants whose states may be kept (retain()); null: all. */
@@ -152,6 +153,11 @@ export class KvStateStore {
     }
   }
 
+  /** The saved states, for planning (scheduler.ts chooses restores among them). */
+  states(): Iterable<SavedStateView> {
+    return this.entries.values();
+  }
+
   /** The saved state worth restoring for this prompt, if any (see chooseRestore). */
   find(tenant: string, prompt: readonly Token[], slotReuse: number): RestoreChoice | null {
     return chooseRestore(this.entries.values(), tenant, prompt, slotReuse);
@@ -163,7 +169,7 @@ export class KvStateStore {
    * state is in the index from then on, and on disk under its final name
    * shortly after (finish()).
    */
-  save(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+  save(seq: StateSequence, tenant: string, lostTokens: number): Promise<void> {
     return this.exclusive(() => this.write(seq, tenant, lostTokens));
   }
 
@@ -174,7 +180,7 @@ export class KvStateStore {
    * `seq` then holds what it held before or nothing, its token list agreeing
    * with its KV cells either way, so clearHistory() empties it.
    */
-  restore(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+  restore(seq: StateSequence, id: string, tenant: string): Promise<boolean> {
     return this.exclusive(() => this.restoreNow(seq, id, tenant));
   }
 
@@ -184,7 +190,7 @@ export class KvStateStore {
     return run;
   }
 
-  private async write(seq: LlamaContextSequence, tenant: string, lostTokens: number): Promise<void> {
+  private async write(seq: StateSequence, tenant: string, lostTokens: number): Promise<void> {
     if (this.retained && !this.retained.has(tenant)) return;
     const tokens = seq.contextTokens;
     const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
@@ -250,7 +256,7 @@ export class KvStateStore {
     }
   }
 
-  private async restoreNow(seq: LlamaContextSequence, id: string, tenant: string): Promise<boolean> {
+  private async restoreNow(seq: StateSequence, id: string, tenant: string): Promise<boolean> {
     this.finish(id);
     const entry = this.entries.get(id);
     if (!entry || entry.tenant !== tenant) return false;

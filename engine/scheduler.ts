@@ -1,5 +1,9 @@
 // Step planning: a pure function from the engine's state to what the next
-// decode should contain. The step loop (engine.ts) carries the plan out.
+// decode should contain. The step loop (engineCore.ts) carries the plan out
+// and decides nothing of its own: each admission says where its cached
+// prompt comes from (the slot's own cache, a saved state, a copy of a fork
+// leader's, or nothing) and whose evicted cache is saved first, and each
+// prefill chunk says how many tokens it reads and whether it ends the prompt.
 //
 // Invariants of a plan:
 //   - every running request that has finished its prefill decodes exactly one
@@ -25,6 +29,7 @@
 //     delays an interactive admission by more than this one step.
 
 import { counterOf, FairPicker, type TenantPolicies } from "./fairness.js";
+import { chooseRestore, type SavedStateView } from "./kvIndex.js";
 import type { FairnessCosts } from "./protocol.js";
 import { chooseSlot, type SlotView, type Token } from "./slots.js";
 
@@ -35,13 +40,21 @@ export interface WaitingView {
   priority?: number;
   promptTokens: readonly Token[];
   /**
-   * Prompt tokens the request gets at admission by copying another running
-   * request's KV state (a choice of an n > 1 request, fork.ts) rather than by
-   * evaluating them; the slot's own reuse counts instead when it is larger.
+   * A running request whose KV state the request may copy at admission (a
+   * choice of an n > 1 request copying its leader, fork.ts): its first
+   * `tokens` prompt tokens are then not evaluated. The slot's own cache
+   * serves instead when it keeps more.
    */
-  sharedTokens?: number;
+  copy?: CopySource;
   /** Priority class: batch requests run only on capacity interactive ones leave free. Default false (interactive). */
   batch?: boolean;
+}
+
+export interface CopySource {
+  /** The running request copied from, and the slot that holds its state. */
+  leader: string;
+  fromSlot: number;
+  tokens: number;
 }
 
 export interface RunningView {
@@ -71,6 +84,12 @@ export interface SchedulerInput {
   costs?: FairnessCosts;
   /** Most batch-class requests running at once; absent: as many as there are slots. */
   maxBatchSlots?: number;
+  /**
+   * The saved KV states (kvIndex.ts), when there is a store: an admission may
+   * restore one, and what it evicts from its slot is saved first. Absent: no
+   * store, evicted caches are simply lost.
+   */
+  saved?: Iterable<SavedStateView>;
 }
 
 /** What planStep needs from an admission order. */
@@ -94,14 +113,50 @@ function fifoPicker(waiting: readonly WaitingView[]): Picker {
   };
 }
 
+/**
+ * Where an admission's first prompt tokens come from; the rest of the prompt
+ * is evaluated. The slot ends up holding exactly the tokens it serves.
+ */
+export type AdmissionSource =
+  /** Nothing: the slot is cleared. */
+  | { kind: "fresh" }
+  /** The slot's own cache: its first `keepTokens` tokens are kept, the rest erased. */
+  | { kind: "slot"; keepTokens: number }
+  /** Saved state `stateId` is loaded into the slot, which keeps its first `tokens` tokens. */
+  | { kind: "restore"; stateId: string; tokens: number }
+  /** The running request `leader`'s first `tokens` tokens are copied from slot `fromSlot`. */
+  | ({ kind: "copy" } & CopySource);
+
 export interface Admission {
   id: string;
   slotIndex: number;
+  /** Prompt tokens the slot's own cache could serve (chooseSlot). */
   reuseTokens: number;
+  source: AdmissionSource;
+  /**
+   * With a store: the tenant the slot's cache belongs to, whose tokens the
+   * source does not keep are saved before they are overwritten (the store
+   * decides whether they are worth it, kvIndex.ts decideSave).
+   */
+  saveFor?: string;
+}
+
+/** Prompt tokens an admission's source serves. */
+export function servedTokens(source: AdmissionSource): number {
+  switch (source.kind) {
+    case "fresh":
+      return 0;
+    case "slot":
+      return source.keepTokens;
+    case "restore":
+    case "copy":
+      return source.tokens;
+  }
 }
 
 export interface PrefillChunk {
   id: string;
+  /** The next `tokens` prompt tokens, counted from what the request holds (after its admission's source, for a new one). */
   tokens: number;
   /** The chunk ends the prompt: its last position is sampled. */
   final: boolean;
@@ -170,11 +225,15 @@ export function planStep(input: SchedulerInput): StepPlan {
         continue;
       }
       const slot = slots.find((s) => s.index === choice.index);
+      const holder = slot?.tenant ?? null;
       // The slot now counts as held by this tenant for caps and reservations.
       if (slot) Object.assign(slot, { busy: true, tenant: w.tenant, cachedTokens: w.promptTokens });
-      const inputTokens = w.promptTokens.length - Math.max(choice.reuseTokens, w.sharedTokens ?? 0);
+      const source = sourceFor(w, choice.reuseTokens, preempt, input.saved);
+      const inputTokens = w.promptTokens.length - servedTokens(source);
       picker.take(inputTokens);
-      admit.push({ id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens });
+      const admission: Admission = { id: w.id, slotIndex: choice.index, reuseTokens: choice.reuseTokens, source };
+      if (input.saved && holder !== null) admission.saveFor = holder;
+      admit.push(admission);
       allot(w.id, inputTokens);
       room--;
     }
@@ -193,6 +252,20 @@ export function planStep(input: SchedulerInput): StepPlan {
   }
   const plan: StepPlan = preempt.length > 0 ? { admit, prefill, decode, preempt } : { admit, prefill, decode };
   return newcomerFirst(input, plan);
+}
+
+/**
+ * What serves an admission's first prompt tokens: a copy of its leader's
+ * state when that spares more than the slot's own cache (and the leader is
+ * not preempted in this very step); else a saved state that spares enough
+ * more than the slot's cache to pay for its load (kvIndex.ts chooseRestore);
+ * else the slot's cache as far as it serves the prompt; else nothing.
+ */
+function sourceFor(w: WaitingView, slotReuse: number, preempted: readonly string[], saved: Iterable<SavedStateView> | undefined): AdmissionSource {
+  if (w.copy && w.copy.tokens > slotReuse && !preempted.includes(w.copy.leader)) return { kind: "copy", ...w.copy };
+  const restore = saved ? chooseRestore(saved, w.tenant, w.promptTokens, slotReuse) : null;
+  if (restore) return { kind: "restore", stateId: restore.id, tokens: restore.reuseTokens };
+  return slotReuse > 0 ? { kind: "slot", keepTokens: slotReuse } : { kind: "fresh" };
 }
 
 /**

@@ -15,7 +15,7 @@
 // consecutive busy sequences in a decode (batchOrder.ts). Keeping the busy
 // slots in one run keeps a step at one pass; a cache this evicts in place of
 // an older one is saved to the KV store, when there is one, like any other
-// (engine.ts, swap).
+// (the plan's Admission.saveFor, scheduler.ts; carried out by engineCore.ts).
 //
 // Tenant policies (optional) bound the choice first:
 //   - a tenant holding maxSlots busy slots gets none (its request waits);

@@ -69,7 +69,7 @@ describe("planStep: batch priority class", () => {
     const running = [runningBatch("b0", "t", 0, 9), runningBatch("b1", "t", 1, 2), runningBatch("b2", "t", 2, 5)];
     const plan = planStep({ waiting: [interactive("i0", "u")], running, slots, stepTokens: 512 });
     assert.deepEqual(plan.preempt, ["b1"]);
-    assert.deepEqual(plan.admit, [{ id: "i0", slotIndex: 1, reuseTokens: 0 }]);
+    assert.deepEqual(plan.admit, [{ id: "i0", slotIndex: 1, reuseTokens: 0, source: { kind: "fresh" } }]);
     // The preempted request is not stepped; the others keep decoding.
     assert.deepEqual(plan.decode, ["b0", "b2"]);
     assert.deepEqual(plan.prefill, [{ id: "i0", tokens: 4, final: true }]);
@@ -119,6 +119,6 @@ describe("planStep: batch priority class", () => {
 
   test("without batch requests the plan is the single-class one (no preempt field)", () => {
     const plan = planStep({ waiting: [interactive("i0", "u")], running: [], slots: freeSlots(2), stepTokens: 512 });
-    assert.deepEqual(plan, { admit: [{ id: "i0", slotIndex: 0, reuseTokens: 0 }], prefill: [{ id: "i0", tokens: 4, final: true }], decode: [] });
+    assert.deepEqual(plan, { admit: [{ id: "i0", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }], prefill: [{ id: "i0", tokens: 4, final: true }], decode: [] });
   });
 });

@@ -7,15 +7,20 @@ import type { LlamaContextSequence } from "node-llama-cpp";
 import { assertCanCopyState, copyPromptState, forkDecision } from "../../../engine/fork.js";
 import { ForkGroups, type JobPlace } from "../../../engine/forkGroups.js";
 import type { Job } from "../../../engine/job.js";
-import { planStep } from "../../../engine/scheduler.js";
+import { planStep, type WaitingView } from "../../../engine/scheduler.js";
 import type { SlotView } from "../../../engine/slots.js";
 
 const toks = (n: number, start = 1): number[] => Array.from({ length: n }, (_, i) => start + i);
 
 /** The fields ForkGroups reads; the rest of a Job is the engine's business. */
 function job(id: string, prompt: number[], fork: { group: string; index: number } | null, extra: Partial<Job> = {}): Job {
-  return { id, tenant: "t", priority: 0, prompt, fork, cancelled: false, evaluated: 0, ...extra } as unknown as Job;
+  return { id, tenant: "t", priority: 0, prompt, fork, cancelled: false, evaluated: 0, slot: null, ...extra } as unknown as Job;
 }
+
+/** Slot `index` holding `tokens` (what ForkGroups reads of a running leader's slot). */
+const slotHolding = (index: number, tokens: number[]): Job["slot"] => ({ index, seq: { contextTokens: tokens } }) as unknown as Job["slot"];
+/** What a view says its request copies: [leader, slot, tokens], or undefined. */
+const copyOf = (v: WaitingView) => (v.copy ? [v.copy.leader, v.copy.fromSlot, v.copy.tokens] : undefined);
 
 describe("forkDecision", () => {
   test("a member waits for a leader that is waiting or still reading the prompt", () => {
@@ -58,12 +63,13 @@ describe("ForkGroups", () => {
     const { forks, jobs } = group(3);
     const [leader, ...members] = jobs;
     const place = (j: Job): JobPlace => (j === leader ? "running" : "waiting");
+    leader!.slot = slotHolding(2, toks(4));
     leader!.evaluated = 4;
     assert.deepEqual(ids(forks.plannable(members, place)), []);
+    leader!.slot = slotHolding(2, toks(9));
     leader!.evaluated = 9;
     const views = forks.plannable(members, place);
-    assert.deepEqual(views.map((v) => [v.id, v.sharedTokens]), [["c1", 9], ["c2", 9]]);
-    assert.equal(forks.admitted(members[0]!), leader, "planning chose the leader as the copy source");
+    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", ["c0", 2, 9]], ["c2", ["c0", 2, 9]]], "planning chose the leader's slot as the copy source");
   });
 
   test("a cancelled or departed leader holds no one back: its members run on their own", () => {
@@ -71,11 +77,10 @@ describe("ForkGroups", () => {
     const [leader, member] = jobs;
     leader!.cancelled = true;
     let views = forks.plannable([member!], () => "waiting");
-    assert.deepEqual(views.map((v) => [v.id, v.sharedTokens]), [["c1", undefined]]);
+    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
     leader!.cancelled = false;
     views = forks.plannable([member!], (j) => (j === leader ? "gone" : "waiting"));
-    assert.deepEqual(views.map((v) => [v.id, v.sharedTokens]), [["c1", undefined]]);
-    assert.equal(forks.admitted(member!), null, "a solo member copies nothing");
+    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]], "a solo member copies nothing");
   });
 
   test("a forgotten leader frees its group: a member submitted later does not wait on it", () => {
@@ -103,26 +108,40 @@ describe("ForkGroups", () => {
     const member = job("c1", toks(10), { group: "g", index: 1 }, { tenant: "other" });
     forks.link(leader);
     forks.link(member);
+    leader.slot = slotHolding(0, toks(10));
     const views = forks.plannable([member], (j) => (j === leader ? "running" : "waiting"));
-    assert.deepEqual(views.map((v) => [v.id, v.sharedTokens]), [["c1", undefined]]);
+    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
   });
 
-  test("admission ends a member's link: it is planned once", () => {
+  test("the source travels in the view alone: planning it again, nothing was consumed", () => {
     const { forks, jobs } = group(2);
     const [leader, member] = jobs;
+    leader!.slot = slotHolding(1, toks(10));
     leader!.evaluated = 10;
-    forks.plannable([member!], (j) => (j === leader ? "running" : "waiting"));
-    assert.equal(forks.admitted(member!), leader);
-    assert.equal(forks.admitted(member!), null);
+    const place = (j: Job): JobPlace => (j === leader ? "running" : "waiting");
+    assert.deepEqual(forks.plannable([member!], place).map(copyOf), [["c0", 1, 9]]);
+    assert.deepEqual(forks.plannable([member!], place).map(copyOf), [["c0", 1, 9]]);
   });
 
   test("copy sources are chosen anew each step: a member planned to copy but not admitted does not keep a stale one", () => {
     const { forks, jobs } = group(2);
     const [leader, member] = jobs;
+    leader!.slot = slotHolding(1, toks(10));
     leader!.evaluated = 10;
     forks.plannable([member!], (j) => (j === leader ? "running" : "waiting"));
-    forks.plannable([member!], (j) => (j === leader ? "gone" : "waiting"));
-    assert.equal(forks.admitted(member!), null);
+    const views = forks.plannable([member!], (j) => (j === leader ? "gone" : "waiting"));
+    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+  });
+
+  test("a running leader whose slot does not hold the prompt is not copied: the member runs on its own", () => {
+    const { forks, jobs } = group(2);
+    const [leader, member] = jobs;
+    leader!.evaluated = 10;
+    const place = (j: Job): JobPlace => (j === leader ? "running" : "waiting");
+    leader!.slot = slotHolding(1, toks(10, 5));
+    assert.deepEqual(forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    leader!.slot = null;
+    assert.deepEqual(forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
   });
 });
 
@@ -133,8 +152,8 @@ describe("planStep with members that copy", () => {
     const prompt = toks(100);
     const plan = planStep({
       waiting: [
-        { id: "m1", tenant: "t", promptTokens: prompt, sharedTokens: 99 },
-        { id: "m2", tenant: "t", promptTokens: prompt, sharedTokens: 99 },
+        { id: "m1", tenant: "t", promptTokens: prompt, copy: { leader: "leader", fromSlot: 3, tokens: 99 } },
+        { id: "m2", tenant: "t", promptTokens: prompt, copy: { leader: "leader", fromSlot: 3, tokens: 99 } },
         { id: "solo", tenant: "t", promptTokens: prompt },
       ],
       running: [{ id: "leader", prefillRemaining: 0 }],
@@ -143,6 +162,14 @@ describe("planStep with members that copy", () => {
     });
     assert.deepEqual(plan.decode, ["leader"]);
     assert.deepEqual(plan.admit.map((a) => a.id), ["m1", "m2", "solo"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.source),
+      [
+        { kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 },
+        { kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 },
+        { kind: "fresh" },
+      ],
+    );
     assert.deepEqual(plan.prefill, [
       { id: "m1", tokens: 1, final: true },
       { id: "m2", tokens: 1, final: true },
@@ -153,8 +180,8 @@ describe("planStep with members that copy", () => {
   test("a slot cache that serves more than the copy counts instead", () => {
     const prompt = toks(100);
     const slots: SlotView[] = [{ index: 0, tenant: "t", cachedTokens: prompt, busy: false, lastUsed: 1 }];
-    const plan = planStep({ waiting: [{ id: "m", tenant: "t", promptTokens: prompt, sharedTokens: 50 }], running: [], slots, stepTokens: 512 });
-    assert.deepEqual(plan.admit, [{ id: "m", slotIndex: 0, reuseTokens: 99 }]);
+    const plan = planStep({ waiting: [{ id: "m", tenant: "t", promptTokens: prompt, copy: { leader: "l", fromSlot: 1, tokens: 50 } }], running: [], slots, stepTokens: 512 });
+    assert.deepEqual(plan.admit, [{ id: "m", slotIndex: 0, reuseTokens: 99, source: { kind: "slot", keepTokens: 99 } }]);
     assert.deepEqual(plan.prefill, [{ id: "m", tokens: 1, final: true }]);
   });
 });

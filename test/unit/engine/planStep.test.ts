@@ -164,8 +164,8 @@ describe("planStep: admission", () => {
       stepTokens: 512,
     });
     assert.deepEqual(plan.admit, [
-      { id: "w1", slotIndex: 0, reuseTokens: 0 },
-      { id: "w2", slotIndex: 1, reuseTokens: 0 },
+      { id: "w1", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } },
+      { id: "w2", slotIndex: 1, reuseTokens: 0, source: { kind: "fresh" } },
     ]);
     assert.deepEqual(plan.prefill, [
       { id: "w1", tokens: 10, final: true },
@@ -191,7 +191,7 @@ describe("planStep: admission", () => {
 
   test("a request is admitted with whatever budget is left and gets a partial first chunk", () => {
     const plan = planStep({ waiting: [waiting("w", "a", 50)], running: [decoding("d"), prefilling("p", 20)], slots: freeSlots(1), stepTokens: 32 });
-    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 0 }]);
+    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }]);
     assert.deepEqual(plan.prefill, [
       { id: "p", tokens: 20, final: true },
       { id: "w", tokens: 11, final: false },
@@ -219,21 +219,21 @@ describe("planStep: admission", () => {
       slots: freeSlots(1),
       stepTokens: 16,
     });
-    assert.deepEqual(plan.admit, [{ id: "first", slotIndex: 0, reuseTokens: 0 }]);
+    assert.deepEqual(plan.admit, [{ id: "first", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }]);
     assert.deepEqual(plan.prefill, [{ id: "first", tokens: 16, final: false }]);
   });
 
   test("an admitted request with a reused prefix only prefills the remainder", () => {
     const cached: SlotView[] = [{ index: 0, tenant: "a", cachedTokens: toks(8), busy: false, lastUsed: 1 }, ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 }))];
     const plan = planStep({ waiting: [{ id: "w", tenant: "a", promptTokens: toks(10) }], running: [], slots: cached, stepTokens: 512 });
-    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 8 }]);
+    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 8, source: { kind: "slot", keepTokens: 8 } }]);
     assert.deepEqual(plan.prefill, [{ id: "w", tokens: 2, final: true }]);
   });
 
   test("an identical cached prompt still prefills one token", () => {
     const cached: SlotView[] = [{ index: 3, tenant: "a", cachedTokens: toks(10), busy: false, lastUsed: 1 }];
     const plan = planStep({ waiting: [{ id: "w", tenant: "a", promptTokens: toks(10) }], running: [], slots: cached, stepTokens: 512 });
-    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 3, reuseTokens: 9 }]);
+    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 3, reuseTokens: 9, source: { kind: "slot", keepTokens: 9 } }]);
     assert.deepEqual(plan.prefill, [{ id: "w", tokens: 1, final: true }]);
   });
 
@@ -244,8 +244,8 @@ describe("planStep: admission", () => {
     ];
     const plan = planStep({ waiting: [waiting("w1", "a", 100), waiting("w2", "b", 10)], running: [], slots, stepTokens: 20 });
     assert.deepEqual(plan.admit, [
-      { id: "w1", slotIndex: 0, reuseTokens: 90 },
-      { id: "w2", slotIndex: 1, reuseTokens: 0 },
+      { id: "w1", slotIndex: 0, reuseTokens: 90, source: { kind: "slot", keepTokens: 90 } },
+      { id: "w2", slotIndex: 1, reuseTokens: 0, source: { kind: "fresh" } },
     ]);
     assert.deepEqual(plan.prefill, [
       { id: "w1", tokens: 10, final: true },
@@ -256,7 +256,7 @@ describe("planStep: admission", () => {
   test("a cross-tenant request admitted into another tenant's slot reuses nothing", () => {
     const slots: SlotView[] = [{ index: 0, tenant: "a", cachedTokens: toks(10), busy: false, lastUsed: 1 }];
     const plan = planStep({ waiting: [{ id: "w", tenant: "b", promptTokens: toks(10) }], running: [], slots, stepTokens: 512 });
-    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 0 }]);
+    assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }]);
     assert.deepEqual(plan.prefill, [{ id: "w", tokens: 10, final: true }]);
   });
 
@@ -277,8 +277,8 @@ describe("planStep: admission", () => {
     });
     // w1 takes the slot holding its prefix; w2 cannot take it again and gets the other one; w3 waits.
     assert.deepEqual(plan.admit, [
-      { id: "w1", slotIndex: 0, reuseTokens: 10 },
-      { id: "w2", slotIndex: 1, reuseTokens: 0 },
+      { id: "w1", slotIndex: 0, reuseTokens: 10, source: { kind: "slot", keepTokens: 10 } },
+      { id: "w2", slotIndex: 1, reuseTokens: 0, source: { kind: "fresh" } },
     ]);
     assert.deepEqual(plan.prefill, [
       { id: "w1", tokens: 2, final: true },
@@ -372,10 +372,10 @@ describe("planStep: fair admission across tenants", () => {
     // a1 evaluates 1 token (a: 1), b1 20 (b: 20): a2 comes before b2. Charging
     // a1's whole prompt (100) would have put both of b's requests first.
     assert.deepEqual(plan.admit, [
-      { id: "a1", slotIndex: 0, reuseTokens: 99 },
-      { id: "b1", slotIndex: 1, reuseTokens: 0 },
-      { id: "a2", slotIndex: 2, reuseTokens: 0 },
-      { id: "b2", slotIndex: 3, reuseTokens: 0 },
+      { id: "a1", slotIndex: 0, reuseTokens: 99, source: { kind: "slot", keepTokens: 99 } },
+      { id: "b1", slotIndex: 1, reuseTokens: 0, source: { kind: "fresh" } },
+      { id: "a2", slotIndex: 2, reuseTokens: 0, source: { kind: "fresh" } },
+      { id: "b2", slotIndex: 3, reuseTokens: 0, source: { kind: "fresh" } },
     ]);
   });
 
@@ -433,7 +433,7 @@ describe("planStep: fair admission across tenants", () => {
       counters: new Map([["a", 0], ["b", 1e9]]),
       policies: policies({ id: "b", reservedSlots: 1 }),
     });
-    assert.deepEqual(plan.admit, [{ id: "b1", slotIndex: 2, reuseTokens: 0 }]);
+    assert.deepEqual(plan.admit, [{ id: "b1", slotIndex: 2, reuseTokens: 0, source: { kind: "fresh" } }]);
   });
 
   test("the step budget still bounds fair admissions", () => {
