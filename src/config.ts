@@ -9,6 +9,7 @@ import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
 import { defaultThreads } from "../models/threads.js";
 import { REDIS_FALLBACKS } from "./quota/redis/fallback.js";
 import { MIN_SECRET_LENGTH, secretWeakness } from "./tenants/keys.js";
+import type { ModelPrice } from "./usage/usageLog.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -23,6 +24,29 @@ const boolean = () =>
   z.preprocess(
     (v) => (typeof v === "string" ? ({ true: true, "1": true, false: false, "0": false } as Record<string, boolean>)[v.trim().toLowerCase()] ?? v : v),
     z.boolean({ message: "expected true or false" }),
+  );
+
+// A model's price, USD per million tokens: an object, or its JSON text (a flag
+// or an environment variable). Cached input defaults to the input price.
+const price = () =>
+  z.preprocess(
+    (v) => {
+      if (typeof v !== "string") return v;
+      try {
+        return JSON.parse(v);
+      } catch {
+        return v;
+      }
+    },
+    z
+      .object({
+        input: z.number().finite().min(0),
+        cached_input: z.number().finite().min(0).optional(),
+        cachedInput: z.number().finite().min(0).optional(),
+        output: z.number().finite().min(0),
+      }, { message: 'expected {"input": USD, "cached_input": USD, "output": USD} per million tokens' })
+      .strict()
+      .transform((p): ModelPrice => ({ input: p.input, cachedInput: p.cached_input ?? p.cachedInput ?? p.input, output: p.output })),
   );
 
 /** --max-queued when not given: requests that may wait per KV slot. */
@@ -69,6 +93,7 @@ const OPTIONS = {
   "redis-key-prefix": { env: "LLAMUX_REDIS_KEY_PREFIX", schema: z.string().min(1).max(200), default: "llamux:quota:", help: "Prefix of every Redis key (deployments sharing one Redis need different ones)" },
   "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
   "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
+  price: { env: "LLAMUX_PRICE", schema: price().nullable(), default: null, help: 'The model\'s price for the cost reports, USD per million tokens: {"input": 0.15, "cached_input": 0.075, "output": 0.6} (cached_input defaults to input; unset: costs 0). See docs/usage.md' },
   "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
 } as const;
 
@@ -78,7 +103,7 @@ export const MIN_ADMIN_KEY_LENGTH = MIN_SECRET_LENGTH;
 type OptionName = keyof typeof OPTIONS;
 
 /** Options a `models` entry of the config file may set for its own model; the top-level values are their defaults. */
-const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "follow-up-ms", "max-queued", "kv-cache-max-bytes"] as const;
+const PER_MODEL_OPTIONS = ["slots", "ctx-per-slot", "threads", "gpu", "chat-template", "step-tokens", "coalesce-ms", "follow-up-ms", "max-queued", "kv-cache-max-bytes", "price"] as const;
 /** Top-level options that describe one model, so they cannot be combined with a `models` list. */
 const SINGLE_MODEL_OPTIONS = ["model", "alias", "chat-template"] as const;
 
@@ -99,6 +124,8 @@ export interface ModelConfig {
   followUpMs: number;
   maxQueued: number;
   kvCacheMaxBytes: number;
+  /** USD per million tokens, for the cost reports; null: no price. */
+  price: ModelPrice | null;
 }
 
 export interface ServeConfig {
@@ -162,6 +189,8 @@ export interface ServeConfig {
   batchConcurrency: number | null;
   /** Most slots per model batch requests hold; null: every slot. */
   batchMaxSlots: number | null;
+  /** The (single, or default) model's price; null: none. */
+  price: ModelPrice | null;
   /**
    * The models to serve, each in its own engine worker: the config file's
    * `models` list, or one model built from the top-level options.
@@ -299,6 +328,7 @@ function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: num
       followUpMs: option("follow-up-ms", defaults.followUpMs),
       maxQueued: option<number | null>("max-queued", maxQueuedGiven) ?? QUEUED_PER_SLOT * slots,
       kvCacheMaxBytes: option("kv-cache-max-bytes", defaults.kvCacheMaxBytes),
+      price: option("price", defaults.price),
     };
     // Ids derived from file names are checked once the files are resolved.
     for (const name of [...(config.id ? [config.id] : []), ...aliases]) {
@@ -372,6 +402,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         followUpMs: config.followUpMs,
         maxQueued: config.maxQueued,
         kvCacheMaxBytes: config.kvCacheMaxBytes,
+        price: config.price,
       },
     ];
   }

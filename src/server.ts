@@ -46,6 +46,7 @@ import { modelState, ServedModels, type ServedModel } from "./servedModels.js";
 import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.js";
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
+import { SqliteUsageLog } from "./usage/usageLog.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
 import { BatchRunner } from "./batch/runner.js";
 import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
@@ -166,6 +167,8 @@ async function startServing(
   // budget survives restarts; single-tenant mode has no limits to keep.
   const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
   const quota = await openQuota(config, usageStore, metrics, log);
+  // Per-request usage records (the usage and cost reports), in both modes: in llamux.db, or the shared database.
+  const usageLog = pg ? pg.usageLog : SqliteUsageLog.open(config.dataDir);
   const stopWatchingTenants = multi ? watchTenants(multi.tenants, models, quota, metrics, log) : () => undefined;
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
     log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
@@ -184,7 +187,7 @@ async function startServing(
   const runner = batchStores
     ? new BatchRunner({
         ...batchStores,
-        dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
+        dispatch: (tenantId, endpoint, body, signal, batchId) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal, batchId),
         concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
         log,
       })
@@ -192,6 +195,8 @@ async function startServing(
   const closeBatchStores = async () => {
     await batchStores?.batches.close();
     await batchStores?.files.close();
+    // The SQLite usage log closes with the stores opened here (PostgreSQL's closes with its pool).
+    if (!pg) await usageLog.close();
   };
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
@@ -213,6 +218,7 @@ async function startServing(
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
     batch: batchStores && runner ? { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes } : null,
+    usageLog,
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -246,6 +252,7 @@ async function startServing(
     stopWatchingTenants();
     stopForgettingTenants();
     await quota.close();
+    await closeBatchStores();
     throw err;
   }
   const { port } = server.address() as AddressInfo;
@@ -261,6 +268,7 @@ async function startServing(
       await background.close();
       stopWatchingTenants();
       stopForgettingTenants();
+      await closeBatchStores();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
     }
     log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
@@ -443,6 +451,7 @@ async function createServedModels(config: ServeConfig, log: Logger): Promise<Ser
       }),
       queue: new ServerQueue({ slots: mc.slots, maxQueued: mc.maxQueued }),
       loadError: null,
+      price: mc.price,
     });
   }
   try {

@@ -14,12 +14,16 @@ import type { IssuedKey, TenantRegistry } from "../tenants/registry.js";
 import type { ApiKeyRecord, TenantRecord } from "../tenants/store.js";
 import { overReserved } from "../../engine/index.js";
 import { tenantPolicy, type Tenant } from "../tenants/types.js";
+import type { UsageLog } from "../usage/usageLog.js";
+import { usageReportRoute } from "./usage.js";
 
 export interface AdminDeps {
   tenants: TenantRegistry;
   adminKey: string;
   /** The engine's slot count once the model is loaded; reservations must fit in it. */
   slots: () => number | null;
+  /** The usage log: GET /admin/usage/completions, /admin/usage/embeddings, /admin/costs (usage.ts); absent: not served. */
+  usage?: UsageLog | null;
 }
 
 const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
@@ -91,6 +95,9 @@ export function adminRoute(deps: AdminDeps): Router {
   router.use(requireAdminKey(deps.adminKey));
   router.use(requireJsonBody());
   router.use(express.json({ limit: ADMIN_BODY_LIMIT_BYTES, type: () => true }));
+
+  // Usage and cost reports over every tenant.
+  if (deps.usage) router.use(usageReportRoute(deps.usage, () => null));
 
   router.post("/tenants", async (req, res) => {
     const body = parseBody(createTenantSchema, req.body);

@@ -13,6 +13,8 @@ declare global {
     interface Locals {
       /** The tenant the request belongs to (set by `authenticate` on every /v1 route). */
       tenant: Tenant;
+      /** The id of the API key that authenticated it; absent: no key (single-tenant mode, a batch line). */
+      apiKeyId?: string;
     }
   }
 }
@@ -62,9 +64,10 @@ export function authenticate(registry: TenantRegistry | null): RequestHandler {
   return (req, res, next) => {
     const key = presentedKey(req.headers);
     if (key === null) throw missingKeyError();
-    const tenant = registry.authenticate(key);
-    if (!tenant) throw incorrectKeyError(key);
-    res.locals.tenant = tenant;
+    const found = registry.authenticateKey(key);
+    if (!found) throw incorrectKeyError(key);
+    res.locals.tenant = found.tenant;
+    res.locals.apiKeyId = found.keyId;
     next();
   };
 }
