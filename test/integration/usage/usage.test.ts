@@ -1,6 +1,6 @@
 // Usage and cost reports (docs/usage.md) against the real server on SQLite:
 // two tenants (one with two keys), two served models with prices, chat,
-// completions, responses, a streamed chat, embeddings and batches; the
+// completions, responses, a streamed chat and response, embeddings and batches; the
 // reports' totals equal the sum of the usage objects the API returned, per
 // tenant, key, model and batch, at every bucket width, and the costs are
 // tokens × prices. A tenant's key reads its own usage and nothing else; bad

@@ -1,6 +1,6 @@
 // A mixed workload over HTTP, and the check that the usage and cost reports
 // equal what the API told the clients: two tenants, two served models, chat,
-// completions, responses, a streamed chat, embeddings and (when the server
+// completions, responses, a streamed chat and response, embeddings and (when the server
 // serves the Batch API) a batch. Every `usage` object a response carried is
 // added to an independent tally here; the reports must match it exactly, per
 // tenant, per key, per model and per batch, and the costs must be tokens ×
@@ -85,6 +85,12 @@ export async function runWorkload(url: string, callers: readonly Caller[], model
       for await (const chunk of stream) if (chunk.usage) streamed = chunk.usage;
       assert.ok(streamed, "the stream ends with its usage");
       tally.add("completions", dims, { input: streamed.prompt_tokens, cached: streamed.prompt_tokens_details?.cached_tokens ?? 0, output: streamed.completion_tokens });
+      const responseStream = await client.responses.create({ model, input: `${prompt} bird`, max_output_tokens: 16, temperature: 0, store: false, stream: true });
+      let completed: OpenAI.Responses.ResponseUsage | null = null;
+      // max_output_tokens may end it incomplete: either way its last event carries the usage.
+      for await (const ev of responseStream) if (ev.type === "response.completed" || ev.type === "response.incomplete") completed = ev.response.usage ?? null;
+      assert.ok(completed, "the response stream ends with response.completed or .incomplete and its usage");
+      tally.add("completions", dims, { input: completed.input_tokens, cached: completed.input_tokens_details.cached_tokens, output: completed.output_tokens });
       const embedding = await client.embeddings.create({ model, input: [prompt, "a second input"] });
       tally.add("embeddings", dims, { input: embedding.usage.prompt_tokens, cached: 0, output: 0 });
     }
