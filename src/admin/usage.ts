@@ -13,7 +13,9 @@ import type { UsageLog } from "../usage/usageLog.js";
 export function usageReportRoute(log: UsageLog, tenantOf: (res: Response) => string | null): Router {
   const router = Router();
   const report = (kind: ReportKind) => async (req: Request, res: Response) => {
-    const q = parseReportQuery(kind, new URLSearchParams(req.originalUrl.split("?")[1] ?? ""), nowSeconds());
+    // The raw query string, not Express's parsed one: repeated names and brackets are read the same under any query parser.
+    const at = req.originalUrl.indexOf("?");
+    const q = parseReportQuery(kind, new URLSearchParams(at < 0 ? "" : req.originalUrl.slice(at + 1)), nowSeconds());
     const own = tenantOf(res);
     if (own !== null && q.projectIds && [...q.projectIds].some((id) => id !== own)) {
       throw new ApiError("invalid_value", `Invalid 'project_ids': this API key can read only its own project's usage ('${own}').`, "project_ids");
