@@ -34,6 +34,8 @@ import type { BatchRunner } from "./batch/runner.js";
 import type { FileStore } from "./files/fileStore.js";
 import { filesRoute } from "./files/route.js";
 import type { AuditLog } from "./audit/auditLog.js";
+import { usageReportRoute } from "./admin/usage.js";
+import type { UsageLog } from "./usage/usageLog.js";
 
 /** The Batch API's parts (files, batches, the runner that serves their lines). */
 export interface BatchDeps {
@@ -84,6 +86,8 @@ export interface AppDeps {
   audit?: AuditLog | null;
   /** Files and batches; null: /v1/files and /v1/batches are not served. */
   batch?: BatchDeps | null;
+  /** Per-request usage records: written by every route that returns usage, read by the usage and cost reports; absent: none kept. */
+  usageLog?: UsageLog | null;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -99,6 +103,7 @@ export function createApp(deps: AppDeps): Express {
     fingerprint: `fp_llamux_${deps.version}`,
     quota: deps.quota,
     queueTimeoutMs: deps.queueTimeoutMs,
+    usageLog: deps.usageLog ?? null,
   };
 
   // First, so every request is traced (when tracing is on), and every response
@@ -177,10 +182,12 @@ export function createApp(deps: AppDeps): Express {
   // A Batch API line runs from here on in the engine's batch class.
   app.use("/v1", batchClass);
   if (deps.adminKey !== null && deps.tenants !== null) {
-    app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots(), audit }));
+    app.use("/admin", adminRoute({ tenants: deps.tenants, adminKey: deps.adminKey, slots: () => deps.models.minSlots(), audit, usage: deps.usageLog ?? null }));
     // The operator's console: static files that call /admin, /metrics and /ready with the admin key.
     app.use(consoleRoute());
   }
+  // A tenant's own usage and costs: the key's tenant, nothing else.
+  if (deps.usageLog) app.use("/v1", usageReportRoute(deps.usageLog, (res) => res.locals.tenant.id));
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));

@@ -9,6 +9,7 @@ import { DEFAULT_FOLLOW_UP_MS } from "../engine/index.js";
 import { defaultThreads } from "../models/threads.js";
 import { REDIS_FALLBACKS } from "./quota/redis/fallback.js";
 import { MIN_SECRET_LENGTH, secretWeakness } from "./tenants/keys.js";
+import type { ModelPrice } from "./usage/usageLog.js";
 
 const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -23,6 +24,29 @@ const boolean = () =>
   z.preprocess(
     (v) => (typeof v === "string" ? ({ true: true, "1": true, false: false, "0": false } as Record<string, boolean>)[v.trim().toLowerCase()] ?? v : v),
     z.boolean({ message: "expected true or false" }),
+  );
+
+// A model's price, USD per million tokens: an object, or its JSON text (a flag
+// or an environment variable). Cached input defaults to the input price.
+const price = () =>
+  z.preprocess(
+    (v) => {
+      if (typeof v !== "string") return v;
+      try {
+        return JSON.parse(v);
+      } catch {
+        return v;
+      }
+    },
+    z
+      .object({
+        input: z.number().finite().min(0),
+        cached_input: z.number().finite().min(0).optional(),
+        cachedInput: z.number().finite().min(0).optional(),
+        output: z.number().finite().min(0),
+      }, { message: 'expected {"input": USD, "cached_input": USD, "output": USD} per million tokens' })
+      .strict()
+      .transform((p): ModelPrice => ({ input: p.input, cachedInput: p.cached_input ?? p.cachedInput ?? p.input, output: p.output })),
   );
 
 /** --max-queued when not given: requests that may wait per KV slot. */
@@ -69,6 +93,7 @@ const OPTIONS = {
   "redis-key-prefix": { env: "LLAMUX_REDIS_KEY_PREFIX", schema: z.string().min(1).max(200), default: "llamux:quota:", help: "Prefix of every Redis key (deployments sharing one Redis need different ones)" },
   "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
   "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
+  price: { perModel: true, env: "LLAMUX_PRICE", schema: price().nullable(), default: null, help: 'The model\'s price for the cost reports, USD per million tokens: {"input": 0.15, "cached_input": 0.075, "output": 0.6} (cached_input defaults to input; unset: costs 0). See docs/usage.md' },
   "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
   "audit-refusals-per-address": { env: "LLAMUX_AUDIT_REFUSALS_PER_ADDRESS", schema: int(0, 1_000_000), default: 10, help: "Refused authentications from one source address recorded one by one in the audit log per window; the rest are counted in the window's summary record" },
   "audit-refusals-total": { env: "LLAMUX_AUDIT_REFUSALS_TOTAL", schema: int(0, 1_000_000), default: 100, help: "Refused authentications recorded one by one per window over all addresses (with the summary, at most this + 1 records per window)" },

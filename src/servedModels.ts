@@ -4,6 +4,7 @@
 // every request to one of them by the request's `model`.
 import type { EngineClient } from "../engine/index.js";
 import type { ServerQueue } from "./quota/serverQueue.js";
+import type { ModelPrice } from "./usage/usageLog.js";
 
 export interface ServedModel {
   /** The name /v1/models lists first: the configured id, or the file's name. */
@@ -15,6 +16,8 @@ export interface ServedModel {
   queue: ServerQueue;
   /** Why its worker could not load the model; null while it loads or serves. */
   loadError: string | null;
+  /** USD per million tokens, stamped on each usage record; null or absent: no price. */
+  price?: ModelPrice | null;
 }
 
 /** What a model is doing now, as /ready and model_not_loaded errors report it. */

@@ -49,6 +49,7 @@ import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.
 import { DisposerStack } from "./disposers.js";
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
+import { SqliteUsageLog } from "./usage/usageLog.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
 import { AuditLog } from "./audit/auditLog.js";
 import { SqliteAuditStore } from "./audit/sqliteAuditStore.js";
@@ -182,6 +183,9 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   const usageStore = !multi ? null : pg ? pg.usage : new SqliteUsageStore(multi.sqlite!.db);
   const quota = await openQuota(config, usageStore, metrics, log);
   stack.push("quota", () => quota.close());
+  // Per-request usage records (the usage and cost reports), in both modes: in llamux.db, or the shared database (closed with its pool).
+  const usageLog = pg ? pg.usageLog : SqliteUsageLog.open(config.dataDir);
+  if (!pg) stack.push("usage log", () => usageLog.close());
   if (multi) {
     stack.push("quota and engine tenant sync", watchTenants(multi.tenants, models, quota, metrics, log));
     stack.push("deleted tenant cleanup", forgetDeletedTenants(multi.tenants, conversations, log));
@@ -202,7 +206,7 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   const runner = batchStores
     ? new BatchRunner({
         ...batchStores,
-        dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
+        dispatch: (tenantId, endpoint, body, signal, batchId) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal, batchId),
         concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
         log,
       })
@@ -239,6 +243,7 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
     batch: batchStores && runner ? { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes } : null,
+    usageLog,
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -433,6 +438,7 @@ async function createServedModels(config: ServeConfig, log: Logger): Promise<Ser
       }),
       queue: new ServerQueue({ slots: mc.slots, maxQueued: mc.maxQueued }),
       loadError: null,
+      price: mc.price,
     });
   }
   try {

@@ -17,6 +17,8 @@ import { tenantPolicy, type Tenant } from "../tenants/types.js";
 import type { AuditLog } from "../audit/auditLog.js";
 import { keyAuditDetails, tenantAuditDetails, tenantChange } from "../audit/adminEvents.js";
 import { auditRoute } from "../audit/route.js";
+import type { UsageLog } from "../usage/usageLog.js";
+import { usageReportRoute } from "./usage.js";
 
 export interface AdminDeps {
   tenants: TenantRegistry;
@@ -25,6 +27,8 @@ export interface AdminDeps {
   slots: () => number | null;
   /** Records every change made here and every refused admin key; absent: not audited. */
   audit?: AuditLog | null;
+  /** The usage log: GET /admin/usage/completions, /admin/usage/embeddings, /admin/costs (usage.ts); absent: not served. */
+  usage?: UsageLog | null;
 }
 
 const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
@@ -97,6 +101,9 @@ export function adminRoute(deps: AdminDeps): Router {
   router.use(requireAdminKey(deps.adminKey, audit ? (req, res, refusal) => audit.refused(req, res, refusal) : undefined));
   router.use(requireJsonBody());
   router.use(express.json({ limit: ADMIN_BODY_LIMIT_BYTES, type: () => true }));
+
+  // Usage and cost reports over every tenant.
+  if (deps.usage) router.use(usageReportRoute(deps.usage, () => null));
 
   router.post("/tenants", async (req, res) => {
     const body = parseBody(createTenantSchema, req.body);

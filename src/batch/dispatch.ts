@@ -15,12 +15,16 @@ import { ANONYMOUS_TENANT } from "../tenants/types.js";
 
 export const DISPATCH_SECRET_HEADER = "x-llamux-batch-dispatch";
 export const DISPATCH_TENANT_HEADER = "x-llamux-batch-tenant";
+/** The batch a dispatched line belongs to (for its usage record); believed only with the secret. */
+export const DISPATCH_BATCH_HEADER = "x-llamux-batch-id";
 
 declare global {
   namespace Express {
     interface Locals {
       /** Set on a Batch API line dispatched by this server to itself. */
       batchLine?: boolean;
+      /** The batch of such a line. */
+      batchId?: string;
     }
   }
 }
@@ -47,6 +51,8 @@ export function authenticateDispatch(secret: string, registry: TenantRegistry | 
     if (!tenant) throw new ApiError("invalid_api_key", "The batch's tenant no longer exists.");
     res.locals.tenant = tenant;
     res.locals.batchLine = true;
+    const batchId = req.headers[DISPATCH_BATCH_HEADER];
+    if (typeof batchId === "string" && batchId.length > 0) res.locals.batchId = batchId;
     next();
   };
 }
@@ -66,10 +72,15 @@ export interface DispatchResult {
 }
 
 /** Serves one line through `baseUrl` (this server's listener). Throws only when no answer came (connection refused, aborted). */
-export async function dispatchLine(baseUrl: string, secret: string, tenantId: string, endpoint: string, body: unknown, signal: AbortSignal): Promise<DispatchResult> {
+export async function dispatchLine(baseUrl: string, secret: string, tenantId: string, endpoint: string, body: unknown, signal: AbortSignal, batchId?: string): Promise<DispatchResult> {
   const res = await fetch(`${baseUrl}${endpoint}`, {
     method: "POST",
-    headers: { "content-type": "application/json", [DISPATCH_SECRET_HEADER]: secret, [DISPATCH_TENANT_HEADER]: tenantId },
+    headers: {
+      "content-type": "application/json",
+      [DISPATCH_SECRET_HEADER]: secret,
+      [DISPATCH_TENANT_HEADER]: tenantId,
+      ...(batchId !== undefined ? { [DISPATCH_BATCH_HEADER]: batchId } : {}),
+    },
     body: JSON.stringify(body),
     signal,
   });

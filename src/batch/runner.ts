@@ -21,7 +21,8 @@ import { parseLine, validateInput } from "./validate.js";
 export interface BatchRunnerOptions {
   batches: BatchStore;
   files: FileStore;
-  dispatch: (tenantId: string, endpoint: BatchEndpoint, body: unknown, signal: AbortSignal) => Promise<DispatchResult>;
+  /** `batchId` names the batch in the line's usage record. */
+  dispatch: (tenantId: string, endpoint: BatchEndpoint, body: unknown, signal: AbortSignal, batchId: string) => Promise<DispatchResult>;
   /** Lines in flight at once, over all batches. */
   concurrency: number;
   log: Logger;
@@ -207,7 +208,7 @@ export class BatchRunner {
     for (let attempt = 0; !stop.aborted; attempt++) {
       let outcome;
       try {
-        outcome = lineOutcome(parsed.customId, await this.o.dispatch(tenantId, batch.endpoint, parsed.body, stop), attempt);
+        outcome = lineOutcome(parsed.customId, await this.o.dispatch(tenantId, batch.endpoint, parsed.body, stop, batch.id), attempt);
       } catch {
         if (stop.aborted) return null;
         // No answer at all (the listener is closing): try again shortly.

@@ -14,6 +14,8 @@ declare global {
     interface Locals {
       /** The tenant the request belongs to (set by `authenticate` on every /v1 route). */
       tenant: Tenant;
+      /** The id of the API key that authenticated it; absent: no key (single-tenant mode, a batch line). */
+      apiKeyId?: string;
     }
   }
 }
@@ -69,12 +71,13 @@ export function authenticate(registry: TenantRegistry | null, onRefused: OnRefus
       onRefused(req, res, { credential: "api_key", reason: "missing", presented: null });
       throw missingKeyError();
     }
-    const tenant = registry.authenticate(key);
-    if (!tenant) {
+    const found = registry.authenticateKey(key);
+    if (!found) {
       onRefused(req, res, { credential: "api_key", reason: "incorrect", presented: key });
       throw incorrectKeyError(key);
     }
-    res.locals.tenant = tenant;
+    res.locals.tenant = found.tenant;
+    res.locals.apiKeyId = found.keyId;
     next();
   };
 }

@@ -5,6 +5,7 @@ import type { Quota } from "../quota/quota.js";
 import { ApiError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import { modelState, type ServedModel, type ServedModels } from "../servedModels.js";
+import { newUsageRecordId, type UsageKind, type UsageLog } from "../usage/usageLog.js";
 
 export interface RouteDeps {
   /** The served models, each with its engine and queue, found by id or alias. */
@@ -15,6 +16,8 @@ export interface RouteDeps {
   quota: Quota;
   /** A request with no output this long after arrival is shed (503 queue_timeout); 0: never. */
   queueTimeoutMs: number;
+  /** Per-request usage records for the usage and cost reports; null or absent: none kept. */
+  usageLog?: UsageLog | null;
 }
 
 /**
@@ -59,4 +62,40 @@ export function recordUsage(deps: RouteDeps, model: string, tenant: string, u: U
   deps.metrics.completionTokens.inc({ model, tenant }, u.completionTokens);
   deps.metrics.cachedTokens.inc({ model, tenant }, u.cachedTokens);
   if (u.queueMs !== undefined) deps.metrics.queueSeconds.observe({ tenant }, u.queueMs / 1000);
+}
+
+/** Whose usage a request is: its tenant, the key it came with, the batch it is a line of. */
+export interface UsageSubject {
+  tenantId: string;
+  apiKeyId: string | null;
+  batchId: string | null;
+}
+
+/** The subject of the request `res` answers (read when the request starts: a background response outlives it). */
+export function usageSubject(res: Response): UsageSubject {
+  return { tenantId: res.locals.tenant.id, apiKeyId: res.locals.apiKeyId ?? null, batchId: res.locals.batchId ?? null };
+}
+
+/**
+ * Writes the usage record of a request whose usage object is known, under the
+ * served model's id and its price now. Awaited before the response's last
+ * bytes, so what a client was told it used is in the log (or, for a
+ * networked log whose database is away, buffered) before it can ask for a report.
+ */
+export function logUsage(deps: RouteDeps, who: UsageSubject, served: ServedModel, kind: UsageKind, u: Usage): Promise<void> {
+  if (!deps.usageLog) return Promise.resolve();
+  return deps.usageLog.record({
+    id: newUsageRecordId(),
+    atSeconds: Math.floor(Date.now() / 1000),
+    kind,
+    tenantId: who.tenantId,
+    apiKeyId: who.apiKeyId,
+    model: served.id,
+    batchId: who.batchId,
+    requests: 1,
+    inputTokens: u.promptTokens,
+    cachedTokens: u.cachedTokens,
+    outputTokens: u.completionTokens,
+    price: served.price ?? null,
+  });
 }

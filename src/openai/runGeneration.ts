@@ -13,7 +13,7 @@ import type { GenerationStatus, Metrics } from "../metrics.js";
 import type { ServedModel } from "../servedModels.js";
 import { engineTenant, hasTokenLimit, type Tenant } from "../tenants/types.js";
 import { ApiError, fromEngineError } from "../errors.js";
-import { CLIENT_LEFT, clientAbort, recordUsage, type RouteDeps } from "./context.js";
+import { CLIENT_LEFT, clientAbort, logUsage, recordUsage, usageSubject, type RouteDeps } from "./context.js";
 import { firstOutput } from "./firstOutput.js";
 import { genAiOperation, genAiRequestAttributes, genAiUsageAttributes } from "./telemetry.js";
 import { admitAll, type Admitted } from "./generation.js";
@@ -355,7 +355,8 @@ export async function runGeneration(
         res.locals.usage = u; // for the access log line
         recordUsage(deps, g.model, g.tenant.id, u);
         if (traced) span!.setAttributes({ ...genAiUsageAttributes(u), "gen_ai.response.model": g.model, "gen_ai.response.finish_reasons": finishReasons });
-        return gate.settle(u);
+        // Both before the last bytes: the quota's charge and the usage record.
+        return Promise.all([gate.settle(u), logUsage(deps, usageSubject(res), g.served, "completions", u)]).then(() => undefined);
       },
     });
   } finally {

@@ -56,13 +56,19 @@ export class TenantRegistry {
 
   /** The tenant owning `presentedKey`, or null when the key is unknown or revoked. */
   authenticate(presentedKey: string): Tenant | null {
+    return this.authenticateKey(presentedKey)?.tenant ?? null;
+  }
+
+  /** As authenticate, with the id of the key that matched (usage records name it). */
+  authenticateKey(presentedKey: string): { tenant: Tenant; keyId: string } | null {
     const hash = hashApiKey(presentedKey);
     // The map is keyed by the SHA-256 of a key, which a caller cannot steer
     // towards a stored one, so the lookup's timing reveals nothing useful; the
     // constant-time compare is the check that decides.
     const key = this.keys.get(hash);
     if (!key || !keyHashesEqual(hash, key.hash)) return null;
-    return this.tenants.get(key.tenantId)?.tenant ?? null;
+    const tenant = this.tenants.get(key.tenantId)?.tenant;
+    return tenant ? { tenant, keyId: key.id } : null;
   }
 
   get(id: string): TenantRecord | null {

@@ -5,7 +5,7 @@ import { Router } from "express";
 import type { EmbedInput, EmbedOutcome, Usage } from "../../../engine/index.js";
 import { ApiError, fromEngineError } from "../../errors.js";
 import { engineTenant, type Tenant } from "../../tenants/types.js";
-import { clientAbort, recordUsage, requireModel, type RouteDeps } from "../context.js";
+import { clientAbort, logUsage, recordUsage, requireModel, usageSubject, type RouteDeps } from "../context.js";
 import { QuotaGate } from "../runGeneration.js";
 import { embeddingResponse, embedInputs, parseEmbeddingRequest, refuseEmbeddingParameters } from "./protocol.js";
 
@@ -41,7 +41,7 @@ export function embeddingsRoute(deps: RouteDeps): Router {
       if ("error" in outcome) throw fromEngineError(outcome.error);
       const promptTokens = outcome.promptTokens.reduce((a, b) => a + b, 0);
       const usage: Usage = { promptTokens, completionTokens: 0, cachedTokens: 0 };
-      await gate.settle(usage);
+      await Promise.all([gate.settle(usage), logUsage(deps, usageSubject(res), served, "embeddings", usage)]);
       res.locals.usage = usage; // for the access log line
       recordUsage(deps, body.model, tenant.id, usage);
       res.json(embeddingResponse(body.model, outcome.vectors, promptTokens, body.encoding_format ?? "float"));

@@ -26,7 +26,7 @@ import type { BackgroundStatus, BackgroundStore, InterruptedOutcome, StoredEvent
 import type { Item, JsonObject } from "../../store/conversationStore.js";
 import type { ServedModel } from "../../servedModels.js";
 import { engineTenant, type Tenant } from "../../tenants/types.js";
-import { recordUsage, type RouteDeps } from "../context.js";
+import { logUsage, recordUsage, usageSubject, type RouteDeps, type UsageSubject } from "../context.js";
 import { firstOutput } from "../firstOutput.js";
 import { admitAll, type Admitted } from "../generation.js";
 import { boundTokens, chargeRefusedRequest, QuotaGate, type GenerationMeta } from "../runGeneration.js";
@@ -169,7 +169,7 @@ export class BackgroundResponses {
         live.markEnded();
         throw err;
       }
-      void this.run(deps, r, live, admitted, gate).finally(() => {
+      void this.run(deps, r, live, admitted, gate, usageSubject(res)).finally(() => {
         this.live.delete(key(tenant.id, queued.id));
         live.markEnded();
       });
@@ -182,7 +182,7 @@ export class BackgroundResponses {
   }
 
   /** The generation, detached from the request that created it. Never throws. */
-  private async run(deps: RouteDeps, r: BackgroundRequest, live: LiveRun, admitted: Admitted, gate: QuotaGate): Promise<void> {
+  private async run(deps: RouteDeps, r: BackgroundRequest, live: LiveRun, admitted: Admitted, gate: QuotaGate, who: UsageSubject): Promise<void> {
     const { tenant } = r;
     const model = r.run.echo.model;
     const ended = (status: "ok" | "error" | "cancelled", finishReason = "none") => deps.metrics.generations.inc({ model, tenant: tenant.id, status, finish_reason: finishReason });
@@ -227,7 +227,7 @@ export class BackgroundResponses {
           includeUsage: false,
           onUsage: (u: Usage) => {
             recordUsage(deps, model, tenant.id, u);
-            return gate.settle(u);
+            return Promise.all([gate.settle(u), logUsage(deps, who, r.served, "completions", u)]).then(() => undefined);
           },
         };
         outcome = await generateEvents(started, meta, r.run, send);

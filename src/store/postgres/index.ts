@@ -8,11 +8,13 @@ import { PgDatabase, redactUrl, type PgOptions } from "./db.js";
 import { migrate } from "./migrations.js";
 import { PgTenantStore } from "./tenantStore.js";
 import { PgUsageStore } from "./usageStore.js";
+import { PgUsageLog } from "./usageLog.js";
 
 export { PgDatabase, redactUrl } from "./db.js";
 export { PgConversationStore } from "./conversationStore.js";
 export { PgTenantStore } from "./tenantStore.js";
 export { PgUsageStore } from "./usageStore.js";
+export { PgUsageLog } from "./usageLog.js";
 export { watchTenantChanges, type ChangeWatcher } from "./changeWatcher.js";
 
 export interface PostgresState {
@@ -20,6 +22,8 @@ export interface PostgresState {
   tenants: PgTenantStore;
   conversations: PgConversationStore;
   usage: PgUsageStore;
+  /** Per-request usage records for the usage and cost reports. */
+  usageLog: PgUsageLog;
   /** Closes the stores, writes what usage is buffered if it can, then ends the pool; idempotent. */
   close(): Promise<void>;
 }
@@ -48,17 +52,25 @@ export async function openPostgres(options: PgOptions & { conversations: PgConve
       else log.error({ tenant: e.tenantId, day: e.day, tokens: e.tokens }, "usage buffer full: these tokens were not recorded");
     },
   });
+  const usageLog = new PgUsageLog(db, {
+    onEvent: (e) => {
+      if (e.type === "buffering") log.error({ err: (e.err as Error).message }, "PostgreSQL unreachable: usage records are buffered in memory until it returns");
+      else log.info({ records: e.records }, "buffered usage records written to PostgreSQL");
+    },
+  });
   let closing: Promise<void> | null = null;
   return {
     db,
     tenants,
     conversations,
     usage,
+    usageLog,
     close: () =>
       (closing ??= (async () => {
         await conversations.close();
         await tenants.close();
         await usage.close();
+        await usageLog.close();
         await db.close();
       })()),
   };

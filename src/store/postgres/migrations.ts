@@ -175,6 +175,33 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse();
     `),
   },
+  {
+    version: 5,
+    name: "usage records: one per request, for the usage and cost reports",
+    up: sql(`
+      -- One row per request that returned a usage object (src/usage/usageLog.ts);
+      -- the id makes a retried write count once. Prices are USD per million
+      -- tokens at the time of the request (NULL: the model had none).
+      CREATE TABLE usage_records (
+        id TEXT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        api_key_id TEXT,
+        model TEXT NOT NULL,
+        batch_id TEXT,
+        requests BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        price_input DOUBLE PRECISION,
+        price_cached DOUBLE PRECISION,
+        price_output DOUBLE PRECISION
+      );
+      CREATE INDEX usage_records_at ON usage_records(at);
+      CREATE INDEX usage_records_tenant_at ON usage_records(tenant_id, at);
+    `),
+  },
 ];
 
 /** Versions applied by one migrate() call. */

@@ -18,7 +18,8 @@ const TENANT = "console-acme";
 
 let t: TestServer;
 before(async () => {
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128"], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
+  // A price of $1 an input token and $2 an output token makes the cost an exact whole number of dollars.
+  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128", "--price", JSON.stringify({ input: 1e6, output: 2e6 })], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
 });
 after(async () => {
   await t?.close();
@@ -201,18 +202,12 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     await page.locator("nav a", { hasText: "Tenants" }).click();
     const cell = `#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-since-start]`;
     await untilText(cell, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens on its row");
-    const usageProbe = await adminGet(`/admin/usage/completions?start_time=${Math.floor(Date.now() / 86_400_000) * 86_400}&bucket_width=1d`);
-    if (usageProbe.status === 404) {
-      console.log("# skipped: GET /admin/usage/completions answers 404 on this branch; the tenant's tokens today are not checked");
-      assert.equal(await text(`#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-today]`), "n/a");
-    } else {
-      const today = `#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-today]`;
-      // Below 1000 tokens the cell shows the exact number.
-      await untilText(today, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens today", async () => {
-        await page.locator("nav a", { hasText: "Models" }).click();
-        await page.locator("nav a", { hasText: "Tenants" }).click();
-      });
-    }
+    const today = `#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-today]`;
+    // Below 1000 tokens the cell shows the exact number.
+    await untilText(today, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens today", async () => {
+      await page.locator("nav a", { hasText: "Models" }).click();
+      await page.locator("nav a", { hasText: "Tenants" }).click();
+    });
     await page.locator(`#tenants tr[data-tenant="${TENANT}"] button`, { hasText: "Keys" }).click();
     await page.locator(`#keys tr[data-key="${keyId}"]`).waitFor();
     await shoot("tenants");
@@ -221,20 +216,15 @@ describe("console: in chromium", skipWithoutChromium(), () => {
   step("the request appears in the usage view", async () => {
     await page.locator("nav a", { hasText: "Usage" }).click();
     await page.locator("button[data-width='1m']").click();
-    const probe = await adminGet(`/admin/usage/completions?start_time=${Math.floor(Date.now() / 1000) - 3600}&bucket_width=1m`);
-    if (probe.status === 404) {
-      // The usage report is built on another branch: until it is merged, only
-      // check that the view says so (and remove this guard with the merge).
-      console.log("# skipped: GET /admin/usage/completions answers 404 on this branch; checking the view says it is not available");
-      await untilText("#usage-tokens .unavailable", (s) => s.startsWith("Not available"), "the not-available notice");
-    } else {
-      const row = `#usage-table tr[data-tenant="${TENANT}"]`;
-      await untilText(`${row} [data-field=requests]`, (s) => s === "1", "the request in the usage table", () => page.locator("#usage-refresh").click());
-      assert.equal(await text(`${row} [data-field=input]`), String(served.prompt_tokens));
-      assert.equal(await text(`${row} [data-field=output]`), String(served.completion_tokens));
-      assert.ok((await page.locator("#usage-tokens svg.bars rect[data-series]").count()) > 0, "the tokens chart has bars");
-      assert.ok((await page.locator(`#usage-requests svg.bars rect[data-series="${TENANT}"]`).count()) > 0, "the requests chart has the tenant's bar");
-    }
+    const row = `#usage-table tr[data-tenant="${TENANT}"]`;
+    await untilText(`${row} [data-field=requests]`, (s) => s === "1", "the request in the usage table", () => page.locator("#usage-refresh").click());
+    assert.equal(await text(`${row} [data-field=input]`), String(served.prompt_tokens));
+    assert.equal(await text(`${row} [data-field=output]`), String(served.completion_tokens));
+    assert.ok((await page.locator("#usage-tokens svg.bars rect[data-series]").count()) > 0, "the tokens chart has bars");
+    assert.ok((await page.locator(`#usage-requests svg.bars rect[data-series="${TENANT}"]`).count()) > 0, "the requests chart has the tenant's bar");
+    const cost = `$${(served.prompt_tokens + 2 * served.completion_tokens).toFixed(2)} USD`;
+    await untilText("#costs h3", (s) => s.endsWith(cost), "the request's cost in the costs chart", () => page.locator("#usage-refresh").click());
+    assert.ok((await page.locator(`#costs svg.bars rect[data-series="${TENANT}"]`).count()) > 0, "the costs chart has the tenant's bar");
     await shoot("usage");
   });
 
@@ -258,83 +248,12 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     assert.equal(refused.body.error.code, "invalid_api_key");
   });
 
-  step("the audit log view lists the key's events (or says the API is not there)", async () => {
+  step("the audit log view lists the key's creation, rotation and revocation", async () => {
     await page.locator("nav a", { hasText: "Audit" }).click();
-    const probe = await adminGet("/admin/audit?limit=1");
-    if (probe.status === 404) {
-      await untilText("#view .unavailable", (s) => s.startsWith("Not available"), "the not-available notice");
-    } else {
-      await page.locator('#audit tr[data-type="api_key.created"]').first().waitFor();
+    for (const type of ["api_key.created", "api_key.rotated", "api_key.revoked", "tenant.created"]) {
+      await page.locator(`#audit tr[data-type="${type}"]`).first().waitFor();
     }
     await shoot("audit");
-  });
-
-  step("the usage, cost and audit views draw the report shapes they are written against", async () => {
-    // The views' drawing of given data, whatever this server's reports hold:
-    // the browser answers these three paths itself for this step only.
-    const now = Math.floor(Date.now() / 1000);
-    const hour = Math.floor(now / 3600) * 3600;
-    const result = (project_id: string, model: string, input: number, cached: number, output: number, requests: number) => ({
-      object: "organization.usage.completions.result",
-      input_tokens: input,
-      input_cached_tokens: cached,
-      output_tokens: output,
-      num_model_requests: requests,
-      project_id,
-      model,
-      api_key_id: null,
-      batch: null,
-    });
-    const usagePage = {
-      object: "page",
-      data: [
-        { object: "bucket", start_time: hour - 7200, end_time: hour - 3600, results: [result("alpha", "m1", 1200, 200, 300, 4), result("beta", "m1", 400, 0, 100, 2)] },
-        { object: "bucket", start_time: hour - 3600, end_time: hour, results: [result("alpha", "m1", 600, 600, 150, 3)] },
-        { object: "bucket", start_time: hour, end_time: hour + 3600, results: [] },
-      ],
-      has_more: false,
-      next_page: null,
-    };
-    const day = Math.floor(now / 86400) * 86400;
-    const costsPage = {
-      object: "page",
-      data: [
-        { object: "bucket", start_time: day - 86400, end_time: day, results: [{ object: "organization.costs.result", amount: { value: 1.5, currency: "usd" }, line_item: null, project_id: "alpha" }] },
-        { object: "bucket", start_time: day, end_time: day + 86400, results: [{ object: "organization.costs.result", amount: { value: 0.25, currency: "usd" }, line_item: null, project_id: "beta" }] },
-      ],
-      has_more: false,
-      next_page: null,
-    };
-    const auditPage = {
-      object: "list",
-      data: [{ id: "audit_log-1", type: "api_key.created", effective_at: now, actor: { type: "api_key", api_key: { id: "admin" } }, "api_key.created": { id: "key_1", data: { scopes: [] } } }],
-      first_id: "audit_log-1",
-      last_id: "audit_log-1",
-      has_more: false,
-    };
-    const json = (body: unknown) => ({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
-    await page.route("**/admin/usage/completions?*", (route) => route.fulfill(json(usagePage)));
-    await page.route("**/admin/costs?*", (route) => route.fulfill(json(costsPage)));
-    await page.route("**/admin/audit?*", (route) => route.fulfill(json(auditPage)));
-    try {
-      await page.locator("nav a", { hasText: "Usage" }).click();
-      await page.locator("button[data-width='1h']").click();
-      await page.locator('#usage-table tr[data-tenant="alpha"]').waitFor();
-      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=requests]'), "7");
-      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=input]'), "1,800");
-      assert.equal(await text('#usage-table tr[data-tenant="alpha"] [data-field=cached]'), "800");
-      // Tokens: two buckets with tokens, three series (computed input, cached input, output) in the first.
-      assert.equal(await page.locator("#usage-tokens svg.bars rect[data-series]").count(), 5);
-      assert.equal(await page.locator('#usage-requests svg.bars rect[data-series="beta"]').count(), 1);
-      await page.locator("#costs svg.bars rect[data-series]").first().waitFor();
-      assert.match(await text("#costs h3"), /\$1\.75 USD/);
-      await shoot("usage-charts");
-      await page.locator("nav a", { hasText: "Audit" }).click();
-      await page.locator('#audit tr[data-type="api_key.created"]').waitFor();
-      assert.match(await text('#audit tr[data-type="api_key.created"]'), /api_key/);
-    } finally {
-      await page.unrouteAll();
-    }
   });
 
   step("a refused admin key signs the page out", async () => {

@@ -449,8 +449,26 @@ describe("several models (the config file's models list)", () => {
         followUpMs: 10,
         maxQueued: 24,
         kvCacheMaxBytes: 2 * 1024 ** 3,
+        price: null,
       },
     ]);
+  });
+
+  test("price: per model in the list (the top-level one is the default), as JSON in a flag or variable; cached_input defaults to input", () => {
+    const file = writeFile(
+      "yaml",
+      ["price: { input: 1, output: 2 }", "models:", "  - model: /m/a.gguf", "    price: { input: 0.15, cached_input: 0.075, output: 0.6 }", "  - model: /m/b.gguf"].join("\n"),
+    );
+    const cfg = parse(["--config", file]);
+    assert.deepEqual(cfg.models.map((m) => m.price), [
+      { input: 0.15, cachedInput: 0.075, output: 0.6 },
+      { input: 1, cachedInput: 1, output: 2 },
+    ]);
+    assert.deepEqual(parse(["--price", '{"input": 3, "output": 4}']).models[0]!.price, { input: 3, cachedInput: 3, output: 4 });
+    assert.deepEqual(parse([], { LLAMUX_PRICE: '{"input": 0, "cachedInput": 0, "output": 1}' }).models[0]!.price, { input: 0, cachedInput: 0, output: 1 });
+    assertConfigError(["--price", '{"input": -1, "output": 1}'], {}, /--price/);
+    assertConfigError(["--price", '{"input": 1}'], {}, /--price/);
+    assertConfigError(["--price", "cheap"], {}, /--price/);
   });
 
   test("each entry sets its own options; what it leaves out comes from the top level", () => {
