@@ -215,6 +215,21 @@ async function startServing(
     batch: batchStores && runner ? { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes } : null,
   });
 
+  // A start that fails after this point releases everything opened above, in
+  // reverse order: a Redis connection or worker thread left open would keep
+  // the process (or a test embedding the server) alive. (The stores opened
+  // before startServing are startServer's to close.)
+  const releaseUnserved = async () => {
+    await background.close();
+    await jsonParser.close();
+    stopWatchingTenants();
+    stopForgettingTenants();
+    await quota.close();
+    freeEncoder();
+    await tracing.shutdown();
+    await closeBatchStores();
+  };
+
   // Slow or silent clients cost a socket each, so every connection has a
   // deadline until its request has arrived: the head within headersTimeout
   // (a connection that sends nothing included), head and body within
@@ -242,10 +257,7 @@ async function startServing(
       });
     });
   } catch (err) {
-    await background.close();
-    stopWatchingTenants();
-    stopForgettingTenants();
-    await quota.close();
+    await releaseUnserved();
     throw err;
   }
   const { port } = server.address() as AddressInfo;
@@ -258,9 +270,7 @@ async function startServing(
       agent = await startAgent(config.host, config.agentPort, () => replicaLoad(models, accepting));
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await background.close();
-      stopWatchingTenants();
-      stopForgettingTenants();
+      await releaseUnserved();
       throw new ConfigError(`cannot listen for agent checks on ${config.host}:${config.agentPort}: ${(err as Error).message}`);
     }
     log.info({ host: config.host, port: agent.port }, "answering HAProxy agent checks");
@@ -304,15 +314,8 @@ async function startServing(
   } catch (err) {
     await closeAgent();
     await closeHttp();
-    await background.close();
-    await jsonParser.close();
     await stopEngines();
-    stopWatchingTenants();
-    stopForgettingTenants();
-    await quota.close();
-    freeEncoder();
-    await tracing.shutdown();
-    await closeBatchStores();
+    await releaseUnserved();
     throw err;
   }
   // Batches a previous run left unfinished go on.
