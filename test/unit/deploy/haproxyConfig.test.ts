@@ -66,7 +66,8 @@ describe("haproxyConfig", () => {
     for (const b of [affinity, balanced]) {
       assert.match(b, /stick store-response res\.hdr\(x-llamux-response-id\) table llamux_ids/);
       assert.match(b, /stick store-response res\.hdr\(x-llamux-conversation-id\) table llamux_ids/);
-      assert.match(b, /server a 10\.0\.0\.1:8080 check inter 1s fall 2 rise 2 agent-check agent-inter 1s agent-port 9090/);
+      // weight 100: HAProxy applies the agent's N % as weight × N / 100 in integers, so the default weight 1 made every answer under 100 % a weight of 0.
+      assert.match(b, /server a 10\.0\.0\.1:8080 weight 100 check inter 1s fall 2 rise 2 agent-check agent-inter 1s agent-port 9090/);
     }
     const keys = [...text.matchAll(/set-var\(txn\.key[,)].*/g)].map((m) => m[0]);
     const order = ["x-session-id", "txn.conv", "prompt_cache_key", "txn.m0", "$.user", "safety_identifier"];
@@ -97,7 +98,7 @@ describe("haproxyConfig with DNS discovery", () => {
     const text = haproxyConfig(options({ servers: [], discovery: dns }));
     const templates = text.split("\n").filter((l) => l.startsWith("    server-template"));
     assert.equal(templates.length, 2);
-    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
+    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 weight 100 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
     assert.equal(templates.filter((l) => l.includes('agent-send "state\\n"')).length, 1);
     assert.match(text, /^resolvers llamux_dns\n {4}parse-resolv-conf$/m);
     assert.doesNotMatch(text, /^ {4}server /m);
