@@ -8,6 +8,7 @@
 // conversations continue on the survivors and no stored response is lost; a
 // replica whose model reloads, or that drains, gets no new requests.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -374,6 +375,29 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
       const c = conversation(client, "chat", `rejoin-${i}`);
       again.push((await c.next(say(0, c.name))).replica);
     }
+  });
+
+  test("a replica whose engine worker dies gets no new requests while the model reloads", async () => {
+    // kill -9 of r3's engine worker only: the front restarts it and reloads the model, its agent saying drain meanwhile.
+    const worker = Number(execFileSync("ps", ["-o", "pid=", "--ppid", String(r3!.pid)], { encoding: "utf8" }).trim().split(/\s+/)[0]);
+    assert.ok(worker > 0, "r3 has an engine worker");
+    process.kill(worker, "SIGKILL");
+    await waitForServers(haproxy!, (st) => st.filter((x) => x.server === "r3").every((x) => !x.status.startsWith("UP")), "r3 out of rotation while it reloads");
+    const sent = async () => (await haproxy!.stats()).filter((x) => x.server === "r3").reduce((n, x) => n + x.total, 0);
+    const before = await sent();
+    const served: string[] = [];
+    const ready = () => fetch(`${r3!.url}/ready`).then((r) => r.status === 200, () => false);
+    let reloaded = false;
+    for (let i = 0; !reloaded; i++) {
+      assert.ok(i < 200, "r3 did not reload its model");
+      const c = conversation(client, "chat", `reload-${i}`);
+      served.push((await c.next(say(0, c.name))).replica);
+      reloaded = await ready();
+    }
+    assert.ok(!served.includes("r3"), `served while reloading by ${served}`);
+    // Sessions counted up to the moment /ready said 200 again (HAProxy may take r3 back right after).
+    assert.equal(await sent(), before, "HAProxy sent r3 a request while its model reloaded");
+    await waitForServers(haproxy!, (st) => st.filter((x) => x.server === "r3").every((x) => x.status === "UP"), "r3 back UP after the reload");
   });
 
   test("a draining replica gets no new requests: the agent says drain and HAProxy stops sending", async () => {
