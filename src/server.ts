@@ -381,8 +381,14 @@ async function openQuota(config: ServeConfig, store: UsageStore | null, metrics:
     registry: metrics.registry,
     ownsClient: true,
   });
-  await whenReady(redis, config.redisTimeoutMs);
-  await quota.tick();
+  try {
+    await whenReady(redis, config.redisTimeoutMs);
+    await quota.tick();
+  } catch (err) {
+    // Not on the disposer stack yet: its connection is closed here.
+    await quota.close();
+    throw err;
+  }
   log.info({ redis: where, mode: quota.currentMode, fallback: config.redisFallback, leaseMs: config.redisLeaseMs }, "quotas shared through Redis");
   return quota;
 }

@@ -80,6 +80,13 @@ export const CONVERSATION_ID_HEADER = "x-llamux-conversation-id";
 /** The header HAProxy adds to every answer: which replica served it. */
 export const REPLICA_HEADER = "x-llamux-replica";
 
+/**
+ * Every server's configured weight. The agent's percentage is applied to it
+ * as weight × N / 100 in integers (HAProxy 2.6 server.c), so 100 makes 1 %
+ * the smallest weight the agent can give rather than 0.
+ */
+export const SERVER_WEIGHT = 100;
+
 const NAME = /^[A-Za-z0-9_.:-]+$/;
 
 function ms(n: number): string {
@@ -121,14 +128,22 @@ export function checkHaproxyOptions(o: HaproxyOptions): void {
 /** The configuration text. Pure: the same options give the same bytes. */
 export function haproxyConfig(o: HaproxyOptions): string {
   checkHaproxyOptions(o);
-  const check = `check inter ${ms(o.checkIntervalMs)} fall ${o.fall} rise ${o.rise}`;
+  // weight 100: the agent's "N%" scales the configured weight with integer
+  // arithmetic (weight × N / 100), so with HAProxy's default weight of 1 any
+  // answer under 100 % is weight 0, and a replica with a single request
+  // running took no new ones; with every replica busy the backend had no
+  // weight left and HAProxy answered 503 "No server is available".
+  const check = `weight ${SERVER_WEIGHT} check inter ${ms(o.checkIntervalMs)} fall ${o.fall} rise ${o.rise}`;
   const agent = `agent-check agent-inter ${ms(o.checkIntervalMs)}`;
   const d = o.discovery ?? null;
   const send = (stateOnly: boolean) => (stateOnly ? ` agent-send "${AGENT_STATE_ONLY}\\n"` : "");
-  const serverLines = (stateOnly: boolean) =>
-    d !== null
+  const serverLines = (stateOnly: boolean) => [
+    "    # weight 100: the agent's N % sets the weight to 100 x N / 100 in integers;",
+    "    # with the default weight 1, any answer under 100 % would be weight 0.",
+    ...(d !== null
       ? [`    server-template r ${d.slots} ${d.fqdn}:${d.port} ${check} ${agent} agent-port ${d.agentPort}${send(stateOnly)} resolvers llamux_dns init-addr none`]
-      : o.servers.map((s) => `    server ${s.name} ${s.host}:${s.port} ${check} ${agent} agent-port ${s.agentPort}${send(stateOnly)}`);
+      : o.servers.map((s) => `    server ${s.name} ${s.host}:${s.port} ${check} ${agent} agent-port ${s.agentPort}${send(stateOnly)}`)),
+  ];
   const learnIds = [`    stick store-response res.hdr(${RESPONSE_ID_HEADER}) table llamux_ids`, `    stick store-response res.hdr(${CONVERSATION_ID_HEADER}) table llamux_ids`];
   const common = [
     "    # A replica is in rotation while GET /ready answers 200 (the model serves, no drain).",

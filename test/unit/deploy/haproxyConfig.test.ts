@@ -9,7 +9,10 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { HAPROXY_DEFAULTS, haproxyConfig, type HaproxyOptions } from "../../../src/cluster/haproxyConfig.js";
 import { parseDnsSpec, parseHaproxyConfigArgs, parseServerSpec } from "../../../src/cluster/haproxyConfigCli.js";
-import { findHaproxy } from "../../../bench/haproxyProcess.js";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { startAgent, type AgentServer, type ReplicaLoad } from "../../../src/cluster/agent.js";
+import { findHaproxy, startHaproxy, waitForServers, type Haproxy } from "../../../bench/haproxyProcess.js";
 import { roundRobinConfig } from "../../../bench/cluster.js";
 import { REPO_ROOT } from "../../integration/helpers/server.js";
 
@@ -66,7 +69,8 @@ describe("haproxyConfig", () => {
     for (const b of [affinity, balanced]) {
       assert.match(b, /stick store-response res\.hdr\(x-llamux-response-id\) table llamux_ids/);
       assert.match(b, /stick store-response res\.hdr\(x-llamux-conversation-id\) table llamux_ids/);
-      assert.match(b, /server a 10\.0\.0\.1:8080 check inter 1s fall 2 rise 2 agent-check agent-inter 1s agent-port 9090/);
+      // weight 100: HAProxy applies the agent's N % as weight × N / 100 in integers, so the default weight 1 made every answer under 100 % a weight of 0.
+      assert.match(b, /server a 10\.0\.0\.1:8080 weight 100 check inter 1s fall 2 rise 2 agent-check agent-inter 1s agent-port 9090/);
     }
     const keys = [...text.matchAll(/set-var\(txn\.key[,)].*/g)].map((m) => m[0]);
     const order = ["x-session-id", "txn.conv", "prompt_cache_key", "txn.m0", "$.user", "safety_identifier"];
@@ -91,13 +95,57 @@ describe("haproxyConfig", () => {
   });
 });
 
+// The real HAProxy with the generated configuration and the real agent (its
+// load a plain value here); the replicas are plain HTTP servers answering 200,
+// since what is checked is HAProxy's arithmetic on the agent's answer.
+describe("haproxyConfig under a real HAProxy: the agent's weights", { skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false }, () => {
+  test("a busy replica keeps a weight above 0, and a request with every replica busy is served, not answered 503", async () => {
+    assert.ok(binary, "haproxy is not installed (CI installs it with .ci/run)");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-haproxy-weight-"));
+    // One request running on one of 6 slots: the agent answers "up ready 85%".
+    const busy: ReplicaLoad = { accepting: true, models: [{ state: "ready", slots: 6, running: 1, waiting: 0, maxQueued: 8 }] };
+    const started: Array<{ http: http.Server; agent: AgentServer }> = [];
+    let haproxy: Haproxy | undefined;
+    try {
+      for (let i = 0; i < 2; i++) {
+        const server = http.createServer((_req, res) => res.end("ok"));
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        started.push({ http: server, agent: await startAgent("127.0.0.1", 0, () => busy) });
+      }
+      haproxy = await startHaproxy({
+        binary: binary!,
+        dir,
+        servers: started.map((s, i) => ({ name: `r${i + 1}`, host: "127.0.0.1", port: (s.http.address() as AddressInfo).port, agentPort: s.agent.port })),
+        options: { checkIntervalMs: 100 },
+      });
+      // Before the fix the weight was 1 × 85 / 100 = 0 in integers, and the leastconn backend had no server left.
+      const stats = await waitForServers(haproxy, (st) => st.some((x) => x.backend === "llamux_balanced" && x.weight === 85), "the agent's 85 % applied");
+      const balanced = stats.filter((x) => x.backend === "llamux_balanced");
+      await waitForServers(haproxy, (st) => st.filter((x) => x.backend === "llamux_balanced").every((x) => x.weight === 85), "both replicas at 85 %");
+      assert.equal(balanced.length, 2);
+      const res = await fetch(`${haproxy.url}/v1/models`);
+      assert.equal(res.status, 200, await res.text());
+      // The hashing backend hears the state only: full weight, so keys do not move with the load.
+      const affinity = (await haproxy.stats()).filter((x) => x.backend === "llamux_affinity");
+      assert.deepEqual(affinity.map((x) => x.weight), [100, 100]);
+    } finally {
+      await haproxy?.stop();
+      for (const s of started.reverse()) {
+        await s.agent.close();
+        await new Promise<void>((resolve) => s.http.close(() => resolve()));
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("haproxyConfig with DNS discovery", () => {
   const dns = { fqdn: "llamux-replicas.ns.svc.cluster.local", port: 8080, agentPort: 9090, slots: 8 };
   test("server-template slots filled from the name's records, in both backends, with a resolvers section", () => {
     const text = haproxyConfig(options({ servers: [], discovery: dns }));
     const templates = text.split("\n").filter((l) => l.startsWith("    server-template"));
     assert.equal(templates.length, 2);
-    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
+    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 weight 100 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
     assert.equal(templates.filter((l) => l.includes('agent-send "state\\n"')).length, 1);
     assert.match(text, /^resolvers llamux_dns\n {4}parse-resolv-conf$/m);
     assert.doesNotMatch(text, /^ {4}server /m);
