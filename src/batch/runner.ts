@@ -206,7 +206,7 @@ export class BatchRunner {
     // Validated before the batch started: a line that fails now was changed on disk under us.
     if (!("customId" in parsed)) return null;
     for (let attempt = 0; !stop.aborted; attempt++) {
-      let outcome;
+      let outcome: ReturnType<typeof lineOutcome>;
       try {
         outcome = lineOutcome(parsed.customId, await this.o.dispatch(tenantId, batch.endpoint, parsed.body, stop, batch.id), attempt);
       } catch {

@@ -46,7 +46,7 @@ export class SqliteBackgroundStore implements BackgroundStore {
       .transaction(() => {
         this.db.prepare("INSERT INTO responses (tenant_id, id, created_at, body) VALUES (?, ?, ?, ?)").run(tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body));
         const insert = this.db.prepare("INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
-        response.inputItems.forEach((item, position) => insert.run(tenantId, response.id, position, item.id, JSON.stringify(item)));
+        for (const [position, item] of response.inputItems.entries()) insert.run(tenantId, response.id, position, item.id, JSON.stringify(item));
         this.db.prepare("INSERT INTO background_responses (tenant_id, id, status, next_seq) VALUES (?, ?, 'queued', 0)").run(tenantId, response.id);
         this.appendEvents(tenantId, response.id, events);
       })
@@ -73,7 +73,7 @@ export class SqliteBackgroundStore implements BackgroundStore {
         this.db.prepare("UPDATE background_responses SET status = ? WHERE tenant_id = ? AND id = ?").run(f.status, f.tenantId, f.id);
         this.appendEvents(f.tenantId, f.id, f.events);
         const insertOutput = this.db.prepare("INSERT INTO response_output_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
-        f.outputItems.forEach((item, position) => insertOutput.run(f.tenantId, f.id, position, item.id, JSON.stringify(item)));
+        for (const [position, item] of f.outputItems.entries()) insertOutput.run(f.tenantId, f.id, position, item.id, JSON.stringify(item));
         // As commitResponse: a conversation deleted while the response ran gets nothing.
         if (f.conversation && this.db.prepare("SELECT 1 FROM conversations WHERE tenant_id = ? AND id = ?").get(f.tenantId, f.conversation.id) !== undefined) {
           const insert = this.db.prepare("INSERT INTO conversation_items (tenant_id, conversation_id, item_id, item) VALUES (?, ?, ?, ?)");

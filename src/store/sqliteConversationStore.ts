@@ -142,9 +142,9 @@ export class SqliteConversationStore implements ConversationStore {
             .prepare("INSERT INTO responses (tenant_id, id, created_at, body) VALUES (?, ?, ?, ?)")
             .run(tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body));
           const insert = this.db.prepare("INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
-          response.inputItems.forEach((item, position) => insert.run(tenantId, response.id, position, item.id, JSON.stringify(item)));
+          for (const [position, item] of response.inputItems.entries()) insert.run(tenantId, response.id, position, item.id, JSON.stringify(item));
           const insertOutput = this.db.prepare("INSERT INTO response_output_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
-          outputItemsOf(response.body).forEach((item, position) => insertOutput.run(tenantId, response.id, position, item.id, JSON.stringify(item)));
+          for (const [position, item] of outputItemsOf(response.body).entries()) insertOutput.run(tenantId, response.id, position, item.id, JSON.stringify(item));
         }
         if (conversation && this.conversationRow(tenantId, conversation.id)) this.appendItems(tenantId, conversation.id, conversation.items);
       })

@@ -24,6 +24,7 @@ export interface GbnfWrap {
 
 /** A GBNF string literal for `text`. */
 export function gbnfLiteral(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what must be escaped
   const escaped = text.replace(/[\\"\u0000-\u001f\u007f]/g, (c) =>
     c === "\\" || c === '"' ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );

@@ -60,6 +60,7 @@ const WHY_NOT: Record<string, string> = {
   allOf: "the grammar cannot intersect schemas",
   not: "the grammar cannot exclude a schema",
   if: "conditional schemas cannot be enforced by the grammar",
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's keyword, a key of a plain table, never awaited
   then: "conditional schemas cannot be enforced by the grammar",
   else: "conditional schemas cannot be enforced by the grammar",
   patternProperties: "regular expressions cannot be enforced by the grammar",
