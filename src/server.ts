@@ -47,6 +47,8 @@ import { startAgent, type AgentServer, type ReplicaLoad } from "./cluster/agent.
 
 import { SqliteBatchStore } from "./batch/sqliteBatchStore.js";
 import { SqliteFileStore } from "./files/sqliteFileStore.js";
+import { PgBatchStore } from "./store/postgres/batchStore.js";
+import { PgFileStore } from "./store/postgres/fileStore.js";
 import { BatchRunner } from "./batch/runner.js";
 import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
 
@@ -174,24 +176,23 @@ async function startServing(
   const jsonParser = new JsonParsePool({ maxDepth: MAX_JSON_DEPTH, maxLogitBiasEntries: MAX_LOGIT_BIAS_ENTRIES });
   // SQLite or PostgreSQL (a lease per replica): see openBackground.ts. What a gone process left unfinished is failed now.
   const background = await openBackgroundResponses(conversations, pg, log);
-  // The Batch API: files and batches in the same database, lines served through
-  // this server's own listener. Their stores are SQLite only so far: behind a
-  // balancer a file uploaded to one replica would be missing on the next, so
-  // with --database-url /v1/files and /v1/batches are not served (404).
-  const batchStores = pg ? null : { files: SqliteFileStore.open(config.dataDir), batches: SqliteBatchStore.open(config.dataDir) };
+  // The Batch API: files and batches in the same database as the rest (shared
+  // by every replica with --database-url, each batch run under a lease), lines
+  // served through this server's own listener. Uploads land in a local temp dir first.
+  const batchStores = pg
+    ? { files: PgFileStore.open(pg.db, path.join(config.dataDir, "files", "tmp")), batches: new PgBatchStore(pg.db) }
+    : { files: SqliteFileStore.open(config.dataDir), batches: SqliteBatchStore.open(config.dataDir) };
   const dispatchSecret = newDispatchSecret();
   let baseUrl = "";
-  const runner = batchStores
-    ? new BatchRunner({
-        ...batchStores,
-        dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
-        concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
-        log,
-      })
-    : null;
+  const runner = new BatchRunner({
+    ...batchStores,
+    dispatch: (tenantId, endpoint, body, signal) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal),
+    concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
+    log,
+  });
   const closeBatchStores = async () => {
-    await batchStores?.batches.close();
-    await batchStores?.files.close();
+    await batchStores.batches.close();
+    await batchStores.files.close();
   };
   const app = createApp({
     tracer: tracing.enabled ? tracing.tracer : undefined,
@@ -212,7 +213,7 @@ async function startServing(
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
-    batch: batchStores && runner ? { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes } : null,
+    batch: { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes },
   });
 
   // Slow or silent clients cost a socket each, so every connection has a
@@ -316,7 +317,7 @@ async function startServing(
     throw err;
   }
   // Batches a previous run left unfinished go on.
-  await runner?.start();
+  await runner.start();
   let closing: Promise<void> | null = null;
   const first = models.all[0]!;
   log.info({ url, models: models.all.map((m) => m.id) }, "llamux ready");
@@ -336,7 +337,7 @@ async function startServing(
         // From here the agent answers "drain": the balancer stops sending new requests.
         accepting = false;
         // Batch lines in flight are cut, unrecorded: the next start runs them again.
-        await runner?.stop();
+        await runner.stop();
         await drainHttp();
         await closeAgent();
         // Before the engines stop: what still runs is stored failed (the server shut down), then a shared store's lease is given up.
