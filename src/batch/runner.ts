@@ -208,7 +208,12 @@ export class BatchRunner {
       if (!batch) return;
     }
     if (batch.status === "in_progress") {
-      await this.runLines(tenantId, batch, signal);
+      // A line whose outcome could not be recorded (the database was away) has no record: it runs again before the batch may finalize.
+      for (let unrecorded = await this.runLines(tenantId, batch, signal); unrecorded > 0 && !signal.aborted && !halted() && nowSeconds() < batch.expires_at; ) {
+        this.o.log.warn({ batch: id, unrecorded }, "batch lines could not be recorded; running them again");
+        await sleep(1000, signal);
+        unrecorded = await this.runLines(tenantId, batch, signal);
+      }
       if (halted()) return;
       const expired = nowSeconds() >= batch.expires_at;
       batch = await batches.update(tenantId, id, (b) =>
@@ -224,14 +229,18 @@ export class BatchRunner {
     await this.o.batches.update(tenantId, id, (b) => (b.status !== "validating" ? null : { ...b, status: "failed", failed_at: nowSeconds(), errors: { object: "list", data: errors } }));
   }
 
-  /** Serves every line not yet recorded, until all are, or the batch is cancelled, expires or the runner stops. */
-  private async runLines(tenantId: string, batch: BatchObject, signal: AbortSignal): Promise<void> {
+  /**
+   * Serves every line not yet recorded, until all are, or the batch is cancelled, expires or the runner stops.
+   * Returns how many lines ended without a record because storing failed.
+   */
+  private async runLines(tenantId: string, batch: BatchObject, signal: AbortSignal): Promise<number> {
     const done = await this.o.batches.doneLines(batch.id);
     // A crash between a line's record and its count: the records are the truth.
     const t = await this.o.batches.totals(batch.id);
     await this.o.batches.update(tenantId, batch.id, (b) => ({ ...b, request_counts: { ...b.request_counts, completed: t.completed, failed: t.failed } }));
     const input = await this.o.files.open(tenantId, batch.input_file_id);
-    if (!input) return;
+    if (!input) return 0;
+    let unrecorded = 0;
     const expiry = AbortSignal.timeout(Math.max(0, batch.expires_at * 1000 - Date.now()));
     const stop = AbortSignal.any([signal, expiry]);
     const inflight = new Set<Promise<void>>();
@@ -252,7 +261,10 @@ export class BatchRunner {
               request_counts: { ...b.request_counts, completed: b.request_counts.completed + (recorded ? 1 : 0), failed: b.request_counts.failed + (recorded ? 0 : 1) },
             }));
           })
-          .catch((err: unknown) => this.o.log.error({ err, batch: batch.id, line }, "batch line failed"))
+          .catch((err: unknown) => {
+            unrecorded++;
+            this.o.log.error({ err, batch: batch.id, line }, "batch line failed");
+          })
           .finally(() => {
             this.places.give();
             inflight.delete(p);
@@ -264,6 +276,7 @@ export class BatchRunner {
       input.destroy();
       await Promise.all(inflight);
     }
+    return unrecorded;
   }
 
   /** Serves one line until it has an outcome and records it: whether it succeeded; null when it was cut short or recorded before. */
