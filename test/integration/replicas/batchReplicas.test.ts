@@ -121,7 +121,8 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
   });
 
   test("a cancel through B reaches the run on A: cancelled, with the lines done so far", async () => {
-    const ids = Array.from({ length: 40 }, (_, i) => `cancel-${i}`);
+    // Far more work than fits in the up to 2 s the cancel takes to reach A (its next lease renewal), even on a fast machine.
+    const ids = Array.from({ length: 200 }, (_, i) => `cancel-${i}`);
     const file = await onA.files.create({ file: await toFile(Buffer.from(ids.map((id) => chatLine(id, 160)).join("\n")), "in.jsonl"), purpose: "batch" });
     const created = await onA.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
     await until(onB, created.id, (x) => (x.request_counts?.completed ?? 0) >= 2 || final(x));
@@ -137,13 +138,14 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
     assert.equal(done.usage!.output_tokens, n * 160);
   });
 
-  test("kill -9 of the replica running a batch: the other takes it over after the lease and finishes it, each line computed into the output once", async () => {
+  test("kill -9 of the replica running a batch: the other takes it over after the lease and finishes it, each line computed into the output once", async (t) => {
     const ids = Array.from({ length: 60 }, (_, i) => `line-${i}`);
     const tokens = 160;
     const file = await onA.files.create({ file: await toFile(Buffer.from(ids.map((id) => chatLine(id, tokens)).join("\n")), "in.jsonl"), purpose: "batch" });
     const created = await onA.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
     await until(onB, created.id, (x) => (x.request_counts?.completed ?? 0) >= 3 || final(x));
     const generatedBefore = await tokensGenerated(b!);
+    const killedAt = Date.now();
     killReplica(a!.child);
     assert.equal(await a!.exited, "SIGKILL");
     await waitFor(() => !groupAlive(a!.child.pid!), 10_000, "the killed group to be gone");
@@ -161,7 +163,9 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
 
     const done = await until(onB, created.id, final);
     assert.equal(done.status, "completed");
-    assert.match(b!.output(), /taking over a batch no live replica holds/);
+    const takeover = b!.output().split("\n").find((l) => l.includes("taking over a batch no live replica holds") && l.includes(created.id));
+    assert.ok(takeover, "B says it took the batch over");
+    t.diagnostic(`B took the batch over ${(JSON.parse(takeover) as { time: number }).time - killedAt} ms after the kill; A had recorded ${recordedByA} of ${ids.length} lines`);
     assert.deepEqual(done.request_counts, { total: ids.length, completed: ids.length, failed: 0 });
     const out = await jsonl(onB, done.output_file_id!);
     assert.equal(out.length, ids.length, "one record per line, none twice");
