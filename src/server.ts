@@ -54,6 +54,8 @@ import { SqliteFileStore } from "./files/sqliteFileStore.js";
 import { AuditLog } from "./audit/auditLog.js";
 import { SqliteAuditStore } from "./audit/sqliteAuditStore.js";
 import { PgAuditStore } from "./store/postgres/auditStore.js";
+import { PgBatchStore } from "./store/postgres/batchStore.js";
+import { PgFileStore } from "./store/postgres/fileStore.js";
 import { BatchRunner } from "./batch/runner.js";
 import { dispatchLine, newDispatchSecret } from "./batch/dispatch.js";
 
@@ -156,15 +158,14 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   // An existing data directory keeps the mode its owner gave it (it may be shared with a group on purpose): said, not changed.
   const loose = looseDirWarning(config.dataDir);
   if (loose) log.warn(loose);
-  // The Batch API: files and batches in the same database, lines served through
-  // this server's own listener. Their stores are SQLite only so far: behind a
-  // balancer a file uploaded to one replica would be missing on the next, so
-  // with --database-url /v1/files and /v1/batches are not served (404).
-  const batchStores = pg ? null : { files: SqliteFileStore.open(config.dataDir), batches: SqliteBatchStore.open(config.dataDir) };
-  if (batchStores) {
-    stack.push("file store", () => batchStores.files.close());
-    stack.push("batch store", () => batchStores.batches.close());
-  }
+  // The Batch API: files and batches in the same database as the rest (shared
+  // by every replica with --database-url, each batch run under a lease), lines
+  // served through this server's own listener. Uploads land in a local temp dir first.
+  const batchStores = pg
+    ? { files: PgFileStore.open(pg.db, path.join(config.dataDir, "files", "tmp")), batches: new PgBatchStore(pg.db) }
+    : { files: SqliteFileStore.open(config.dataDir), batches: SqliteBatchStore.open(config.dataDir) };
+  stack.push("file store", () => batchStores.files.close());
+  stack.push("batch store", () => batchStores.batches.close());
   if (multi?.watcher) stack.push("tenant change watcher", () => multi.watcher!.stop());
 
   const models = await createServedModels(config, log);
@@ -203,14 +204,12 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   stack.push("background responses", () => background.close());
   const dispatchSecret = newDispatchSecret();
   let baseUrl = "";
-  const runner = batchStores
-    ? new BatchRunner({
-        ...batchStores,
-        dispatch: (tenantId, endpoint, body, signal, batchId) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal, batchId),
-        concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
-        log,
-      })
-    : null;
+  const runner = new BatchRunner({
+    ...batchStores,
+    dispatch: (tenantId, endpoint, body, signal, batchId) => dispatchLine(baseUrl, dispatchSecret, tenantId, endpoint, body, signal, batchId),
+    concurrency: config.batchConcurrency ?? models.all.reduce((n, m) => n + m.queue.slots, 0),
+    log,
+  });
   // Multi-tenant mode only: without keys there is nothing to refuse and no admin API.
   const audit = multi
     ? new AuditLog({
@@ -242,7 +241,7 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
     queueTimeoutMs: config.queueTimeoutMs,
     metricsToken: secrets.metricsToken,
     loopbackHost: isLoopbackHost(config.host) ? config.host : null,
-    batch: batchStores && runner ? { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes } : null,
+    batch: { ...batchStores, runner, dispatchSecret, maxFileBytes: config.maxFileBytes },
     usageLog,
   });
 
@@ -322,10 +321,8 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   });
   // Batches a previous run left unfinished go on. Stopped before the drain: the
   // lines in flight are cut, unrecorded, and the next start runs them again.
-  if (runner) {
-    stack.push("batch runner", () => runner.stop());
-    await runner.start();
-  }
+  stack.push("batch runner", () => runner.stop());
+  await runner.start();
   // The first thing close() does: from here the agent answers "drain", the
   // balancer stops sending new requests and new /v1 requests get 503.
   stack.push("admission", () => {

@@ -72,7 +72,32 @@ export interface BatchTotals {
   outputTokens: number;
 }
 
+/**
+ * Who runs each batch, where several replicas share the store (PostgreSQL).
+ * A replica runs a batch only while it holds the batch's lease: taken with
+ * claim, renewed with renew, given back with release; one not renewed for
+ * leaseMs has expired, and any replica may claim it (its holder is dead).
+ */
+export interface SharedBatches {
+  readonly replicaId: string;
+  readonly leaseMs: number;
+  /** How often the runner renews what it holds and looks for batches to take over. */
+  readonly renewMs: number;
+  /** Takes the batch's lease if it is unfinished and no live replica holds it (or this one does): whether this replica holds it now. */
+  claim(tenantId: string, id: string): Promise<boolean>;
+  /** Extends the leases of `ids` that this replica still holds; returns those, with each one's status (a cancel asked through another replica shows here). */
+  renew(ids: readonly string[]): Promise<Map<string, BatchStatus>>;
+  /** Gives the lease up (the batch is final, or this replica stops). */
+  release(id: string): Promise<void>;
+  /** Unfinished batches no live replica holds, oldest first: what this replica may take over. */
+  claimable(): Promise<Array<{ tenantId: string; batch: BatchObject }>>;
+}
+
+export const FINAL_BATCH_STATUSES: ReadonlySet<BatchStatus> = new Set(["failed", "completed", "expired", "cancelled"]);
+
 export interface BatchStore {
+  /** Present where replicas share the store: the runner then runs a batch only under its lease. */
+  readonly shared?: SharedBatches;
   create(tenantId: string, batch: BatchObject): Promise<void>;
   get(tenantId: string, id: string): Promise<BatchObject | null>;
   list(tenantId: string, opts: { after: string | null; limit: number }): Promise<{ data: BatchObject[]; hasMore: boolean }>;

@@ -144,6 +144,59 @@ export const MIGRATIONS: readonly Migration[] = [
     `),
   },
   {
+    version: 3,
+    name: "Batch API: files in chunks, batches with a lease each, their recorded lines",
+    up: sql(`
+      CREATE TABLE files (
+        seq BIGSERIAL UNIQUE,
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        bytes BIGINT NOT NULL,
+        chunks INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+      );
+      CREATE INDEX files_order ON files(tenant_id, seq);
+      -- A file's contents, 1 MiB a row: written and read a chunk at a time, so
+      -- neither side ever holds a whole 200 MB value.
+      CREATE TABLE file_chunks (
+        tenant_id TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (tenant_id, file_id, n),
+        FOREIGN KEY (tenant_id, file_id) REFERENCES files(tenant_id, id) ON DELETE CASCADE
+      );
+      -- A batch: its Batch object as JSON, its status beside it (what the lease
+      -- renewal reads), and the replica running it with its lease's expiry (the
+      -- database's clock).
+      CREATE TABLE batches (
+        seq BIGSERIAL UNIQUE,
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        owner TEXT,
+        lease_expires_at TIMESTAMPTZ,
+        PRIMARY KEY (tenant_id, id)
+      );
+      CREATE INDEX batches_order ON batches(tenant_id, seq);
+      CREATE INDEX batches_unfinished ON batches(seq) WHERE status NOT IN ('failed', 'completed', 'expired', 'cancelled');
+      CREATE TABLE batch_lines (
+        batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        ok BOOLEAN NOT NULL,
+        record TEXT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        PRIMARY KEY (batch_id, line)
+      );
+    `),
+  },
+  {
     version: 4,
     name: "audit log: append-only, hash-chained",
     up: sql(`
