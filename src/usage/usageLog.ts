@@ -220,9 +220,10 @@ export interface ScanPlan {
  * [from, to) and inside one bucket; that is every hour when the width is
  * whole hours and `from` and `to` fall on UTC hours. Otherwise the records
  * cover the rest: the partial hours at either end and, when `from` is not on
- * an hour, the hour around each bucket edge (at most buckets + 1 hours). A
+ * an hour, the hour around each bucket edge (at most buckets + 1 hours; so
+ * 1h buckets off the hour read records only, at most a week of them). A
  * width that is not whole hours (1m) reads records only; its pages are at
- * most a day.
+ * most a day (1440 buckets).
  */
 export function planScan(q: Pick<UsageScan, "fromSeconds" | "toSeconds" | "widthSeconds">): ScanPlan {
   const { fromSeconds: from, toSeconds: to, widthSeconds: width } = q;
@@ -230,7 +231,8 @@ export function planScan(q: Pick<UsageScan, "fromSeconds" | "toSeconds" | "width
   const ceilH = (t: number) => floorH(t + HOUR - 1);
   const lo = ceilH(from);
   const hi = floorH(to);
-  if (width % HOUR !== 0 || lo >= hi) return { rollups: null, records: to > from ? [{ lo: from, hi: to }] : [] };
+  // Not whole hours (1m), no whole hour inside, or hour buckets off the hour (every hour straddles an edge): records only.
+  if (width % HOUR !== 0 || lo >= hi || (width === HOUR && from !== lo)) return { rollups: null, records: to > from ? [{ lo: from, hi: to }] : [] };
   const parts: Array<{ lo: number; hi: number }> = [];
   if (from < lo) parts.push({ lo: from, hi: lo });
   if (from % HOUR !== 0) {
