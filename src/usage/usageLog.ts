@@ -9,7 +9,8 @@
 // store that committed but timed out) is ignored the second time, and the
 // reports stay exact instead of at-least-once. The cost is one row per request
 // (about 150 bytes), written in the same step the quota already writes its
-// own; reports fold the rows with one GROUP BY over an index on time.
+// own, plus its share of an hourly rollup (below) that reports in whole hours
+// read instead of the records.
 //
 // A record carries the model's prices at the time it was written, so a price
 // changed later reprices nothing already used.

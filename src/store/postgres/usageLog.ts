@@ -1,7 +1,8 @@
 // The usage log (src/usage/usageLog.ts) in PostgreSQL, shared by every replica.
 // Each record is inserted under its own id with ON CONFLICT DO NOTHING, so a
 // write retried after an ambiguous failure (committed, then timed out) counts
-// once: the reports stay exact.
+// once: the reports stay exact. The same statement adds the records it
+// inserted, and only those, to their hourly rollups (migration 6).
 //
 // When the database cannot be reached, records are kept in memory, flushed in
 // arrival order once it answers again, and reads include them. Past
