@@ -44,7 +44,7 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
   });
 
   test("PgUsageLog: a record written twice counts once; scans sum per bucket, kind and tenant", async () => {
-    await db.execute("TRUNCATE usage_records");
+    await db.execute("TRUNCATE usage_records, usage_rollups");
     const log = new PgUsageLog(db);
     const r = record();
     await log.record(r);
@@ -59,7 +59,7 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
   });
 
   test("PgUsageLog: while the database is down records wait (folded past the bound), and are written once, when it returns", async () => {
-    await db.execute("TRUNCATE usage_records");
+    await db.execute("TRUNCATE usage_records, usage_rollups");
     const own = new PgDatabase({ url, poolSize: 2, connectTimeoutMs: 500 });
     const events: UsageLogEvent["type"][] = [];
     const log = new PgUsageLog(own, { maxPendingRecords: 3, flushIntervalMs: 50, onEvent: (e) => events.push(e.type) });
@@ -85,6 +85,10 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
       assert.ok(events.includes("flushed"));
       const expectedInput = 10 + (19 * 20) / 2 + 100;
       assert.deepEqual(total(await log.scan(ALL)), { requests: 22, input: expectedInput, output: 66 });
+      // The flushed records (one statement) reached their hour's rollup once: read from the rollups alone.
+      const hour = { fromSeconds: 3600, toSeconds: 7200, widthSeconds: 3600, kind: null, tenantId: null };
+      assert.deepEqual(planScan(hour).records, []);
+      assert.deepEqual(total(await log.scan(hour)), { requests: 22, input: expectedInput, output: 66 });
     } finally {
       await log.close();
       await own.close();
