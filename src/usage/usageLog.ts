@@ -9,7 +9,8 @@
 // store that committed but timed out) is ignored the second time, and the
 // reports stay exact instead of at-least-once. The cost is one row per request
 // (about 150 bytes), written in the same step the quota already writes its
-// own; reports fold the rows with one GROUP BY over an index on time.
+// own, plus its share of an hourly rollup (below) that reports in whole hours
+// read instead of the records.
 //
 // A record carries the model's prices at the time it was written, so a price
 // changed later reprices nothing already used.
@@ -167,51 +168,190 @@ CREATE INDEX IF NOT EXISTS usage_records_at ON usage_records(at);
 CREATE INDEX IF NOT EXISTS usage_records_tenant_at ON usage_records(tenant_id, at);
 `;
 
-/** Sums per bucket and dimension, in SQLite's or PostgreSQL's dialect (placeholders, integer division). */
+// Hourly rollups: every record is also added, in the same transaction and
+// only when its insert inserted (a duplicate id adds nothing), to one row per
+// UTC hour, kind, tenant, key, model, batch and price. A report whose buckets
+// are whole hours reads those rows instead of the records: a month is at most
+// 744 rows per dimension instead of one per request. The dimension columns
+// are NOT NULL so they can be a primary key (SQLite's unique indexes, and
+// PostgreSQL's before 15, treat NULLs as distinct): '' is "no key" / "not a
+// batch line" (ids are never empty) and -1 "no price" (prices are ≥ 0).
+export const HOUR = 3600;
+
+const SQLITE_ROLLUP_SCHEMA = `
+CREATE TABLE usage_rollups (
+  hour INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  tenant_id TEXT NOT NULL,
+  api_key_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  batch_id TEXT NOT NULL,
+  price_input REAL NOT NULL,
+  price_cached REAL NOT NULL,
+  price_output REAL NOT NULL,
+  requests INTEGER NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  cached_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  PRIMARY KEY (hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_rollups_tenant_hour ON usage_rollups(tenant_id, hour);
+`;
+
+/** The rollup's key and sums, from usage_records' columns (an expression per column, for INSERT … SELECT). */
+export const ROLLUP_COLUMNS = "hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output, requests, input_tokens, cached_tokens, output_tokens";
+export const ROLLUP_KEY = "hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output";
+export const ROLLUP_FROM_RECORDS = `(at - at % ${HOUR}), kind, tenant_id, COALESCE(api_key_id, ''), model, COALESCE(batch_id, ''), COALESCE(price_input, -1), COALESCE(price_cached, -1), COALESCE(price_output, -1),
+    SUM(requests), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens)`;
+export const ROLLUP_ADD = `ON CONFLICT (${ROLLUP_KEY}) DO UPDATE SET requests = usage_rollups.requests + excluded.requests,
+    input_tokens = usage_rollups.input_tokens + excluded.input_tokens, cached_tokens = usage_rollups.cached_tokens + excluded.cached_tokens,
+    output_tokens = usage_rollups.output_tokens + excluded.output_tokens`;
+
+/** What a scan reads: whole hours from the rollups, the rest from the records. */
+export interface ScanPlan {
+  /** Rollup hours [lo, hi) read, except those that straddle a bucket edge; null: none. */
+  rollups: { lo: number; hi: number } | null;
+  /** Record time ranges [lo, hi), disjoint, ascending. */
+  records: Array<{ lo: number; hi: number }>;
+}
+
+/**
+ * Which hours of a scan come from the rollups and which times from the
+ * records: pure. An hour is read from the rollups when it lies wholly inside
+ * [from, to) and inside one bucket; that is every hour when the width is
+ * whole hours and `from` and `to` fall on UTC hours. Otherwise the records
+ * cover the rest: the partial hours at either end and, when `from` is not on
+ * an hour, the hour around each bucket edge (at most buckets + 1 hours; so
+ * 1h buckets off the hour read records only, at most a week of them). A
+ * width that is not whole hours (1m) reads records only; its pages are at
+ * most a day (1440 buckets).
+ */
+export function planScan(q: Pick<UsageScan, "fromSeconds" | "toSeconds" | "widthSeconds">): ScanPlan {
+  const { fromSeconds: from, toSeconds: to, widthSeconds: width } = q;
+  const floorH = (t: number) => t - (t % HOUR);
+  const ceilH = (t: number) => floorH(t + HOUR - 1);
+  const lo = ceilH(from);
+  const hi = floorH(to);
+  // Not whole hours (1m), no whole hour inside, or hour buckets off the hour (every hour straddles an edge): records only.
+  if (width % HOUR !== 0 || lo >= hi || (width === HOUR && from !== lo)) return { rollups: null, records: to > from ? [{ lo: from, hi: to }] : [] };
+  const parts: Array<{ lo: number; hi: number }> = [];
+  if (from < lo) parts.push({ lo: from, hi: lo });
+  if (from % HOUR !== 0) {
+    for (let edge = from + width; edge < to; edge += width) parts.push({ lo: Math.max(from, floorH(edge)), hi: Math.min(to, ceilH(edge)) });
+  }
+  if (hi < to) parts.push({ lo: hi, hi: to });
+  const records: ScanPlan["records"] = [];
+  for (const p of parts) {
+    const last = records.at(-1);
+    if (last && p.lo <= last.hi) last.hi = Math.max(last.hi, p.hi);
+    else records.push({ ...p });
+  }
+  return { rollups: { lo, hi }, records };
+}
+
+/** Binds named parameters: SQLite by name (@from…), PostgreSQL by position ($1…, typed: some appear only beside IS NULL). */
+const SCAN_PARAMS = ["from", "width", "lo", "hi", "kind", "tenant"] as const;
+const SCAN_TYPES = ["bigint", "bigint", "bigint", "bigint", "text", "text"];
+function scanParam(dialect: "sqlite" | "postgres", name: (typeof SCAN_PARAMS)[number]): string {
+  const i = SCAN_PARAMS.indexOf(name);
+  return dialect === "sqlite" ? `@${name}` : `$${i + 1}::${SCAN_TYPES[i]}`;
+}
+
+/** A scan's parameters for one part of its plan, in SCAN_PARAMS order (PostgreSQL) or by name (SQLite). */
+export function scanParams(q: UsageScan, part: { lo: number; hi: number }) {
+  return { from: q.fromSeconds, width: q.widthSeconds, lo: part.lo, hi: part.hi, kind: q.kind, tenant: q.tenantId };
+}
+export function scanParamList(q: UsageScan, part: { lo: number; hi: number }): unknown[] {
+  const p = scanParams(q, part);
+  return SCAN_PARAMS.map((n) => p[n]);
+}
+
+/** Records in [@lo, @hi) summed per bucket (of @width from @from) and dimension, in SQLite's or PostgreSQL's dialect. */
 export function scanSql(dialect: "sqlite" | "postgres"): string {
-  // SQLite binds by name (@from…), PostgreSQL by position ($1…, typed: some appear only beside IS NULL).
-  const names = ["from", "width", "to", "kind", "tenant"];
-  const types = ["bigint", "bigint", "bigint", "text", "text"];
-  const p = (name: string) => {
-    const i = names.indexOf(name);
-    return dialect === "sqlite" ? `@${name}` : `$${i + 1}::${types[i]}`;
-  };
+  const p = (name: (typeof SCAN_PARAMS)[number]) => scanParam(dialect, name);
   // at ≥ from, so truncating division is floor division (CAST: SQLite may bind a number as REAL).
   return `SELECT CAST((at - ${p("from")}) / ${p("width")} AS BIGINT) AS bucket, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output,
     SUM(requests) AS requests, SUM(input_tokens) AS input_tokens, SUM(cached_tokens) AS cached_tokens, SUM(output_tokens) AS output_tokens
   FROM usage_records
-  WHERE at >= ${p("from")} AND at < ${p("to")} AND (${p("kind")} IS NULL OR kind = ${p("kind")}) AND (${p("tenant")} IS NULL OR tenant_id = ${p("tenant")})
+  WHERE at >= ${p("lo")} AND at < ${p("hi")} AND (${p("kind")} IS NULL OR kind = ${p("kind")}) AND (${p("tenant")} IS NULL OR tenant_id = ${p("tenant")})
+  GROUP BY 1, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output`;
+}
+
+/** Rollup hours in [@lo, @hi) that lie inside one bucket, summed per bucket and dimension, as scanSql's columns. */
+export function rollupScanSql(dialect: "sqlite" | "postgres"): string {
+  const p = (name: (typeof SCAN_PARAMS)[number]) => scanParam(dialect, name);
+  return `SELECT CAST((hour - ${p("from")}) / ${p("width")} AS BIGINT) AS bucket, kind, tenant_id, NULLIF(api_key_id, '') AS api_key_id, model, NULLIF(batch_id, '') AS batch_id,
+    NULLIF(price_input, -1) AS price_input, NULLIF(price_cached, -1) AS price_cached, NULLIF(price_output, -1) AS price_output,
+    SUM(requests) AS requests, SUM(input_tokens) AS input_tokens, SUM(cached_tokens) AS cached_tokens, SUM(output_tokens) AS output_tokens
+  FROM usage_rollups
+  WHERE hour >= ${p("lo")} AND hour < ${p("hi")} AND (hour - ${p("from")}) % ${p("width")} + ${HOUR} <= ${p("width")}
+    AND (${p("kind")} IS NULL OR kind = ${p("kind")}) AND (${p("tenant")} IS NULL OR tenant_id = ${p("tenant")})
   GROUP BY 1, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output`;
 }
 
 /** The usage log in <data-dir>/llamux.db, through a connection of its own (it works in single-tenant mode too). */
 export class SqliteUsageLog implements UsageLog {
   private readonly insert: Statement;
-  private readonly select: Statement;
+  private readonly addToRollup: Statement;
+  private readonly selectRecords: Statement;
+  private readonly selectRollups: Statement;
+  private readonly write: (values: ReturnType<typeof recordValues>) => void;
 
   private constructor(private readonly db: Db) {
     this.insert = db.prepare(
       `INSERT INTO usage_records (id, at, kind, tenant_id, api_key_id, model, batch_id, requests, input_tokens, cached_tokens, output_tokens, price_input, price_cached, price_output)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     );
-    this.select = db.prepare(scanSql("sqlite"));
+    this.addToRollup = db.prepare(
+      `INSERT INTO usage_rollups (${ROLLUP_COLUMNS}) VALUES (@hour, @kind, @tenant, @key, @model, @batch, @pi, @pc, @po, @requests, @input, @cached, @output) ${ROLLUP_ADD}`,
+    );
+    this.selectRecords = db.prepare(scanSql("sqlite"));
+    this.selectRollups = db.prepare(rollupScanSql("sqlite"));
+    // One transaction: the rollup moves only when the record was new (a duplicate id changes nothing).
+    this.write = db.transaction((v: ReturnType<typeof recordValues>) => {
+      if (this.insert.run(...v).changes === 0) return;
+      const [, at, kind, tenant, key, model, batch, requests, input, cached, output, pi, pc, po] = v;
+      this.addToRollup.run({ hour: at - (at % HOUR), kind, tenant, key: key ?? "", model, batch: batch ?? "", pi: pi ?? -1, pc: pc ?? -1, po: po ?? -1, requests, input, cached, output });
+    });
   }
 
   static open(dataDir: string): SqliteUsageLog {
-    return new SqliteUsageLog(openDatabase(dataDir, SQLITE_SCHEMA).db);
+    const { db } = openDatabase(dataDir, SQLITE_SCHEMA);
+    try {
+      ensureSqliteRollups(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new SqliteUsageLog(db);
   }
 
-  // The statement runs before the first await: the row is committed (WAL, synchronous=FULL) when record() returns.
+  // The transaction runs before the first await: the row is committed (WAL, synchronous=FULL) when record() returns.
   async record(r: UsageRecord): Promise<void> {
-    this.insert.run(...recordValues(r));
+    this.write(recordValues(r));
   }
 
   async scan(q: UsageScan): Promise<UsageRow[]> {
-    const rows = this.select.all({ from: q.fromSeconds, width: q.widthSeconds, to: q.toSeconds, kind: q.kind, tenant: q.tenantId }) as RawUsageRow[];
+    const plan = planScan(q);
+    const rows: RawUsageRow[] = [];
+    if (plan.rollups) rows.push(...(this.selectRollups.all(scanParams(q, plan.rollups)) as RawUsageRow[]));
+    for (const part of plan.records) rows.push(...(this.selectRecords.all(scanParams(q, part)) as RawUsageRow[]));
     return rows.map(usageRow);
   }
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+/** Creates usage_rollups when missing and fills it from the records already there (a database from before the rollups). */
+function ensureSqliteRollups(db: Db): void {
+  const exists = () => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage_rollups'").get() !== undefined;
+  if (exists()) return;
+  // IMMEDIATE: a second process opening the same file waits, then finds the table made.
+  db.transaction(() => {
+    if (exists()) return;
+    db.exec(SQLITE_ROLLUP_SCHEMA);
+    db.exec(`INSERT INTO usage_rollups (${ROLLUP_COLUMNS}) SELECT ${ROLLUP_FROM_RECORDS} FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9`);
+  }).immediate();
 }

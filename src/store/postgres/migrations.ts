@@ -255,6 +255,37 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX usage_records_tenant_at ON usage_records(tenant_id, at);
     `),
   },
+  {
+    version: 6,
+    name: "usage rollups: records summed per hour, for reports in whole hours",
+    up: sql(`
+      -- Per UTC hour, kind, tenant, key, model, batch and price, the sums of the
+      -- records (src/usage/usageLog.ts), added in the same statement as each new
+      -- record. NOT NULL so the key can be the primary key: '' is no key / not a
+      -- batch line, -1 no price. Filled here from the records already stored.
+      CREATE TABLE usage_rollups (
+        hour BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        api_key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        price_input DOUBLE PRECISION NOT NULL,
+        price_cached DOUBLE PRECISION NOT NULL,
+        price_output DOUBLE PRECISION NOT NULL,
+        requests BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        PRIMARY KEY (hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output)
+      );
+      CREATE INDEX usage_rollups_tenant_hour ON usage_rollups(tenant_id, hour);
+      INSERT INTO usage_rollups (hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output, requests, input_tokens, cached_tokens, output_tokens)
+      SELECT at - at % 3600, kind, tenant_id, COALESCE(api_key_id, ''), model, COALESCE(batch_id, ''), COALESCE(price_input, -1), COALESCE(price_cached, -1), COALESCE(price_output, -1),
+        SUM(requests), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens)
+      FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+    `),
+  },
 ];
 
 /** Versions applied by one migrate() call. */

@@ -1,7 +1,8 @@
 // The usage log (src/usage/usageLog.ts) in PostgreSQL, shared by every replica.
 // Each record is inserted under its own id with ON CONFLICT DO NOTHING, so a
 // write retried after an ambiguous failure (committed, then timed out) counts
-// once: the reports stay exact.
+// once: the reports stay exact. The same statement adds the records it
+// inserted, and only those, to their hourly rollups (migration 6).
 //
 // When the database cannot be reached, records are kept in memory, flushed in
 // arrival order once it answers again, and reads include them. Past
@@ -13,7 +14,7 @@
 // the next fold starts a new one, so a retry never writes a changed record
 // under an id the database may already have.
 import type { UsageLog, UsageRecord, UsageRow, UsageScan } from "../../usage/usageLog.js";
-import { newUsageRecordId, recordValues, scanSql, usageRow, type RawUsageRow } from "../../usage/usageLog.js";
+import { newUsageRecordId, planScan, recordValues, ROLLUP_ADD, ROLLUP_COLUMNS, ROLLUP_FROM_RECORDS, rollupScanSql, scanParamList, scanSql, usageRow, type RawUsageRow } from "../../usage/usageLog.js";
 import { isUnavailable, type PgDatabase } from "./db.js";
 
 export interface PgUsageLogOptions {
@@ -29,10 +30,20 @@ export type UsageLogEvent = { type: "buffering"; err: unknown } | { type: "flush
 
 const COLUMNS = "id, at, kind, tenant_id, api_key_id, model, batch_id, requests, input_tokens, cached_tokens, output_tokens, price_input, price_cached, price_output";
 const TYPES = ["text", "bigint", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "float8", "float8", "float8"];
-const INSERT = `INSERT INTO usage_records (${COLUMNS})
+// One statement: the records that were new (RETURNING skips a duplicate id) are added to
+// their hours' rollups (src/usage/usageLog.ts), summed first so a statement touches each
+// rollup row once, in key order so two replicas' flushes lock rows in the same order.
+const INSERT = `WITH inserted AS (
+  INSERT INTO usage_records (${COLUMNS})
   SELECT * FROM unnest(${TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(", ")})
-  ON CONFLICT (id) DO NOTHING`;
-const SCAN = scanSql("postgres");
+  ON CONFLICT (id) DO NOTHING
+  RETURNING *
+)
+INSERT INTO usage_rollups (${ROLLUP_COLUMNS})
+SELECT ${ROLLUP_FROM_RECORDS} FROM inserted GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+${ROLLUP_ADD}`;
+const SCAN_RECORDS = scanSql("postgres");
+const SCAN_ROLLUPS = rollupScanSql("postgres");
 
 interface Pending {
   record: UsageRecord;
@@ -88,7 +99,11 @@ export class PgUsageLog implements UsageLog {
   }
 
   async scan(q: UsageScan): Promise<UsageRow[]> {
-    const rows = (await this.db.query<RawUsageRow & Record<string, unknown>>(SCAN, [q.fromSeconds, q.widthSeconds, q.toSeconds, q.kind, q.tenantId])).map(usageRow);
+    // Whole hours from the rollups, the rest from the records (planScan): the parts are disjoint in time.
+    const plan = planScan(q);
+    const parts = [...(plan.rollups ? [{ sql: SCAN_ROLLUPS, part: plan.rollups }] : []), ...plan.records.map((part) => ({ sql: SCAN_RECORDS, part }))];
+    const rows: UsageRow[] = [];
+    for (const { sql, part } of parts) rows.push(...(await this.db.query<RawUsageRow & Record<string, unknown>>(sql, scanParamList(q, part))).map(usageRow));
     // What is buffered counts too (the report folds rows; duplicates of a dimension are fine).
     for (const { record: r } of this.pending.values()) {
       if (r.atSeconds < q.fromSeconds || r.atSeconds >= q.toSeconds) continue;
