@@ -16,7 +16,9 @@
 // changed later reprices nothing already used.
 import crypto from "node:crypto";
 import type { Database as Db, Statement } from "better-sqlite3";
+import { Worker } from "node:worker_threads";
 import { openDatabase } from "../store/sqlite.js";
+import type { ScanJob, ScanReply } from "./sqliteScanWorker.js";
 
 export type UsageKind = "completions" | "embeddings";
 
@@ -289,15 +291,72 @@ export function rollupScanSql(dialect: "sqlite" | "postgres"): string {
   GROUP BY 1, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output`;
 }
 
+const RECORD_SCAN_SQL = scanSql("sqlite");
+const ROLLUP_SCAN_SQL = rollupScanSql("sqlite");
+
+/** One worker thread with a read-only connection, started on the first report and answering one scan at a time. */
+class ScanWorker {
+  private worker: Worker | null = null;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (rows: unknown[]) => void; reject: (err: Error) => void }>();
+  private closed = false;
+
+  constructor(private readonly file: string) {}
+
+  run(parts: ScanJob["parts"]): Promise<unknown[]> {
+    if (this.closed) return Promise.reject(new Error("the usage log is closed"));
+    const worker = (this.worker ??= this.start());
+    // Referenced while a scan is in flight, so the process waits for its answer.
+    if (this.pending.size === 0) worker.ref();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ id, parts } satisfies ScanJob);
+    });
+  }
+
+  private start(): Worker {
+    const worker = new Worker(new URL("./sqliteScanWorker.js", import.meta.url), { workerData: { file: this.file } });
+    // Idle, it must not keep the process alive.
+    worker.unref();
+    worker.on("message", (reply: ScanReply) => {
+      const p = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if (reply.ok) p?.resolve(reply.rows);
+      else p?.reject(new Error(reply.message));
+      if (this.pending.size === 0) worker.unref();
+    });
+    const fail = (err: Error) => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      this.worker = null;
+    };
+    worker.on("error", fail);
+    worker.on("exit", (code) => fail(new Error(`the usage report worker exited (${code})`)));
+    return worker;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const worker = this.worker;
+    this.worker = null;
+    await worker?.terminate();
+  }
+}
+
 /** The usage log in <data-dir>/llamux.db, through a connection of its own (it works in single-tenant mode too). */
 export class SqliteUsageLog implements UsageLog {
   private readonly insert: Statement;
   private readonly addToRollup: Statement;
-  private readonly selectRecords: Statement;
-  private readonly selectRollups: Statement;
+  /** Report reads run on a worker thread (sqliteScanWorker.ts), never on the event loop. */
+  private readonly scans: ScanWorker;
   private readonly write: (values: ReturnType<typeof recordValues>) => void;
 
-  private constructor(private readonly db: Db) {
+  private constructor(
+    private readonly db: Db,
+    file: string,
+  ) {
+    this.scans = new ScanWorker(file);
     this.insert = db.prepare(
       `INSERT INTO usage_records (id, at, kind, tenant_id, api_key_id, model, batch_id, requests, input_tokens, cached_tokens, output_tokens, price_input, price_cached, price_output)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -305,8 +364,6 @@ export class SqliteUsageLog implements UsageLog {
     this.addToRollup = db.prepare(
       `INSERT INTO usage_rollups (${ROLLUP_COLUMNS}) VALUES (@hour, @kind, @tenant, @key, @model, @batch, @pi, @pc, @po, @requests, @input, @cached, @output) ${ROLLUP_ADD}`,
     );
-    this.selectRecords = db.prepare(scanSql("sqlite"));
-    this.selectRollups = db.prepare(rollupScanSql("sqlite"));
     // One transaction: the rollup moves only when the record was new (a duplicate id changes nothing).
     this.write = db.transaction((v: ReturnType<typeof recordValues>) => {
       if (this.insert.run(...v).changes === 0) return;
@@ -316,14 +373,14 @@ export class SqliteUsageLog implements UsageLog {
   }
 
   static open(dataDir: string): SqliteUsageLog {
-    const { db } = openDatabase(dataDir, SQLITE_SCHEMA);
+    const { db, file } = openDatabase(dataDir, SQLITE_SCHEMA);
     try {
       ensureSqliteRollups(db);
     } catch (err) {
       db.close();
       throw err;
     }
-    return new SqliteUsageLog(db);
+    return new SqliteUsageLog(db, file);
   }
 
   // The transaction runs before the first await: the row is committed (WAL, synchronous=FULL) when record() returns.
@@ -333,13 +390,17 @@ export class SqliteUsageLog implements UsageLog {
 
   async scan(q: UsageScan): Promise<UsageRow[]> {
     const plan = planScan(q);
-    const rows: RawUsageRow[] = [];
-    if (plan.rollups) rows.push(...(this.selectRollups.all(scanParams(q, plan.rollups)) as RawUsageRow[]));
-    for (const part of plan.records) rows.push(...(this.selectRecords.all(scanParams(q, part)) as RawUsageRow[]));
+    const parts = [
+      ...(plan.rollups ? [{ sql: ROLLUP_SCAN_SQL, params: scanParams(q, plan.rollups) }] : []),
+      ...plan.records.map((part) => ({ sql: RECORD_SCAN_SQL, params: scanParams(q, part) })),
+    ];
+    if (parts.length === 0) return [];
+    const rows = (await this.scans.run(parts)) as RawUsageRow[];
     return rows.map(usageRow);
   }
 
   async close(): Promise<void> {
+    await this.scans.close();
     if (this.db.open) this.db.close();
   }
 }
