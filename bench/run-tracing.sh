@@ -42,10 +42,14 @@ node -e '
 ' "$SINK_PORT" >"$OUT/sink.log" 2>&1 &
 pids+=("$!")
 
+# A data dir each (removed at exit): two servers sharing ./data would share
+# one database and one KV state directory, and measure each other's saves.
+data=$(mktemp -d)
+trap 'cleanup; rm -rf "$data"' EXIT
 serve=(serve --model "$MODEL" --slots "$SLOTS" --ctx-per-slot "$CTX_PER_SLOT" --threads "$THREADS" --gpu off --log-level warn)
-$CLI "${serve[@]}" --port "$PORT_OFF" >"$OUT/off.log" 2>&1 &
+$CLI "${serve[@]}" --port "$PORT_OFF" --data-dir "$data/off" >"$OUT/off.log" 2>&1 &
 pids+=("$!")
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT" OTEL_TRACES_SAMPLER=always_on $CLI "${serve[@]}" --port "$PORT_ON" >"$OUT/on.log" 2>&1 &
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT" OTEL_TRACES_SAMPLER=always_on $CLI "${serve[@]}" --port "$PORT_ON" --data-dir "$data/on" >"$OUT/on.log" 2>&1 &
 pids+=("$!")
 ready "$PORT_OFF" ready
 ready "$PORT_ON" ready

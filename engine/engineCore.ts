@@ -405,7 +405,7 @@ export class EngineCore {
     const { source } = a;
     const seq = slot.seq;
     const kept = source.kind === "slot" ? source.keepTokens : 0;
-    if (this.kv && a.saveFor !== undefined) await this.kv.save(seq, a.saveFor, seq.nextTokenIndex - kept);
+    if (this.kv && a.saveFor !== undefined) await this.kv.save(seq, a.saveFor, seq.nextTokenIndex - kept, job.id);
     switch (source.kind) {
       case "fresh":
         await seq.clearHistory();
@@ -414,7 +414,7 @@ export class EngineCore {
         await seq.keep(source.keepTokens);
         return source.keepTokens;
       case "restore":
-        if (this.kv && (await this.kv.restore(seq, source.stateId, job.tenant))) {
+        if (this.kv && (await this.kv.restore(seq, source.stateId, job.tenant, job.id))) {
           // The state may hold more than the prompt shares with it.
           await seq.keep(source.tokens);
           return source.tokens;

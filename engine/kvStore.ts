@@ -25,7 +25,7 @@ import path from "node:path";
 import type { Token } from "node-llama-cpp";
 import type { KvCacheStats } from "./protocol.js";
 import { chooseRestore, decideSave, evictionsFor, type RestoreChoice, type SavedStateView } from "./kvIndex.js";
-import type { SavedStates, StateSequence } from "./sequence.js";
+import type { SavedSize, SavedStates, StateSequence } from "./sequence.js";
 
 const FORMAT = 1;
 /** Bytes hashed at each end of the model file for its identity. */
@@ -169,7 +169,7 @@ export class KvStateStore implements SavedStates {
    * state is in the index from then on, and on disk under its final name
    * shortly after (finish()).
    */
-  save(seq: StateSequence, tenant: string, lostTokens: number): Promise<void> {
+  save(seq: StateSequence, tenant: string, lostTokens: number): Promise<SavedSize | null> {
     return this.exclusive(() => this.write(seq, tenant, lostTokens));
   }
 
@@ -190,11 +190,11 @@ export class KvStateStore implements SavedStates {
     return run;
   }
 
-  private async write(seq: StateSequence, tenant: string, lostTokens: number): Promise<void> {
-    if (this.retained && !this.retained.has(tenant)) return;
+  private async write(seq: StateSequence, tenant: string, lostTokens: number): Promise<SavedSize | null> {
+    if (this.retained && !this.retained.has(tenant)) return null;
     const tokens = seq.contextTokens;
     const decision = decideSave(this.entries.values(), tenant, tokens, lostTokens);
-    if (decision.kind === "skip") return;
+    if (decision.kind === "skip") return null;
     const id = randomUUID();
     const tmp = `${this.stateFile(id)}.tmp`;
     let bytes: number;
@@ -206,12 +206,12 @@ export class KvStateStore implements SavedStates {
     } catch {
       // A state that cannot be written is a cache miss later, nothing worse.
       this.unlink(id);
-      return;
+      return null;
     }
     // The tenant was deleted while its state was being written.
     if (bytes > this.maxBytes || (this.retained && !this.retained.has(tenant))) {
       this.unlink(id);
-      return;
+      return null;
     }
     // Out of the index now, so that the bound holds and nothing restores
     // them; their files go when this save finishes.
@@ -219,6 +219,7 @@ export class KvStateStore implements SavedStates {
     for (const old of doomed) this.entries.delete(old);
     this.entries.set(id, { id, tenant, tokens: [...tokens], bytes, lastUsed: ++this.clock });
     this.unfinished.set(id, { doomed, timer: setTimeout(() => this.finish(id), 0) });
+    return { bytes, tokens: tokens.length };
   }
 
   /** Finishes every save still pending (at shutdown, so that what was written is kept). */

@@ -3,9 +3,12 @@
 // span for it: waiting for a slot, reading the prompt (with the tokens the
 // cache served and those computed), and decoding. They are built from the
 // timings the engine already reports in the final usage (queueMs,
-// prefillMs), so the step loop does no tracing work of its own.
-import { context, propagation, type Tracer } from "@opentelemetry/api";
+// prefillMs), so the step loop does no tracing work of its own. A KV state
+// saved or restored for a request's admission is a span of its own under the
+// same parent (TracedStates, which wraps the store only when tracing is on).
+import { context, propagation, SpanStatusCode, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import type { Delta, EngineErrorPayload } from "./protocol.js";
+import type { SavedSize, SavedStates, StateSequence } from "./sequence.js";
 
 interface Pending {
   carrier: Record<string, string>;
@@ -60,6 +63,12 @@ export class RequestSpans {
     decode.end(Math.max(firstToken, now));
   }
 
+  /** The context a traced request's worker spans go under; null: not traced (or over). */
+  parentOf(id: string): { parent: Context; tenant: string } | null {
+    const p = this.pending.get(id);
+    return p ? { parent: propagation.extract(context.active(), p.carrier), tenant: p.tenant } : null;
+  }
+
   /** The worker is stopping: requests still open get no spans. */
   clear(): void {
     this.pending.clear();
@@ -74,4 +83,75 @@ export function tracedSender<M extends { t: string }>(send: (msg: M) => void, sp
     if (m.t === "rejected" && m.id && m.error) spans.ended(m.id, { error: m.error });
     send(msg);
   };
+}
+
+/**
+ * The saved-state store with a span for each save and restore done for a
+ * traced request: whose state (the tenant scope; a save writes out the slot's
+ * previous owner, who may be another tenant), its bytes and tokens, and
+ * whether it was written or restored. Saves at shutdown belong to no request.
+ */
+export class TracedStates implements SavedStates {
+  constructor(
+    private readonly store: SavedStates,
+    private readonly spans: RequestSpans,
+    private readonly tracer: Tracer,
+  ) {}
+
+  states() {
+    return this.store.states();
+  }
+
+  stats() {
+    return this.store.stats();
+  }
+
+  flush(): void {
+    this.store.flush();
+  }
+
+  async save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | void> {
+    const traced = requestId === undefined ? null : this.spans.parentOf(requestId);
+    if (!traced) return this.store.save(seq, tenant, lostTokens, requestId);
+    const span = this.tracer.startSpan(
+      "llamux.engine.kv_save",
+      { attributes: { "llamux.tenant.scope": traced.tenant, "llamux.kv.owner.scope": tenant, "llamux.kv.lost_tokens": lostTokens } },
+      traced.parent,
+    );
+    try {
+      const saved = await this.store.save(seq, tenant, lostTokens, requestId);
+      span.setAttribute("llamux.kv.saved", !!saved);
+      if (saved) span.setAttributes({ "llamux.kv.state.bytes": saved.bytes, "llamux.kv.state.tokens": saved.tokens });
+      return saved;
+    } catch (err) {
+      failed(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  async restore(seq: StateSequence, id: string, tenant: string, requestId?: string): Promise<boolean> {
+    const traced = requestId === undefined ? null : this.spans.parentOf(requestId);
+    if (!traced) return this.store.restore(seq, id, tenant, requestId);
+    let state: { bytes: number; tokens: number } | null = null;
+    for (const s of this.store.states()) if (s.id === id) state = { bytes: s.bytes, tokens: s.tokens.length };
+    const span = this.tracer.startSpan("llamux.engine.kv_restore", { attributes: { "llamux.tenant.scope": traced.tenant, "llamux.kv.owner.scope": tenant } }, traced.parent);
+    if (state) span.setAttributes({ "llamux.kv.state.bytes": state.bytes, "llamux.kv.state.tokens": state.tokens });
+    try {
+      const restored = await this.store.restore(seq, id, tenant, requestId);
+      span.setAttribute("llamux.kv.restored", restored);
+      return restored;
+    } catch (err) {
+      failed(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+}
+
+function failed(span: Span, err: unknown): void {
+  span.setStatus({ code: SpanStatusCode.ERROR });
+  span.setAttribute("error.type", err instanceof Error ? err.name : "error");
 }

@@ -41,13 +41,23 @@ export interface EngineSequence extends StateSequence {
 }
 
 /** Where evicted slots' states are saved and restored from (kvStore.ts). */
+/** A state written out: its size on disk and the tokens it holds. */
+export interface SavedSize {
+  bytes: number;
+  tokens: number;
+}
+
 export interface SavedStates {
   /** The saved states, as planning sees them. */
   states(): Iterable<SavedStateView>;
-  /** Writes `seq`'s state out for `tenant` before the slot loses `lostTokens` of it, when that is worth keeping. */
-  save(seq: StateSequence, tenant: string, lostTokens: number): Promise<void>;
-  /** Loads state `id` into `seq`; false (and `seq` clearable) when it is gone or unusable. */
-  restore(seq: StateSequence, id: string, tenant: string): Promise<boolean>;
+  /**
+   * Writes `seq`'s state out for `tenant` before the slot loses `lostTokens` of it, when that is worth keeping;
+   * what it wrote (null: nothing; void: a store that does not say). `requestId`: the request whose admission
+   * needs the slot, absent at shutdown (tracing: requestSpans.ts).
+   */
+  save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | void>;
+  /** Loads state `id` into `seq`; false (and `seq` clearable) when it is gone or unusable. `requestId`: the request it is for. */
+  restore(seq: StateSequence, id: string, tenant: string, requestId?: string): Promise<boolean>;
   stats(): KvCacheStats;
   /** Finishes every pending save (at shutdown). */
   flush(): void;

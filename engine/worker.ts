@@ -10,7 +10,7 @@ import { Embedder } from "./embedder.js";
 import { longestTokenBytes } from "./promptBounds.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
-import { RequestSpans, tracedSender } from "./requestSpans.js";
+import { RequestSpans, TracedStates, tracedSender } from "./requestSpans.js";
 import { startTracing, type Tracing } from "../telemetry/tracing.js";
 import { DEFAULT_FAIRNESS_COSTS, DEFAULT_FOLLOW_UP_MS, PROTOCOL_VERSION, type FromWorker, type ToWorker, type WorkerOptions } from "./protocol.js";
 
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
       outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
     },
-  }, emit, kv);
+  }, emit, kv && spans ? new TracedStates(kv, spans, tracing.tracer) : kv);
   // Inputs as long as a slot's context: the limit clients already know from /v1/models.
   const generation = engine;
   embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() }, send);

@@ -28,6 +28,20 @@ export function tracingRequested(env: NodeJS.ProcessEnv = process.env): boolean 
 /** The no-op tracer, for when tracing is off (its spans record nothing and cost next to nothing). */
 export const noTracing: Tracing = { enabled: false, tracer: trace.getTracer("llamux"), shutdown: async () => undefined };
 
+/** This process's tracing, once started (childSpan starts its spans with its tracer). */
+let current: Tracing = noTracing;
+
+/**
+ * A child of the active span, or null when no span records (tracing off, or a
+ * request not sampled): callers build attributes only for a span they got, so
+ * an untraced request allocates nothing here. The child is not made active.
+ */
+export function childSpan(name: string): Span | null {
+  const parent = trace.getActiveSpan();
+  if (!parent?.isRecording()) return null;
+  return current.tracer.startSpan(name);
+}
+
 /**
  * Starts the SDK when the environment asks for it: a tracer provider with the
  * OTLP/HTTP exporter behind a batch processor, W3C trace-context propagation
@@ -47,11 +61,12 @@ export async function startTracing(component: "front" | "engine", version: strin
   const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
   provider.register();
   let done: Promise<void> | null = null;
-  return {
+  current = {
     enabled: true,
     tracer: trace.getTracer("llamux", version),
     shutdown: () => (done ??= provider.shutdown().catch(() => undefined)),
   };
+  return current;
 }
 
 /** The W3C traceparent (and tracestate) of `span`, to carry its context to another process; null when it records nothing. */

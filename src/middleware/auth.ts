@@ -2,8 +2,10 @@
 // Every /v1 request leaves here with res.locals.tenant set: the key's tenant in
 // multi-tenant mode, ANONYMOUS_TENANT in single-tenant mode (no registry).
 import type { IncomingHttpHeaders } from "node:http";
+import { SpanStatusCode } from "@opentelemetry/api";
 import type { Request, RequestHandler, Response } from "express";
 import type { Refusal } from "../audit/auditLog.js";
+import { childSpan } from "../../telemetry/tracing.js";
 import { ApiError } from "../errors.js";
 import { maskApiKey, secretsEqual } from "../tenants/keys.js";
 import type { TenantRegistry } from "../tenants/registry.js";
@@ -65,19 +67,37 @@ export function authenticate(registry: TenantRegistry | null, onRefused: OnRefus
       next();
     };
   }
-  return (req, res, next) => {
+  // The refusal, or null when res.locals now says whose request it is.
+  const check = (req: Request, res: Response): { reason: Refusal["reason"]; error: ApiError } | null => {
     const key = presentedKey(req.headers);
     if (key === null) {
       onRefused(req, res, { credential: "api_key", reason: "missing", presented: null });
-      throw missingKeyError();
+      return { reason: "missing", error: missingKeyError() };
     }
     const found = registry.authenticateKey(key);
     if (!found) {
       onRefused(req, res, { credential: "api_key", reason: "incorrect", presented: key });
-      throw incorrectKeyError(key);
+      return { reason: "incorrect", error: incorrectKeyError(key) };
     }
     res.locals.tenant = found.tenant;
     res.locals.apiKeyId = found.keyId;
+    return null;
+  };
+  return (req, res, next) => {
+    // A child of the request's span when it is traced: who it is (tenant and
+    // key ids, never the key), or why it was refused.
+    const span = childSpan("llamux.authenticate");
+    const refused = check(req, res);
+    if (span) {
+      if (refused) {
+        span.setAttribute("llamux.auth.result", refused.reason);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      } else {
+        span.setAttributes({ "llamux.auth.result": "ok", "llamux.tenant.id": res.locals.tenant.id, "llamux.api_key.id": res.locals.apiKeyId ?? "" });
+      }
+      span.end();
+    }
+    if (refused) throw refused.error;
     next();
   };
 }

@@ -3,9 +3,9 @@
 // when it ends (refunding what was reserved but not used), and refunded whole
 // when the engine never ran it (a 400 from the engine, a worker restart before
 // admission). The rate-limit headers go on the response before any body byte.
-import { trace } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import type { Request, Response } from "express";
-import { traceHeaders } from "../../telemetry/tracing.js";
+import { childSpan, traceHeaders } from "../../telemetry/tracing.js";
 import { refuseEarly, type EngineEvent, type EngineRequest, type FinishReason, type Usage } from "../../engine/index.js";
 import type { Quota, Reservation } from "../quota/quota.js";
 import type { QueueTicket, ServerQueue } from "../quota/serverQueue.js";
@@ -59,18 +59,30 @@ export class QuotaGate {
   static async open(ledger: Quota, queue: ServerQueue | null, metrics: Metrics, tenant: Tenant, res: Response, estimate: () => number): Promise<QuotaGate> {
     let estimated: number | null = null;
     const once = () => (estimated ??= estimate());
-    const result = await ledger.reserve(tenant, { estimatedTokens: hasTokenLimit(tenant.limits) ? once() : 0 });
+    // A child of the request's span when it is traced: the tenant's quota
+    // decision (admitted, or the reason for the 429 or 503) and its time.
+    const span = childSpan("llamux.quota.reserve");
+    let result: Awaited<ReturnType<Quota["reserve"]>>;
+    try {
+      result = await ledger.reserve(tenant, { estimatedTokens: hasTokenLimit(tenant.limits) ? once() : 0 });
+    } catch (err) {
+      if (span) endQuotaSpan(span, tenant, "error", estimated);
+      throw err;
+    }
     if (!result.ok) {
       metrics.rejections.inc({ tenant: tenant.id, reason: rejectionReason(result.error) });
+      if (span) endQuotaSpan(span, tenant, rejectionReason(result.error), estimated);
       throw result.error;
     }
     // After the await: the server queue is checked and entered in one tick.
     if (queue && !queue.hasRoom()) {
       void ledger.cancel(result.reservation).catch(() => undefined);
       metrics.rejections.inc({ tenant: tenant.id, reason: "server_queue_full" });
+      if (span) endQuotaSpan(span, tenant, "server_queue_full", estimated);
       throw queue.fullError();
     }
     res.set(result.headers);
+    if (span) endQuotaSpan(span, tenant, "admitted", estimated);
     return new QuotaGate(ledger, tenant, result.reservation, queue?.enter() ?? null, once);
   }
 
@@ -86,7 +98,15 @@ export class QuotaGate {
    */
   async confirm(boundTokens: number): Promise<void> {
     if (this.state !== "reserved" || !hasTokenLimit(this.tenant.limits)) return;
-    const error = await this.ledger.resize(this.tenant, this.reservation, boundTokens, true);
+    const span = childSpan("llamux.quota.confirm");
+    let error: ApiError | null;
+    try {
+      error = await this.ledger.resize(this.tenant, this.reservation, boundTokens, true);
+    } catch (err) {
+      if (span) endQuotaSpan(span, this.tenant, "error", boundTokens);
+      throw err;
+    }
+    if (span) endQuotaSpan(span, this.tenant, error ? rejectionReason(error) : "admitted", boundTokens);
     if (!error) return;
     this.state = "settled";
     this.ticket?.close();
@@ -212,6 +232,14 @@ export async function chargeRefusedRequest(deps: RouteDeps, tenant: Tenant, res:
 
 /** The abort reason (and rejection reason) of a request shed by --queue-timeout-ms. */
 const QUEUE_TIMEOUT = "queue_timeout";
+
+/** Ends a quota span with its decision; `tokens`: what was checked against the tenant's token limits (null: none). */
+function endQuotaSpan(span: Span, tenant: Tenant, decision: string, tokens: number | null): void {
+  span.setAttributes({ "llamux.tenant.id": tenant.id, "llamux.quota.decision": decision });
+  if (tokens !== null) span.setAttribute("llamux.quota.tokens", tokens);
+  if (decision !== "admitted") span.setStatus({ code: SpanStatusCode.ERROR });
+  span.end();
+}
 
 function rejectionReason(err: ApiError): string {
   if (err.code === "rate_limit_exceeded") return `rate_limit_${err.type}`;
