@@ -59,7 +59,12 @@ async function attackerRequest(ctx: AttackContext, route: string, init: { method
   if (init.key !== false) headers.authorization = `Bearer ${ctx.attackerKey}`;
   if (init.body !== undefined) headers["content-type"] = "application/json";
   try {
-    const res = await fetch(`${ctx.url}${route}`, { method: init.method ?? (init.body === undefined ? "GET" : "POST"), headers, body: init.body, signal: AbortSignal.timeout(ATTACK_TIMEOUT_MS) });
+    const res = await fetch(`${ctx.url}${route}`, {
+      method: init.method ?? (init.body === undefined ? "GET" : "POST"),
+      headers,
+      body: init.body,
+      signal: AbortSignal.timeout(ATTACK_TIMEOUT_MS),
+    });
     await res.arrayBuffer();
     tally(ctx.outcomes, String(res.status));
   } catch (err) {
@@ -82,14 +87,21 @@ function loop(concurrency: number, send: (i: number) => Promise<void>, limit = I
   return Number.isFinite(limit) ? Object.assign(stop, { done }) : stop;
 }
 
-const chat = (model: string, extra: Record<string, unknown>, content = "Once upon a time") => JSON.stringify({ model, messages: [{ role: "user", content }], max_tokens: 16, ...extra });
+const chat = (model: string, extra: Record<string, unknown>, content = "Once upon a time") =>
+  JSON.stringify({ model, messages: [{ role: "user", content }], max_tokens: 16, ...extra });
 
 export const ATTACKS: readonly Attack[] = [
   {
     id: "1",
     name: "grammar-constrained request with repeat_penalty 0",
     start: (ctx) => {
-      const body = chat(ctx.model, { repeat_penalty: 0, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "string" } }, required: ["a"] } } } });
+      const body = chat(ctx.model, {
+        repeat_penalty: 0,
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "string" } }, required: ["a"] } },
+        },
+      });
       return loop(1, () => attackerRequest(ctx, "/v1/chat/completions", { body }));
     },
   },
@@ -107,7 +119,9 @@ export const ATTACKS: readonly Attack[] = [
     name: "JSON schema with a 100,000-value enum",
     start: (ctx) => {
       const values = Array.from({ length: 100_000 }, (_, i) => `v${i}`);
-      const body = chat(ctx.model, { response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { enum: values } }, required: ["a"] } } } });
+      const body = chat(ctx.model, {
+        response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { enum: values } }, required: ["a"] } } },
+      });
       return loop(2, () => attackerRequest(ctx, "/v1/chat/completions", { body }));
     },
   },
@@ -140,10 +154,19 @@ export const ATTACKS: readonly Attack[] = [
       const requests: http.ClientRequest[] = [];
       for (let i = 0; i < 8; i++) {
         const u = new URL(`${ctx.url}/v1/chat/completions`);
-        const req = http.request({ hostname: u.hostname, port: u.port, path: u.pathname, method: "POST", headers: { authorization: `Bearer ${ctx.attackerKey}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
-          tally(ctx.outcomes, String(res.statusCode));
-          res.pause();
-        });
+        const req = http.request(
+          {
+            hostname: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            method: "POST",
+            headers: { authorization: `Bearer ${ctx.attackerKey}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+          },
+          (res) => {
+            tally(ctx.outcomes, String(res.statusCode));
+            res.pause();
+          },
+        );
         req.on("error", () => undefined);
         req.end(body);
         requests.push(req);
@@ -157,7 +180,10 @@ export const ATTACKS: readonly Attack[] = [
     id: "10",
     name: "embeddings with 128 large inputs",
     start: (ctx) => {
-      const body = JSON.stringify({ model: ctx.model, input: Array.from({ length: 128 }, (_, i) => `${i} ${"once upon a time there was a little cat ".repeat(20)}`) });
+      const body = JSON.stringify({
+        model: ctx.model,
+        input: Array.from({ length: 128 }, (_, i) => `${i} ${"once upon a time there was a little cat ".repeat(20)}`),
+      });
       return loop(2, () => attackerRequest(ctx, "/v1/embeddings", { body }));
     },
   },
@@ -165,7 +191,8 @@ export const ATTACKS: readonly Attack[] = [
     id: "11",
     name: "repeated crash requests ('#' on TinyStories-656K)",
     skip: (model) => (/656k/i.test(model) ? null : `needs --serve TinyStories-656K-Q8_0.gguf (serving '${model}', whose vocabulary has '#')`),
-    start: (ctx) => loop(1, () => attackerRequest(ctx, "/v1/completions", { body: JSON.stringify({ model: ctx.model, prompt: "# Chapter one", max_tokens: 4 }) })),
+    start: (ctx) =>
+      loop(1, () => attackerRequest(ctx, "/v1/completions", { body: JSON.stringify({ model: ctx.model, prompt: "# Chapter one", max_tokens: 4 }) })),
   },
 ];
 
@@ -216,7 +243,9 @@ async function victimPhase(url: string, key: string, model: string, probes: numb
   const deadline = performance.now() + PHASE_DEADLINE_MS;
   for (let i = 0; i < probes || (!ended && performance.now() < deadline); i++) {
     const left = deadline - performance.now();
-    out.push(left <= 0 ? { ok: false, error: "not sent: the phase's deadline passed" } : await victimRequest(url, key, model, Math.min(ATTACK_TIMEOUT_MS, left)));
+    out.push(
+      left <= 0 ? { ok: false, error: "not sent: the phase's deadline passed" } : await victimRequest(url, key, model, Math.min(ATTACK_TIMEOUT_MS, left)),
+    );
   }
   return out;
 }
@@ -268,7 +297,13 @@ async function startInWorker(id: string, ctx: Omit<AttackContext, "outcomes">, o
 async function waitReady(url: string, timeoutMs: number): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
-    if (await fetch(`${url}/ready`).then((r) => r.status === 200, () => false)) return true;
+    if (
+      await fetch(`${url}/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      return true;
     await new Promise((r) => setTimeout(r, 250));
   }
   return false;
@@ -283,11 +318,18 @@ export interface AttackOptions {
 }
 
 export function parseAttackArgs(argv: string[]): AttackOptions | null {
-  const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { serve: { type: "string" }, rows: { type: "string" }, probes: { type: "string" }, json: { type: "string" }, help: { type: "boolean" } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { serve: { type: "string" }, rows: { type: "string" }, probes: { type: "string" }, json: { type: "string" }, help: { type: "boolean" } },
+  });
   if (values.help) return null;
   if (!values.serve) throw new UsageError("bench attack needs --serve FILE (it starts its own server, with generated tenants; see --help)");
   if (!fs.existsSync(values.serve)) throw new UsageError(`--serve: no such file '${values.serve}'`);
-  for (const a of positionals) if (a === "--tenants" || a.startsWith("--tenants=") || a === "--host" || a.startsWith("--host=")) throw new UsageError(`bench attack sets ${a.split("=")[0]} itself`);
+  for (const a of positionals)
+    if (a === "--tenants" || a.startsWith("--tenants=") || a === "--host" || a.startsWith("--host="))
+      throw new UsageError(`bench attack sets ${a.split("=")[0]} itself`);
   const known = ATTACKS.map((a) => a.id);
   const rows = values.rows === undefined ? known : values.rows.split(",").map((r) => r.trim());
   for (const r of rows) if (!known.includes(r)) throw new UsageError(`--rows: no attempt '${r}' (there are ${known.join(", ")})`);
@@ -303,7 +345,15 @@ export async function attackMain(argv: string[], help: string): Promise<number> 
   const attackerKey = generateApiKey();
   const victimKey = generateApiKey();
   const tenantsFile = path.join(dir, "tenants.json");
-  fs.writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ id: "attacker", keys: [hashApiKey(attackerKey)] }, { id: "victim", keys: [hashApiKey(victimKey)] }] }));
+  fs.writeFileSync(
+    tenantsFile,
+    JSON.stringify({
+      tenants: [
+        { id: "attacker", keys: [hashApiKey(attackerKey)] },
+        { id: "victim", keys: [hashApiKey(victimKey)] },
+      ],
+    }),
+  );
   const dataArgs = o.serveArgs.some((a) => a === "--data-dir" || a.startsWith("--data-dir=")) ? [] : ["--data-dir", path.join(dir, "data")];
   const args = [...o.serveArgs, "--tenants", tenantsFile, ...dataArgs];
   console.error(`starting llamux serve --model ${o.file} ${args.join(" ")} ...`);
@@ -352,7 +402,13 @@ export async function attackMain(argv: string[], help: string): Promise<number> 
   }
   console.log(attackTable(rows));
   if (o.json) {
-    const report = { kind: "attack", model: o.file, serveArgs: o.serveArgs, probes: o.probes, rows: rows.map((r) => ({ ...r, stats: r.skipped ? null : rowStats(r) })) };
+    const report = {
+      kind: "attack",
+      model: o.file,
+      serveArgs: o.serveArgs,
+      probes: o.probes,
+      rows: rows.map((r) => ({ ...r, stats: r.skipped ? null : rowStats(r) })),
+    };
     // As reportJson: a NaN (no successful sample) is written as null.
     fs.writeFileSync(o.json, `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`);
     console.error(`wrote ${o.json}`);

@@ -28,7 +28,9 @@ const { values } = parseArgs({
   },
 });
 if (!values.model) {
-  console.error("usage: node dist/bench/batch.js --model FILE [--slots 4] [--interactive 2] [--duration-s 30] [--requests 500] [--max-tokens 64] [--threads N] [--json FILE]");
+  console.error(
+    "usage: node dist/bench/batch.js --model FILE [--slots 4] [--interactive 2] [--duration-s 30] [--requests 500] [--max-tokens 64] [--threads N] [--json FILE]",
+  );
   process.exit(2);
 }
 const num = (name: keyof typeof values) => Number(values[name]);
@@ -37,7 +39,17 @@ const N = num("requests");
 const C = num("interactive");
 const durationMs = num("duration-s") * 1000;
 
-const srv = await startLlamux(values.model, ["--slots", String(slots), "--ctx-per-slot", values["ctx-per-slot"]!, ...(values.threads ? ["--threads", values.threads] : []), "--queue-timeout-ms", "0", "--max-queued", String(Math.max(64, N))]);
+const srv = await startLlamux(values.model, [
+  "--slots",
+  String(slots),
+  "--ctx-per-slot",
+  values["ctx-per-slot"]!,
+  ...(values.threads ? ["--threads", values.threads] : []),
+  "--queue-timeout-ms",
+  "0",
+  "--max-queued",
+  String(Math.max(64, N)),
+]);
 const base: Omit<LoadOptions, "concurrency" | "requests"> = {
   url: srv.url,
   model: srv.model,
@@ -90,7 +102,13 @@ async function batch(n: number, firstIndex: number): Promise<{ seconds: number; 
   form.append("file", new Blob([lines.join("\n")]), "bench.jsonl");
   const file = (await (await fetch(`${srv.url}/v1/files`, { method: "POST", body: form })).json()) as { id: string };
   const t0 = performance.now();
-  const created = (await (await fetch(`${srv.url}/v1/batches`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }) })).json()) as { id: string };
+  const created = (await (
+    await fetch(`${srv.url}/v1/batches`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    })
+  ).json()) as { id: string };
   for (;;) {
     const b = (await (await fetch(`${srv.url}/v1/batches/${created.id}`)).json()) as { status: string; usage: { output_tokens: number }; errors: unknown };
     if (["completed", "failed", "cancelled", "expired"].includes(b.status)) {

@@ -92,7 +92,9 @@ export function ceilingContextSize(opts: Pick<CeilingOptions, "promptTokens" | "
   const needed = opts.promptTokens + opts.maxTokens;
   if (opts.contextPerSequence === null) return needed + 64;
   if (opts.contextPerSequence < needed) {
-    throw new RangeError(`a context of ${opts.contextPerSequence} tokens per sequence cannot hold ${opts.promptTokens} prompt + ${opts.maxTokens} output tokens`);
+    throw new RangeError(
+      `a context of ${opts.contextPerSequence} tokens per sequence cannot hold ${opts.promptTokens} prompt + ${opts.maxTokens} output tokens`,
+    );
   }
   return opts.contextPerSequence;
 }
@@ -115,7 +117,8 @@ export async function runCeiling(opts: CeilingOptions): Promise<CeilingLevel[]> 
       const tokenBias = banEndOfGeneration(model);
       const vocab = promptVocabulary(model);
       let salt = 0;
-      const round = (c: number) => lockstepRound(sequences.slice(0, c), opts.maxTokens, tokenBias, () => randomPrompt(vocab, model.tokens.bos, opts.promptTokens, salt++));
+      const round = (c: number) =>
+        lockstepRound(sequences.slice(0, c), opts.maxTokens, tokenBias, () => randomPrompt(vocab, model.tokens.bos, opts.promptTokens, salt++));
 
       await round(Math.min(maxC, opts.concurrency[0]!)); // warm-up, untimed: first-use allocations and caches
       const levels: CeilingLevel[] = [];

@@ -117,7 +117,6 @@ ${QUOTA_HELP}
       many server files as ceiling files, given in the order measured, the median of the k-th
       server run over the k-th ceiling run; otherwise median over median.`;
 
-
 const GPU_MODES: readonly GpuMode[] = ["auto", "off", "cuda", "vulkan"];
 /** --prompt-seed values: promptFor is exact below ~3e6, and a run uses a few hundred indices past its seed. */
 const PROMPT_SEEDS = 1_000_000;
@@ -189,8 +188,17 @@ async function ceilingMain(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" }, "prompt-tokens": { type: "string" },
-      "max-tokens": { type: "string" }, "ctx-per-slot": { type: "string" }, slots: { type: "string" }, threads: { type: "string" }, gpu: { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+      model: { type: "string" },
+      concurrency: { type: "string" },
+      requests: { type: "string" },
+      "prompt-tokens": { type: "string" },
+      "max-tokens": { type: "string" },
+      "ctx-per-slot": { type: "string" },
+      slots: { type: "string" },
+      threads: { type: "string" },
+      gpu: { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -216,10 +224,15 @@ async function ceilingMain(argv: string[]): Promise<number> {
     throw new UsageError(`--ctx-per-slot: ${(err as Error).message}`);
   }
   if (process.env[CEILING_CHILD] !== "1") return rerunAsEngineProcess();
-  console.error(`ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${contextSize}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`);
+  console.error(
+    `ceiling: ${shape.modelPath}, ${shape.promptTokens}-token prompts, ${shape.maxTokens} output tokens, ${contextSize}-token context per sequence, ${shape.threads} threads, gpu ${gpu}`,
+  );
   const levels = await runCeiling({
     ...shape,
-    onLevel: (l) => console.error(`ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`),
+    onLevel: (l) =>
+      console.error(
+        `ceiling c=${l.concurrency}: ${l.rounds} rounds, ${l.outputTokens} tokens in ${l.seconds.toFixed(2)} s = ${l.outputTokensPerSecond.toFixed(1)} tok/s`,
+      ),
   });
   console.log(ceilingTable(levels));
   const env = Object.fromEntries(Object.keys(ENGINE_ENV).map((k) => [k, process.env[k] ?? null]));
@@ -233,12 +246,27 @@ async function loadMain(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      url: { type: "string" }, model: { type: "string" }, concurrency: { type: "string" }, requests: { type: "string" },
-      "prompt-tokens": { type: "string" }, "max-tokens": { type: "string" }, "api-key": { type: "string" }, endpoint: { type: "string" },
-      "no-ignore-eos": { type: "boolean" }, "timeout-ms": { type: "string" }, json: { type: "string" }, "ceiling-json": { type: "string" },
-      tenants: { type: "string" }, "tenant-keys": { type: "string" }, "tenant-max-tokens": { type: "string" },
-      "tenant-prompt-tokens": { type: "string" }, "duration-s": { type: "string" }, solo: { type: "string" }, warmup: { type: "string" },
-      "prompt-seed": { type: "string" }, help: { type: "boolean" },
+      url: { type: "string" },
+      model: { type: "string" },
+      concurrency: { type: "string" },
+      requests: { type: "string" },
+      "prompt-tokens": { type: "string" },
+      "max-tokens": { type: "string" },
+      "api-key": { type: "string" },
+      endpoint: { type: "string" },
+      "no-ignore-eos": { type: "boolean" },
+      "timeout-ms": { type: "string" },
+      json: { type: "string" },
+      "ceiling-json": { type: "string" },
+      tenants: { type: "string" },
+      "tenant-keys": { type: "string" },
+      "tenant-max-tokens": { type: "string" },
+      "tenant-prompt-tokens": { type: "string" },
+      "duration-s": { type: "string" },
+      solo: { type: "string" },
+      warmup: { type: "string" },
+      "prompt-seed": { type: "string" },
+      help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -277,7 +305,12 @@ async function loadMain(argv: string[]): Promise<number> {
     );
     return tenantsMain(
       {
-        url: shape.url, model: shape.model, endpoint, ignoreEos: shape.ignoreEos, timeoutMs: shape.timeoutMs, tenants: specs,
+        url: shape.url,
+        model: shape.model,
+        endpoint,
+        ignoreEos: shape.ignoreEos,
+        timeoutMs: shape.timeoutMs,
+        tenants: specs,
         durationS: fixedRequests === null ? positiveNumber("duration-s", values["duration-s"], 30) : null,
         requestsPerTenant: fixedRequests,
       },
@@ -313,13 +346,27 @@ async function loadMain(argv: string[]): Promise<number> {
     results.push(r);
   }
   console.log(loadTable(results, ceiling));
-  writeFile(values.json, reportJson({ kind: "load", url: shape.url, model: shape.model, endpoint, promptTokens: shape.promptTokens, maxTokens: shape.maxTokens, ignoreEos: shape.ignoreEos, levels: results }));
+  writeFile(
+    values.json,
+    reportJson({
+      kind: "load",
+      url: shape.url,
+      model: shape.model,
+      endpoint,
+      promptTokens: shape.promptTokens,
+      maxTokens: shape.maxTokens,
+      ignoreEos: shape.ignoreEos,
+      levels: results,
+    }),
+  );
   return results.some((r) => r.errors > 0) ? 1 : 0;
 }
 
 async function tenantsMain(w: TenantWorkload, solo: string[], json: string | undefined): Promise<number> {
   const what = w.durationS === null ? `${w.requestsPerTenant} requests each` : `${w.durationS} s`;
-  console.error(`tenants ${w.tenants.map((t) => `${t.name}:${t.inFlight}`).join(",")} for ${what} against ${w.url}${solo.length ? `, then alone: ${solo.join(", ")}` : ""} ...`);
+  console.error(
+    `tenants ${w.tenants.map((t) => `${t.name}:${t.inFlight}`).join(",")} for ${what} against ${w.url}${solo.length ? `, then alone: ${solo.join(", ")}` : ""} ...`,
+  );
   const phases = await runTenantWorkload(w, solo, (p) => {
     for (const t of p.tenants) {
       console.error(
@@ -332,7 +379,13 @@ async function tenantsMain(w: TenantWorkload, solo: string[], json: string | und
   writeFile(
     json,
     reportJson({
-      kind: "tenants", url: w.url, model: w.model, endpoint: w.endpoint, ignoreEos: w.ignoreEos, durationS: w.durationS, requestsPerTenant: w.requestsPerTenant,
+      kind: "tenants",
+      url: w.url,
+      model: w.model,
+      endpoint: w.endpoint,
+      ignoreEos: w.ignoreEos,
+      durationS: w.durationS,
+      requestsPerTenant: w.requestsPerTenant,
       tenants: w.tenants.map(({ apiKey, ...t }) => ({ ...t, apiKey: apiKey !== undefined })),
       phases,
     }),
@@ -373,16 +426,27 @@ async function multiturnMain(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      url: { type: "string" }, model: { type: "string" }, tenants: { type: "string" }, conversations: { type: "string" }, turns: { type: "string" },
-      "system-tokens": { type: "string" }, "user-tokens": { type: "string" }, "max-tokens": { type: "string" }, "tenant-keys": { type: "string" },
-      "think-ms": { type: "string" }, "timeout-ms": { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+      url: { type: "string" },
+      model: { type: "string" },
+      tenants: { type: "string" },
+      conversations: { type: "string" },
+      turns: { type: "string" },
+      "system-tokens": { type: "string" },
+      "user-tokens": { type: "string" },
+      "max-tokens": { type: "string" },
+      "tenant-keys": { type: "string" },
+      "think-ms": { type: "string" },
+      "timeout-ms": { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
   if (!values.url || !values.model) throw new UsageError("bench multiturn needs --url URL and --model ID (see --help)");
   const tenants = positiveInt("tenants", values.tenants, 4);
   const tenantKeys = values["tenant-keys"] === undefined ? [] : values["tenant-keys"].split(",").map((k) => k.trim());
-  if (tenantKeys.length > 0 && tenantKeys.length !== tenants) throw new UsageError(`--tenant-keys needs one key per tenant (${tenants}), got ${tenantKeys.length}`);
+  if (tenantKeys.length > 0 && tenantKeys.length !== tenants)
+    throw new UsageError(`--tenant-keys needs one key per tenant (${tenants}), got ${tenantKeys.length}`);
   const o = {
     url: values.url,
     model: values.model,
@@ -412,9 +476,19 @@ async function clusterMain(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      model: { type: "string" }, replicas: { type: "string" }, "replica-args": { type: "string" }, "check-interval-ms": { type: "string" },
-      conversations: { type: "string" }, turns: { type: "string" }, "system-tokens": { type: "string" }, "user-tokens": { type: "string" },
-      "max-tokens": { type: "string" }, "think-ms": { type: "string" }, "timeout-ms": { type: "string" }, json: { type: "string" }, help: { type: "boolean" },
+      model: { type: "string" },
+      replicas: { type: "string" },
+      "replica-args": { type: "string" },
+      "check-interval-ms": { type: "string" },
+      conversations: { type: "string" },
+      turns: { type: "string" },
+      "system-tokens": { type: "string" },
+      "user-tokens": { type: "string" },
+      "max-tokens": { type: "string" },
+      "think-ms": { type: "string" },
+      "timeout-ms": { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean" },
     },
   });
   if (values.help) return (console.log(HELP), 0);
@@ -435,7 +509,9 @@ async function clusterMain(argv: string[]): Promise<number> {
       timeoutMs: positiveInt("timeout-ms", values["timeout-ms"], 600_000),
     },
   };
-  console.error(`cluster: ${o.replicas} replicas, ${o.workload.conversationsPerTenant} conversations x ${o.workload.turns} turns, affinity then round robin ...`);
+  console.error(
+    `cluster: ${o.replicas} replicas, ${o.workload.conversationsPerTenant} conversations x ${o.workload.turns} turns, affinity then round robin ...`,
+  );
   const results = await runClusterBench(o, (line) => console.error(line));
   console.log(clusterTable(results));
   writeFile(values.json, reportJson({ kind: "cluster", ...o, results }));

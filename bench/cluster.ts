@@ -62,7 +62,7 @@ export function roundRobinConfig(bind: string, statsSocket: string, servers: rea
 function metricSum(text: string, name: string, labelFilter = ""): number {
   let sum = 0;
   for (const line of text.split("\n")) {
-    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     if (labelFilter && !line.includes(labelFilter)) continue;
     sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
@@ -97,7 +97,11 @@ async function runMode(mode: BalanceMode, o: ClusterBenchOptions, binary: string
     const perReplica = [];
     for (const r of replicas) {
       const text = await (await fetch(`${r.process.url}/metrics`)).text();
-      perReplica.push({ name: r.server.name, prefilledTokens: metricSum(text, "llamux_prefilled_tokens_total"), stepSeconds: metricSum(text, "llamux_engine_loop_seconds_total", 'phase="step"') });
+      perReplica.push({
+        name: r.server.name,
+        prefilledTokens: metricSum(text, "llamux_prefilled_tokens_total"),
+        stepSeconds: metricSum(text, "llamux_engine_loop_seconds_total", 'phase="step"'),
+      });
     }
     return {
       mode,

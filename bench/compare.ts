@@ -17,7 +17,10 @@ const median = (xs: number[]) => percentile(xs, 50);
 export function compare(ceilingRuns: CeilingLevel[][], servers: Array<{ name: string; runs: LevelResult[][] }>): CompareRow[] {
   const levels = [...new Set(ceilingRuns.flat().map((l) => l.concurrency))].sort((a, b) => a - b);
   return levels.map((c) => {
-    const ceilings = ceilingRuns.flat().filter((l) => l.concurrency === c).map((l) => l.outputTokensPerSecond);
+    const ceilings = ceilingRuns
+      .flat()
+      .filter((l) => l.concurrency === c)
+      .map((l) => l.outputTokensPerSecond);
     const ceiling = median(ceilings);
     return {
       concurrency: c,
@@ -71,5 +74,10 @@ export function compareMain(args: { ceiling: string[]; servers: string[] }): str
     if (!name || !files) throw new Error(`--server wants NAME=FILE[,FILE...], got '${spec}'`);
     return { name, runs: files.split(",").map((f) => read<LevelResult>(f)) };
   });
-  return compareTable(compare(args.ceiling.map((f) => read<CeilingLevel>(f)), servers));
+  return compareTable(
+    compare(
+      args.ceiling.map((f) => read<CeilingLevel>(f)),
+      servers,
+    ),
+  );
 }

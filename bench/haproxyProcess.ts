@@ -97,7 +97,10 @@ export async function startHaproxy(o: HaproxyStart): Promise<Haproxy> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (gone) throw new Error(`haproxy exited: ${log}`);
-    const up = await command("show info").then(() => true, () => false);
+    const up = await command("show info").then(
+      () => true,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline) {
       await stop();
@@ -117,7 +120,13 @@ export async function startHaproxy(o: HaproxyStart): Promise<Haproxy> {
       return rows
         .map((r) => r.split(","))
         .filter((f) => f[at("svname")] !== "FRONTEND" && f[at("svname")] !== "BACKEND")
-        .map((f) => ({ backend: f[at("pxname")]!, server: f[at("svname")]!, status: f[at("status")]!, weight: Number(f[at("weight")]), total: Number(f[at("stot")]) }));
+        .map((f) => ({
+          backend: f[at("pxname")]!,
+          server: f[at("svname")]!,
+          status: f[at("status")]!,
+          weight: Number(f[at("weight")]),
+          total: Number(f[at("stot")]),
+        }));
     },
     log: () => log,
     stop,

@@ -57,7 +57,10 @@ export async function startLlamux(modelFile: string, args: readonly string[], ti
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (gone) throw new Error(`llamux serve exited before it was ready: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
-    const ready = await fetch(`${url}/ready`).then((r) => r.status === 200, () => false);
+    const ready = await fetch(`${url}/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready) break;
     if (performance.now() > deadline) {
       await stop(5000);

@@ -94,7 +94,10 @@ export function promptFor(index: number, tokens: number): string {
   return words.join(" ");
 }
 
-export function requestBody(opts: Pick<LoadOptions, "model" | "maxTokens" | "promptTokens" | "endpoint" | "ignoreEos">, index: number): Record<string, unknown> {
+export function requestBody(
+  opts: Pick<LoadOptions, "model" | "maxTokens" | "promptTokens" | "endpoint" | "ignoreEos">,
+  index: number,
+): Record<string, unknown> {
   const prompt = promptFor(index, opts.promptTokens);
   return {
     model: opts.model,

@@ -71,7 +71,11 @@ interface FinalChunk {
 }
 
 /** One streamed turn; never throws. */
-async function turn(o: MultiturnOptions, apiKey: string | undefined, messages: Message[]): Promise<{ text: string; sample: Omit<TurnSample, "tenant" | "conversation" | "turn"> }> {
+async function turn(
+  o: MultiturnOptions,
+  apiKey: string | undefined,
+  messages: Message[],
+): Promise<{ text: string; sample: Omit<TurnSample, "tenant" | "conversation" | "turn"> }> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), o.timeoutMs);
   const started = performance.now();
@@ -86,7 +90,13 @@ async function turn(o: MultiturnOptions, apiKey: string | undefined, messages: M
       method: "POST",
       headers: { "content-type": "application/json", ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
       body: JSON.stringify({
-        model: o.model, messages, max_tokens: o.maxTokens, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true },
+        model: o.model,
+        messages,
+        max_tokens: o.maxTokens,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
       }),
       signal: abort.signal,
     });
@@ -176,7 +186,10 @@ export function multiturnTable(r: MultiturnResult): string {
   const lines = [
     "| turn | requests | errors | TTFT mean ms | TTFT p99 ms | prompt tokens (mean) | prefilled tokens (mean) | prefilled tokens (total) |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ...r.perTurn.map((t) => `| ${t.turn} | ${t.requests} | ${t.errors} | ${f(t.ttftMs.mean)} | ${f(t.ttftMs.p99)} | ${f(t.promptTokensMean)} | ${f(t.prefillTokensMean)} | ${t.prefillTokensTotal} |`),
+    ...r.perTurn.map(
+      (t) =>
+        `| ${t.turn} | ${t.requests} | ${t.errors} | ${f(t.ttftMs.mean)} | ${f(t.ttftMs.p99)} | ${f(t.promptTokensMean)} | ${f(t.prefillTokensMean)} | ${t.prefillTokensTotal} |`,
+    ),
     `| 3+ | ${r.fromTurn3.requests} | | ${f(r.fromTurn3.ttftMs.mean)} | ${f(r.fromTurn3.ttftMs.p99)} | | | ${r.fromTurn3.prefillTokensTotal} |`,
   ];
   return lines.join("\n");

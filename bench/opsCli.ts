@@ -37,9 +37,18 @@ export const OPS_HELP = `  llamux bench soak (--url URL --model ID [--pid PID] |
         --pid, --serve, --prompt-tokens, --max-tokens, --endpoint, --api-key, --seed, --json   as above`;
 
 const COMMON = {
-  url: { type: "string" }, model: { type: "string" }, pid: { type: "string" }, serve: { type: "string" },
-  "prompt-tokens": { type: "string" }, "max-tokens": { type: "string" }, endpoint: { type: "string" }, "api-key": { type: "string" },
-  seed: { type: "string" }, json: { type: "string" }, "timeout-ms": { type: "string" }, help: { type: "boolean" },
+  url: { type: "string" },
+  model: { type: "string" },
+  pid: { type: "string" },
+  serve: { type: "string" },
+  "prompt-tokens": { type: "string" },
+  "max-tokens": { type: "string" },
+  endpoint: { type: "string" },
+  "api-key": { type: "string" },
+  seed: { type: "string" },
+  json: { type: "string" },
+  "timeout-ms": { type: "string" },
+  help: { type: "boolean" },
 } as const;
 
 function number(name: string, raw: string | undefined, fallback: number, check: (n: number) => boolean, what: string): number {
@@ -48,7 +57,8 @@ function number(name: string, raw: string | undefined, fallback: number, check: 
   if (raw.trim() === "" || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} must be ${what}, got '${raw}'`);
   return n;
 }
-const posInt = (name: string, raw: string | undefined, fallback: number) => number(name, raw, fallback, (n) => Number.isSafeInteger(n) && n > 0, "a positive integer");
+const posInt = (name: string, raw: string | undefined, fallback: number) =>
+  number(name, raw, fallback, (n) => Number.isSafeInteger(n) && n > 0, "a positive integer");
 const posNum = (name: string, raw: string | undefined, fallback: number) => number(name, raw, fallback, (n) => n > 0, "a positive number");
 
 interface Target {
@@ -118,7 +128,13 @@ export async function soakMain(argv: string[], help: string): Promise<number> {
     args: argv,
     strict: true,
     allowPositionals: true,
-    options: { ...COMMON, minutes: { type: "string" }, concurrency: { type: "string" }, "cancel-fraction": { type: "string" }, "cancel-max-tokens": { type: "string" } },
+    options: {
+      ...COMMON,
+      minutes: { type: "string" },
+      concurrency: { type: "string" },
+      "cancel-fraction": { type: "string" },
+      "cancel-max-tokens": { type: "string" },
+    },
   });
   if (values.help) return (console.log(help), 0);
   const t = target(values, positionals);
@@ -144,7 +160,10 @@ export async function soakMain(argv: string[], help: string): Promise<number> {
     console.log(soakTable(r));
     const { samples, ...rssSummaries } = r.rss;
     writeJson(values.json, reportJson({ kind: "soak", url, model, minutes, ...o, result: { ...r, rss: { ...rssSummaries, samples } } }));
-    if (!soakPassed(r)) console.error(`soak FAILED: ${[...r.accounting.mismatches, ...(r.afterSettle.slotsBusy ? [`${r.afterSettle.slotsBusy} slots still busy`] : [])].join("; ")}`);
+    if (!soakPassed(r))
+      console.error(
+        `soak FAILED: ${[...r.accounting.mismatches, ...(r.afterSettle.slotsBusy ? [`${r.afterSettle.slotsBusy} slots still busy`] : [])].join("; ")}`,
+      );
     return soakPassed(r) ? 0 : 1;
   });
 }
@@ -154,7 +173,14 @@ export async function overloadMain(argv: string[], help: string): Promise<number
     args: argv,
     strict: true,
     allowPositionals: true,
-    options: { ...COMMON, factor: { type: "string" }, rate: { type: "string" }, "duration-s": { type: "string" }, concurrency: { type: "string" }, "unbounded-too": { type: "boolean" } },
+    options: {
+      ...COMMON,
+      factor: { type: "string" },
+      rate: { type: "string" },
+      "duration-s": { type: "string" },
+      concurrency: { type: "string" },
+      "unbounded-too": { type: "boolean" },
+    },
   });
   if (values.help) return (console.log(help), 0);
   const t = target(values, positionals);

@@ -54,7 +54,9 @@ export interface RssRange {
 
 export interface OverloadResult {
   /** The closed-loop measurement; null when --rate was given. */
-  capacity: (Pick<LevelResult, "concurrency" | "requests" | "completed" | "errors" | "wallSeconds" | "ttftMs" | "e2eMs"> & { requestsPerSecond: number }) | null;
+  capacity:
+    | (Pick<LevelResult, "concurrency" | "requests" | "completed" | "errors" | "wallSeconds" | "ttftMs" | "e2eMs"> & { requestsPerSecond: number })
+    | null;
   offeredPerSecond: number;
   durationMs: number;
   sent: number;
@@ -122,11 +124,19 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadResult> {
       const r = await runLoad({ ...load, concurrency: slots, requests: 4 * slots });
       if (r.completed === 0) throw new Error(`the capacity phase completed no request: ${r.errorSamples.join(" | ")}`);
       capacity = {
-        concurrency: r.concurrency, requests: r.requests, completed: r.completed, errors: r.errors, wallSeconds: r.wallSeconds,
-        ttftMs: r.ttftMs, e2eMs: r.e2eMs, requestsPerSecond: r.completed / r.wallSeconds,
+        concurrency: r.concurrency,
+        requests: r.requests,
+        completed: r.completed,
+        errors: r.errors,
+        wallSeconds: r.wallSeconds,
+        ttftMs: r.ttftMs,
+        e2eMs: r.e2eMs,
+        requestsPerSecond: r.completed / r.wallSeconds,
       };
       rate = o.factor * capacity.requestsPerSecond;
-      o.log?.(`capacity: ${slots} streams, ${r.completed}/${r.requests} in ${r.wallSeconds.toFixed(1)} s = ${capacity.requestsPerSecond.toFixed(2)} req/s; offering ${rate.toFixed(2)} req/s for ${o.durationMs / 1000} s`);
+      o.log?.(
+        `capacity: ${slots} streams, ${r.completed}/${r.requests} in ${r.wallSeconds.toFixed(1)} s = ${capacity.requestsPerSecond.toFixed(2)} req/s; offering ${rate.toFixed(2)} req/s for ${o.durationMs / 1000} s`,
+      );
     }
 
     const before = serverCounts(await scrape(o.url, o.apiKey));
@@ -175,16 +185,38 @@ const mib = (b: number | null) => (b === null ? "-" : fixed(b / 1024 / 1024));
 /** One row per run (e.g. bounded and unbounded queue, same offered load). */
 export function overloadTable(runs: ReadonlyArray<{ name: string; result: OverloadResult }>): string {
   const head = [
-    "server", "capacity req/s", "offered req/s", "sent", "admitted", "queue_full", "queue_timeout", "errors",
-    "admitted TTFT p50 ms", "admitted TTFT p99 ms", "admitted E2E p99 ms", "goodput tok/s", "front RSS end MiB", "worker RSS peak MiB",
+    "server",
+    "capacity req/s",
+    "offered req/s",
+    "sent",
+    "admitted",
+    "queue_full",
+    "queue_timeout",
+    "errors",
+    "admitted TTFT p50 ms",
+    "admitted TTFT p99 ms",
+    "admitted E2E p99 ms",
+    "goodput tok/s",
+    "front RSS end MiB",
+    "worker RSS peak MiB",
   ];
   return markdown(
     head,
     runs.map(({ name, result: r }) => [
-      name, r.capacity ? fixed(r.capacity.requestsPerSecond, 2) : "-", fixed(r.offeredPerSecond, 2), String(r.sent), String(r.admitted),
-      String(r.refused.queue_full ?? 0), String(r.refused.queue_timeout ?? 0), String(r.errors),
-      fixed(r.admittedTtftMs.p50), fixed(r.admittedTtftMs.p99), fixed(r.admittedE2eMs.p99), fixed(r.goodputTokensPerSecond, 1),
-      mib(r.rss.front.endBytes), mib(r.rss.worker.peakBytes),
+      name,
+      r.capacity ? fixed(r.capacity.requestsPerSecond, 2) : "-",
+      fixed(r.offeredPerSecond, 2),
+      String(r.sent),
+      String(r.admitted),
+      String(r.refused.queue_full ?? 0),
+      String(r.refused.queue_timeout ?? 0),
+      String(r.errors),
+      fixed(r.admittedTtftMs.p50),
+      fixed(r.admittedTtftMs.p99),
+      fixed(r.admittedE2eMs.p99),
+      fixed(r.goodputTokensPerSecond, 1),
+      mib(r.rss.front.endBytes),
+      mib(r.rss.worker.peakBytes),
     ]),
   );
 }

@@ -33,7 +33,15 @@ export const QUOTA_HELP = `  llamux bench quota [options]
         --json FILE           also write the results as JSON`;
 
 /** Limits every dimension, high enough never to refuse: the full decision runs every time. */
-const LIMITS = { ...DEFAULT_LIMITS, requestsPerMinute: 1e9, tokensPerMinute: 1e9, maxConcurrent: 1e6, maxQueued: 1e6, tokensPerDay: 1e12, lifetimeTokens: 1e15 };
+const LIMITS = {
+  ...DEFAULT_LIMITS,
+  requestsPerMinute: 1e9,
+  tokensPerMinute: 1e9,
+  maxConcurrent: 1e6,
+  maxQueued: 1e6,
+  tokensPerDay: 1e12,
+  lifetimeTokens: 1e15,
+};
 const tenantOf = (i: number): Tenant => ({ id: `bench${i}`, limits: LIMITS, scheduling: DEFAULT_SCHEDULING });
 
 interface Latency {
@@ -93,7 +101,10 @@ export async function quotaMain(argv: string[]): Promise<number> {
     const rounds = 5;
     const samples = { local: [[], []] as number[][], redis: [[], []] as number[][] };
     for (let i = 0; i < rounds; i++) {
-      for (const [name, q] of [["local", local], ["redis", shared]] as const) {
+      for (const [name, q] of [
+        ["local", local],
+        ["redis", shared],
+      ] as const) {
         samples[name][0]!.push(...(await sequential(q, Math.ceil(requests / rounds), false)));
         samples[name][1]!.push(...(await sequential(q, Math.ceil(requests / rounds), true)));
       }
@@ -107,7 +118,9 @@ export async function quotaMain(argv: string[]): Promise<number> {
       redisUsecPerScript: null,
     };
     for (const n of clients) {
-      const qs = await Promise.all(Array.from({ length: n }, async () => new RedisQuota({ redis: await connect(), keyPrefix: prefix, store: new MemoryUsageStore(), tickMs: 0 })));
+      const qs = await Promise.all(
+        Array.from({ length: n }, async () => new RedisQuota({ redis: await connect(), keyPrefix: prefix, store: new MemoryUsageStore(), tickMs: 0 })),
+      );
       result.throughput.push({ clients: n, ...(await closedLoop(qs, tenants, durationS * 1000)) });
       await Promise.all(qs.map((q) => q.close()));
     }
@@ -117,7 +130,7 @@ export async function quotaMain(argv: string[]): Promise<number> {
     await shared.close();
     await redises[0]!.eval(`for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1`, 0, `${prefix}*`);
     console.log(quotaTable(result));
-    if (values.json) fs.writeFileSync(values.json, JSON.stringify(result, null, 2) + "\n");
+    if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
     return 0;
   } finally {
     for (const r of redises) r.disconnect();
@@ -206,7 +219,9 @@ async function startRedisServer(bin: string): Promise<{ url: string; stop(): Pro
       srv.close(() => resolve(p));
     });
   });
-  const child: ChildProcess = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"], { stdio: "ignore" });
+  const child: ChildProcess = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"], {
+    stdio: "ignore",
+  });
   const failed = new Promise<never>((_, reject) => {
     child.once("error", (err) => reject(new UsageError(`cannot start ${bin}: ${err.message} (give --redis-url or --redis-server)`)));
     child.once("exit", (code) => reject(new Error(`${bin} exited with ${code}`)));

@@ -16,18 +16,38 @@ export const fixed = (n: number, digits = 0): string => (Number.isFinite(n) ? n.
 export function loadTable(levels: readonly LevelResult[], ceiling: readonly CeilingLevel[] = []): string {
   const withCeiling = ceiling.length > 0;
   const head = [
-    "concurrency", "req", "ok", "err", "prompt tok", "out tok/s",
+    "concurrency",
+    "req",
+    "ok",
+    "err",
+    "prompt tok",
+    "out tok/s",
     ...(withCeiling ? ["vs ceiling"] : []),
-    "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "TPOT p50 ms", "E2E p50 ms", "E2E p99 ms",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "ITL p50 ms",
+    "ITL p99 ms",
+    "TPOT p50 ms",
+    "E2E p50 ms",
+    "E2E p99 ms",
   ];
   const rows = levels.map((l) => {
     const c = ceiling.find((x) => x.concurrency === l.concurrency);
     return [
-      String(l.concurrency), String(l.requests), String(l.completed), String(l.errors),
-      l.promptTokensMedian === null ? "-" : fixed(l.promptTokensMedian), fixed(l.outputTokensPerSecond, 1),
+      String(l.concurrency),
+      String(l.requests),
+      String(l.completed),
+      String(l.errors),
+      l.promptTokensMedian === null ? "-" : fixed(l.promptTokensMedian),
+      fixed(l.outputTokensPerSecond, 1),
       ...(withCeiling ? [c ? fixed(l.outputTokensPerSecond / c.outputTokensPerSecond, 3) : "-"] : []),
-      fixed(l.ttftMs.p50), fixed(l.ttftMs.p99), fixed(l.itlMs.p50, 1), fixed(l.itlMs.p99, 1), fixed(l.tpotMs.p50, 1),
-      fixed(l.e2eMs.p50), fixed(l.e2eMs.p99),
+      fixed(l.ttftMs.p50),
+      fixed(l.ttftMs.p99),
+      fixed(l.itlMs.p50, 1),
+      fixed(l.itlMs.p99, 1),
+      fixed(l.tpotMs.p50, 1),
+      fixed(l.e2eMs.p50),
+      fixed(l.e2eMs.p99),
     ];
   });
   return markdown(head, rows);
@@ -38,14 +58,39 @@ export function loadTable(levels: readonly LevelResult[], ceiling: readonly Ceil
  * tenant's part of its phase's output tokens/s.
  */
 export function tenantsTable(phases: readonly PhaseResult[]): string {
-  const head = ["phase", "tenant", "in flight", "max tok", "req", "ok", "err", "cut", "prompt tok", "out tok/s", "share", "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms"];
+  const head = [
+    "phase",
+    "tenant",
+    "in flight",
+    "max tok",
+    "req",
+    "ok",
+    "err",
+    "cut",
+    "prompt tok",
+    "out tok/s",
+    "share",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "E2E p50 ms",
+  ];
   const rows = phases.flatMap((p) => {
     const total = p.tenants.reduce((n, t) => n + t.outputTokensPerSecond, 0);
     return p.tenants.map((t) => [
-      p.phase, t.tenant, String(t.inFlight), String(t.maxTokens), String(t.requests), String(t.completed), String(t.errors), String(t.cut),
-      t.promptTokensMedian === null ? "-" : fixed(t.promptTokensMedian), fixed(t.outputTokensPerSecond, 1),
+      p.phase,
+      t.tenant,
+      String(t.inFlight),
+      String(t.maxTokens),
+      String(t.requests),
+      String(t.completed),
+      String(t.errors),
+      String(t.cut),
+      t.promptTokensMedian === null ? "-" : fixed(t.promptTokensMedian),
+      fixed(t.outputTokensPerSecond, 1),
       total > 0 ? fixed(t.outputTokensPerSecond / total, 3) : "-",
-      fixed(t.ttftMs.p50), fixed(t.ttftMs.p99), fixed(t.e2eMs.p50),
+      fixed(t.ttftMs.p50),
+      fixed(t.ttftMs.p99),
+      fixed(t.e2eMs.p50),
     ]);
   });
   return markdown(head, rows);
@@ -105,7 +150,7 @@ export interface CeilingReport {
  * JSON.stringify would write null anyway, but silently.
  */
 export function reportJson(report: LoadReport | CeilingReport | TenantsReport | MultiturnReport | OpsReport): string {
-  return JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2) + "\n";
+  return `${JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2)}\n`;
 }
 
 /**

@@ -105,7 +105,10 @@ export function rssSummary(
 ): RssSummary {
   const span = Math.max(0, endMs - warmEndMs);
   const values = (from: number, to: number) =>
-    samples.filter((s) => s.atMs >= from && s.atMs <= to).map(pick).filter((v): v is number => v !== null);
+    samples
+      .filter((s) => s.atMs >= from && s.atMs <= to)
+      .map(pick)
+      .filter((v): v is number => v !== null);
   const all = samples.map(pick).filter((v): v is number => v !== null);
   const base = values(warmEndMs, warmEndMs + span * windowFraction);
   const end = values(endMs - span * windowFraction, endMs);
@@ -188,7 +191,7 @@ async function residentFrames(pid: number, ranges: FileMapping[]): Promise<Float
 export function distinctCount(arrays: readonly Float64Array[]): number {
   const all = new Float64Array(arrays.reduce((n, a) => n + a.length, 0));
   let at = 0;
-  for (const a of arrays) (all.set(a, at), (at += a.length));
+  for (const a of arrays) all.set(a, at), (at += a.length);
   all.sort();
   let n = 0;
   for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) n++;
@@ -214,7 +217,10 @@ export async function doubleCountedBytes(pids: readonly number[]): Promise<numbe
     for (const m of maps) for (const file of new Set(m.map((r) => r.file))) mappedBy.set(file, (mappedBy.get(file) ?? 0) + 1);
     const frames: Float64Array[] = [];
     for (const [i, pid] of pids.entries()) {
-      const f = await residentFrames(pid, maps[i]!.filter((r) => mappedBy.get(r.file)! > 1));
+      const f = await residentFrames(
+        pid,
+        maps[i]!.filter((r) => mappedBy.get(r.file)! > 1),
+      );
       if (f === null) return null;
       frames.push(f);
     }

@@ -35,6 +35,6 @@ while (fs.existsSync(`/proc/${root}`)) {
   let changed = false;
   if (sum > peak.rssBytes) [peak.rssBytes, changed] = [sum, true];
   if (doubled !== null && sum - doubled > (peak.onceBytes ?? 0)) [peak.onceBytes, changed] = [sum - doubled, true];
-  if (changed) fs.writeFileSync(file, JSON.stringify(peak) + "\n");
+  if (changed) fs.writeFileSync(file, `${JSON.stringify(peak)}\n`);
   await sleep(EVERY_MS);
 }

@@ -111,7 +111,11 @@ export function serverCounts(samples: readonly PromSample[]): ServerCounts {
 /** after − before, per key. Pure. */
 export function countsDelta(before: ServerCounts, after: ServerCounts): ServerCounts {
   const minus = (a: Record<string, number>, b: Record<string, number>) =>
-    Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]).filter(([, v]) => v !== 0));
+    Object.fromEntries(
+      Object.entries(a)
+        .map(([k, v]) => [k, v - (b[k] ?? 0)])
+        .filter(([, v]) => v !== 0),
+    );
   return { byStatus: minus(after.byStatus, before.byStatus), rejections: minus(after.rejections, before.rejections) };
 }
 
@@ -140,7 +144,11 @@ export function accountFor(sent: number, client: Record<StreamOutcomeKind, numbe
 
 async function engineGauges(url: string, apiKey?: string): Promise<{ slotsBusy: number; requestsRunning: number; requestsWaiting: number }> {
   const m = await scrape(url, apiKey);
-  return { slotsBusy: sumOf(m, "llamux_slots_busy"), requestsRunning: sumOf(m, "llamux_requests_running"), requestsWaiting: sumOf(m, "llamux_requests_waiting") };
+  return {
+    slotsBusy: sumOf(m, "llamux_slots_busy"),
+    requestsRunning: sumOf(m, "llamux_requests_running"),
+    requestsWaiting: sumOf(m, "llamux_requests_waiting"),
+  };
 }
 
 export async function runSoak(o: SoakOptions): Promise<SoakResult> {
@@ -247,16 +255,38 @@ export function soakTable(r: SoakResult): string {
   const a = r.accounting;
   return markdown(
     [
-      "minutes", "streams", "sent", "completed", "cancelled", "refused", "errors", "server 200 / 499 / 429+503", "accounted",
-      "slots busy after", "TTFT p50 ms", "TTFT p99 ms", "front RSS MiB (growth)", "worker RSS MiB (growth)",
+      "minutes",
+      "streams",
+      "sent",
+      "completed",
+      "cancelled",
+      "refused",
+      "errors",
+      "server 200 / 499 / 429+503",
+      "accounted",
+      "slots busy after",
+      "TTFT p50 ms",
+      "TTFT p99 ms",
+      "front RSS MiB (growth)",
+      "worker RSS MiB (growth)",
     ],
-    [[
-      fixed(r.durationMs / 60_000, 1), String(r.concurrency), String(a.sent), String(a.client.completed), String(a.client.cancelled),
-      String(a.client.rejected), String(a.client.error), `${a.server.completed} / ${a.server.cancelled} / ${a.server.rejected}`,
-      a.mismatches.length === 0 ? "yes" : `NO: ${a.mismatches.join("; ")}`, String(r.afterSettle.slotsBusy),
-      fixed(r.completedTtftMs.p50), fixed(r.completedTtftMs.p99),
-      `${mib(r.rss.front.baselineBytes)} → ${mib(r.rss.front.endBytes)} (${pct(r.rss.front.growth)})`,
-      `${mib(r.rss.worker.baselineBytes)} → ${mib(r.rss.worker.endBytes)} (${pct(r.rss.worker.growth)})`,
-    ]],
+    [
+      [
+        fixed(r.durationMs / 60_000, 1),
+        String(r.concurrency),
+        String(a.sent),
+        String(a.client.completed),
+        String(a.client.cancelled),
+        String(a.client.rejected),
+        String(a.client.error),
+        `${a.server.completed} / ${a.server.cancelled} / ${a.server.rejected}`,
+        a.mismatches.length === 0 ? "yes" : `NO: ${a.mismatches.join("; ")}`,
+        String(r.afterSettle.slotsBusy),
+        fixed(r.completedTtftMs.p50),
+        fixed(r.completedTtftMs.p99),
+        `${mib(r.rss.front.baselineBytes)} → ${mib(r.rss.front.endBytes)} (${pct(r.rss.front.growth)})`,
+        `${mib(r.rss.worker.baselineBytes)} → ${mib(r.rss.worker.endBytes)} (${pct(r.rss.worker.growth)})`,
+      ],
+    ],
   );
 }

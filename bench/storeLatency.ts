@@ -49,11 +49,17 @@ function ops(store: ConversationStore, addUsage: (i: number) => Promise<unknown>
     "commitResponse (stored, 1 in + 1 out item)": (i) =>
       store.commitResponse({
         tenantId: "acme",
-        response: { id: `${prefix}resp_${i}`, createdAtSeconds: Math.floor(Date.now() / 1000), body: { id: `${prefix}resp_${i}`, output: [item(`${prefix}out_${i}`, "assistant")] }, inputItems: [item(`${prefix}in_${i}`)] },
+        response: {
+          id: `${prefix}resp_${i}`,
+          createdAtSeconds: Math.floor(Date.now() / 1000),
+          body: { id: `${prefix}resp_${i}`, output: [item(`${prefix}out_${i}`, "assistant")] },
+          inputItems: [item(`${prefix}in_${i}`)],
+        },
         conversation: null,
       }),
     getResponse: (i) => store.getResponse("acme", `${prefix}resp_${Math.abs(i) % iterations}`),
-    "listResponseInputItems (20)": (i) => store.listResponseInputItems("acme", `${prefix}resp_${Math.abs(i) % iterations}`, { limit: 20, order: "desc", after: null }),
+    "listResponseInputItems (20)": (i) =>
+      store.listResponseInputItems("acme", `${prefix}resp_${Math.abs(i) % iterations}`, { limit: 20, order: "desc", after: null }),
     "addConversationItems (1)": (i) => store.addConversationItems("acme", `${prefix}conv`, [item(`${prefix}c_${i}`)]),
     "usage add (settle)": addUsage,
   };

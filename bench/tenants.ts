@@ -208,7 +208,10 @@ export async function runTenantWorkload(w: TenantWorkload, solo: readonly string
   await run("mixed", w.tenants);
   for (const name of solo) {
     if (w.signal?.aborted) break;
-    await run(`solo ${name}`, w.tenants.filter((t) => t.name === name));
+    await run(
+      `solo ${name}`,
+      w.tenants.filter((t) => t.name === name),
+    );
   }
   return phases;
 }

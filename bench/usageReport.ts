@@ -22,7 +22,9 @@ import { pageRange, parseReportQuery, reportPage, type ReportKind } from "../src
 import { recordValues, scanParams, scanSql, SqliteUsageLog, usageRow, type RawUsageRow, type UsageRecord, type UsageScan } from "../src/usage/usageLog.js";
 import { summarize } from "./stats.js";
 
-const { values } = parseArgs({ options: { records: { type: "string", default: "200000" }, tenants: { type: "string", default: "20" }, repeats: { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: { records: { type: "string", default: "200000" }, tenants: { type: "string", default: "20" }, repeats: { type: "string", default: "5" } },
+});
 const N = Number(values.records);
 const TENANTS = Number(values.tenants);
 const REPEATS = Number(values.repeats);
@@ -65,7 +67,10 @@ function close(a: unknown, b: unknown): boolean {
   }
   if (a && b && typeof a === "object" && typeof b === "object") {
     const ka = Object.keys(a).sort();
-    return JSON.stringify(ka) === JSON.stringify(Object.keys(b).sort()) && ka.every((k) => close((a as any)[k], (b as any)[k]));
+    return (
+      JSON.stringify(ka) === JSON.stringify(Object.keys(b).sort()) &&
+      ka.every((k) => close((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+    );
   }
   return a === b;
 }
@@ -114,13 +119,38 @@ try {
   }
 
   const cases: Array<[string, ReportKind, string, string | null]> = [
-    ["month, 1d buckets, all tenants (admin)", "completions", `start_time=${T0}&end_time=${T0 + 31 * DAY}&bucket_width=1d&limit=31&group_by=project_id,model`, null],
+    [
+      "month, 1d buckets, all tenants (admin)",
+      "completions",
+      `start_time=${T0}&end_time=${T0 + 31 * DAY}&bucket_width=1d&limit=31&group_by=project_id,model`,
+      null,
+    ],
     ["month, 1d buckets, one tenant (/v1)", "completions", `start_time=${T0}&end_time=${T0 + 31 * DAY}&bucket_width=1d&limit=31&group_by=model`, "tenant_3"],
-    ["month costs, 1d buckets, all tenants", "costs", `start_time=${T0}&end_time=${T0 + 31 * DAY}&bucket_width=1d&limit=31&group_by=project_id,line_item`, null],
-    ["month, 1d buckets, start off the hour, all tenants", "completions", `start_time=${T0 + 1234}&end_time=${T0 + 31 * DAY + 1234}&bucket_width=1d&limit=31&group_by=project_id,model`, null],
+    [
+      "month costs, 1d buckets, all tenants",
+      "costs",
+      `start_time=${T0}&end_time=${T0 + 31 * DAY}&bucket_width=1d&limit=31&group_by=project_id,line_item`,
+      null,
+    ],
+    [
+      "month, 1d buckets, start off the hour, all tenants",
+      "completions",
+      `start_time=${T0 + 1234}&end_time=${T0 + 31 * DAY + 1234}&bucket_width=1d&limit=31&group_by=project_id,model`,
+      null,
+    ],
     ["week, 1h buckets, all tenants", "completions", `start_time=${T0}&end_time=${T0 + 7 * DAY}&bucket_width=1h&limit=168&group_by=project_id,model`, null],
-    ["week, 1h buckets, start off the hour, all tenants", "completions", `start_time=${T0 + 1234}&end_time=${T0 + 7 * DAY + 1234}&bucket_width=1h&limit=168&group_by=project_id,model`, null],
-    ["day, 1m buckets (records either way), all tenants", "completions", `start_time=${T0}&end_time=${T0 + DAY}&bucket_width=1m&limit=1440&group_by=project_id,model`, null],
+    [
+      "week, 1h buckets, start off the hour, all tenants",
+      "completions",
+      `start_time=${T0 + 1234}&end_time=${T0 + 7 * DAY + 1234}&bucket_width=1h&limit=168&group_by=project_id,model`,
+      null,
+    ],
+    [
+      "day, 1m buckets (records either way), all tenants",
+      "completions",
+      `start_time=${T0}&end_time=${T0 + DAY}&bucket_width=1m&limit=1440&group_by=project_id,model`,
+      null,
+    ],
   ];
   console.log(`${N} records over 30 days, ${TENANTS} tenants; ${rollups} rollup rows; backfill at open ${backfillMs.toFixed(0)} ms; median of ${REPEATS}`);
   console.log("| report | records: ms | records: block ms | rollups: ms | rollups: block ms | same page |");
@@ -147,7 +177,9 @@ try {
   const insertOnly = (performance.now() - t) / W;
   plain.close();
   await log.close();
-  console.log(`record(): ${(withRollup * 1000).toFixed(0)} µs with its rollup, ${(insertOnly * 1000).toFixed(0)} µs the insert alone (mean of ${W}, synchronous=FULL)`);
+  console.log(
+    `record(): ${(withRollup * 1000).toFixed(0)} µs with its rollup, ${(insertOnly * 1000).toFixed(0)} µs the insert alone (mean of ${W}, synchronous=FULL)`,
+  );
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

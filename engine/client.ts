@@ -10,7 +10,15 @@ import { fork, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { AsyncQueue } from "./asyncQueue.js";
-import { CrashQuarantine, crashReplayable, crashSuspects, requestFingerprint, type CrashQuarantineOptions, type InFlightPhase, type Quarantined } from "./crashQuarantine.js";
+import {
+  CrashQuarantine,
+  crashReplayable,
+  crashSuspects,
+  requestFingerprint,
+  type CrashQuarantineOptions,
+  type InFlightPhase,
+  type Quarantined,
+} from "./crashQuarantine.js";
 import { engineEnv, engineExecArgv } from "./processSettings.js";
 import type {
   EmbedRequest,
@@ -211,7 +219,14 @@ export class EngineClient extends EventEmitter {
     this.inflight.set(id, queue);
     const earlier = this.replays.get(id);
     this.replays.delete(id);
-    this.meta.set(id, { tenant: req.tenant, prompt: req.prompt, phase: "sent", replay: { req, signal }, replayed: earlier !== undefined, acceptedSeen: earlier?.acceptedSeen ?? false });
+    this.meta.set(id, {
+      tenant: req.tenant,
+      prompt: req.prompt,
+      phase: "sent",
+      replay: { req, signal },
+      replayed: earlier !== undefined,
+      acceptedSeen: earlier?.acceptedSeen ?? false,
+    });
     this.send({ t: "submit", id, req });
     // A replay keeps the abort listener of its first submit.
     if (signal && earlier === undefined) {
@@ -362,7 +377,14 @@ export class EngineClient extends EventEmitter {
       case "step":
         for (const d of msg.deltas) {
           if (d.finish) this.settleFinal(d.id, d.usage ?? null);
-          const event: EngineEvent = { type: "delta", text: d.text, tokens: d.tokens, finish: d.finish, usage: d.usage, ...(d.logprobs ? { logprobs: d.logprobs } : {}) };
+          const event: EngineEvent = {
+            type: "delta",
+            text: d.text,
+            tokens: d.tokens,
+            finish: d.finish,
+            usage: d.usage,
+            ...(d.logprobs ? { logprobs: d.logprobs } : {}),
+          };
           if (d.finish) this.finish(d.id, event);
           else {
             const m = this.meta.get(d.id);
@@ -399,7 +421,20 @@ export class EngineClient extends EventEmitter {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = null;
-    for (const w of this.statsWaiters.splice(0)) w({ running: 0, waiting: 0, slotsBusy: 0, slotsIdle: 0, kvCellsUsed: 0, steps: 0, decodedTokens: 0, prefixHits: 0, prefilledTokens: 0, kv: null, loopSeconds: { wait: 0, admit: 0, step: 0, emit: 0 } });
+    for (const w of this.statsWaiters.splice(0))
+      w({
+        running: 0,
+        waiting: 0,
+        slotsBusy: 0,
+        slotsIdle: 0,
+        kvCellsUsed: 0,
+        steps: 0,
+        decodedTokens: 0,
+        prefixHits: 0,
+        prefilledTokens: 0,
+        kv: null,
+        loopSeconds: { wait: 0, admit: 0, step: 0, emit: 0 },
+      });
     if (this.state === "stopping" || this.state === "stopped") return;
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
     if (this.state === "starting" && this.restarts === 0) {
@@ -409,7 +444,12 @@ export class EngineClient extends EventEmitter {
     }
     this.blameCrash();
     const replay = this.takeReplays();
-    this.opts.log?.("engine worker died; restarting", { how, inflight: this.inflight.size + replay.length, replayed: replay.length, backoffMs: this.backoffMs });
+    this.opts.log?.("engine worker died; restarting", {
+      how,
+      inflight: this.inflight.size + replay.length,
+      replayed: replay.length,
+      backoffMs: this.backoffMs,
+    });
     this.failInflight({
       code: "engine_restarted",
       param: null,
@@ -447,7 +487,11 @@ export class EngineClient extends EventEmitter {
   /** The worker died: strikes for the requests suspected of it (crashQuarantine.ts). */
   private blameCrash(): void {
     const model = this.opts.worker.modelId;
-    const suspects = crashSuspects([...this.meta.values()]).map((m) => ({ tenant: m.tenant, phase: m.phase, fingerprint: requestFingerprint(model, m.prompt) }));
+    const suspects = crashSuspects([...this.meta.values()]).map((m) => ({
+      tenant: m.tenant,
+      phase: m.phase,
+      fingerprint: requestFingerprint(model, m.prompt),
+    }));
     if (suspects.length === 0) return;
     this.quarantine.recordCrash(suspects, this.now());
     this.opts.log?.("engine crash attributed", { suspects: suspects.map((s) => ({ tenant: s.tenant, phase: s.phase, fingerprint: s.fingerprint })) });

@@ -353,7 +353,12 @@ export class EngineCore {
       this.emit({
         t: "rejected",
         id,
-        error: { code: "batch_preempted", param: null, message: "The batch request gave its slot to an interactive request and will be retried.", retryAfterSeconds: 0 },
+        error: {
+          code: "batch_preempted",
+          param: null,
+          message: "The batch request gave its slot to an interactive request and will be retried.",
+          retryAfterSeconds: 0,
+        },
       });
     }
   }

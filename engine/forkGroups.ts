@@ -30,7 +30,12 @@ export class ForkGroups {
       return;
     }
     const leader = this.leaders.get(job.fork.group);
-    if (leader && leader.tenant === job.tenant && leader.prompt.length === job.prompt.length && commonPrefixLength(leader.prompt, job.prompt) === job.prompt.length) {
+    if (
+      leader &&
+      leader.tenant === job.tenant &&
+      leader.prompt.length === job.prompt.length &&
+      commonPrefixLength(leader.prompt, job.prompt) === job.prompt.length
+    ) {
       this.memberLeaders.set(job.id, leader);
     }
   }
@@ -55,7 +60,8 @@ export class ForkGroups {
       const view: WaitingView = { id: job.id, tenant: job.tenant, priority: job.priority, promptTokens: job.prompt, ...(job.batch ? { batch: true } : {}) };
       const leader = this.memberLeaders.get(job.id);
       const place = leader && !leader.cancelled ? placeOf(leader) : "gone";
-      const leaderView: LeaderView | null = place === "gone" ? null : place === "waiting" ? { state: "waiting" } : { state: "running", evaluated: leader!.evaluated };
+      const leaderView: LeaderView | null =
+        place === "gone" ? null : place === "waiting" ? { state: "waiting" } : { state: "running", evaluated: leader!.evaluated };
       const decision = forkDecision(job.prompt.length, leaderView);
       if (decision.kind === "held") continue;
       const from = leader?.slot;

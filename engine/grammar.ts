@@ -37,6 +37,7 @@ const ANY_OBJECT: GbnfJsonSchema = { type: "object", additionalProperties: true 
 
 /** A GBNF string literal for `text`. */
 export function gbnfLiteral(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what must be escaped
   const escaped = text.replace(/[\\"\u0000-\u001f\u007f]/g, (c) =>
     c === "\\" || c === '"' ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );

@@ -127,8 +127,7 @@ export function prepareJob(c: JobContext, id: string, req: EngineRequest): Job |
   }
   const setup = buildEvaluateOptions(c.model, req.sampling, [...c.eogTokens], maxTokens, grammar);
   if (req.fork) setup.options.seed = choiceSeed(req.sampling.seed, req.fork.index);
-  const decode = (tokens: readonly number[], context: readonly number[]) =>
-    c.model.detokenize(tokens as Token[], false, context as Token[]);
+  const decode = (tokens: readonly number[], context: readonly number[]) => c.model.detokenize(tokens as Token[], false, context as Token[]);
   return {
     id,
     tenant: req.tenant,
@@ -210,7 +209,13 @@ export function finalDelta(job: Job, reason: FinishReason): Delta {
     text,
     tokens,
     finish: reason,
-    usage: { promptTokens: job.prompt.length, completionTokens: job.generated.length, cachedTokens: job.cachedTokens, queueMs: job.queueMs, prefillMs: job.prefillMs ?? undefined },
+    usage: {
+      promptTokens: job.prompt.length,
+      completionTokens: job.generated.length,
+      cachedTokens: job.cachedTokens,
+      queueMs: job.queueMs,
+      prefillMs: job.prefillMs ?? undefined,
+    },
     ...takeLogprobs(job),
   };
 }

@@ -40,7 +40,6 @@ interface Manifest {
   sha256: string;
 }
 
-
 /**
  * Identity of a model file and the runtime that reads its states: size, the
  * first and last 16 MiB (GGUF header, metadata, tensor layout, and the
@@ -72,7 +71,7 @@ function sha256File(file: string, bytes: number): string {
   const fd = fs.openSync(file, "r");
   try {
     let at = 0;
-    for (let n; at < bytes && (n = fs.readSync(fd, buf, 0, Math.min(buf.length, bytes - at), at)) > 0; at += n) hash.update(buf.subarray(0, n));
+    for (let n: number; at < bytes && (n = fs.readSync(fd, buf, 0, Math.min(buf.length, bytes - at), at)) > 0; at += n) hash.update(buf.subarray(0, n));
     if (at !== bytes || fs.fstatSync(fd).size !== bytes) throw new Error("state file changed while it was hashed");
   } finally {
     fs.closeSync(fd);
@@ -83,9 +82,15 @@ function sha256File(file: string, bytes: number): string {
 function isManifest(v: unknown): v is Manifest {
   const m = v as Manifest;
   return (
-    typeof m === "object" && m !== null && m.format === FORMAT && typeof m.model === "string" && typeof m.tenant === "string" &&
-    Array.isArray(m.tokens) && m.tokens.every((t) => Number.isInteger(t) && t >= 0) &&
-    Number.isInteger(m.bytes) && typeof m.sha256 === "string"
+    typeof m === "object" &&
+    m !== null &&
+    m.format === FORMAT &&
+    typeof m.model === "string" &&
+    typeof m.tenant === "string" &&
+    Array.isArray(m.tokens) &&
+    m.tokens.every((t) => Number.isInteger(t) && t >= 0) &&
+    Number.isInteger(m.bytes) &&
+    typeof m.sha256 === "string"
   );
 }
 
@@ -263,7 +268,13 @@ export class KvStateStore implements SavedStates {
     if (!entry || entry.tenant !== tenant) return false;
     try {
       const manifest: unknown = JSON.parse(await fs.promises.readFile(this.manifestFile(id), "utf8"));
-      if (!isManifest(manifest) || manifest.model !== this.model || manifest.tenant !== tenant || !sameTokens(manifest.tokens, entry.tokens) || sha256File(this.stateFile(id), manifest.bytes) !== manifest.sha256) {
+      if (
+        !isManifest(manifest) ||
+        manifest.model !== this.model ||
+        manifest.tenant !== tenant ||
+        !sameTokens(manifest.tokens, entry.tokens) ||
+        sha256File(this.stateFile(id), manifest.bytes) !== manifest.sha256
+      ) {
         throw new Error("state file does not match its manifest");
       }
       // Emptied here, not left to the load: node-llama-cpp forgets the

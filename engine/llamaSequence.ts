@@ -61,7 +61,12 @@ export class LlamaSequence implements EngineSequence {
 }
 
 /** The engine's runtime over a model and a fresh context with at least `slots` sequences. */
-export function llamaRuntime(model: LlamaModel, context: LlamaContext, template: ChatTemplate, opts: { slots: number; contextPerSlot: number }): SequenceRuntime {
+export function llamaRuntime(
+  model: LlamaModel,
+  context: LlamaContext,
+  template: ChatTemplate,
+  opts: { slots: number; contextPerSlot: number },
+): SequenceRuntime {
   // A fresh context hands out sequence ids 0, 1, 2...: a slot's index is its sequence id (batchOrder.ts).
   const sequences = Array.from({ length: opts.slots }, (_, index) => new LlamaSequence(context.getSequence(), index));
   if (sequences[0]) assertCanCopyState(sequences[0].seq);

@@ -100,9 +100,8 @@ export class RawLogprobs {
     if (this.ctx.sampleToken !== wrapped) throw internalsChanged("LlamaContext._ctx is not extensible");
     this.ctx[INSTALLED] = true;
     const ggml = model.fileInfo.metadata.tokenizer?.ggml as { model?: string; pre?: string; tokens?: string[]; token_type?: number[] } | undefined;
-    this.pieces = new TokenPieces(
-      ggml?.tokens ? { model: ggml.model, pre: ggml.pre, tokens: ggml.tokens, tokenTypes: ggml.token_type } : null,
-      (t) => model.detokenize([t as Token], false),
+    this.pieces = new TokenPieces(ggml?.tokens ? { model: ggml.model, pre: ggml.pre, tokens: ggml.tokens, tokenTypes: ggml.token_type } : null, (t) =>
+      model.detokenize([t as Token], false),
     );
   }
 

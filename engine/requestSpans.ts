@@ -50,14 +50,22 @@ export class RequestSpans {
       "llamux.engine.prefill",
       {
         startTime: admitted,
-        attributes: { ...attrs, "gen_ai.usage.input_tokens": u.promptTokens, "gen_ai.usage.cache_read.input_tokens": u.cachedTokens, "llamux.prompt.computed_tokens": u.promptTokens - u.cachedTokens },
+        attributes: {
+          ...attrs,
+          "gen_ai.usage.input_tokens": u.promptTokens,
+          "gen_ai.usage.cache_read.input_tokens": u.cachedTokens,
+          "llamux.prompt.computed_tokens": u.promptTokens - u.cachedTokens,
+        },
       },
       parent,
     );
     prefill.end(firstToken);
     const decode = this.tracer.startSpan(
       "llamux.engine.decode",
-      { startTime: firstToken, attributes: { ...attrs, "gen_ai.usage.output_tokens": u.completionTokens, "gen_ai.response.finish_reasons": [end.delta.finish ?? "stop"] } },
+      {
+        startTime: firstToken,
+        attributes: { ...attrs, "gen_ai.usage.output_tokens": u.completionTokens, "gen_ai.response.finish_reasons": [end.delta.finish ?? "stop"] },
+      },
       parent,
     );
     decode.end(Math.max(firstToken, now));
@@ -110,7 +118,7 @@ export class TracedStates implements SavedStates {
     this.store.flush();
   }
 
-  async save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | void> {
+  async save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | undefined> {
     const traced = requestId === undefined ? null : this.spans.parentOf(requestId);
     if (!traced) return this.store.save(seq, tenant, lostTokens, requestId);
     const span = this.tracer.startSpan(
@@ -136,7 +144,11 @@ export class TracedStates implements SavedStates {
     if (!traced) return this.store.restore(seq, id, tenant, requestId);
     let state: { bytes: number; tokens: number } | null = null;
     for (const s of this.store.states()) if (s.id === id) state = { bytes: s.bytes, tokens: s.tokens.length };
-    const span = this.tracer.startSpan("llamux.engine.kv_restore", { attributes: { "llamux.tenant.scope": traced.tenant, "llamux.kv.owner.scope": tenant } }, traced.parent);
+    const span = this.tracer.startSpan(
+      "llamux.engine.kv_restore",
+      { attributes: { "llamux.tenant.scope": traced.tenant, "llamux.kv.owner.scope": tenant } },
+      traced.parent,
+    );
     if (state) span.setAttributes({ "llamux.kv.state.bytes": state.bytes, "llamux.kv.state.tokens": state.tokens });
     try {
       const restored = await this.store.restore(seq, id, tenant, requestId);

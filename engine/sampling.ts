@@ -58,8 +58,7 @@ export function buildEvaluateOptions(
     yieldEogToken: true,
   };
   if (grammar) options.grammarEvaluationState = new LlamaGrammarEvaluationState({ model, grammar });
-  const penalise =
-    params.presencePenalty !== 0 || params.frequencyPenalty !== 0 || (params.repeatPenalty ?? 1) !== 1;
+  const penalise = params.presencePenalty !== 0 || params.frequencyPenalty !== 0 || (params.repeatPenalty ?? 1) !== 1;
   if (penalise) {
     options.repeatPenalty = {
       punishTokens: () => generated,

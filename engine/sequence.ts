@@ -21,7 +21,7 @@ export interface StateSequence {
 }
 
 /** A token generator over one sequence: each next() decodes (the first time, the chunk it was given) and samples one token. */
-export type TokenStream = AsyncGenerator<Token | TokenWithLogprobs, void, void | Token | Token[]>;
+export type TokenStream = AsyncGenerator<Token | TokenWithLogprobs, void, undefined | Token | Token[]>;
 
 /** One slot's llama.cpp sequence. */
 export interface EngineSequence extends StateSequence {
@@ -55,7 +55,7 @@ export interface SavedStates {
    * what it wrote (null: nothing; void: a store that does not say). `requestId`: the request whose admission
    * needs the slot, absent at shutdown (tracing: requestSpans.ts).
    */
-  save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | void>;
+  save(seq: StateSequence, tenant: string, lostTokens: number, requestId?: string): Promise<SavedSize | null | undefined>;
   /** Loads state `id` into `seq`; false (and `seq` clearable) when it is gone or unusable. `requestId`: the request it is for. */
   restore(seq: StateSequence, id: string, tenant: string, requestId?: string): Promise<boolean>;
   stats(): KvCacheStats;

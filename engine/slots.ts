@@ -100,7 +100,9 @@ function protectedSlots(slots: readonly SlotView[], tenant: string, policies: Te
       .filter((s) => !s.busy && s.tenant === p.id && s.cachedTokens.length > 0)
       .sort((a, b) => b.lastUsed - a.lastUsed)
       .slice(0, deficit)
-      .forEach((s) => out.add(s.index));
+      .forEach((s) => {
+        out.add(s.index);
+      });
   }
   return out;
 }

@@ -7,7 +7,6 @@ import { ChatTemplate } from "../models/chatTemplate.js";
 import { loadModel, type LoadedModel } from "../models/load.js";
 import { ENGINE_BATCHING } from "./batchOrder.js";
 import { Embedder } from "./embedder.js";
-import { longestTokenBytes } from "./promptBounds.js";
 import { Engine } from "./engine.js";
 import { KvStateStore, modelIdentity } from "./kvStore.js";
 import { RequestSpans, TracedStates, tracedSender } from "./requestSpans.js";
@@ -60,8 +59,7 @@ async function main(): Promise<void> {
     else if (msg.t === "submit") {
       spans?.submitted(msg.id, msg.req.tenant, msg.req.trace);
       engine.submit(msg.id, msg.req);
-    }
-    else if (msg.t === "embed") embedder.submit(msg.id, msg.req);
+    } else if (msg.t === "embed") embedder.submit(msg.id, msg.req);
     else if (msg.t === "cancel") {
       if (!embedder.cancel(msg.id)) engine.cancel(msg.id);
     } else if (msg.t === "tenants") engine.setTenantPolicies(msg.policies);
@@ -112,21 +110,32 @@ async function main(): Promise<void> {
     const release = loaded.llama.llamaCppRelease;
     kv = await KvStateStore.open(opts.kvCacheDir, modelIdentity(opts.modelPath, `${release.repo}@${release.release}`), opts.kvCacheMaxBytes!);
   }
-  engine = new Engine(model, context, template, {
-    slots: opts.slots,
-    contextPerSlot,
-    stepTokens: opts.stepTokens,
-    coalesceMs: opts.coalesceMs,
-    followUpMs: opts.followUpMs ?? DEFAULT_FOLLOW_UP_MS,
-    ...(opts.maxBatchSlots !== undefined ? { maxBatchSlots: opts.maxBatchSlots } : {}),
-    costs: {
-      inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
-      outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
+  engine = new Engine(
+    model,
+    context,
+    template,
+    {
+      slots: opts.slots,
+      contextPerSlot,
+      stepTokens: opts.stepTokens,
+      coalesceMs: opts.coalesceMs,
+      followUpMs: opts.followUpMs ?? DEFAULT_FOLLOW_UP_MS,
+      ...(opts.maxBatchSlots !== undefined ? { maxBatchSlots: opts.maxBatchSlots } : {}),
+      costs: {
+        inputCost: opts.inputCost ?? DEFAULT_FAIRNESS_COSTS.inputCost,
+        outputCost: opts.outputCost ?? DEFAULT_FAIRNESS_COSTS.outputCost,
+      },
     },
-  }, emit, kv && spans ? new TracedStates(kv, spans, tracing.tracer) : kv);
+    emit,
+    kv && spans ? new TracedStates(kv, spans, tracing.tracer) : kv,
+  );
   // Inputs as long as a slot's context: the limit clients already know from /v1/models.
   const generation = engine;
-  embedder = new Embedder(model, { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() }, send);
+  embedder = new Embedder(
+    model,
+    { maxInputTokens: contextPerSlot, threads: opts.threads, batchTokens: opts.stepTokens, turn: () => generation.nextTurn() },
+    send,
+  );
 
   const meta = model.fileInfo.metadata as unknown as Record<string, unknown>;
   send({
@@ -149,7 +158,7 @@ async function main(): Promise<void> {
       chatTemplate: template.name,
       gpu: loaded.gpu,
       threads: opts.threads,
-      synthetic: (meta["llamux"] as Record<string, unknown> | undefined)?.["synthetic"] === true,
+      synthetic: (meta.llamux as Record<string, unknown> | undefined)?.synthetic === true,
     },
   });
 }

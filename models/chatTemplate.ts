@@ -20,7 +20,6 @@ import {
 import type { ChatMessage, ToolDefinition } from "./chatVocabulary.js";
 import { withToolTurns } from "./toolPrompt.js";
 
-
 export interface RenderedChat {
   tokens: Token[];
   /** Template stop texts that may appear as plain text (e.g. "<|im_end|>" in a vocab without it). */
@@ -73,7 +72,10 @@ export class ChatTemplate {
 
   private analyseStops(): { stopTokenIds: Set<Token>; stopStrings: string[] } {
     const probe = this.wrapper.generateContextState({
-      chatHistory: [{ type: "user", text: "" }, { type: "model", response: [] }],
+      chatHistory: [
+        { type: "user", text: "" },
+        { type: "model", response: [] },
+      ],
     });
     const stopTokenIds = new Set<Token>();
     const stopStrings: string[] = [];

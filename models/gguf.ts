@@ -16,8 +16,19 @@ export const GGUF_VERSION = 3;
 export const DEFAULT_ALIGNMENT_BYTES = 32;
 
 export enum ValueType {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 }
 
 /** The ggml tensor types this module can size; others are rejected when writing. */
@@ -58,9 +69,17 @@ export interface GgufFile {
 export const alignUp = (n: number, alignment: number): number => Math.ceil(n / alignment) * alignment;
 
 const SCALAR_BYTES: Partial<Record<ValueType, number>> = {
-  [ValueType.UINT8]: 1, [ValueType.INT8]: 1, [ValueType.UINT16]: 2, [ValueType.INT16]: 2,
-  [ValueType.UINT32]: 4, [ValueType.INT32]: 4, [ValueType.FLOAT32]: 4, [ValueType.BOOL]: 1,
-  [ValueType.UINT64]: 8, [ValueType.INT64]: 8, [ValueType.FLOAT64]: 8,
+  [ValueType.UINT8]: 1,
+  [ValueType.INT8]: 1,
+  [ValueType.UINT16]: 2,
+  [ValueType.INT16]: 2,
+  [ValueType.UINT32]: 4,
+  [ValueType.INT32]: 4,
+  [ValueType.FLOAT32]: 4,
+  [ValueType.BOOL]: 1,
+  [ValueType.UINT64]: 8,
+  [ValueType.INT64]: 8,
+  [ValueType.FLOAT64]: 8,
 };
 
 /** Thrown when the buffered prefix of the file ends mid-header: read more and parse again. */
@@ -68,7 +87,10 @@ class ShortRead extends Error {}
 
 class Reader {
   pos = 0;
-  constructor(private readonly buf: Buffer, private readonly complete: boolean) {}
+  constructor(
+    private readonly buf: Buffer,
+    private readonly complete: boolean,
+  ) {}
 
   private take(bytes: number): number {
     const at = this.pos;
@@ -79,8 +101,12 @@ class Reader {
     this.pos += bytes;
     return at;
   }
-  u32(): number { return this.buf.readUInt32LE(this.take(4)); }
-  u64(): bigint { return this.buf.readBigUInt64LE(this.take(8)); }
+  u32(): number {
+    return this.buf.readUInt32LE(this.take(4));
+  }
+  u64(): bigint {
+    return this.buf.readBigUInt64LE(this.take(8));
+  }
   /** A u64 that must fit in a JS number (lengths and counts). */
   count(): number {
     const v = this.u64();
@@ -99,17 +125,28 @@ class Reader {
     const at = this.take(size);
     const b = this.buf;
     switch (type) {
-      case ValueType.UINT8: return b.readUInt8(at);
-      case ValueType.INT8: return b.readInt8(at);
-      case ValueType.UINT16: return b.readUInt16LE(at);
-      case ValueType.INT16: return b.readInt16LE(at);
-      case ValueType.UINT32: return b.readUInt32LE(at);
-      case ValueType.INT32: return b.readInt32LE(at);
-      case ValueType.FLOAT32: return b.readFloatLE(at);
-      case ValueType.BOOL: return b.readUInt8(at) !== 0;
-      case ValueType.UINT64: return b.readBigUInt64LE(at);
-      case ValueType.INT64: return b.readBigInt64LE(at);
-      default: return b.readDoubleLE(at);
+      case ValueType.UINT8:
+        return b.readUInt8(at);
+      case ValueType.INT8:
+        return b.readInt8(at);
+      case ValueType.UINT16:
+        return b.readUInt16LE(at);
+      case ValueType.INT16:
+        return b.readInt16LE(at);
+      case ValueType.UINT32:
+        return b.readUInt32LE(at);
+      case ValueType.INT32:
+        return b.readInt32LE(at);
+      case ValueType.FLOAT32:
+        return b.readFloatLE(at);
+      case ValueType.BOOL:
+        return b.readUInt8(at) !== 0;
+      case ValueType.UINT64:
+        return b.readBigUInt64LE(at);
+      case ValueType.INT64:
+        return b.readBigInt64LE(at);
+      default:
+        return b.readDoubleLE(at);
     }
   }
   value(type: ValueType): GgufValue {
@@ -182,8 +219,10 @@ export function alignmentOf(metadata: Map<string, GgufValue>): number {
 export function tensorBytes(type: TensorType | number, dims: number[]): number {
   const elements = dims.reduce((a, b) => a * b, 1);
   switch (type) {
-    case TensorType.F32: return elements * 4;
-    case TensorType.F16: return elements * 2;
+    case TensorType.F32:
+      return elements * 4;
+    case TensorType.F16:
+      return elements * 2;
     case TensorType.Q8_0:
       if ((dims[0] ?? 0) % 32 !== 0) throw new Error(`Q8_0 rows need a multiple of 32 elements, got ne0=${dims[0]}`);
       return (elements / 32) * 34;
@@ -208,8 +247,14 @@ class ByteWriter {
     return at;
   }
   // room() may swap this.buf, so it is always called before this.buf is read.
-  u32(v: number): void { const at = this.room(4); this.buf.writeUInt32LE(v, at); }
-  u64(v: bigint | number): void { const at = this.room(8); this.buf.writeBigUInt64LE(BigInt(v), at); }
+  u32(v: number): void {
+    const at = this.room(4);
+    this.buf.writeUInt32LE(v, at);
+  }
+  u64(v: bigint | number): void {
+    const at = this.room(8);
+    this.buf.writeBigUInt64LE(BigInt(v), at);
+  }
   string(s: string): void {
     const bytes = Buffer.byteLength(s, "utf8");
     this.u64(bytes);
@@ -226,17 +271,38 @@ class ByteWriter {
     const at = this.room(size);
     const b = this.buf;
     switch (type) {
-      case ValueType.UINT8: b.writeUInt8(v as number, at); break;
-      case ValueType.INT8: b.writeInt8(v as number, at); break;
-      case ValueType.UINT16: b.writeUInt16LE(v as number, at); break;
-      case ValueType.INT16: b.writeInt16LE(v as number, at); break;
-      case ValueType.UINT32: b.writeUInt32LE(v as number, at); break;
-      case ValueType.INT32: b.writeInt32LE(v as number, at); break;
-      case ValueType.FLOAT32: b.writeFloatLE(v as number, at); break;
-      case ValueType.BOOL: b.writeUInt8(v ? 1 : 0, at); break;
-      case ValueType.UINT64: b.writeBigUInt64LE(v as bigint, at); break;
-      case ValueType.INT64: b.writeBigInt64LE(v as bigint, at); break;
-      default: b.writeDoubleLE(v as number, at);
+      case ValueType.UINT8:
+        b.writeUInt8(v as number, at);
+        break;
+      case ValueType.INT8:
+        b.writeInt8(v as number, at);
+        break;
+      case ValueType.UINT16:
+        b.writeUInt16LE(v as number, at);
+        break;
+      case ValueType.INT16:
+        b.writeInt16LE(v as number, at);
+        break;
+      case ValueType.UINT32:
+        b.writeUInt32LE(v as number, at);
+        break;
+      case ValueType.INT32:
+        b.writeInt32LE(v as number, at);
+        break;
+      case ValueType.FLOAT32:
+        b.writeFloatLE(v as number, at);
+        break;
+      case ValueType.BOOL:
+        b.writeUInt8(v ? 1 : 0, at);
+        break;
+      case ValueType.UINT64:
+        b.writeBigUInt64LE(v as bigint, at);
+        break;
+      case ValueType.INT64:
+        b.writeBigInt64LE(v as bigint, at);
+        break;
+      default:
+        b.writeDoubleLE(v as number, at);
     }
   }
   value(v: GgufValue): void {
@@ -249,8 +315,12 @@ class ByteWriter {
     this.u64(v.value.length);
     for (const item of v.value) this.scalar(v.itemType, item);
   }
-  pad(alignment: number): void { this.room(alignUp(this.len, alignment) - this.len); }
-  bytes(): Buffer { return this.buf.subarray(0, this.len); }
+  pad(alignment: number): void {
+    this.room(alignUp(this.len, alignment) - this.len);
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
 }
 
 export interface TensorSpec {

@@ -15,12 +15,14 @@ export interface ResolvedModel {
   generated: boolean;
 }
 
-const ALTERNATIVES =
-  "use a local file (--model ./models/x.gguf), a directory of .gguf files, or generate one with 'llamux make-model --out ./models/x.gguf'";
+const ALTERNATIVES = "use a local file (--model ./models/x.gguf), a directory of .gguf files, or generate one with 'llamux make-model --out ./models/x.gguf'";
 
 async function firstGguf(dir: string): Promise<string | null> {
   const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
-  const names = entries.filter((e) => e.isFile() && e.name.toLowerCase().endsWith(".gguf")).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isFile() && e.name.toLowerCase().endsWith(".gguf"))
+    .map((e) => e.name)
+    .sort();
   return names[0] ? path.join(dir, names[0]) : null;
 }
 

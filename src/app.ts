@@ -140,10 +140,14 @@ export function createApp(deps: AppDeps): Express {
   const renderMetrics = metricsRenderer(deps.metrics.registry);
   const audit = deps.audit ?? null;
   const onRefused: OnRefused = audit ? (req, res, refusal) => audit.refused(req, res, refusal) : () => {};
-  app.get("/metrics", requireMetricsAccess({ token: deps.metricsToken, adminKey: deps.adminKey, multiTenant: deps.tenants !== null }, onRefused), async (_req, res) => {
-    res.setHeader("content-type", deps.metrics.registry.contentType);
-    res.send(await renderMetrics());
-  });
+  app.get(
+    "/metrics",
+    requireMetricsAccess({ token: deps.metricsToken, adminKey: deps.adminKey, multiTenant: deps.tenants !== null }, onRefused),
+    async (_req, res) => {
+      res.setHeader("content-type", deps.metrics.registry.contentType);
+      res.send(await renderMetrics());
+    },
+  );
 
   app.use("/v1", drainGate(deps.accepting, deps.inflight));
   // Authenticate before the body is read: an unauthenticated caller costs no parsing.
@@ -178,7 +182,10 @@ export function createApp(deps: AppDeps): Express {
       tenantOf: (res) => (res.locals.tenant as { id: string } | undefined)?.id ?? "",
     }),
   );
-  app.use("/v1", requireAllowedModel((name) => deps.models.namesOf(name)));
+  app.use(
+    "/v1",
+    requireAllowedModel((name) => deps.models.namesOf(name)),
+  );
   // A Batch API line runs from here on in the engine's batch class.
   app.use("/v1", batchClass);
   if (deps.adminKey !== null && deps.tenants !== null) {
@@ -187,7 +194,11 @@ export function createApp(deps: AppDeps): Express {
     app.use(consoleRoute());
   }
   // A tenant's own usage and costs: the key's tenant, nothing else.
-  if (deps.usageLog) app.use("/v1", usageReportRoute(deps.usageLog, (res) => res.locals.tenant.id));
+  if (deps.usageLog)
+    app.use(
+      "/v1",
+      usageReportRoute(deps.usageLog, (res) => res.locals.tenant.id),
+    );
   app.use(chatRoute(routeDeps));
   app.use(completionsRoute(routeDeps));
   app.use(embeddingsRoute(routeDeps));

@@ -15,14 +15,13 @@ const gpuModes = ["auto", "off", "cuda", "vulkan"] as const;
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 // z.coerce.number() reads "" and null as 0, which would make `--port ""` or an
 // empty LLAMUX_PORT silently mean "any free port": blanks are refused instead.
-const number = () =>
-  z.preprocess((v) => (v === "" || v === null || (typeof v === "string" && v.trim() === "") ? Number.NaN : v), z.coerce.number());
+const number = () => z.preprocess((v) => (v === "" || v === null || (typeof v === "string" && v.trim() === "") ? Number.NaN : v), z.coerce.number());
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => number().pipe(z.number().int().min(min).max(max));
 // Flags and environment variables are strings: "true"/"false" (and 1/0) are
 // read as booleans; a config file may give a real boolean.
 const boolean = () =>
   z.preprocess(
-    (v) => (typeof v === "string" ? ({ true: true, "1": true, false: false, "0": false } as Record<string, boolean>)[v.trim().toLowerCase()] ?? v : v),
+    (v) => (typeof v === "string" ? (({ true: true, "1": true, false: false, "0": false } as Record<string, boolean>)[v.trim().toLowerCase()] ?? v) : v),
     z.boolean({ message: "expected true or false" }),
   );
 
@@ -39,12 +38,15 @@ const price = () =>
       }
     },
     z
-      .object({
-        input: z.number().finite().min(0),
-        cached_input: z.number().finite().min(0).optional(),
-        cachedInput: z.number().finite().min(0).optional(),
-        output: z.number().finite().min(0),
-      }, { message: 'expected {"input": USD, "cached_input": USD, "output": USD} per million tokens' })
+      .object(
+        {
+          input: z.number().finite().min(0),
+          cached_input: z.number().finite().min(0).optional(),
+          cachedInput: z.number().finite().min(0).optional(),
+          output: z.number().finite().min(0),
+        },
+        { message: 'expected {"input": USD, "cached_input": USD, "output": USD} per million tokens' },
+      )
       .strict()
       .transform((p): ModelPrice => ({ input: p.input, cachedInput: p.cached_input ?? p.cachedInput ?? p.input, output: p.output })),
   );
@@ -53,51 +55,232 @@ const price = () =>
 export const QUEUED_PER_SLOT = 8;
 
 const OPTIONS = {
-  model: { singleModel: true, env: "LLAMUX_MODEL", schema: z.string().min(1).nullable(), default: null, help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model" },
+  model: {
+    singleModel: true,
+    env: "LLAMUX_MODEL",
+    schema: z.string().min(1).nullable(),
+    default: null,
+    help: "GGUF file, directory of GGUFs, or hf:user/repo[:quant]. Default: first .gguf in ./models, else a synthetic smoke-test model",
+  },
   host: { env: "LLAMUX_HOST", schema: z.string().min(1), default: "127.0.0.1", help: "Address to listen on" },
   port: { env: "LLAMUX_PORT", schema: int(0, 65535), default: 8080, help: "Port to listen on (0 picks a free one)" },
-  "agent-port": { env: "LLAMUX_AGENT_PORT", schema: z.null().or(int(0, 65535)), default: null, help: "Also answer HAProxy agent checks on this TCP port of --host: a weight from free slots and queue depth, or drain while loading or shutting down (0 picks a free one; unset: off). See docs/cluster.md" },
+  "agent-port": {
+    env: "LLAMUX_AGENT_PORT",
+    schema: z.null().or(int(0, 65535)),
+    default: null,
+    help: "Also answer HAProxy agent checks on this TCP port of --host: a weight from free slots and queue depth, or drain while loading or shutting down (0 picks a free one; unset: off). See docs/cluster.md",
+  },
   slots: { perModel: true, env: "LLAMUX_SLOTS", schema: int(1, 256), default: 4, help: "Concurrent sequences (KV-cache slots) in the context" },
   "ctx-per-slot": { perModel: true, env: "LLAMUX_CTX_PER_SLOT", schema: int(16), default: 2048, help: "Context length of each slot, in tokens" },
-  threads: { perModel: true, env: "LLAMUX_THREADS", schema: int(1, 1024), default: defaultThreads(), help: "llama.cpp compute threads (default: physical cores)" },
+  threads: {
+    perModel: true,
+    env: "LLAMUX_THREADS",
+    schema: int(1, 1024),
+    default: defaultThreads(),
+    help: "llama.cpp compute threads (default: physical cores)",
+  },
   gpu: { perModel: true, env: "LLAMUX_GPU", schema: z.enum(gpuModes), default: "auto", help: "GPU backend: auto | off | cuda | vulkan" },
   alias: { singleModel: true, env: "LLAMUX_ALIAS", schema: z.string().min(1).nullable(), default: null, help: "Extra model name clients may use" },
-  "chat-template": { perModel: true, singleModel: true, env: "LLAMUX_CHAT_TEMPLATE", schema: z.string().min(1).nullable(), default: null, help: "Jinja chat template file overriding the model's" },
-  "step-tokens": { perModel: true, env: "LLAMUX_STEP_TOKENS", schema: int(1, 8192), default: 512, help: "Max tokens per engine step (decode + prefill chunks)" },
-  "coalesce-ms": { perModel: true, env: "LLAMUX_COALESCE_MS", schema: int(0, 1000), default: 3, help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch" },
-  "follow-up-ms": { perModel: true, env: "LLAMUX_FOLLOW_UP_MS", schema: int(0, 1000), default: DEFAULT_FOLLOW_UP_MS, help: "After a tenant's last request ends, the next engine step waits up to this long for its next one (woken by any arrival), so a client in a loop is not made to wait a whole step (0: never)" },
+  "chat-template": {
+    perModel: true,
+    singleModel: true,
+    env: "LLAMUX_CHAT_TEMPLATE",
+    schema: z.string().min(1).nullable(),
+    default: null,
+    help: "Jinja chat template file overriding the model's",
+  },
+  "step-tokens": {
+    perModel: true,
+    env: "LLAMUX_STEP_TOKENS",
+    schema: int(1, 8192),
+    default: 512,
+    help: "Max tokens per engine step (decode + prefill chunks)",
+  },
+  "coalesce-ms": {
+    perModel: true,
+    env: "LLAMUX_COALESCE_MS",
+    schema: int(0, 1000),
+    default: 3,
+    help: "When idle, wait this long for more arrivals so a burst is prefilled in one batch",
+  },
+  "follow-up-ms": {
+    perModel: true,
+    env: "LLAMUX_FOLLOW_UP_MS",
+    schema: int(0, 1000),
+    default: DEFAULT_FOLLOW_UP_MS,
+    help: "After a tenant's last request ends, the next engine step waits up to this long for its next one (woken by any arrival), so a client in a loop is not made to wait a whole step (0: never)",
+  },
   "models-dir": { env: "LLAMUX_MODELS_DIR", schema: z.string().min(1), default: "./models", help: "Where to look for a model when --model is not given" },
   "cache-dir": { env: "LLAMUX_CACHE_DIR", schema: z.string().min(1), default: "./.llamux/cache", help: "Where hf: downloads are kept" },
   "max-body-bytes": { env: "LLAMUX_MAX_BODY_BYTES", schema: int(1), default: 4 * 1024 * 1024, help: "Request body limit (413 beyond it)" },
   "log-level": { env: "LLAMUX_LOG_LEVEL", schema: z.enum(logLevels), default: "info", help: "Log level" },
-  "log-content": { env: "LLAMUX_LOG_CONTENT", schema: boolean(), default: false, help: "Also log each request's messages/prompt (debug level); off: prompts never reach the logs" },
-  "drain-timeout-ms": { env: "LLAMUX_DRAIN_TIMEOUT_MS", schema: int(0, 3_600_000), default: 30_000, help: "On shutdown, let in-flight requests finish for up to this long, then cut them (0: cut at once)" },
+  "log-content": {
+    env: "LLAMUX_LOG_CONTENT",
+    schema: boolean(),
+    default: false,
+    help: "Also log each request's messages/prompt (debug level); off: prompts never reach the logs",
+  },
+  "drain-timeout-ms": {
+    env: "LLAMUX_DRAIN_TIMEOUT_MS",
+    schema: int(0, 3_600_000),
+    default: 30_000,
+    help: "On shutdown, let in-flight requests finish for up to this long, then cut them (0: cut at once)",
+  },
   // null: QUEUED_PER_SLOT × --slots, filled in by parseServeConfig.
-  "max-queued": { perModel: true, env: "LLAMUX_MAX_QUEUED", schema: z.null().or(int(0, 1_000_000)), default: null, help: `Requests that may wait for a KV slot, over all tenants, while every slot is busy; more get 429 queue_full (0: refuse when no slot is free) [default: ${QUEUED_PER_SLOT} x --slots]` },
-  "queue-timeout-ms": { env: "LLAMUX_QUEUE_TIMEOUT_MS", schema: int(0, 3_600_000), default: 60_000, help: "A request with no output this long after it arrived is cancelled and answered 503 queue_timeout (0: wait forever)" },
-  "headers-timeout-ms": { env: "LLAMUX_HEADERS_TIMEOUT_MS", schema: int(1, 3_600_000), default: 10_000, help: "Close a connection (408) whose request head has not fully arrived this long after it began, or that sends nothing" },
-  "request-timeout-ms": { env: "LLAMUX_REQUEST_TIMEOUT_MS", schema: int(1, 3_600_000), default: 60_000, help: "Close a connection (408) whose request, head and body, has not fully arrived in this long; responses and streams are not limited" },
-  "keep-alive-timeout-ms": { env: "LLAMUX_KEEP_ALIVE_TIMEOUT_MS", schema: int(1, 3_600_000), default: 5_000, help: "Close a keep-alive connection idle this long between requests (keep it above a load balancer's idle timeout)" },
-  tenants: { env: "LLAMUX_TENANTS", schema: z.string().min(1).nullable(), default: null, help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)" },
-  "data-dir": { env: "LLAMUX_DATA_DIR", schema: z.string().min(1), default: "./data", help: "Where llamux.db is kept: stored responses and conversations, and in multi-tenant mode tenants, keys and usage" },
-  "response-ttl-days": { env: "LLAMUX_RESPONSE_TTL_DAYS", schema: int(0, 36_500), default: 30, help: "Stored responses (/v1/responses) older than this are invisible and purged (0: keep forever); conversations are kept until deleted" },
-  "database-url": { env: "LLAMUX_DATABASE_URL", schema: z.string().regex(/^postgres(ql)?:\/\/./, "expected a postgres:// or postgresql:// URL").nullable(), default: null, help: "Keep tenants, keys, usage, stored responses and conversations in this PostgreSQL database, shared by every replica, instead of <data-dir>/llamux.db (prefer the variable: a flag shows in ps)" },
+  "max-queued": {
+    perModel: true,
+    env: "LLAMUX_MAX_QUEUED",
+    schema: z.null().or(int(0, 1_000_000)),
+    default: null,
+    help: `Requests that may wait for a KV slot, over all tenants, while every slot is busy; more get 429 queue_full (0: refuse when no slot is free) [default: ${QUEUED_PER_SLOT} x --slots]`,
+  },
+  "queue-timeout-ms": {
+    env: "LLAMUX_QUEUE_TIMEOUT_MS",
+    schema: int(0, 3_600_000),
+    default: 60_000,
+    help: "A request with no output this long after it arrived is cancelled and answered 503 queue_timeout (0: wait forever)",
+  },
+  "headers-timeout-ms": {
+    env: "LLAMUX_HEADERS_TIMEOUT_MS",
+    schema: int(1, 3_600_000),
+    default: 10_000,
+    help: "Close a connection (408) whose request head has not fully arrived this long after it began, or that sends nothing",
+  },
+  "request-timeout-ms": {
+    env: "LLAMUX_REQUEST_TIMEOUT_MS",
+    schema: int(1, 3_600_000),
+    default: 60_000,
+    help: "Close a connection (408) whose request, head and body, has not fully arrived in this long; responses and streams are not limited",
+  },
+  "keep-alive-timeout-ms": {
+    env: "LLAMUX_KEEP_ALIVE_TIMEOUT_MS",
+    schema: int(1, 3_600_000),
+    default: 5_000,
+    help: "Close a keep-alive connection idle this long between requests (keep it above a load balancer's idle timeout)",
+  },
+  tenants: {
+    env: "LLAMUX_TENANTS",
+    schema: z.string().min(1).nullable(),
+    default: null,
+    help: "Tenants file (JSON or YAML): turns on API-key auth (so does LLAMUX_ADMIN_KEY)",
+  },
+  "data-dir": {
+    env: "LLAMUX_DATA_DIR",
+    schema: z.string().min(1),
+    default: "./data",
+    help: "Where llamux.db is kept: stored responses and conversations, and in multi-tenant mode tenants, keys and usage",
+  },
+  "response-ttl-days": {
+    env: "LLAMUX_RESPONSE_TTL_DAYS",
+    schema: int(0, 36_500),
+    default: 30,
+    help: "Stored responses (/v1/responses) older than this are invisible and purged (0: keep forever); conversations are kept until deleted",
+  },
+  "database-url": {
+    env: "LLAMUX_DATABASE_URL",
+    schema: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/./, "expected a postgres:// or postgresql:// URL")
+      .nullable(),
+    default: null,
+    help: "Keep tenants, keys, usage, stored responses and conversations in this PostgreSQL database, shared by every replica, instead of <data-dir>/llamux.db (prefer the variable: a flag shows in ps)",
+  },
   "database-pool-size": { env: "LLAMUX_DATABASE_POOL_SIZE", schema: int(1, 1000), default: 10, help: "Most PostgreSQL connections this replica holds at once" },
-  "kv-cache-dir": { env: "LLAMUX_KV_CACHE_DIR", schema: z.string().min(1).nullable(), default: null, help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)" },
-  "kv-cache-max-bytes": { perModel: true, env: "LLAMUX_KV_CACHE_MAX_BYTES", schema: int(0), default: 2 * 1024 ** 3, help: "Disk bound of the saved KV states, least recently used out first (0: never save)" },
-  "redis-url": { env: "LLAMUX_REDIS_URL", schema: z.string().regex(/^rediss?:\/\/./, "expected a redis:// or rediss:// URL").nullable(), default: null, help: "Redis shared by every replica: per-tenant rate limits, concurrency and queue caps become exact across replicas (default: in-process, per replica)" },
-  "redis-fallback": { env: "LLAMUX_REDIS_FALLBACK", schema: z.enum(REDIS_FALLBACKS), default: "local", help: "While Redis is unreachable: local (each limit ÷ the number of replicas, enforced by each replica alone) | refuse (503 quota_unavailable)" },
-  "redis-replicas": { env: "LLAMUX_REDIS_REPLICAS", schema: z.null().or(int(1, 10_000)), default: null, help: "Replicas sharing the limits, for --redis-fallback local (default: the live replicas last counted in Redis)" },
-  "redis-lease-ms": { env: "LLAMUX_REDIS_LEASE_MS", schema: int(1000, 3_600_000), default: 30_000, help: "A request's place in its tenant's concurrency and queue caps outlives its replica (killed, cut off) by at most this long" },
-  "redis-timeout-ms": { env: "LLAMUX_REDIS_TIMEOUT_MS", schema: int(10, 60_000), default: 500, help: "Redis connect and command timeout: past it, the request is decided by --redis-fallback" },
-  "redis-key-prefix": { env: "LLAMUX_REDIS_KEY_PREFIX", schema: z.string().min(1).max(200), default: "llamux:quota:", help: "Prefix of every Redis key (deployments sharing one Redis need different ones)" },
-  "max-file-bytes": { env: "LLAMUX_MAX_FILE_BYTES", schema: int(1), default: 200 * 1024 * 1024, help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)" },
-  "batch-concurrency": { env: "LLAMUX_BATCH_CONCURRENCY", schema: z.null().or(int(1, 4096)), default: null, help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]" },
-  price: { perModel: true, env: "LLAMUX_PRICE", schema: price().nullable(), default: null, help: 'The model\'s price for the cost reports, USD per million tokens: {"input": 0.15, "cached_input": 0.075, "output": 0.6} (cached_input defaults to input; unset: costs 0). See docs/usage.md' },
-  "batch-max-slots": { env: "LLAMUX_BATCH_MAX_SLOTS", schema: z.null().or(int(1, 4096)), default: null, help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]" },
-  "audit-refusals-per-address": { env: "LLAMUX_AUDIT_REFUSALS_PER_ADDRESS", schema: int(0, 1_000_000), default: 10, help: "Refused authentications from one source address recorded one by one in the audit log per window; the rest are counted in the window's summary record" },
-  "audit-refusals-total": { env: "LLAMUX_AUDIT_REFUSALS_TOTAL", schema: int(0, 1_000_000), default: 100, help: "Refused authentications recorded one by one per window over all addresses (with the summary, at most this + 1 records per window)" },
-  "audit-refusal-window-ms": { env: "LLAMUX_AUDIT_REFUSAL_WINDOW_MS", schema: int(1000, 86_400_000), default: 60_000, help: "The audit log's window for refused authentications: its limits start over and its summary is written when it ends" },
+  "kv-cache-dir": {
+    env: "LLAMUX_KV_CACHE_DIR",
+    schema: z.string().min(1).nullable(),
+    default: null,
+    help: "Where evicted slots' KV states are saved and restored from (default: <data-dir>/kv-cache)",
+  },
+  "kv-cache-max-bytes": {
+    perModel: true,
+    env: "LLAMUX_KV_CACHE_MAX_BYTES",
+    schema: int(0),
+    default: 2 * 1024 ** 3,
+    help: "Disk bound of the saved KV states, least recently used out first (0: never save)",
+  },
+  "redis-url": {
+    env: "LLAMUX_REDIS_URL",
+    schema: z
+      .string()
+      .regex(/^rediss?:\/\/./, "expected a redis:// or rediss:// URL")
+      .nullable(),
+    default: null,
+    help: "Redis shared by every replica: per-tenant rate limits, concurrency and queue caps become exact across replicas (default: in-process, per replica)",
+  },
+  "redis-fallback": {
+    env: "LLAMUX_REDIS_FALLBACK",
+    schema: z.enum(REDIS_FALLBACKS),
+    default: "local",
+    help: "While Redis is unreachable: local (each limit ÷ the number of replicas, enforced by each replica alone) | refuse (503 quota_unavailable)",
+  },
+  "redis-replicas": {
+    env: "LLAMUX_REDIS_REPLICAS",
+    schema: z.null().or(int(1, 10_000)),
+    default: null,
+    help: "Replicas sharing the limits, for --redis-fallback local (default: the live replicas last counted in Redis)",
+  },
+  "redis-lease-ms": {
+    env: "LLAMUX_REDIS_LEASE_MS",
+    schema: int(1000, 3_600_000),
+    default: 30_000,
+    help: "A request's place in its tenant's concurrency and queue caps outlives its replica (killed, cut off) by at most this long",
+  },
+  "redis-timeout-ms": {
+    env: "LLAMUX_REDIS_TIMEOUT_MS",
+    schema: int(10, 60_000),
+    default: 500,
+    help: "Redis connect and command timeout: past it, the request is decided by --redis-fallback",
+  },
+  "redis-key-prefix": {
+    env: "LLAMUX_REDIS_KEY_PREFIX",
+    schema: z.string().min(1).max(200),
+    default: "llamux:quota:",
+    help: "Prefix of every Redis key (deployments sharing one Redis need different ones)",
+  },
+  "max-file-bytes": {
+    env: "LLAMUX_MAX_FILE_BYTES",
+    schema: int(1),
+    default: 200 * 1024 * 1024,
+    help: "Largest file accepted by POST /v1/files (413 beyond it; OpenAI's batch input bound is 200 MB)",
+  },
+  "batch-concurrency": {
+    env: "LLAMUX_BATCH_CONCURRENCY",
+    schema: z.null().or(int(1, 4096)),
+    default: null,
+    help: "Batch API lines in flight at once over all batches [default: the served models' slots, added up]",
+  },
+  price: {
+    perModel: true,
+    env: "LLAMUX_PRICE",
+    schema: price().nullable(),
+    default: null,
+    help: 'The model\'s price for the cost reports, USD per million tokens: {"input": 0.15, "cached_input": 0.075, "output": 0.6} (cached_input defaults to input; unset: costs 0). See docs/usage.md',
+  },
+  "batch-max-slots": {
+    env: "LLAMUX_BATCH_MAX_SLOTS",
+    schema: z.null().or(int(1, 4096)),
+    default: null,
+    help: "Most slots of a model batch requests hold at once [default: every slot; they still run only on slots interactive requests leave free, and are preempted for them]",
+  },
+  "audit-refusals-per-address": {
+    env: "LLAMUX_AUDIT_REFUSALS_PER_ADDRESS",
+    schema: int(0, 1_000_000),
+    default: 10,
+    help: "Refused authentications from one source address recorded one by one in the audit log per window; the rest are counted in the window's summary record",
+  },
+  "audit-refusals-total": {
+    env: "LLAMUX_AUDIT_REFUSALS_TOTAL",
+    schema: int(0, 1_000_000),
+    default: 100,
+    help: "Refused authentications recorded one by one per window over all addresses (with the summary, at most this + 1 records per window)",
+  },
+  "audit-refusal-window-ms": {
+    env: "LLAMUX_AUDIT_REFUSAL_WINDOW_MS",
+    schema: int(1000, 86_400_000),
+    default: 60_000,
+    help: "The audit log's window for refused authentications: its limits start over and its summary is written when it ends",
+  },
 } as const;
 
 /** Shortest LLAMUX_ADMIN_KEY accepted: a guessable admin key would hand out every tenant. */
@@ -190,8 +373,12 @@ export function serveHelp(): string {
   }
   lines.push(`  --${"config".padEnd(21)} ${"LLAMUX_CONFIG".padEnd(28)} JSON or YAML file with any of the options above, and optionally`);
   lines.push(`    ${"".padEnd(21)} ${"".padEnd(28)} 'models': a list of models to serve at once, each {model, id, alias, ${PER_MODEL_OPTIONS.join(", ")}}`);
-  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} random characters); turns on API-key auth`);
-  lines.push(`    ${"(env only)".padEnd(21)} ${"LLAMUX_METRICS_TOKEN".padEnd(28)} Bearer token /metrics requires (at least ${MIN_SECRET_LENGTH} random characters); with tenants, /metrics takes it or the admin key`);
+  lines.push(
+    `    ${"(env only)".padEnd(21)} ${"LLAMUX_ADMIN_KEY".padEnd(28)} Enables the /admin API, guarded by this key (at least ${MIN_ADMIN_KEY_LENGTH} random characters); turns on API-key auth`,
+  );
+  lines.push(
+    `    ${"(env only)".padEnd(21)} ${"LLAMUX_METRICS_TOKEN".padEnd(28)} Bearer token /metrics requires (at least ${MIN_SECRET_LENGTH} random characters); with tenants, /metrics takes it or the admin key`,
+  );
   lines.push(`  --${"help".padEnd(21)} ${"".padEnd(28)} Show this help`);
   return lines.join("\n");
 }
@@ -217,7 +404,7 @@ function readConfigFile(file: string): { options: Record<string, unknown>; model
     throw new ConfigError(`config file ${file} must hold an object of options`);
   }
   const out: Record<string, unknown> = {};
-  let models: unknown = undefined;
+  let models: unknown;
   for (const [key, value] of Object.entries(parsed)) {
     if (key === "models") {
       models = value;
@@ -251,7 +438,10 @@ function parseModelList(raw: unknown, defaults: ServeConfig, maxQueuedGiven: num
     if (!model.success) throw new ConfigError(`${where}: 'model' (a GGUF file, directory or hf: URI) is required`);
     const id = text.nullable().safeParse(fields.id ?? null);
     if (!id.success) throw new ConfigError(`${where}: 'id' must be a non-empty string`);
-    const alias = z.union([text, z.array(text)]).nullable().safeParse(fields.alias ?? null);
+    const alias = z
+      .union([text, z.array(text)])
+      .nullable()
+      .safeParse(fields.alias ?? null);
     if (!alias.success) throw new ConfigError(`${where}: 'alias' must be a name or a list of names`);
     const aliases = alias.data === null ? [] : typeof alias.data === "string" ? [alias.data] : alias.data;
     const perModel: Record<string, unknown> = {};
@@ -286,18 +476,25 @@ function withResolvedQueue<T extends { slots: number; maxQueued: number | null }
  * flag) means true; `--log-content false` and `--log-content=false` still work.
  */
 function withBareSwitches(argv: string[]): string[] {
-  const switches = new Set(Object.entries(OPTIONS).filter(([, o]) => typeof o.default === "boolean").map(([n]) => `--${n}`));
+  const switches = new Set(
+    Object.entries(OPTIONS)
+      .filter(([, o]) => typeof o.default === "boolean")
+      .map(([n]) => `--${n}`),
+  );
   return argv.map((a, i) => (switches.has(a) && (i + 1 === argv.length || argv[i + 1]!.startsWith("--")) ? `${a}=true` : a));
 }
 
 /** Parses `serve` arguments; returns null when --help was asked for. */
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | null {
-  const flagSpec = Object.fromEntries(
-    [...Object.keys(OPTIONS), "config"].map((n) => [n, { type: "string" as const }]),
-  );
+  const flagSpec = Object.fromEntries([...Object.keys(OPTIONS), "config"].map((n) => [n, { type: "string" as const }]));
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: withBareSwitches(argv), options: { ...flagSpec, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: withBareSwitches(argv),
+      options: { ...flagSpec, help: { type: "boolean", short: "h" } },
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (see llamux serve --help)`);
   }
@@ -309,10 +506,13 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   const out: Record<string, unknown> = {};
   for (const [name, o] of Object.entries(OPTIONS) as Array<[OptionName, (typeof OPTIONS)[OptionName]]>) {
     const [raw, source] =
-      values[name] !== undefined ? [values[name], `--${name}`]
-      : env[o.env] !== undefined ? [env[o.env], o.env]
-      : fromFile[name] !== undefined ? [fromFile[name], `config ${name}`]
-      : [o.default, "default"];
+      values[name] !== undefined
+        ? [values[name], `--${name}`]
+        : env[o.env] !== undefined
+          ? [env[o.env], o.env]
+          : fromFile[name] !== undefined
+            ? [fromFile[name], `config ${name}`]
+            : [o.default, "default"];
     const parsed = (o.schema as z.ZodType).safeParse(raw);
     if (!parsed.success) {
       throw new ConfigError(`invalid value for ${source}: ${JSON.stringify(raw)} (${parsed.error.issues[0]?.message})`);

@@ -107,7 +107,12 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   // The shared database is down or restarting: retryable, and the client is told so (the cause goes to the log, not to the client).
   if (err instanceof StoreUnavailableError) {
-    return new ApiError("database_unavailable", "The database that keeps this data is unavailable right now. Please retry shortly.", null, DATABASE_RETRY_AFTER_SECONDS);
+    return new ApiError(
+      "database_unavailable",
+      "The database that keeps this data is unavailable right now. Please retry shortly.",
+      null,
+      DATABASE_RETRY_AFTER_SECONDS,
+    );
   }
   const e = err as { type?: string; status?: number; limit?: number; message?: string };
   if (e?.type === "entity.parse.failed") {

@@ -97,21 +97,65 @@ export function createMetrics(): Metrics {
   collectDefaultMetrics({ register: registry, prefix: "llamux_process_" });
   return {
     registry,
-    requests: new Counter({ name: "llamux_requests_total", help: "HTTP requests by endpoint and status", labelNames: ["endpoint", "status"], registers: [registry] }),
+    requests: new Counter({
+      name: "llamux_requests_total",
+      help: "HTTP requests by endpoint and status",
+      labelNames: ["endpoint", "status"],
+      registers: [registry],
+    }),
     promptTokens: new Counter({ name: "llamux_prompt_tokens_total", help: "Prompt tokens processed", labelNames: ["model", "tenant"], registers: [registry] }),
-    completionTokens: new Counter({ name: "llamux_completion_tokens_total", help: "Completion tokens generated", labelNames: ["model", "tenant"], registers: [registry] }),
-    cachedTokens: new Counter({ name: "llamux_cached_tokens_total", help: "Prompt tokens served from a slot's KV cache", labelNames: ["model", "tenant"], registers: [registry] }),
+    completionTokens: new Counter({
+      name: "llamux_completion_tokens_total",
+      help: "Completion tokens generated",
+      labelNames: ["model", "tenant"],
+      registers: [registry],
+    }),
+    cachedTokens: new Counter({
+      name: "llamux_cached_tokens_total",
+      help: "Prompt tokens served from a slot's KV cache",
+      labelNames: ["model", "tenant"],
+      registers: [registry],
+    }),
     generations: new Counter({
       name: "llamux_generations_total",
       help: "Generations (one per choice) ended, by model, tenant, status (ok, error, cancelled) and finish_reason (none without a finish)",
       labelNames: ["model", "tenant", "status", "finish_reason"],
       registers: [registry],
     }),
-    rejections: new Counter({ name: "llamux_rejections_total", help: "Requests refused or shed before they ran (quota, rate limit, queue caps, queue timeout), by tenant and reason", labelNames: ["tenant", "reason"], registers: [registry] }),
-    ttftSeconds: new Histogram({ name: "llamux_time_to_first_token_seconds", help: "From request arrival to the first generated output", labelNames: ["model"], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
-    itlSeconds: new Histogram({ name: "llamux_inter_token_latency_seconds", help: "Between consecutive outputs of one stream", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
-    prefillSeconds: new Histogram({ name: "llamux_prefill_seconds", help: "From admission to a KV slot to the first sampled token", labelNames: ["model"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
-    queueSeconds: new Histogram({ name: "llamux_queue_seconds", help: "Time a request waited for a KV slot", labelNames: ["tenant"], buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    rejections: new Counter({
+      name: "llamux_rejections_total",
+      help: "Requests refused or shed before they ran (quota, rate limit, queue caps, queue timeout), by tenant and reason",
+      labelNames: ["tenant", "reason"],
+      registers: [registry],
+    }),
+    ttftSeconds: new Histogram({
+      name: "llamux_time_to_first_token_seconds",
+      help: "From request arrival to the first generated output",
+      labelNames: ["model"],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    itlSeconds: new Histogram({
+      name: "llamux_inter_token_latency_seconds",
+      help: "Between consecutive outputs of one stream",
+      labelNames: ["model"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    prefillSeconds: new Histogram({
+      name: "llamux_prefill_seconds",
+      help: "From admission to a KV slot to the first sampled token",
+      labelNames: ["model"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    queueSeconds: new Histogram({
+      name: "llamux_queue_seconds",
+      help: "Time a request waited for a KV slot",
+      labelNames: ["tenant"],
+      buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
     genAi: {
       // Buckets as the GenAI semantic conventions advise for each metric.
       timeToFirstToken: new Histogram({
@@ -136,7 +180,13 @@ export function createMetrics(): Metrics {
         registers: [registry],
       }),
     },
-    requestSeconds: new Histogram({ name: "llamux_request_duration_seconds", help: "End-to-end HTTP request latency", labelNames: ["endpoint"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] }),
+    requestSeconds: new Histogram({
+      name: "llamux_request_duration_seconds",
+      help: "End-to-end HTTP request latency",
+      labelNames: ["endpoint"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
   };
 }
 
@@ -150,8 +200,7 @@ export function bindEngineMetrics(metrics: Metrics, engines: ReadonlyArray<{ id:
   type Stats = NonNullable<Awaited<ReturnType<EngineClient["stats"]>>>;
   // Gauges collected together in one scrape share one stats round trip per worker.
   let pending: Promise<Array<{ id: string; stats: Stats | null }>> | null = null;
-  const stats = () =>
-    (pending ??= Promise.all(engines.map(async ({ id, engine }) => ({ id, stats: await engine.stats() }))).finally(() => (pending = null)));
+  const stats = () => (pending ??= Promise.all(engines.map(async ({ id, engine }) => ({ id, stats: await engine.stats() }))).finally(() => (pending = null)));
   const labelNames = ["model"] as const;
   const gauge = (name: string, help: string, read: (s: Stats) => number) =>
     new Gauge({

@@ -79,4 +79,3 @@ export function modelState(m: ServedModel): ServedModelState {
       return "stopped";
   }
 }
-

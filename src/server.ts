@@ -148,7 +148,9 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   // Off (a no-op tracer) unless the OTEL_* environment asks for traces; flushed last.
   const tracing = await startTracing("front", VERSION);
   stack.push("tracing", () => tracing.shutdown());
-  const pg = config.databaseUrl ? await openPostgres({ url: config.databaseUrl, poolSize: config.databasePoolSize, conversations: conversationOptions(config, log) }, log) : null;
+  const pg = config.databaseUrl
+    ? await openPostgres({ url: config.databaseUrl, poolSize: config.databasePoolSize, conversations: conversationOptions(config, log) }, log)
+    : null;
   if (pg) stack.push("postgres", () => pg.close());
   const multi = await openTenants(config, secrets, log, pg);
   if (multi) stack.push("tenant store", () => multi.store.close());
@@ -174,7 +176,9 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
   const metrics = createMetrics();
   bindEngineMetrics(metrics, models.all);
   for (const m of tracing.enabled ? models.all : []) {
-    m.engine.on("restart", (n: number) => tracing.tracer.startSpan("llamux.engine.restart", { attributes: { "llamux.model": m.id, "llamux.engine.restarts": n } }).end());
+    m.engine.on("restart", (n: number) =>
+      tracing.tracer.startSpan("llamux.engine.restart", { attributes: { "llamux.model": m.id, "llamux.engine.restarts": n } }).end(),
+    );
   }
   if (pg) bindDatabaseMetrics(metrics.registry, pg.db, pg.usage);
   // tiktoken's encoder, loaded on first use by the quota estimate.
@@ -192,7 +196,9 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
     stack.push("deleted tenant cleanup", forgetDeletedTenants(multi.tenants, conversations, log));
   }
   if (multi && secrets.metricsToken === null && secrets.adminKey === null) {
-    log.warn("/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token");
+    log.warn(
+      "/metrics is closed: it lists every tenant, so in multi-tenant mode it needs LLAMUX_METRICS_TOKEN (or LLAMUX_ADMIN_KEY) to be set and sent as a bearer token",
+    );
   }
   // Stopped after the listener, so the requests a drain lets finish still reach them.
   stack.push("engine workers", () => Promise.all([...models.all].reverse().map((m) => m.engine.stop())).then(() => undefined));
@@ -314,7 +320,8 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
       const deadline = new Promise<"deadline">((resolve) => (timer = setTimeout(() => resolve("deadline"), config.drainTimeoutMs)));
       const outcome = await Promise.race([inflight.idle().then(() => "drained" as const), deadline]);
       clearTimeout(timer);
-      if (outcome === "deadline") log.warn({ cut: inflight.count, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline passed: cutting the requests still in flight");
+      if (outcome === "deadline")
+        log.warn({ cut: inflight.count, drainTimeoutMs: config.drainTimeoutMs }, "drain deadline passed: cutting the requests still in flight");
     } else if (inflight.count > 0) {
       log.warn({ cut: inflight.count }, "drain timeout is 0: cutting the requests in flight");
     }
@@ -354,7 +361,13 @@ async function startServing(config: ServeConfig, log: Logger, secrets: ServeSecr
 function replicaLoad(models: ServedModels, accepting: boolean): ReplicaLoad {
   return {
     accepting,
-    models: models.all.map((m) => ({ state: modelState(m), slots: m.queue.slots, running: m.queue.running, waiting: m.queue.waiting, maxQueued: m.queue.maxQueued })),
+    models: models.all.map((m) => ({
+      state: modelState(m),
+      slots: m.queue.slots,
+      running: m.queue.running,
+      waiting: m.queue.waiting,
+      maxQueued: m.queue.maxQueued,
+    })),
   };
 }
 

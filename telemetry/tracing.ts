@@ -57,7 +57,11 @@ export async function startTracing(component: "front" | "engine", version: strin
     import("@opentelemetry/exporter-trace-otlp-http"),
     import("@opentelemetry/resources"),
   ]);
-  const resource = resourceFromAttributes({ "service.name": "llamux", ...(version ? { "service.version": version } : {}), "llamux.component": component }).merge(detectResources({ detectors: [envDetector] }));
+  const resource = resourceFromAttributes({
+    "service.name": "llamux",
+    ...(version ? { "service.version": version } : {}),
+    "llamux.component": component,
+  }).merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
   provider.register();
   let done: Promise<void> | null = null;

@@ -33,9 +33,7 @@ export interface AdminDeps {
 
 const ADMIN_BODY_LIMIT_BYTES = 64 * 1024;
 
-const createTenantSchema = z
-  .object({ id: tenantIdSchema, limits: limitsPatchSchema.optional(), scheduling: schedulingPatchSchema.optional() })
-  .strict();
+const createTenantSchema = z.object({ id: tenantIdSchema, limits: limitsPatchSchema.optional(), scheduling: schedulingPatchSchema.optional() }).strict();
 const patchTenantSchema = z.object({ limits: limitsPatchSchema.optional(), scheduling: schedulingPatchSchema.optional() }).strict();
 const createKeySchema = z.object({ name: z.string().min(1).max(256).nullish() }).strict();
 
@@ -86,7 +84,13 @@ export function adminRoute(deps: AdminDeps): Router {
     assertConsistent(t);
     const slots = deps.slots();
     if (slots === null) return;
-    const after = [...tenants.list().map((r) => r.tenant).filter((o) => o.id !== t.id), t].map(tenantPolicy);
+    const after = [
+      ...tenants
+        .list()
+        .map((r) => r.tenant)
+        .filter((o) => o.id !== t.id),
+      t,
+    ].map(tenantPolicy);
     const reserved = overReserved(after, slots);
     if (reserved !== null) {
       throw new ApiError(

@@ -74,7 +74,14 @@ export class AuditLog {
    * the change it records has already been made and answered for.
    */
   async record(req: Request, res: Response, type: AuditEventType, resourceId: string | null, details: { [key: string]: JsonValue }): Promise<void> {
-    const write = this.store.append({ type, effectiveAtMs: this.now(), actor: this.adminActor(req), resourceId, requestId: res.locals.requestId ?? null, details });
+    const write = this.store.append({
+      type,
+      effectiveAtMs: this.now(),
+      actor: this.adminActor(req),
+      resourceId,
+      requestId: res.locals.requestId ?? null,
+      details,
+    });
     await this.track(write).catch((err: unknown) => {
       this.log.error({ err: (err as Error).message, type, resource: resourceId, requestId: res.locals.requestId }, "audit record NOT written");
     });

@@ -28,7 +28,8 @@ function listName(name: string): string {
 function integer(name: string, value: string, min: number, max: number): number {
   if (!/^-?[0-9]+$/.test(value)) throw new ApiError("invalid_type", `Invalid '${name}': expected an integer, got '${value.slice(0, 64)}'.`, name);
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ApiError("invalid_value", `Invalid '${name}': ${value.slice(0, 64)} is not between ${min} and ${max}.`, name);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new ApiError("invalid_value", `Invalid '${name}': ${value.slice(0, 64)} is not between ${min} and ${max}.`, name);
   return n;
 }
 
@@ -50,7 +51,11 @@ export function parseAuditQuery(search: string): AuditQuery {
       if (list.length >= MAX_FILTER_VALUES) throw new ApiError("invalid_value", `Invalid '${name}': at most ${MAX_FILTER_VALUES} values.`, name);
       if (value === "") throw new ApiError("invalid_value", `Invalid '${name}': an empty value.`, name);
       if (name === "event_types[]" && !isAuditEventType(value)) {
-        throw new ApiError("invalid_value", `Invalid '${name}': '${value.slice(0, 64)}' is not an audit event type (one of ${AUDIT_EVENT_TYPES.join(", ")}).`, name);
+        throw new ApiError(
+          "invalid_value",
+          `Invalid '${name}': '${value.slice(0, 64)}' is not an audit event type (one of ${AUDIT_EVENT_TYPES.join(", ")}).`,
+          name,
+        );
       }
       (list as string[]).push(value);
       continue;
@@ -63,7 +68,8 @@ export function parseAuditQuery(search: string): AuditQuery {
     else if (name === "before") query.beforeSeq = cursor(name, value);
     else throw new ApiError("unknown_parameter", `Unknown parameter: '${name.slice(0, 64)}'.`, name.slice(0, 64));
   }
-  if (query.afterSeq !== null && query.beforeSeq !== null) throw new ApiError("invalid_value", "Invalid 'before': 'after' and 'before' cannot be combined; page in one direction.", "before");
+  if (query.afterSeq !== null && query.beforeSeq !== null)
+    throw new ApiError("invalid_value", "Invalid 'before': 'after' and 'before' cannot be combined; page in one direction.", "before");
   query.types = [...new Set(query.types)] as AuditEventType[];
   return query;
 }

@@ -49,14 +49,28 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async append(entry: AuditEntry): Promise<AuditRecord> {
-    return this.db.transaction(() => {
-      const head = this.db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
-      const r = nextRecord(head ?? null, entry);
-      this.db
-        .prepare(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(r.seq, r.type, r.effectiveAtMs, r.actor.type, r.actor.id, r.actor.ipAddress, r.resourceId, r.requestId, canonicalJson(r.details), r.prevHash, r.hash);
-      return r;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const head = this.db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
+        const r = nextRecord(head ?? null, entry);
+        this.db
+          .prepare(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(
+            r.seq,
+            r.type,
+            r.effectiveAtMs,
+            r.actor.type,
+            r.actor.id,
+            r.actor.ipAddress,
+            r.resourceId,
+            r.requestId,
+            canonicalJson(r.details),
+            r.prevHash,
+            r.hash,
+          );
+        return r;
+      })
+      .immediate();
   }
 
   async list(query: AuditQuery): Promise<AuditPage> {

@@ -38,7 +38,12 @@ export function newDispatchSecret(): string {
  * secret must match (else 401, whoever sent it) and the tenant must still
  * exist (a deleted tenant's batch lines fail).
  */
-export function authenticateDispatch(secret: string, registry: TenantRegistry | null, authenticate: RequestHandler, onRefused: OnRefused = () => {}): RequestHandler {
+export function authenticateDispatch(
+  secret: string,
+  registry: TenantRegistry | null,
+  authenticate: RequestHandler,
+  onRefused: OnRefused = () => {},
+): RequestHandler {
   return (req, res, next) => {
     const presented = req.headers[DISPATCH_SECRET_HEADER];
     if (presented === undefined) return authenticate(req, res, next);
@@ -72,7 +77,15 @@ export interface DispatchResult {
 }
 
 /** Serves one line through `baseUrl` (this server's listener). Throws only when no answer came (connection refused, aborted). */
-export async function dispatchLine(baseUrl: string, secret: string, tenantId: string, endpoint: string, body: unknown, signal: AbortSignal, batchId?: string): Promise<DispatchResult> {
+export async function dispatchLine(
+  baseUrl: string,
+  secret: string,
+  tenantId: string,
+  endpoint: string,
+  body: unknown,
+  signal: AbortSignal,
+  batchId?: string,
+): Promise<DispatchResult> {
   const res = await fetch(`${baseUrl}${endpoint}`, {
     method: "POST",
     headers: {

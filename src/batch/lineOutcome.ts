@@ -8,7 +8,16 @@
 import { randomId } from "../openai/common.js";
 import type { DispatchResult } from "./dispatch.js";
 
-const RETRY_CODES = new Set(["batch_preempted", "queue_timeout", "queue_full", "engine_unavailable", "engine_restarted", "model_not_loaded", "engine_crash_quarantine", "rate_limit_exceeded"]);
+const RETRY_CODES = new Set([
+  "batch_preempted",
+  "queue_timeout",
+  "queue_full",
+  "engine_unavailable",
+  "engine_restarted",
+  "model_not_loaded",
+  "engine_crash_quarantine",
+  "rate_limit_exceeded",
+]);
 
 export type LineOutcome =
   | { kind: "retry"; afterMs: number }

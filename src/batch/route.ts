@@ -17,7 +17,10 @@ const createSchema = z
     endpoint: z.enum(BATCH_ENDPOINTS),
     completion_window: z.literal("24h"),
     // OpenAI's metadata: up to 16 pairs, keys ≤ 64 chars, values ≤ 512.
-    metadata: z.record(z.string().max(64), z.string().max(512)).refine((m) => Object.keys(m).length <= 16, "at most 16 pairs").nullish(),
+    metadata: z
+      .record(z.string().max(64), z.string().max(512))
+      .refine((m) => Object.keys(m).length <= 16, "at most 16 pairs")
+      .nullish(),
     output_expires_after: z.unknown().optional(),
   })
   .strict();
@@ -45,7 +48,8 @@ export function batchesRoute(batches: BatchStore, files: FileStore, runner: Batc
     const tenantId = res.locals.tenant.id;
     const file = await files.get(tenantId, body.input_file_id);
     if (!file) throw new ApiError("not_found", `No such File object: ${body.input_file_id}`, "input_file_id");
-    if (file.purpose !== "batch") throw new ApiError("invalid_value", `Invalid 'input_file_id': the file's purpose is '${file.purpose}', not 'batch'.`, "input_file_id");
+    if (file.purpose !== "batch")
+      throw new ApiError("invalid_value", `Invalid 'input_file_id': the file's purpose is '${file.purpose}', not 'batch'.`, "input_file_id");
     const now = nowSeconds();
     const batch: BatchObject = {
       id: randomId("batch", "_"),

@@ -129,7 +129,8 @@ export class BatchRunner {
       try {
         await this.work(tenantId, batchId, task.abort.signal, () => this.stopping || task.lost);
       } finally {
-        if (shared && !task.lost) await shared.release(batchId).catch((err: unknown) => this.o.log.warn({ err, batch: batchId }, "releasing a batch's lease failed; it expires"));
+        if (shared && !task.lost)
+          await shared.release(batchId).catch((err: unknown) => this.o.log.warn({ err, batch: batchId }, "releasing a batch's lease failed; it expires"));
       }
     })()
       .catch((err: unknown) => this.o.log.error({ err, batch: batchId }, "batch run failed"))
@@ -204,7 +205,9 @@ export class BatchRunner {
         return;
       }
       batch = await batches.update(tenantId, id, (b) =>
-        b.status !== "validating" ? null : { ...b, status: "in_progress", in_progress_at: nowSeconds(), model: v.model, request_counts: { total: v.total, completed: 0, failed: 0 } },
+        b.status !== "validating"
+          ? null
+          : { ...b, status: "in_progress", in_progress_at: nowSeconds(), model: v.model, request_counts: { total: v.total, completed: 0, failed: 0 } },
       );
       if (!batch) return;
     }
@@ -226,8 +229,14 @@ export class BatchRunner {
     if (batch.status === "finalizing" || batch.status === "cancelling") await this.finalize(tenantId, batch);
   }
 
-  private async fail(tenantId: string, id: string, errors: BatchObject["errors"] extends infer E ? (E extends { data: infer D } ? D : never) : never): Promise<void> {
-    await this.o.batches.update(tenantId, id, (b) => (b.status !== "validating" ? null : { ...b, status: "failed", failed_at: nowSeconds(), errors: { object: "list", data: errors } }));
+  private async fail(
+    tenantId: string,
+    id: string,
+    errors: BatchObject["errors"] extends infer E ? (E extends { data: infer D } ? D : never) : never,
+  ): Promise<void> {
+    await this.o.batches.update(tenantId, id, (b) =>
+      b.status !== "validating" ? null : { ...b, status: "failed", failed_at: nowSeconds(), errors: { object: "list", data: errors } },
+    );
   }
 
   /**
@@ -259,7 +268,11 @@ export class BatchRunner {
             // Exact: recordLine says true once per line, ever.
             await this.o.batches.update(tenantId, batch.id, (b) => ({
               ...b,
-              request_counts: { ...b.request_counts, completed: b.request_counts.completed + (recorded ? 1 : 0), failed: b.request_counts.failed + (recorded ? 0 : 1) },
+              request_counts: {
+                ...b.request_counts,
+                completed: b.request_counts.completed + (recorded ? 1 : 0),
+                failed: b.request_counts.failed + (recorded ? 0 : 1),
+              },
             }));
           })
           .catch((err: unknown) => {
@@ -299,7 +312,14 @@ export class BatchRunner {
         continue;
       }
       // Recorded before it counts: a second record of this line (a resumed run) is ignored.
-      const fresh = await this.o.batches.recordLine(batch.id, { line, ok: outcome.ok, record: outcome.record, inputTokens: outcome.inputTokens, cachedTokens: outcome.cachedTokens, outputTokens: outcome.outputTokens });
+      const fresh = await this.o.batches.recordLine(batch.id, {
+        line,
+        ok: outcome.ok,
+        record: outcome.record,
+        inputTokens: outcome.inputTokens,
+        cachedTokens: outcome.cachedTokens,
+        outputTokens: outcome.outputTokens,
+      });
       return fresh ? outcome.ok : null;
     }
     return null;
@@ -317,7 +337,14 @@ export class BatchRunner {
       if (done.has(n)) continue;
       const parsed = parseLine(text, batch.endpoint);
       const customId = "customId" in parsed ? parsed.customId : "";
-      await this.o.batches.recordLine(batch.id, { line: n, ok: false, record: unrunRecord(customId, "batch_expired", "This request could not be executed before the completion window expired."), inputTokens: 0, cachedTokens: 0, outputTokens: 0 });
+      await this.o.batches.recordLine(batch.id, {
+        line: n,
+        ok: false,
+        record: unrunRecord(customId, "batch_expired", "This request could not be executed before the completion window expired."),
+        inputTokens: 0,
+        cachedTokens: 0,
+        outputTokens: 0,
+      });
     }
     await this.o.batches.update(tenantId, batch.id, (b) => ({ ...b, expired_at: nowSeconds() }));
   }
@@ -325,8 +352,14 @@ export class BatchRunner {
   /** Writes the output and error files from the recorded lines and ends the batch. */
   private async finalize(tenantId: string, batch: BatchObject): Promise<void> {
     const t = await this.o.batches.totals(batch.id);
-    const output = t.completed > 0 ? await this.o.files.write(tenantId, { filename: `${batch.id}_output.jsonl`, purpose: "batch_output" }, this.o.batches.results(batch.id, true)) : null;
-    const errors = t.failed > 0 ? await this.o.files.write(tenantId, { filename: `${batch.id}_error.jsonl`, purpose: "batch_output" }, this.o.batches.results(batch.id, false)) : null;
+    const output =
+      t.completed > 0
+        ? await this.o.files.write(tenantId, { filename: `${batch.id}_output.jsonl`, purpose: "batch_output" }, this.o.batches.results(batch.id, true))
+        : null;
+    const errors =
+      t.failed > 0
+        ? await this.o.files.write(tenantId, { filename: `${batch.id}_error.jsonl`, purpose: "batch_output" }, this.o.batches.results(batch.id, false))
+        : null;
     const now = nowSeconds();
     const ended = await this.o.batches.update(tenantId, batch.id, (b) => {
       // Ended already: by a replica that took the batch over from this one while it was cut off.

@@ -56,7 +56,9 @@ export class SqliteBatchStore implements BatchStore {
     if (opts.after !== null) {
       const r = this.db.prepare("SELECT seq FROM batches WHERE tenant_id = ? AND id = ?").get(tenantId, opts.after) as { seq: number } | undefined;
       if (!r) return { data: [], hasMore: false };
-      rows = this.db.prepare("SELECT body FROM batches WHERE tenant_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?").all(tenantId, r.seq, opts.limit + 1) as Array<{ body: string }>;
+      rows = this.db
+        .prepare("SELECT body FROM batches WHERE tenant_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?")
+        .all(tenantId, r.seq, opts.limit + 1) as Array<{ body: string }>;
     } else {
       rows = this.db.prepare("SELECT body FROM batches WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?").all(tenantId, opts.limit + 1) as Array<{ body: string }>;
     }
@@ -64,15 +66,19 @@ export class SqliteBatchStore implements BatchStore {
   }
 
   async update(tenantId: string, id: string, change: (b: BatchObject) => BatchObject | null): Promise<BatchObject | null> {
-    return this.db.transaction(() => {
-      const row = this.db.prepare("SELECT body FROM batches WHERE tenant_id = ? AND id = ?").get(tenantId, id) as { body: string } | undefined;
-      if (!row) return null;
-      const current = JSON.parse(row.body) as BatchObject;
-      const next = change(current);
-      if (!next) return current;
-      this.db.prepare("UPDATE batches SET body = ?, final = ? WHERE tenant_id = ? AND id = ?").run(JSON.stringify(next), FINAL.has(next.status) ? 1 : 0, tenantId, id);
-      return next;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.db.prepare("SELECT body FROM batches WHERE tenant_id = ? AND id = ?").get(tenantId, id) as { body: string } | undefined;
+        if (!row) return null;
+        const current = JSON.parse(row.body) as BatchObject;
+        const next = change(current);
+        if (!next) return current;
+        this.db
+          .prepare("UPDATE batches SET body = ?, final = ? WHERE tenant_id = ? AND id = ?")
+          .run(JSON.stringify(next), FINAL.has(next.status) ? 1 : 0, tenantId, id);
+        return next;
+      })
+      .immediate();
   }
 
   async unfinished(): Promise<Array<{ tenantId: string; batch: BatchObject }>> {
@@ -104,7 +110,9 @@ export class SqliteBatchStore implements BatchStore {
   async *results(batchId: string, ok: boolean): AsyncIterable<string> {
     let after = -1;
     for (;;) {
-      const rows = this.db.prepare("SELECT line, record FROM batch_lines WHERE batch_id = ? AND ok = ? AND line > ? ORDER BY line LIMIT ?").all(batchId, ok ? 1 : 0, after, PAGE) as Array<{ line: number; record: string }>;
+      const rows = this.db
+        .prepare("SELECT line, record FROM batch_lines WHERE batch_id = ? AND ok = ? AND line > ? ORDER BY line LIMIT ?")
+        .all(batchId, ok ? 1 : 0, after, PAGE) as Array<{ line: number; record: string }>;
       for (const r of rows) yield r.record;
       if (rows.length < PAGE) return;
       after = rows.at(-1)!.line;

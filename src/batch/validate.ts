@@ -45,7 +45,8 @@ export function parseLine(text: string, endpoint: BatchEndpoint): BatchLine | Om
     return { code: "missing_required_parameter", message: "Each line needs a 'custom_id': a non-empty string of at most 512 characters.", param: "custom_id" };
   }
   if (method !== "POST") return { code: "invalid_value", message: "Invalid 'method': must be 'POST'.", param: "method" };
-  if (url !== endpoint) return { code: "invalid_value", message: `Invalid 'url': this batch's endpoint is '${endpoint}', the line says '${String(url)}'.`, param: "url" };
+  if (url !== endpoint)
+    return { code: "invalid_value", message: `Invalid 'url': this batch's endpoint is '${endpoint}', the line says '${String(url)}'.`, param: "url" };
   if (!isObject(body)) return { code: "missing_required_parameter", message: "Each line needs a 'body': the request's JSON object.", param: "body" };
   // A batch line's answer is a file record, never a stream.
   if (body.stream !== undefined && body.stream !== null && body.stream !== false) {
@@ -86,7 +87,12 @@ export async function validateInput(input: Readable, endpoint: BatchEndpoint, si
       if (total > MAX_BATCH_LINES) {
         // Reported first, whatever else was found: it is the reason nothing else matters.
         failed = true;
-        errors.unshift({ code: "too_many_lines", message: `A batch may hold at most ${MAX_BATCH_LINES} requests; this file has more.`, param: null, line: total });
+        errors.unshift({
+          code: "too_many_lines",
+          message: `A batch may hold at most ${MAX_BATCH_LINES} requests; this file has more.`,
+          param: null,
+          line: total,
+        });
         if (errors.length > MAX_REPORTED_ERRORS) errors.pop();
         break;
       }
@@ -96,13 +102,24 @@ export async function validateInput(input: Readable, endpoint: BatchEndpoint, si
         continue;
       }
       if (seen.has(parsed.customId)) {
-        report({ code: "duplicate_custom_id", message: `The custom_id '${parsed.customId.slice(0, 64)}' is used by an earlier line: each must be unique.`, param: "custom_id" }, total);
+        report(
+          {
+            code: "duplicate_custom_id",
+            message: `The custom_id '${parsed.customId.slice(0, 64)}' is used by an earlier line: each must be unique.`,
+            param: "custom_id",
+          },
+          total,
+        );
         continue;
       }
       seen.add(parsed.customId);
       const m = parsed.body.model as string;
       if (model === null) model = m;
-      else if (m !== model) report({ code: "mismatched_model", message: `Every line of a batch must use the same model: '${model}' above, '${m}' here.`, param: "body.model" }, total);
+      else if (m !== model)
+        report(
+          { code: "mismatched_model", message: `Every line of a batch must use the same model: '${model}' above, '${m}' here.`, param: "body.model" },
+          total,
+        );
     }
   } finally {
     lines.close();

@@ -99,7 +99,10 @@ export function checkHaproxyOptions(o: HaproxyOptions): void {
   if (d !== null) {
     if (o.servers.length > 0) throw new RangeError("give either servers or DNS discovery, not both");
     if (!/^[A-Za-z0-9.-]+$/.test(d.fqdn)) throw new RangeError(`bad DNS name '${d.fqdn}'`);
-    for (const [what, p] of [["port", d.port], ["agent port", d.agentPort]] as const) {
+    for (const [what, p] of [
+      ["port", d.port],
+      ["agent port", d.agentPort],
+    ] as const) {
       if (!Number.isInteger(p) || p < 1 || p > 65535) throw new RangeError(`discovery: bad ${what} ${p}`);
     }
     if (!Number.isInteger(d.slots) || d.slots < 1 || d.slots > 1000) throw new RangeError(`discovery: slots must be 1..1000, got ${d.slots}`);
@@ -110,7 +113,10 @@ export function checkHaproxyOptions(o: HaproxyOptions): void {
     if (names.has(s.name)) throw new RangeError(`server name '${s.name}' is used twice`);
     names.add(s.name);
     if (!/^[A-Za-z0-9_.:[\]-]+$/.test(s.host)) throw new RangeError(`server '${s.name}': bad host '${s.host}'`);
-    for (const [what, p] of [["port", s.port], ["agent port", s.agentPort]] as const) {
+    for (const [what, p] of [
+      ["port", s.port],
+      ["agent port", s.agentPort],
+    ] as const) {
       if (!Number.isInteger(p) || p < 1 || p > 65535) throw new RangeError(`server '${s.name}': bad ${what} ${p}`);
     }
   }
@@ -119,7 +125,15 @@ export function checkHaproxyOptions(o: HaproxyOptions): void {
     throw new RangeError(`hash balance factor must be 0 (off) or an integer ≥ 100, got ${o.hashBalanceFactor}`);
   }
   if (!Number.isInteger(o.bufferBytes) || o.bufferBytes < 16_384) throw new RangeError(`buffer must be at least 16384 bytes, got ${o.bufferBytes}`);
-  for (const [what, v] of [["check interval", o.checkIntervalMs], ["fall", o.fall], ["rise", o.rise], ["max connections", o.maxConnections], ["client timeout", o.clientTimeoutMs], ["server timeout", o.serverTimeoutMs], ["response stick time", o.stickMs]] as const) {
+  for (const [what, v] of [
+    ["check interval", o.checkIntervalMs],
+    ["fall", o.fall],
+    ["rise", o.rise],
+    ["max connections", o.maxConnections],
+    ["client timeout", o.clientTimeoutMs],
+    ["server timeout", o.serverTimeoutMs],
+    ["response stick time", o.stickMs],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${what} must be a positive integer, got ${v}`);
   }
   if (o.statsSocket !== null && /[\s"]/.test(o.statsSocket)) throw new RangeError(`stats socket path must not hold spaces or quotes`);
@@ -141,10 +155,15 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    # weight 100: the agent's N % sets the weight to 100 x N / 100 in integers;",
     "    # with the default weight 1, any answer under 100 % would be weight 0.",
     ...(d !== null
-      ? [`    server-template r ${d.slots} ${d.fqdn}:${d.port} ${check} ${agent} agent-port ${d.agentPort}${send(stateOnly)} resolvers llamux_dns init-addr none`]
+      ? [
+          `    server-template r ${d.slots} ${d.fqdn}:${d.port} ${check} ${agent} agent-port ${d.agentPort}${send(stateOnly)} resolvers llamux_dns init-addr none`,
+        ]
       : o.servers.map((s) => `    server ${s.name} ${s.host}:${s.port} ${check} ${agent} agent-port ${s.agentPort}${send(stateOnly)}`)),
   ];
-  const learnIds = [`    stick store-response res.hdr(${RESPONSE_ID_HEADER}) table llamux_ids`, `    stick store-response res.hdr(${CONVERSATION_ID_HEADER}) table llamux_ids`];
+  const learnIds = [
+    `    stick store-response res.hdr(${RESPONSE_ID_HEADER}) table llamux_ids`,
+    `    stick store-response res.hdr(${CONVERSATION_ID_HEADER}) table llamux_ids`,
+  ];
   const common = [
     "    # A replica is in rotation while GET /ready answers 200 (the model serves, no drain).",
     "    # HTTP/1.1 with a Host: a replica listening on loopback answers only requests",

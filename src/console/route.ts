@@ -17,7 +17,9 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
  * dist/src/console/static (copied there by `npm run build`); from a tree
  * compiled with a bare `tsc`, the sources' copy (src/console/static).
  */
-export const CONSOLE_DIR = [path.join(HERE, "static"), path.resolve(HERE, "../../../src/console/static")].find((d) => fs.existsSync(path.join(d, "index.html"))) ?? path.join(HERE, "static");
+export const CONSOLE_DIR =
+  [path.join(HERE, "static"), path.resolve(HERE, "../../../src/console/static")].find((d) => fs.existsSync(path.join(d, "index.html"))) ??
+  path.join(HERE, "static");
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

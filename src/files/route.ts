@@ -22,8 +22,10 @@ const UPLOAD_PURPOSES = new Set(["batch"]);
 function uploadError(err: unknown, maxFileBytes: number): ApiError {
   const code = (err as { code?: string }).code;
   if (code === "LIMIT_FILE_SIZE") return new ApiError("request_too_large", `The file exceeds the limit of ${maxFileBytes} bytes.`, "file");
-  if (code === "LIMIT_UNEXPECTED_FILE" || code === "LIMIT_FILE_COUNT") return new ApiError("invalid_value", "Send exactly one file, in the 'file' field.", "file");
-  if (typeof code === "string" && code.startsWith("LIMIT_")) return new ApiError("invalid_body", `The multipart body is not accepted: ${(err as Error).message}.`, null);
+  if (code === "LIMIT_UNEXPECTED_FILE" || code === "LIMIT_FILE_COUNT")
+    return new ApiError("invalid_value", "Send exactly one file, in the 'file' field.", "file");
+  if (typeof code === "string" && code.startsWith("LIMIT_"))
+    return new ApiError("invalid_body", `The multipart body is not accepted: ${(err as Error).message}.`, null);
   if (err instanceof ApiError) return err;
   return new ApiError("invalid_body", `The multipart body could not be read: ${(err as Error)?.message ?? String(err)}.`, null);
 }

@@ -81,7 +81,9 @@ export class SqliteFileStore implements FileStore {
   private record(tenantId: string, id: string, meta: { filename: string; purpose: FilePurpose; bytes: number }): FileObject {
     const row: Row = { id, seq: 0, created_at: nowSeconds(), filename: meta.filename, purpose: meta.purpose, bytes: meta.bytes };
     this.db
-      .prepare("INSERT INTO files (tenant_id, id, seq, created_at, filename, purpose, bytes) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM files), ?, ?, ?, ?)")
+      .prepare(
+        "INSERT INTO files (tenant_id, id, seq, created_at, filename, purpose, bytes) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM files), ?, ?, ?, ?)",
+      )
       .run(tenantId, id, row.created_at, row.filename, row.purpose, row.bytes);
     return toObject(row);
   }
@@ -119,7 +121,9 @@ export class SqliteFileStore implements FileStore {
   }
 
   async get(tenantId: string, id: string): Promise<FileObject | null> {
-    const row = this.db.prepare("SELECT id, seq, created_at, filename, purpose, bytes FROM files WHERE tenant_id = ? AND id = ?").get(tenantId, id) as Row | undefined;
+    const row = this.db.prepare("SELECT id, seq, created_at, filename, purpose, bytes FROM files WHERE tenant_id = ? AND id = ?").get(tenantId, id) as
+      | Row
+      | undefined;
     return row ? toObject(row) : null;
   }
 

@@ -46,10 +46,7 @@ export function missingKeyError(): ApiError {
 }
 
 export function incorrectKeyError(key: string): ApiError {
-  return new ApiError(
-    "invalid_api_key",
-    `Incorrect API key provided: ${maskApiKey(key)}. Check the key, or ask your llamux administrator for a new one.`,
-  );
+  return new ApiError("invalid_api_key", `Incorrect API key provided: ${maskApiKey(key)}. Check the key, or ask your llamux administrator for a new one.`);
 }
 
 /** Told of each refused credential, before the 401 is thrown (the audit log listens). */
@@ -171,7 +168,10 @@ export function requireMetricsAccess(access: MetricsAccess, onRefused: OnRefused
   if (accepted.length === 0 && !access.multiTenant) return (_req, _res, next) => next();
   return (req, res, next) => {
     if (accepted.length === 0) {
-      throw new ApiError("invalid_api_key", "/metrics is closed: it lists every tenant, and neither LLAMUX_METRICS_TOKEN nor LLAMUX_ADMIN_KEY is set on this server to scrape it with.");
+      throw new ApiError(
+        "invalid_api_key",
+        "/metrics is closed: it lists every tenant, and neither LLAMUX_METRICS_TOKEN nor LLAMUX_ADMIN_KEY is set on this server to scrape it with.",
+      );
     }
     const key = presentedKey({ authorization: req.headers.authorization });
     if (key === null) {

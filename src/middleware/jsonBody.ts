@@ -87,7 +87,10 @@ export class JsonParsePool {
     this.current = { id, job };
     // The bytes move to the worker without a copy (the Buffer may be a view
     // into a larger pool: copy just its bytes then).
-    const bytes = job.body.byteOffset === 0 && job.body.byteLength === job.body.buffer.byteLength ? job.body.buffer : job.body.buffer.slice(job.body.byteOffset, job.body.byteOffset + job.body.byteLength);
+    const bytes =
+      job.body.byteOffset === 0 && job.body.byteLength === job.body.buffer.byteLength
+        ? job.body.buffer
+        : job.body.buffer.slice(job.body.byteOffset, job.body.byteOffset + job.body.byteLength);
     const message: ParseJob = { id, body: bytes as ArrayBuffer, limits: this.limits };
     this.ensureWorker().postMessage(message, [message.body]);
   }
@@ -128,7 +131,13 @@ export class JsonParsePool {
  * limit, Content-Encoding, the same 413), then parses it inline or on the
  * pool's worker. `tenantOf` names whose turn a large body takes.
  */
-export function jsonBody(o: { limit: number; limits: ParseLimits; pool: JsonParsePool | null; tenantOf: (res: express.Response) => string; workerMinBytes?: number }): RequestHandler[] {
+export function jsonBody(o: {
+  limit: number;
+  limits: ParseLimits;
+  pool: JsonParsePool | null;
+  tenantOf: (res: express.Response) => string;
+  workerMinBytes?: number;
+}): RequestHandler[] {
   const workerMinBytes = o.workerMinBytes ?? WORKER_PARSE_MIN_BYTES;
   const parse: RequestHandler = (req, res, next) => {
     const raw: unknown = req.body;

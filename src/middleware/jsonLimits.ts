@@ -8,7 +8,6 @@
 //   - assertJsonLimits: the same depth rule over an already parsed value, run by
 //     parseBody so every endpoint is covered whatever the parser in front of it.
 import { isUtf8 } from "node:buffer";
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { ApiError, type ErrorCode } from "../errors.js";
 
 /** The deepest nesting of arrays and objects a request body may have (the body object itself is level 1). */

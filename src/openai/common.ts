@@ -59,14 +59,9 @@ export const samplingShape = {
     .refine((m) => Object.keys(m).length <= MAX_LOGIT_BIAS_ENTRIES, `must have at most ${MAX_LOGIT_BIAS_ENTRIES} entries`)
     .nullish(),
   seed: int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
-  stop: z
-    .union([z.string().max(MAX_STOP_LENGTH), z.array(z.string().max(MAX_STOP_LENGTH)).max(MAX_STOP_SEQUENCES)])
-    .nullish(),
+  stop: z.union([z.string().max(MAX_STOP_LENGTH), z.array(z.string().max(MAX_STOP_LENGTH)).max(MAX_STOP_SEQUENCES)]).nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z
-    .object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
-    .strict()
-    .nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }).strict().nullish(),
   max_tokens: int().min(1).nullish(),
   // llama.cpp-style extensions
   top_k: int().min(0).max(MAX_INT32).nullish(),

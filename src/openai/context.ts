@@ -36,7 +36,11 @@ export function requireModel(deps: RouteDeps, name: string): ServedModel {
     throw new ApiError("model_not_loaded", `The model '${name}' is configured but not loaded yet: it is still loading. Retry shortly.`, "model", 1);
   }
   if (state === "failed") {
-    throw new ApiError("model_not_loaded", `The model '${name}' is configured but could not be loaded (${served.loadError}). Ask the operator to check the server's model configuration.`, "model");
+    throw new ApiError(
+      "model_not_loaded",
+      `The model '${name}' is configured but could not be loaded (${served.loadError}). Ask the operator to check the server's model configuration.`,
+      "model",
+    );
   }
   return served;
 }

@@ -34,7 +34,14 @@ export async function admitAll(engine: EngineClient, reqs: EngineRequest[], abor
   for (const [index, first] of firsts.entries()) {
     const event = first.done ? undefined : first.value;
     if (event?.type === "accepted") {
-      admitted.push({ index, events: streams[index]!, usage: (streams[index] as Partial<RequestEvents>).usage, promptTokens: event.promptTokens, promptText: event.promptText, logprobs: reqs[index]!.logprobs !== undefined });
+      admitted.push({
+        index,
+        events: streams[index]!,
+        usage: (streams[index] as Partial<RequestEvents>).usage,
+        promptTokens: event.promptTokens,
+        promptText: event.promptText,
+        logprobs: reqs[index]!.logprobs !== undefined,
+      });
       continue;
     }
     abort.abort();

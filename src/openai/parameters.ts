@@ -60,7 +60,16 @@ const EXTENSIONS = {
 } as const;
 
 /** Identifiers and hints that have no effect on a self-hosted server. */
-const IDENTIFIERS = ["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options"] as const;
+const IDENTIFIERS = [
+  "user",
+  "metadata",
+  "store",
+  "service_tier",
+  "safety_identifier",
+  "prompt_cache_key",
+  "prompt_cache_retention",
+  "prompt_cache_options",
+] as const;
 
 /** POST /v1/chat/completions (CreateChatCompletionRequest). */
 export const CHAT_COMPLETION_PARAMETERS: ParamTable = {

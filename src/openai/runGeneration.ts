@@ -323,7 +323,13 @@ export async function runGeneration(
     // request's true bound, or refuse it before it has run (nothing is sent yet).
     try {
       const contextPerSlot = g.served.engine.model?.contextPerSlot ?? 0;
-      await gate.confirm(boundTokens(engineReqs, admitted.map((a) => a.promptTokens), contextPerSlot));
+      await gate.confirm(
+        boundTokens(
+          engineReqs,
+          admitted.map((a) => a.promptTokens),
+          contextPerSlot,
+        ),
+      );
     } catch (err) {
       if (err instanceof ApiError) deps.metrics.rejections.inc({ tenant, reason: rejectionReason(err) });
       throw err;

@@ -34,11 +34,7 @@ export function truncationStart(items: readonly TruncatableItem[], start: number
  * When even the newest item alone does not fit, returns that start: the real
  * request then gets its 400 context_length_exceeded as without truncation.
  */
-export async function fitByDroppingItems(
-  engine: EngineClient,
-  items: readonly TruncatableItem[],
-  build: (start: number) => EngineRequest,
-): Promise<number> {
+export async function fitByDroppingItems(engine: EngineClient, items: readonly TruncatableItem[], build: (start: number) => EngineRequest): Promise<number> {
   if (items.length <= 1 || (await fits(engine, build(0)))) return 0;
   let tooLong = 0; // a start known not to fit
   let fitting = truncationStart(items, items.length - 1); // the smallest start known to fit, or the last resort

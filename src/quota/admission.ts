@@ -33,12 +33,7 @@ export type Rejection =
  * that can never fit, then the per-minute buckets (longer waits), then the
  * concurrency caps (which clear as soon as one request ends).
  */
-export function decideAdmission(
-  usage: UsageSnapshot,
-  limits: TenantLimits,
-  estimatedTokens: number,
-  msUntilDayEnd: number,
-): Rejection | null {
+export function decideAdmission(usage: UsageSnapshot, limits: TenantLimits, estimatedTokens: number, msUntilDayEnd: number): Rejection | null {
   const { lifetimeTokens: lifetime, tokensPerDay: daily } = limits;
   if (lifetime !== null && usage.lifetimeTokens + estimatedTokens > lifetime) {
     return { kind: "lifetime", limit: lifetime, used: usage.lifetimeTokens, requested: estimatedTokens };

@@ -118,11 +118,7 @@ export function toolPromptParts(tools: readonly unknown[] | undefined, calls: Re
   return [...(tools ? [{ content: JSON.stringify(tools) }] : []), ...calls.map((c) => ({ content: c.name + c.arguments }))];
 }
 
-export function estimateChatTokens(
-  messages: readonly ChatMessageLike[],
-  maxTokens: number | null,
-  options: EstimateOptions = {},
-): number {
+export function estimateChatTokens(messages: readonly ChatMessageLike[], maxTokens: number | null, options: EstimateOptions = {}): number {
   const counter = new TokenCounter();
   let prompt = REPLY_PRIMING_TOKENS;
   for (const m of messages) {
@@ -144,7 +140,11 @@ export function estimateCompletionTokens(
   choices = 1,
 ): number {
   const prompts: readonly (string | readonly number[])[] =
-    typeof prompt === "string" ? [prompt] : prompt.length > 0 && typeof prompt[0] === "number" ? [prompt as readonly number[]] : (prompt as readonly (string | readonly number[])[]);
+    typeof prompt === "string"
+      ? [prompt]
+      : prompt.length > 0 && typeof prompt[0] === "number"
+        ? [prompt as readonly number[]]
+        : (prompt as readonly (string | readonly number[])[]);
   const counter = new TokenCounter();
   let total = 0;
   for (const p of prompts) total += typeof p === "string" ? counter.count(p) : p.length;

@@ -37,9 +37,7 @@ export interface Reservation {
   readonly day: string;
 }
 
-export type ReserveResult =
-  | { ok: true; reservation: Reservation; headers: RateLimitHeaders }
-  | { ok: false; error: ApiError };
+export type ReserveResult = { ok: true; reservation: Reservation; headers: RateLimitHeaders } | { ok: false; error: ApiError };
 
 export interface TenantUsage {
   day: string;

@@ -9,11 +9,7 @@ import { remainingOf, resetMsOf, type Bucket } from "./tokenBucket.js";
 export type RateLimitHeaders = Record<string, string>;
 
 /** Buckets must already be refilled to the time the headers describe. */
-export function rateLimitHeaders(
-  limits: Pick<TenantLimits, "requestsPerMinute" | "tokensPerMinute">,
-  requests: Bucket,
-  tokens: Bucket,
-): RateLimitHeaders {
+export function rateLimitHeaders(limits: Pick<TenantLimits, "requestsPerMinute" | "tokensPerMinute">, requests: Bucket, tokens: Bucket): RateLimitHeaders {
   const headers: RateLimitHeaders = {};
   const dims: ["requests" | "tokens", number | null, Bucket][] = [
     ["requests", limits.requestsPerMinute, requests],

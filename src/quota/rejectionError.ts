@@ -13,12 +13,7 @@ import type { RateLimitHeaders } from "./rateLimitHeaders.js";
 
 const RATE_NAMES = { requests: "requests per min (RPM)", tokens: "tokens per min (TPM)" } as const;
 
-export function rejectionError(
-  tenantId: string,
-  r: Rejection,
-  rateHeaders: RateLimitHeaders,
-  queueRetryAfterMs: number,
-): ApiError {
+export function rejectionError(tenantId: string, r: Rejection, rateHeaders: RateLimitHeaders, queueRetryAfterMs: number): ApiError {
   const noRetry = { ...rateHeaders, "x-should-retry": "false" };
   switch (r.kind) {
     case "lifetime":

@@ -43,7 +43,10 @@ export interface BackgroundFinish {
 }
 
 /** What failUnfinished writes for one response: its failed body and the event that says so. */
-export type InterruptedOutcome = (stored: { body: JsonObject; status: BackgroundStatus; nextSequenceNumber: number }) => { body: JsonObject; event: StoredEvent };
+export type InterruptedOutcome = (stored: { body: JsonObject; status: BackgroundStatus; nextSequenceNumber: number }) => {
+  body: JsonObject;
+  event: StoredEvent;
+};
 
 export interface BackgroundStore {
   /** Stores a new background response (status queued), its input items and its first events, in one transaction. */

@@ -90,7 +90,9 @@ export function openDatabase(dataDir: string, schema: string): { db: Database.Da
 function unusable(file: string, err: unknown): unknown {
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && /^SQLITE_(NOTADB|CORRUPT|CANTOPEN|READONLY|IOERR)/.test(code)) {
-    return new ConfigError(`the database ${file} cannot be used (${(err as Error).message}): restore it from a backup, or move it away to start with an empty one`);
+    return new ConfigError(
+      `the database ${file} cannot be used (${(err as Error).message}): restore it from a backup, or move it away to start with an empty one`,
+    );
   }
   return err;
 }

@@ -44,7 +44,9 @@ export class SqliteBackgroundStore implements BackgroundStore {
   async create(tenantId: string, response: NewStoredResponse, events: readonly StoredEvent[]): Promise<void> {
     this.db
       .transaction(() => {
-        this.db.prepare("INSERT INTO responses (tenant_id, id, created_at, body) VALUES (?, ?, ?, ?)").run(tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body));
+        this.db
+          .prepare("INSERT INTO responses (tenant_id, id, created_at, body) VALUES (?, ?, ?, ?)")
+          .run(tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body));
         const insert = this.db.prepare("INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
         for (const [position, item] of response.inputItems.entries()) insert.run(tenantId, response.id, position, item.id, JSON.stringify(item));
         this.db.prepare("INSERT INTO background_responses (tenant_id, id, status, next_seq) VALUES (?, ?, 'queued', 0)").run(tenantId, response.id);
@@ -85,7 +87,10 @@ export class SqliteBackgroundStore implements BackgroundStore {
   }
 
   async status(tenantId: string, id: string): Promise<BackgroundStatus | null> {
-    return (this.db.prepare("SELECT status FROM background_responses WHERE tenant_id = ? AND id = ?").pluck().get(tenantId, id) as BackgroundStatus | undefined) ?? null;
+    return (
+      (this.db.prepare("SELECT status FROM background_responses WHERE tenant_id = ? AND id = ?").pluck().get(tenantId, id) as BackgroundStatus | undefined) ??
+      null
+    );
   }
 
   async events(tenantId: string, id: string, after: number): Promise<StoredEvent[]> {

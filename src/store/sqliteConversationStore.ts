@@ -80,7 +80,6 @@ CREATE TABLE IF NOT EXISTS conversation_store_migrations (name TEXT PRIMARY KEY)
  */
 const BACKFILL_OUTPUT_ITEMS = "backfill_response_output_items";
 
-
 export type SqliteConversationStoreOptions = ConversationStoreOptions;
 
 interface ConversationRow {
@@ -144,7 +143,8 @@ export class SqliteConversationStore implements ConversationStore {
           const insert = this.db.prepare("INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
           for (const [position, item] of response.inputItems.entries()) insert.run(tenantId, response.id, position, item.id, JSON.stringify(item));
           const insertOutput = this.db.prepare("INSERT INTO response_output_items (tenant_id, response_id, position, item_id, item) VALUES (?, ?, ?, ?, ?)");
-          for (const [position, item] of outputItemsOf(response.body).entries()) insertOutput.run(tenantId, response.id, position, item.id, JSON.stringify(item));
+          for (const [position, item] of outputItemsOf(response.body).entries())
+            insertOutput.run(tenantId, response.id, position, item.id, JSON.stringify(item));
         }
         if (conversation && this.conversationRow(tenantId, conversation.id)) this.appendItems(tenantId, conversation.id, conversation.items);
       })
@@ -271,7 +271,9 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   async deleteConversationItem(tenantId: string, id: string, itemId: string): Promise<boolean> {
-    return this.db.prepare("DELETE FROM conversation_items WHERE tenant_id = ? AND conversation_id = ? AND item_id = ?").run(tenantId, id, itemId).changes === 1;
+    return (
+      this.db.prepare("DELETE FROM conversation_items WHERE tenant_id = ? AND conversation_id = ? AND item_id = ?").run(tenantId, id, itemId).changes === 1
+    );
   }
 
   async deleteTenantData(tenantId: string): Promise<void> {
@@ -319,11 +321,15 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   private responseVisible(tenantId: string, id: string): boolean {
-    return this.db.prepare("SELECT 1 FROM responses WHERE tenant_id = ? AND id = ? AND created_at > ?").get(tenantId, id, this.expiredAtOrBefore()) !== undefined;
+    return (
+      this.db.prepare("SELECT 1 FROM responses WHERE tenant_id = ? AND id = ? AND created_at > ?").get(tenantId, id, this.expiredAtOrBefore()) !== undefined
+    );
   }
 
   private conversationRow(tenantId: string, id: string): ConversationRow | undefined {
-    return this.db.prepare("SELECT id, created_at, metadata FROM conversations WHERE tenant_id = ? AND id = ?").get(tenantId, id) as ConversationRow | undefined;
+    return this.db.prepare("SELECT id, created_at, metadata FROM conversations WHERE tenant_id = ? AND id = ?").get(tenantId, id) as
+      | ConversationRow
+      | undefined;
   }
 
   private appendItems(tenantId: string, conversationId: string, items: readonly Item[]): void {
@@ -340,7 +346,10 @@ export class SqliteConversationStore implements ConversationStore {
     let where = "";
     const params: (string | number)[] = [...scope];
     if (options.after !== null) {
-      const key = this.db.prepare(keyOfSql).pluck().get(...scope, options.after) as number | undefined;
+      const key = this.db
+        .prepare(keyOfSql)
+        .pluck()
+        .get(...scope, options.after) as number | undefined;
       if (key === undefined) return { kind: "after_not_found" };
       where = asc ? " AND k > ?" : " AND k < ?";
       params.push(key);

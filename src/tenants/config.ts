@@ -11,9 +11,7 @@ import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant, type TenantLimits, typ
 
 export const TENANT_ID_PATTERN = /^[a-z0-9_-]{1,64}$/;
 
-export const tenantIdSchema = z
-  .string()
-  .regex(TENANT_ID_PATTERN, "must be 1 to 64 characters of a-z, 0-9, '_' or '-'");
+export const tenantIdSchema = z.string().regex(TENANT_ID_PATTERN, "must be 1 to 64 characters of a-z, 0-9, '_' or '-'");
 
 const count = (min: number) => z.number().int("must be an integer").min(min).max(Number.MAX_SAFE_INTEGER);
 
@@ -91,7 +89,8 @@ const keyHashSchema = z.string().transform((value, ctx) => {
   if (hash === null) {
     ctx.addIssue({
       code: "custom",
-      message: "must be the key's hash, 'sha256:' followed by 64 hex digits (for example: printf %s \"$KEY\" | sha256sum); plaintext keys are never accepted in the file",
+      message:
+        "must be the key's hash, 'sha256:' followed by 64 hex digits (for example: printf %s \"$KEY\" | sha256sum); plaintext keys are never accepted in the file",
     });
     return z.NEVER;
   }

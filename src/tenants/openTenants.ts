@@ -45,7 +45,8 @@ export async function openTenants(config: ServeConfig, secrets: ServeSecrets, lo
             refresh: () => tenants.refresh(),
             intervalMs: TENANT_POLL_INTERVAL_MS,
             startVersion,
-            onError: (err) => log.error({ err: (err as Error).message }, "cannot read tenant changes from PostgreSQL: keys and limits stay as last loaded until it returns"),
+            onError: (err) =>
+              log.error({ err: (err as Error).message }, "cannot read tenant changes from PostgreSQL: keys and limits stay as last loaded until it returns"),
             onRecovered: () => log.info("PostgreSQL reachable again: following tenant changes"),
           })
         : null;

@@ -222,6 +222,11 @@ export class TenantRegistry {
 function freezeRecord(record: TenantRecord): TenantRecord {
   const { tenant } = record;
   const limits = Object.freeze({ ...tenant.limits, allowedModels: tenant.limits.allowedModels ? Object.freeze([...tenant.limits.allowedModels]) : null });
-  const frozenTenant = Object.freeze({ id: tenant.id, ...(tenant.incarnation ? { incarnation: tenant.incarnation } : {}), limits: limits as Tenant["limits"], scheduling: Object.freeze({ ...tenant.scheduling }) });
+  const frozenTenant = Object.freeze({
+    id: tenant.id,
+    ...(tenant.incarnation ? { incarnation: tenant.incarnation } : {}),
+    limits: limits as Tenant["limits"],
+    scheduling: Object.freeze({ ...tenant.scheduling }),
+  });
   return Object.freeze({ ...record, tenant: frozenTenant });
 }

@@ -220,13 +220,15 @@ export class SqliteTenantStore implements TenantStore {
     keyId: string,
     replacement: Pick<NewApiKey, "hash" | "prefix">,
   ): Promise<{ revoked: ApiKeyRecord; added: ApiKeyRecord } | null> {
-    return this.db.transaction(() => {
-      const old = this.keyRow(tenantId, keyId);
-      if (!old || old.revokedAtSeconds !== null) return null;
-      this.db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").run(this.now(), keyId);
-      const added = this.insertKey({ tenantId, hash: replacement.hash, prefix: replacement.prefix, name: old.name });
-      return { revoked: this.keyRow(tenantId, keyId)!, added };
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const old = this.keyRow(tenantId, keyId);
+        if (!old || old.revokedAtSeconds !== null) return null;
+        this.db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").run(this.now(), keyId);
+        const added = this.insertKey({ tenantId, hash: replacement.hash, prefix: replacement.prefix, name: old.name });
+        return { revoked: this.keyRow(tenantId, keyId)!, added };
+      })
+      .immediate();
   }
 
   async importDefinitions(definitions: readonly TenantDefinition[]): Promise<KeyMove[]> {
@@ -238,21 +240,23 @@ export class SqliteTenantStore implements TenantStore {
     );
     const ownerOf = this.db.prepare("SELECT tenant_id FROM api_keys WHERE hash = ?").pluck();
     const move = this.db.prepare("UPDATE api_keys SET tenant_id = ? WHERE hash = ?");
-    return this.db.transaction(() => {
-      const moves: KeyMove[] = [];
-      for (const { tenant, keyHashes } of definitions) {
-        upsert.run({ id: tenant.id, limits: JSON.stringify(tenant.limits), scheduling: JSON.stringify(tenant.scheduling), now, incarnation: randomUUID() });
-        for (const hash of keyHashes) {
-          const owner = ownerOf.get(hash) as string | undefined;
-          if (owner === undefined) this.insertKey({ tenantId: tenant.id, hash, prefix: displayPrefixOfHash(hash), name: "tenants file" });
-          else if (owner !== tenant.id) {
-            move.run(tenant.id, hash);
-            moves.push({ hash, fromTenantId: owner, toTenantId: tenant.id });
+    return this.db
+      .transaction(() => {
+        const moves: KeyMove[] = [];
+        for (const { tenant, keyHashes } of definitions) {
+          upsert.run({ id: tenant.id, limits: JSON.stringify(tenant.limits), scheduling: JSON.stringify(tenant.scheduling), now, incarnation: randomUUID() });
+          for (const hash of keyHashes) {
+            const owner = ownerOf.get(hash) as string | undefined;
+            if (owner === undefined) this.insertKey({ tenantId: tenant.id, hash, prefix: displayPrefixOfHash(hash), name: "tenants file" });
+            else if (owner !== tenant.id) {
+              move.run(tenant.id, hash);
+              moves.push({ hash, fromTenantId: owner, toTenantId: tenant.id });
+            }
           }
         }
-      }
-      return moves;
-    }).immediate();
+        return moves;
+      })
+      .immediate();
   }
 
   async close(): Promise<void> {
@@ -284,7 +288,9 @@ export function toTenantRecord(row: TenantRow): TenantRecord {
   const limits = limitsPatchSchema.safeParse(JSON.parse(row.limits));
   const scheduling = schedulingPatchSchema.safeParse(JSON.parse(row.scheduling));
   if (!limits.success || !scheduling.success) {
-    throw new Error(`tenant '${row.id}' in the database has invalid ${limits.success ? "scheduling" : "limits"}: ${(limits.error ?? scheduling.error)?.issues[0]?.message}`);
+    throw new Error(
+      `tenant '${row.id}' in the database has invalid ${limits.success ? "scheduling" : "limits"}: ${(limits.error ?? scheduling.error)?.issues[0]?.message}`,
+    );
   }
   return {
     tenant: {

@@ -17,7 +17,11 @@ export const BUCKET_WIDTHS = { "1m": 60, "1h": 3600, "1d": 86_400 } as const;
 export type BucketWidth = keyof typeof BUCKET_WIDTHS;
 
 /** Buckets per page: OpenAI's defaults and bounds per width (usage), and the costs API's. */
-const USAGE_LIMITS: Record<BucketWidth, { default: number; max: number }> = { "1d": { default: 7, max: 31 }, "1h": { default: 24, max: 168 }, "1m": { default: 60, max: 1440 } };
+const USAGE_LIMITS: Record<BucketWidth, { default: number; max: number }> = {
+  "1d": { default: 7, max: 31 },
+  "1h": { default: 24, max: 168 },
+  "1m": { default: 60, max: 1440 },
+};
 const COSTS_LIMITS = { default: 7, max: 180 };
 
 const GROUPS: Record<ReportKind, readonly string[]> = {
@@ -124,7 +128,8 @@ export function parseReportQuery(kind: ReportKind, params: URLSearchParams, nowS
   }
 
   const batchRaw = scalar("batch");
-  if (batchRaw !== null && batchRaw !== "true" && batchRaw !== "false") throw bad("batch", `Invalid 'batch': expected true or false, got '${batchRaw.slice(0, 40)}'.`);
+  if (batchRaw !== null && batchRaw !== "true" && batchRaw !== "false")
+    throw bad("batch", `Invalid 'batch': expected true or false, got '${batchRaw.slice(0, 40)}'.`);
   const set = (name: string) => {
     const l = list(name);
     return l ? new Set(l) : null;
@@ -167,7 +172,10 @@ function selected(q: ReportQuery, r: UsageRow): boolean {
 }
 
 /** USD of `tokens` at `price` (USD per million), by line item. */
-export function costOf(price: ModelPrice | null, t: { inputTokens: number; cachedTokens: number; outputTokens: number }): { input: number; cachedInput: number; output: number } {
+export function costOf(
+  price: ModelPrice | null,
+  t: { inputTokens: number; cachedTokens: number; outputTokens: number },
+): { input: number; cachedInput: number; output: number } {
   if (!price) return { input: 0, cachedInput: 0, output: 0 };
   return {
     input: ((t.inputTokens - t.cachedTokens) * price.input) / 1e6,
@@ -189,7 +197,12 @@ interface Sum {
 export function reportPage(q: ReportQuery, rows: readonly UsageRow[]) {
   const { fromSeconds, widthSeconds, buckets } = pageRange(q);
   const perBucket: Array<Map<string, Sum>> = Array.from({ length: buckets }, () => new Map());
-  const add = (bucket: number, fields: Sum["fields"], r: { requests: number; inputTokens: number; cachedTokens: number; outputTokens: number }, usd: number) => {
+  const add = (
+    bucket: number,
+    fields: Sum["fields"],
+    r: { requests: number; inputTokens: number; cachedTokens: number; outputTokens: number },
+    usd: number,
+  ) => {
     const key = JSON.stringify(fields);
     const groups = perBucket[bucket]!;
     let s = groups.get(key);

@@ -130,7 +130,9 @@ export function usageRow(r: RawUsageRow): UsageRow {
 }
 
 /** The record's columns, in the order both SQL logs insert them. */
-export function recordValues(r: UsageRecord): [string, number, string, string, string | null, string, string | null, number, number, number, number, number | null, number | null, number | null] {
+export function recordValues(
+  r: UsageRecord,
+): [string, number, string, string, string | null, string, string | null, number, number, number, number, number | null, number | null, number | null] {
   return [
     r.id,
     r.atSeconds,
@@ -201,7 +203,8 @@ CREATE INDEX usage_rollups_tenant_hour ON usage_rollups(tenant_id, hour);
 `;
 
 /** The rollup's key and sums, from usage_records' columns (an expression per column, for INSERT … SELECT). */
-export const ROLLUP_COLUMNS = "hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output, requests, input_tokens, cached_tokens, output_tokens";
+export const ROLLUP_COLUMNS =
+  "hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output, requests, input_tokens, cached_tokens, output_tokens";
 export const ROLLUP_KEY = "hour, kind, tenant_id, api_key_id, model, batch_id, price_input, price_cached, price_output";
 export const ROLLUP_FROM_RECORDS = `(at - at % ${HOUR}), kind, tenant_id, COALESCE(api_key_id, ''), model, COALESCE(batch_id, ''), COALESCE(price_input, -1), COALESCE(price_cached, -1), COALESCE(price_output, -1),
     SUM(requests), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens)`;
@@ -368,7 +371,21 @@ export class SqliteUsageLog implements UsageLog {
     this.write = db.transaction((v: ReturnType<typeof recordValues>) => {
       if (this.insert.run(...v).changes === 0) return;
       const [, at, kind, tenant, key, model, batch, requests, input, cached, output, pi, pc, po] = v;
-      this.addToRollup.run({ hour: at - (at % HOUR), kind, tenant, key: key ?? "", model, batch: batch ?? "", pi: pi ?? -1, pc: pc ?? -1, po: po ?? -1, requests, input, cached, output });
+      this.addToRollup.run({
+        hour: at - (at % HOUR),
+        kind,
+        tenant,
+        key: key ?? "",
+        model,
+        batch: batch ?? "",
+        pi: pi ?? -1,
+        pc: pc ?? -1,
+        po: po ?? -1,
+        requests,
+        input,
+        cached,
+        output,
+      });
     });
   }
 

@@ -44,9 +44,12 @@ export async function startConformanceServer(): Promise<ConformanceServer> {
   );
   let t: TestServer;
   try {
-    t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], {
-      apiKey: KEYS.app,
-    });
+    t = await startTestServer(
+      ["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")],
+      {
+        apiKey: KEYS.app,
+      },
+    );
   } catch (err) {
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;

@@ -47,7 +47,14 @@ describe("openai-node: chat completions", () => {
 
   test("a tool loop: the forced call, the returned message appended with the tool's result, then an answer", async () => {
     const messages: ChatCompletionMessageParam[] = [{ role: "user", content: "Weather in Paris?" }];
-    const first = await client.chat.completions.create({ model: s.modelId, messages, tools: [weatherTool], tool_choice: "required", parallel_tool_calls: false, max_tokens: MAX_TOKENS });
+    const first = await client.chat.completions.create({
+      model: s.modelId,
+      messages,
+      tools: [weatherTool],
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_tokens: MAX_TOKENS,
+    });
     const message = first.choices[0]!.message;
     assert.equal(first.choices[0]!.finish_reason, "tool_calls");
     const call = message.tool_calls![0]!;
@@ -102,7 +109,14 @@ describe("openai-node: chat completions", () => {
   });
 
   test("the stream helper's finalChatCompletion after a forced tool call", async () => {
-    const runner = client.chat.completions.stream({ model: s.modelId, messages: [{ role: "user", content: "Weather?" }], tools: [weatherTool], tool_choice: "required", parallel_tool_calls: false, max_tokens: MAX_TOKENS });
+    const runner = client.chat.completions.stream({
+      model: s.modelId,
+      messages: [{ role: "user", content: "Weather?" }],
+      tools: [weatherTool],
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_tokens: MAX_TOKENS,
+    });
     const done = await runner.finalChatCompletion();
     const call = done.choices[0]!.message.tool_calls![0]!;
     assert.equal(call.type === "function" && call.function.name, "get_weather");
@@ -112,7 +126,12 @@ describe("openai-node: chat completions", () => {
 
 describe("openai-node: responses", () => {
   test("responses.parse with zodTextFormat: output_parsed, and the format echoed", async () => {
-    const r = await client.responses.parse({ model: s.modelId, input: "Tell me about a pet.", text: { format: zodTextFormat(Pet, "pet") }, max_output_tokens: MAX_TOKENS });
+    const r = await client.responses.parse({
+      model: s.modelId,
+      input: "Tell me about a pet.",
+      text: { format: zodTextFormat(Pet, "pet") },
+      max_output_tokens: MAX_TOKENS,
+    });
     assert.equal(r.status, "completed");
     Pet.parse(r.output_parsed);
     assert.equal(r.text?.format?.type, "json_schema");
@@ -128,7 +147,12 @@ describe("openai-node: responses", () => {
     });
     assert.deepEqual(Object.keys(JSON.parse(r.output_text)).sort(), ["friendly", "name"]);
     assert.equal(r.text?.verbosity, "low");
-    const o = await client.responses.create({ model: s.modelId, input: "JSON please", text: { format: { type: "json_object" } }, max_output_tokens: MAX_TOKENS });
+    const o = await client.responses.create({
+      model: s.modelId,
+      input: "JSON please",
+      text: { format: { type: "json_object" } },
+      max_output_tokens: MAX_TOKENS,
+    });
     assert.doesNotThrow(() => JSON.parse(o.output_text), o.output_text);
   });
 
@@ -152,9 +176,24 @@ describe("openai-node: responses", () => {
   });
 
   test("a tool loop: the forced function_call and its output sent back with the call item", async () => {
-    const tools = [{ type: "function" as const, name: "get_weather", description: "Weather in a city", parameters: { type: "object", properties: { city: { type: "string", maxLength: 10 } }, required: ["city"], additionalProperties: false }, strict: true }];
+    const tools = [
+      {
+        type: "function" as const,
+        name: "get_weather",
+        description: "Weather in a city",
+        parameters: { type: "object", properties: { city: { type: "string", maxLength: 10 } }, required: ["city"], additionalProperties: false },
+        strict: true,
+      },
+    ];
     const input: ResponseInputItem[] = [{ role: "user", content: "Weather in Paris?" }];
-    const first = await client.responses.create({ model: s.modelId, input, tools, tool_choice: "required", parallel_tool_calls: false, max_output_tokens: MAX_TOKENS });
+    const first = await client.responses.create({
+      model: s.modelId,
+      input,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_output_tokens: MAX_TOKENS,
+    });
     const call = first.output.find((item) => item.type === "function_call");
     assert.ok(call && call.type === "function_call", JSON.stringify(first.output));
     assert.equal(typeof JSON.parse(call.arguments).city, "string");

@@ -17,8 +17,7 @@ import { KEYS, startConformanceServer, type ConformanceServer } from "./helpers.
 
 const PYTHON = path.join(REPO_ROOT, ".venv-conformance", "bin", "python");
 const FLOWS_PY = path.join(REPO_ROOT, "test", "conformance", "python", "flows.py");
-const INSTALL =
-  "python3 -m venv .venv-conformance && .venv-conformance/bin/pip install -r test/conformance/python/requirements.txt (as .ci/run does)";
+const INSTALL = "python3 -m venv .venv-conformance && .venv-conformance/bin/pip install -r test/conformance/python/requirements.txt (as .ci/run does)";
 const FLOWS = ["chat_loop", "chat_tool_loop", "chat_parse", "chat_parse_ge", "responses_parse", "responses_multi_turn", "streaming"] as const;
 
 const venv = fs.existsSync(PYTHON);

@@ -18,9 +18,13 @@ import pg from "pg";
 
 const run = promisify(execFile);
 
-const BIN_DIRS = [process.env.LLAMUX_TEST_PG_BIN, "/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/14/bin"].filter(
-  (d): d is string => typeof d === "string" && d.length > 0,
-);
+const BIN_DIRS = [
+  process.env.LLAMUX_TEST_PG_BIN,
+  "/usr/lib/postgresql/17/bin",
+  "/usr/lib/postgresql/16/bin",
+  "/usr/lib/postgresql/15/bin",
+  "/usr/lib/postgresql/14/bin",
+].filter((d): d is string => typeof d === "string" && d.length > 0);
 const BIN_DIR = BIN_DIRS.find((d) => fs.existsSync(path.join(d, "initdb")) && fs.existsSync(path.join(d, "postgres"))) ?? null;
 
 /** Why PostgreSQL tests cannot run here; null when they can. Throws under CI=true instead of returning a reason. */
@@ -47,7 +51,10 @@ export interface PostgresServer {
 
 function postgresUser(): { uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
-  const line = fs.readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postgres:"));
+  const line = fs
+    .readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("postgres:"));
   if (!line) throw new Error("running as root, but there is no `postgres` user to run PostgreSQL as");
   const [, , uid, gid] = line.split(":");
   return { uid: Number(uid), gid: Number(gid) };
@@ -88,7 +95,22 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   const start = async () => {
     log = "";
-    const args = ["-D", dataDir, "-p", String(port), "-k", socketDir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on", "-c", "max_connections=200", "-c", "shared_buffers=16MB"];
+    const args = [
+      "-D",
+      dataDir,
+      "-p",
+      String(port),
+      "-k",
+      socketDir,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "fsync=on",
+      "-c",
+      "max_connections=200",
+      "-c",
+      "shared_buffers=16MB",
+    ];
     const c = spawn(path.join(BIN_DIR!, "postgres"), args, { ...asUser, env, cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     child = c;
     c.stdout!.on("data", (d: Buffer) => (log += d.toString()));

@@ -50,7 +50,9 @@ export async function startRedis(): Promise<TestRedis> {
 
   const start = async () => {
     if (child) return;
-    const c = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning"], { stdio: ["ignore", "ignore", "pipe"] });
+    const c = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let stderr = "";
     c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     child = c;

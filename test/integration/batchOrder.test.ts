@@ -52,9 +52,13 @@ async function batchesOf(batching: BatchingOptions | undefined): Promise<number[
   // The native context's batch calls (private to node-llama-cpp): what llama.cpp receives.
   // Configurable, as the engine's SamplingGuard wraps decodeBatch again.
   const native = (context as unknown as { _ctx: Record<string, (...args: unknown[]) => unknown> })._ctx;
-  const add = native["addToBatch"]!.bind(native);
-  const decode = native["decodeBatch"]!.bind(native);
-  Object.defineProperty(native, "addToBatch", { configurable: true, writable: true, value: (seq: number, ...rest: unknown[]) => (current.push(seq), add(seq, ...rest)) });
+  const add = native.addToBatch!.bind(native);
+  const decode = native.decodeBatch!.bind(native);
+  Object.defineProperty(native, "addToBatch", {
+    configurable: true,
+    writable: true,
+    value: (seq: number, ...rest: unknown[]) => (current.push(seq), add(seq, ...rest)),
+  });
   Object.defineProperty(native, "decodeBatch", { configurable: true, writable: true, value: () => (batches.push(current), (current = []), decode()) });
   const done = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   const emit = (msg: FromWorker) => {
@@ -62,7 +66,14 @@ async function batchesOf(batching: BatchingOptions | undefined): Promise<number[
     // A rejection fails the test instead of leaving it waiting for a finish that never comes.
     if (msg.t === "rejected") done.get(msg.id)?.reject(new Error(`${msg.id} rejected: ${msg.error.message}`));
   };
-  const engine = new Engine(model, context, ChatTemplate.select(model, null), { slots: SLOTS, contextPerSlot: 256, stepTokens: 512, coalesceMs: 0, followUpMs: 0, costs: { inputCost: 1, outputCost: 1 } }, emit, null);
+  const engine = new Engine(
+    model,
+    context,
+    ChatTemplate.select(model, null),
+    { slots: SLOTS, contextPerSlot: 256, stepTokens: 512, coalesceMs: 0, followUpMs: 0, costs: { inputCost: 1, outputCost: 1 } },
+    emit,
+    null,
+  );
   try {
     const finished = ["a", "b", "c", "d"].map((id) => new Promise<void>((resolve, reject) => done.set(id, { resolve, reject })));
     engine.submit("a", request("Once upon a time", 2));
@@ -81,12 +92,23 @@ describe("decode batch order", () => {
   test("with the engine's batching, every decode lists its sequences in ascending order", async () => {
     const batches = await batchesOf(ENGINE_BATCHING);
     // D joined slot 0 while slots 1 and 2 were decoding.
-    assert.ok(batches.some((b) => b.length === SLOTS), JSON.stringify(batches));
-    for (const b of batches) assert.deepEqual(b, [...b].sort((x, y) => x - y), JSON.stringify(batches));
+    assert.ok(
+      batches.some((b) => b.length === SLOTS),
+      JSON.stringify(batches),
+    );
+    for (const b of batches)
+      assert.deepEqual(
+        b,
+        [...b].sort((x, y) => x - y),
+        JSON.stringify(batches),
+      );
   });
 
   test("node-llama-cpp's own batching lists that join after the decoding sequences", async () => {
     const batches = await batchesOf(undefined);
-    assert.ok(batches.some((b) => b.join() === "1,2,0"), JSON.stringify(batches));
+    assert.ok(
+      batches.some((b) => b.join() === "1,2,0"),
+      JSON.stringify(batches),
+    );
   });
 });

@@ -126,7 +126,13 @@ describe("chat completions", () => {
   });
 
   test("ignore_eos generates exactly max_tokens", async () => {
-    const r = await t.client.chat.completions.create({ model: t.modelId, messages: user("The end"), max_tokens: 64, temperature: 0, ignore_eos: true } as never);
+    const r = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages: user("The end"),
+      max_tokens: 64,
+      temperature: 0,
+      ignore_eos: true,
+    } as never);
     assert.equal((r as { usage: { completion_tokens: number } }).usage.completion_tokens, 64);
   });
 

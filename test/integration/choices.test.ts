@@ -23,16 +23,30 @@ const prefilled = async (): Promise<number> => (await t.srv.engine.stats())!.pre
 
 describe("chat with n choices", () => {
   test("n=3: indexes 0..2, not all equal, the same again, and choice j is the lone request seeded s+j", async () => {
-    const body = { model: t.modelId, messages: user("Once upon a time, a little fox"), n: 3, seed: 4242, temperature: 1, max_tokens: 16, ignore_eos: true } as const;
+    const body = {
+      model: t.modelId,
+      messages: user("Once upon a time, a little fox"),
+      n: 3,
+      seed: 4242,
+      temperature: 1,
+      max_tokens: 16,
+      ignore_eos: true,
+    } as const;
     const r = await t.client.chat.completions.create(body as never as OpenAI.ChatCompletionCreateParamsNonStreaming);
     assertMatchesSpec("CreateChatCompletionResponse", r);
-    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1, 2],
+    );
     const texts = r.choices.map((c) => c.message.content);
     assert.ok(new Set(texts).size > 1, `the choices should differ: ${JSON.stringify(texts)}`);
     assert.equal(r.usage!.completion_tokens, 3 * 16);
 
     const again = await t.client.chat.completions.create(body as never as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    assert.deepEqual(again.choices.map((c) => c.message.content), texts);
+    assert.deepEqual(
+      again.choices.map((c) => c.message.content),
+      texts,
+    );
 
     for (const j of [0, 1, 2]) {
       const solo = await t.client.chat.completions.create({ ...body, n: 1, seed: body.seed + j } as never as OpenAI.ChatCompletionCreateParamsNonStreaming);
@@ -104,7 +118,16 @@ describe("chat with n choices", () => {
         function: { name: "pick", parameters: { type: "object", properties: { unit: { enum: ["c", "f"] } }, required: ["unit"], additionalProperties: false } },
       },
     ];
-    const body = { model: t.modelId, messages: user("Pick a unit"), tools, tool_choice: "required" as const, parallel_tool_calls: false, n: 3, seed: 5, max_tokens: 200 };
+    const body = {
+      model: t.modelId,
+      messages: user("Pick a unit"),
+      tools,
+      tool_choice: "required" as const,
+      parallel_tool_calls: false,
+      n: 3,
+      seed: 5,
+      max_tokens: 200,
+    };
     const r = await t.client.chat.completions.create(body);
     assertMatchesSpec("CreateChatCompletionResponse", r);
     const ids = new Set<string>();
@@ -123,7 +146,10 @@ describe("chat with n choices", () => {
     for (const [i, c] of chunks.entries()) assertMatchesSpec("CreateChatCompletionStreamResponse", c, `chunk ${i}`);
     for (const index of [0, 1, 2]) {
       const own = chunks.filter((c) => c.choices[0].index === index);
-      const args = own.flatMap((c) => c.choices[0].delta.tool_calls ?? []).map((d: { function?: { arguments?: string } }) => d.function?.arguments ?? "").join("");
+      const args = own
+        .flatMap((c) => c.choices[0].delta.tool_calls ?? [])
+        .map((d: { function?: { arguments?: string } }) => d.function?.arguments ?? "")
+        .join("");
       const call = r.choices[index]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
       assert.equal(args, call.function.arguments, `choice ${index}: streamed arguments`);
       assert.equal(own.at(-1).choices[0].finish_reason, "tool_calls");
@@ -153,7 +179,10 @@ describe("completions with n choices", () => {
     const body = { model: t.modelId, prompt: prompts, n: 2, max_tokens: 6, echo: true, seed: 11, temperature: 1, ignore_eos: true };
     const r = await t.client.completions.create(body as never as OpenAI.CompletionCreateParamsNonStreaming);
     assertMatchesSpec("CreateCompletionResponse", r);
-    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1, 2, 3],
+    );
     let promptTokens = 0;
     for (const [p, prompt] of prompts.entries()) {
       for (const j of [0, 1]) {

@@ -27,7 +27,10 @@ describe("n greater than the slot count", () => {
     const body = { model: t.modelId, messages: user("A big brown bear"), n: 5, seed: 90, temperature: 1, max_tokens: 10, ignore_eos: true };
     const r = await t.client.chat.completions.create(body as never as OpenAI.ChatCompletionCreateParamsNonStreaming);
     assertMatchesSpec("CreateChatCompletionResponse", r);
-    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3, 4]);
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1, 2, 3, 4],
+    );
     assert.ok(r.choices.every((c) => c.finish_reason === "length"));
     assert.equal(r.usage!.completion_tokens, 5 * 10);
     for (const j of [0, 1, 2, 3, 4]) {
@@ -38,7 +41,14 @@ describe("n greater than the slot count", () => {
   });
 
   test("streaming n=5 on 2 slots: every choice streams and finishes once", async () => {
-    const sse = await postSse(`${t.url}/v1/chat/completions`, { model: t.modelId, messages: user("The sun"), n: 5, max_tokens: 6, stream: true, stream_options: { include_usage: true } });
+    const sse = await postSse(`${t.url}/v1/chat/completions`, {
+      model: t.modelId,
+      messages: user("The sun"),
+      n: 5,
+      max_tokens: 6,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     assert.equal(sse.frames.at(-1), "[DONE]");
     const chunks = sse.frames.slice(0, -1).map((f) => JSON.parse(f));
     for (const [i, c] of chunks.entries()) assertMatchesSpec("CreateChatCompletionStreamResponse", c, `chunk ${i}`);

@@ -52,14 +52,43 @@ describe("llamux CLI", () => {
   test("bench ceiling measures in a child run like the engine worker, the caller's environment winning", () => {
     // The caller's environment without any of the worker's settings, so only the defaults apply.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !(k in ENGINE_ENV)));
-    for (const [given, expected] of [[undefined, "1"], ["2", "2"]] as const) {
+    for (const [given, expected] of [
+      [undefined, "1"],
+      ["2", "2"],
+    ] as const) {
       const json = path.join(tmp, `ceiling-${expected}.json`);
-      const args = ["bench", "ceiling", "--model", MODELS.stories260K, "--concurrency", "1", "--requests", "1", "--prompt-tokens", "8", "--max-tokens", "4", "--threads", "1", "--gpu", "off", "--json", json];
-      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: given === undefined ? env : { ...env, UV_THREADPOOL_SIZE: given }, timeout: 60_000 });
+      const args = [
+        "bench",
+        "ceiling",
+        "--model",
+        MODELS.stories260K,
+        "--concurrency",
+        "1",
+        "--requests",
+        "1",
+        "--prompt-tokens",
+        "8",
+        "--max-tokens",
+        "4",
+        "--threads",
+        "1",
+        "--gpu",
+        "off",
+        "--json",
+        json,
+      ];
+      const r = spawnSync(process.execPath, [CLI, ...args], {
+        encoding: "utf8",
+        env: given === undefined ? env : { ...env, UV_THREADPOOL_SIZE: given },
+        timeout: 60_000,
+      });
       assert.equal(r.status, 0, r.stderr);
       // One measurement, not one per process.
       assert.equal(r.stderr.match(/^ceiling c=1:/gm)?.length, 1, r.stderr);
-      const report = JSON.parse(fs.readFileSync(json, "utf8")) as { process: { env: Record<string, string | null>; execArgv: string[] }; levels: Array<{ outputTokens: number }> };
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as {
+        process: { env: Record<string, string | null>; execArgv: string[] };
+        levels: Array<{ outputTokens: number }>;
+      };
       assert.deepEqual(report.process.env, { ...ENGINE_ENV, UV_THREADPOOL_SIZE: expected });
       assert.ok(report.process.execArgv.includes("--max-semi-space-size=1"), report.process.execArgv.join(" "));
       assert.equal(report.levels[0]!.outputTokens, 4);

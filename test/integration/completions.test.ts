@@ -25,7 +25,10 @@ describe("completions", () => {
   test("an array of prompts gives one choice per prompt and summed usage", async () => {
     const one = await t.client.completions.create({ model: t.modelId, prompt: "The cat", max_tokens: 6, temperature: 0 });
     const two = await t.client.completions.create({ model: t.modelId, prompt: ["The cat", "A dog"], max_tokens: 6, temperature: 0 });
-    assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+    assert.deepEqual(
+      two.choices.map((c) => c.index),
+      [0, 1],
+    );
     assert.equal(two.choices[0]!.text, one.choices[0]!.text);
     assert.ok(two.usage!.prompt_tokens > one.usage!.prompt_tokens);
   });
@@ -56,7 +59,13 @@ describe("completions", () => {
     assert.equal(ended.usage?.completion_tokens, 1, "the first token sampled is </s>");
     assert.equal(ended.choices[0]!.text, "");
     // ignore_eos bans every end-of-generation token, so it wins over that +100.
-    const ignored = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 8, logit_bias: { [EOS]: 100 }, ignore_eos: true } as never);
+    const ignored = await t.client.completions.create({
+      model: t.modelId,
+      prompt: "Once upon a time",
+      max_tokens: 8,
+      logit_bias: { [EOS]: 100 },
+      ignore_eos: true,
+    } as never);
     assert.equal(ignored.choices[0]!.finish_reason, "length");
     assert.equal(ignored.usage?.completion_tokens, 8);
     assert.ok(ignored.choices[0]!.text.length > 0, "real text, not eight </s>");
@@ -64,7 +73,12 @@ describe("completions", () => {
 
   test("streaming several prompts interleaves choices and ends with usage and [DONE]", async () => {
     const sse = await postSse(`${t.url}/v1/completions`, {
-      model: t.modelId, prompt: ["The cat", "A dog"], max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true },
+      model: t.modelId,
+      prompt: ["The cat", "A dog"],
+      max_tokens: 5,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     assert.equal(sse.frames.at(-1), "[DONE]");
     const chunks = sse.frames.slice(0, -1).map((f) => JSON.parse(f));

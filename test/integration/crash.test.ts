@@ -21,9 +21,13 @@ describe("worker crash and recovery", () => {
     assert.equal(ok.choices.length, 1);
 
     // A long stream in flight when the worker dies gets an error frame.
-    const stream = await t.client.chat.completions.create(
-      { model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 400, ignore_eos: true, stream: true } as never,
-    );
+    const stream = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      max_tokens: 400,
+      ignore_eos: true,
+      stream: true,
+    } as never);
     const streamOutcome = (async () => {
       try {
         for await (const _ of stream as unknown as AsyncIterable<unknown>) {
@@ -36,10 +40,14 @@ describe("worker crash and recovery", () => {
     })();
 
     let readySeenFalse = false;
-    const watcher = waitFor(async () => {
-      if ((await fetch(`${t.url}/ready`)).status === 503) readySeenFalse = true;
-      return readySeenFalse;
-    }, 10_000, "/ready to report not ready");
+    const watcher = waitFor(
+      async () => {
+        if ((await fetch(`${t.url}/ready`)).status === 503) readySeenFalse = true;
+        return readySeenFalse;
+      },
+      10_000,
+      "/ready to report not ready",
+    );
 
     const crash = t.client.completions.create({ model: t.modelId, prompt: "# Chapter one", max_tokens: 4 });
     await assert.rejects(crash, (err: unknown) => {
@@ -66,7 +74,15 @@ describe("worker crash and recovery", () => {
     const restarts = t.srv.engine.restarts;
     // Two long streams hold both slots, with output already sent: they cannot be replayed.
     const streams = await Promise.all(
-      [0, 1].map(() => t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 400, ignore_eos: true, stream: true } as never)),
+      [0, 1].map(() =>
+        t.client.chat.completions.create({
+          model: t.modelId,
+          messages: [{ role: "user", content: "Once upon a time" }],
+          max_tokens: 400,
+          ignore_eos: true,
+          stream: true,
+        } as never),
+      ),
     );
     const outcomes = streams.map(async (stream) => {
       try {

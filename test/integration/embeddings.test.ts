@@ -49,7 +49,11 @@ interface EmbeddingBody {
 }
 
 async function post(body: Record<string, unknown>): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${t.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: t.modelId, ...body }) });
+  const res = await fetch(`${t.url}/v1/embeddings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: t.modelId, ...body }),
+  });
   return { status: res.status, json: await res.json() };
 }
 
@@ -59,7 +63,10 @@ async function floats(input: unknown): Promise<{ vectors: number[][]; usage: Emb
   assert.equal(status, 200, JSON.stringify(json));
   assertMatchesSpec("CreateEmbeddingResponse", json);
   const body = json as EmbeddingBody;
-  assert.deepEqual(body.data.map((d) => d.index), body.data.map((_, i) => i));
+  assert.deepEqual(
+    body.data.map((d) => d.index),
+    body.data.map((_, i) => i),
+  );
   return { vectors: body.data.map((d) => d.embedding as number[]), usage: body.usage };
 }
 
@@ -106,13 +113,19 @@ describe("POST /v1/embeddings", () => {
   test("base64 (the SDK's default, decoded by it) and float carry exactly the same numbers", async () => {
     const { vectors } = await floats(TEXTS);
     const viaSdk = await sdk(TEXTS);
-    assert.deepEqual(viaSdk.data.map((d) => d.embedding), vectors);
+    assert.deepEqual(
+      viaSdk.data.map((d) => d.embedding),
+      vectors,
+    );
     // And the raw base64 is little-endian float32.
     const { json } = await post({ input: TEXTS[1], encoding_format: "base64" });
     const b64 = (json as EmbeddingBody).data[0]!.embedding as string;
     const bytes = Buffer.from(b64, "base64");
     assert.equal(bytes.length, nEmbd * 4);
-    assert.deepEqual(Array.from({ length: nEmbd }, (_, i) => bytes.readFloatLE(i * 4)), vectors[1]);
+    assert.deepEqual(
+      Array.from({ length: nEmbd }, (_, i) => bytes.readFloatLE(i * 4)),
+      vectors[1],
+    );
   });
 
   test("an array of strings: each vector equals that string's own, usage is the sum", async () => {
@@ -188,7 +201,16 @@ describe("POST /v1/embeddings", () => {
       [{ input: [{ text: "a" }] }, "input", "invalid_type"],
       [{}, "input", "missing_required_parameter"],
       [{ input: Array.from({ length: 2049 }, () => "a") }, "input", "invalid_value"],
-      [{ input: [[1, 2], [1, vocab]] }, "input", "invalid_prompt"],
+      [
+        {
+          input: [
+            [1, 2],
+            [1, vocab],
+          ],
+        },
+        "input",
+        "invalid_prompt",
+      ],
       [{ input: [vocab + 5] }, "input", "invalid_prompt"],
       [{ input: "a", dimensions: 32 }, "dimensions", "unsupported_parameter"],
       [{ input: "a", dimensions: nEmbd * 2 }, "dimensions", "unsupported_parameter"],
@@ -204,8 +226,16 @@ describe("POST /v1/embeddings", () => {
       const e = (json as { error: { code: string; param: string } }).error;
       assert.deepEqual([e.code, e.param], [code, param], what);
     }
-    const vocabErr = await post({ input: [[1, 2], [1, vocab]] });
-    assert.match((vocabErr.json as { error: { message: string } }).error.message, new RegExp(`'input\\[1\\]': token id ${vocab} is not below the vocabulary size ${vocab}`));
+    const vocabErr = await post({
+      input: [
+        [1, 2],
+        [1, vocab],
+      ],
+    });
+    assert.match(
+      (vocabErr.json as { error: { message: string } }).error.message,
+      new RegExp(`'input\\[1\\]': token id ${vocab} is not below the vocabulary size ${vocab}`),
+    );
     const missingModel = await post({ model: "nope", input: "a" });
     assert.equal(missingModel.status, 404);
     assert.equal((missingModel.json as { error: { code: string } }).error.code, "model_not_found");
@@ -231,7 +261,10 @@ describe("POST /v1/embeddings", () => {
       let finish: string | null = null;
       let tokens = 0;
       let chunks = 0;
-      for await (const chunk of stream as unknown as AsyncIterable<{ choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; usage?: { completion_tokens: number } }>) {
+      for await (const chunk of stream as unknown as AsyncIterable<{
+        choices: Array<{ delta: { content?: string }; finish_reason: string | null }>;
+        usage?: { completion_tokens: number };
+      }>) {
         chunks++;
         text += chunk.choices[0]?.delta.content ?? "";
         finish = chunk.choices[0]?.finish_reason ?? finish;
@@ -286,9 +319,15 @@ describe("embeddings and tenant quotas", () => {
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-embed-quota-"));
     const tenantsFile = path.join(dir, "tenants.yaml");
-    fs.writeFileSync(tenantsFile, `tenants:\n  - id: emb\n    limits: { requestsPerMinute: 100, tokensPerDay: ${BUDGET} }\n    keys: ["${hashApiKey(KEY)}"]\n  - id: free\n    keys: ["${hashApiKey(FREE)}"]\n`);
+    fs.writeFileSync(
+      tenantsFile,
+      `tenants:\n  - id: emb\n    limits: { requestsPerMinute: 100, tokensPerDay: ${BUDGET} }\n    keys: ["${hashApiKey(KEY)}"]\n  - id: free\n    keys: ["${hashApiKey(FREE)}"]\n`,
+    );
     // 16-token steps: a long input is evaluated in chunks (a causal model reads the last token's embedding).
-    q = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", String(CTX), "--step-tokens", "16", "--tenants", tenantsFile], { apiKey: KEY, env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
+    q = await startTestServer(["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", String(CTX), "--step-tokens", "16", "--tenants", tenantsFile], {
+      apiKey: KEY,
+      env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN },
+    });
   });
   after(async () => {
     await q?.close();

@@ -10,7 +10,18 @@ import { MODELS, waitFor } from "./helpers/server.js";
 let engine: EngineClient;
 before(async () => {
   engine = new EngineClient({
-    worker: { modelPath: MODELS.stories260K, modelId: "stories", slots: 4, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0, kvCacheDir: null },
+    worker: {
+      modelPath: MODELS.stories260K,
+      modelId: "stories",
+      slots: 4,
+      contextPerSlot: 256,
+      threads: 1,
+      gpu: "off",
+      chatTemplateFile: null,
+      stepTokens: 64,
+      coalesceMs: 0,
+      kvCacheDir: null,
+    },
     // One delta fills it: every request is paused after its first output.
     maxBufferedBytes: 1,
   });
@@ -25,7 +36,18 @@ const request = (i: number): EngineRequest => ({
   prompt: { kind: "text", text: `Once upon a time ${i}` },
   maxTokens: 200,
   stop: [],
-  sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: i, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: true },
+  sampling: {
+    temperature: 1,
+    topP: 1,
+    topK: null,
+    minP: null,
+    seed: i,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repeatPenalty: null,
+    logitBias: {},
+    ignoreEos: true,
+  },
   echo: false,
   priority: 0,
 });

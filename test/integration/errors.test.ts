@@ -57,7 +57,15 @@ describe("errors", () => {
     const err = await apiError(t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "x" }], temperature: "hot" } as never));
     assert.ok(err instanceof OpenAI.BadRequestError);
     assert.equal(err.param, "temperature");
-    const nested = await apiError(t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "x" }, { role: "wizard", content: "y" }] } as never));
+    const nested = await apiError(
+      t.client.chat.completions.create({
+        model: t.modelId,
+        messages: [
+          { role: "user", content: "x" },
+          { role: "wizard", content: "y" },
+        ],
+      } as never),
+    );
     assert.equal(nested.param, "messages[1].role");
   });
 
@@ -78,14 +86,18 @@ describe("errors", () => {
   });
 
   test("prompt + max_tokens beyond the slot context is context_length_exceeded with both counts", async () => {
-    const err = await apiError(t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 500 }));
+    const err = await apiError(
+      t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 500 }),
+    );
     assert.ok(err instanceof OpenAI.BadRequestError);
     assert.equal(err.code, "context_length_exceeded");
     assert.match(err.message, /maximum context length is 128 tokens/);
     assert.match(err.message, /\d+ in the prompt \+ 500 max_tokens/);
     // The prompt alone fits: the parameter to reduce is the one the client sent (issue 19 item 16).
     assert.equal(err.param, "max_tokens");
-    const huge = await apiError(t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_completion_tokens: 1e12 }));
+    const huge = await apiError(
+      t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_completion_tokens: 1e12 }),
+    );
     assert.equal(huge.code, "context_length_exceeded");
     assert.equal(huge.param, "max_completion_tokens");
     const output = await apiError(t.client.responses.create({ model: t.modelId, input: "Once upon a time", max_output_tokens: 1e9 }));
@@ -98,7 +110,10 @@ describe("errors", () => {
   });
 
   test("a streaming request that cannot fit fails before any SSE is sent", async () => {
-    const res = await post("/v1/chat/completions", JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: "x" }], max_tokens: 500, stream: true }));
+    const res = await post(
+      "/v1/chat/completions",
+      JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: "x" }], max_tokens: 500, stream: true }),
+    );
     assert.equal(res.status, 400);
     assert.match(res.headers.get("content-type") ?? "", /application\/json/);
     assertShape(await res.json(), "context_length_exceeded", "max_tokens");
@@ -122,7 +137,9 @@ describe("errors", () => {
     }
     const ok = await t.client.chat.completions.create({ ...base, n: 1, logprobs: false, response_format: { type: "text" }, user: "u1", metadata: { a: "b" } });
     assert.equal(ok.choices.length, 1);
-    const image = await apiError(t.client.chat.completions.create({ ...base, messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "http://x/y.png" } }] }] }));
+    const image = await apiError(
+      t.client.chat.completions.create({ ...base, messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "http://x/y.png" } }] }] }),
+    );
     assert.equal(image.param, "messages[0].content[0].type");
     const suffix = await apiError(t.client.completions.create({ model: t.modelId, prompt: "x", suffix: "y" }));
     assert.equal(suffix.param, "suffix");

@@ -30,7 +30,12 @@ interface Reply {
 }
 
 /** Sends raw bytes and reads the whole answer (an SSE stream too), so no connection is left open. */
-async function send(method: string, path: string, body?: string | Uint8Array, headers: Record<string, string> = { "content-type": "application/json" }): Promise<Reply> {
+async function send(
+  method: string,
+  path: string,
+  body?: string | Uint8Array,
+  headers: Record<string, string> = { "content-type": "application/json" },
+): Promise<Reply> {
   const res = await fetch(`${t.url}${path}`, { method, headers, body, signal: AbortSignal.timeout(30_000) });
   const text = await res.text();
   return { status: res.status, contentType: res.headers.get("content-type") ?? "", text };
@@ -83,7 +88,9 @@ const jsonValue = fc.jsonValue({ maxDepth: 4 });
 const fieldNames = (endpoint: Endpoint) =>
   fc.constantFrom(
     "model",
-    ...(endpoint === "/v1/chat/completions" ? ["messages", "max_completion_tokens", "n", "response_format", "tools", "logprobs"] : ["prompt", "echo", "suffix", "best_of", "logprobs"]),
+    ...(endpoint === "/v1/chat/completions"
+      ? ["messages", "max_completion_tokens", "n", "response_format", "tools", "logprobs"]
+      : ["prompt", "echo", "suffix", "best_of", "logprobs"]),
     "temperature",
     "top_p",
     "top_k",
@@ -102,7 +109,20 @@ const fieldNames = (endpoint: Endpoint) =>
   );
 
 /** Numbers as raw JSON text: what JSON.stringify can never produce. */
-const rawNumber = fc.constantFrom("1e400", "-1e400", "-0", "9007199254740993", "9007199254740992", "4294967296", "-2147483649", "1e-400", "0.5e1", "123456789012345678901234567890", "1E2", "-1");
+const rawNumber = fc.constantFrom(
+  "1e400",
+  "-1e400",
+  "-0",
+  "9007199254740993",
+  "9007199254740992",
+  "4294967296",
+  "-2147483649",
+  "1e-400",
+  "0.5e1",
+  "123456789012345678901234567890",
+  "1E2",
+  "-1",
+);
 
 type Mutation = { kind: string; apply: (body: Record<string, unknown>) => string };
 
@@ -110,8 +130,12 @@ function mutation(endpoint: Endpoint): fc.Arbitrary<Mutation> {
   const field = fieldNames(endpoint);
   return fc.oneof(
     field.map((f) => ({ kind: `drop ${f}`, apply: (b: Record<string, unknown>) => JSON.stringify((({ [f]: _, ...rest }) => rest)(b)) })),
-    fc.tuple(field, jsonValue).map(([f, v]) => ({ kind: `set ${f}=${JSON.stringify(v)}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: v }) })),
-    fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), jsonValue).map(([f, v]) => ({ kind: `add ${f}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: v }) })),
+    fc
+      .tuple(field, jsonValue)
+      .map(([f, v]) => ({ kind: `set ${f}=${JSON.stringify(v)}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: v }) })),
+    fc
+      .tuple(fc.string({ minLength: 1, maxLength: 12 }), jsonValue)
+      .map(([f, v]) => ({ kind: `add ${f}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: v }) })),
     fc.tuple(field, rawNumber).map(([f, n]) => ({
       kind: `raw ${f}=${n}`,
       // Appended as text: the last duplicate key wins in JSON.parse.
@@ -121,8 +145,13 @@ function mutation(endpoint: Endpoint): fc.Arbitrary<Mutation> {
       kind: `nest ${f} ${depth}`,
       apply: (b: Record<string, unknown>) => `${JSON.stringify(b).slice(0, -1)},${JSON.stringify(f)}:${"[".repeat(depth)}1${"]".repeat(depth)}}`,
     })),
-    fc.tuple(field, fc.integer({ min: 1_000, max: 200_000 })).map(([f, n]) => ({ kind: `long ${f} ${n}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: "a".repeat(n) }) })),
-    fc.string({ maxLength: 40 }).map((s) => ({ kind: `content ${JSON.stringify(s)}`, apply: (b: Record<string, unknown>) => JSON.stringify("messages" in b ? { ...b, messages: [{ role: "user", content: s }] } : { ...b, prompt: s }) })),
+    fc
+      .tuple(field, fc.integer({ min: 1_000, max: 200_000 }))
+      .map(([f, n]) => ({ kind: `long ${f} ${n}`, apply: (b: Record<string, unknown>) => JSON.stringify({ ...b, [f]: "a".repeat(n) }) })),
+    fc.string({ maxLength: 40 }).map((s) => ({
+      kind: `content ${JSON.stringify(s)}`,
+      apply: (b: Record<string, unknown>) => JSON.stringify("messages" in b ? { ...b, messages: [{ role: "user", content: s }] } : { ...b, prompt: s }),
+    })),
     fc.tuple(fc.constantFrom("text", "image_url", "input_audio", "file", "refusal", "", "TEXT"), jsonValue).map(([type, extra]) => ({
       kind: `part ${type}`,
       apply: (b: Record<string, unknown>) =>
@@ -220,7 +249,10 @@ describe("fuzz", () => {
 
   test("random model ids and paths are a 404 or 400, never a 5xx", async () => {
     // Percent-encodes the UTF-8 bytes (encodeURIComponent throws on a lone surrogate).
-    const pct = (s: string) => [...Buffer.from(s)].map((b) => (/[A-Za-z0-9_.~-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, "0")}`)).join("");
+    const pct = (s: string) =>
+      [...Buffer.from(s)]
+        .map((b) => (/[A-Za-z0-9_.~-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, "0")}`))
+        .join("");
     const segment = fc.oneof(
       fc.string({ maxLength: 60 }).map(pct),
       fc.string({ unit: "binary", maxLength: 30 }).map(pct),
@@ -247,11 +279,12 @@ describe("fuzz", () => {
 describe("hostile examples", () => {
   const chatPath = "/v1/chat/completions";
   const msgs = () => JSON.stringify([{ role: "user", content: "Hi" }]);
-  const withField = (field: string, rawValue: string) => `{"model":${JSON.stringify(t.modelId)},"messages":${msgs()},"max_tokens":2,${JSON.stringify(field)}:${rawValue}}`;
+  const withField = (field: string, rawValue: string) =>
+    `{"model":${JSON.stringify(t.modelId)},"messages":${msgs()},"max_tokens":2,${JSON.stringify(field)}:${rawValue}}`;
 
   test("JSON nested 10 000 levels deep is a 400, wherever it sits", async () => {
     const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
-    const deepObject = (n: number) => '{"a":'.repeat(n) + "1" + "}".repeat(n);
+    const deepObject = (n: number) => `${'{"a":'.repeat(n)}1${"}".repeat(n)}`;
     assertError(await post(chatPath, deep(10_000)), 400, "invalid_body", null);
     assertError(await post(chatPath, deepObject(10_000)), 400, "invalid_body", null);
     // An ignored field, and one that is only checked for null: both must still refuse the depth.
@@ -308,9 +341,26 @@ describe("hostile examples", () => {
       const r = await post(chatPath, JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: [part] }] }));
       assertError(r, 400, "unsupported_parameter", "messages[0].content[0].type");
     }
-    const r1 = await post(chatPath, JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: 5 }] }] }));
+    const r1 = await post(
+      chatPath,
+      JSON.stringify({
+        model: t.modelId,
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "a" },
+              { type: "text", text: 5 },
+            ],
+          },
+        ],
+      }),
+    );
     assertError(r1, 400, "invalid_type", "messages[0].content[1].text");
-    const r2 = await post(chatPath, JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: [{ type: "text", text: "a", cache_control: {} }] }] }));
+    const r2 = await post(
+      chatPath,
+      JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: [{ type: "text", text: "a", cache_control: {} }] }] }),
+    );
     // Unknown keys inside a part are ignored, as OpenAI does (a client's cache hints, a returned part's annotations).
     assert.equal(r2.status, 200);
     const r3 = await post(chatPath, JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: [{ type: "text" }] }] }));
@@ -341,7 +391,12 @@ describe("hostile examples", () => {
 
   test("long strings in ignored fields are bounded", async () => {
     assertError(await post(chatPath, withField("user", JSON.stringify("u".repeat(10_000)))), 400, "invalid_value", "user");
-    assertError(await post(chatPath, withField("metadata", JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]))))), 400, "invalid_value", "metadata");
+    assertError(
+      await post(chatPath, withField("metadata", JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]))))),
+      400,
+      "invalid_value",
+      "metadata",
+    );
   });
 
   test("after the hostile examples a normal chat request still succeeds", async () => {

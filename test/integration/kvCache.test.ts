@@ -34,7 +34,12 @@ async function kvStats(t: TestServer) {
 function stateFiles(dataDir: string): string[] {
   const root = path.join(dataDir, "kv-cache");
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root).flatMap((d) => fs.readdirSync(path.join(root, d)).filter((f) => f.endsWith(".kv")).map((f) => path.join(root, d, f)));
+  return fs.readdirSync(root).flatMap((d) =>
+    fs
+      .readdirSync(path.join(root, d))
+      .filter((f) => f.endsWith(".kv"))
+      .map((f) => path.join(root, d, f)),
+  );
 }
 
 describe("saved KV states", () => {
@@ -152,7 +157,10 @@ describe("saved KV states", () => {
     const first = await startTestServer(other);
     await first.close();
     // Plant the stories260K state, manifest and all, in the other model's directory.
-    const otherDir = fs.readdirSync(path.join(dir, "kv-cache")).map((d) => path.join(dir, "kv-cache", d)).find((d) => d !== path.dirname(file));
+    const otherDir = fs
+      .readdirSync(path.join(dir, "kv-cache"))
+      .map((d) => path.join(dir, "kv-cache", d))
+      .find((d) => d !== path.dirname(file));
     assert.ok(otherDir, "the other model keys its own directory");
     const planted = path.join(otherDir, path.basename(file));
     fs.copyFileSync(file, planted);

@@ -94,14 +94,23 @@ describe("KvStateStore with a real model", () => {
     const a = await fill(seqs[0]!, A);
     await store.save(seqs[0]!, "t", a.length);
     // Only llama.cpp's file so far: no manifest, nothing a restart would keep.
-    assert.deepEqual(fs.readdirSync(modelDir).map((f) => path.extname(f)), [".tmp"]);
+    assert.deepEqual(
+      fs.readdirSync(modelDir).map((f) => path.extname(f)),
+      [".tmp"],
+    );
     assert.equal(store.stats().states, 1, "indexed at once");
     assert.equal(store.stats().saved, 0, "counted when finished");
     // The slot is reused straight away; the restore finishes the save first.
     await fill(seqs[0]!, B);
     assert.equal(await store.restore(seqs[1]!, savedFor(store, a), "t"), true);
     assert.deepEqual(seqs[1]!.contextTokens, a);
-    assert.deepEqual(fs.readdirSync(modelDir).map((f) => path.extname(f)).sort(), [".json", ".kv"]);
+    assert.deepEqual(
+      fs
+        .readdirSync(modelDir)
+        .map((f) => path.extname(f))
+        .sort(),
+      [".json", ".kv"],
+    );
 
     const c = await fill(seqs[2]!, C);
     await store.save(seqs[2]!, "t", c.length);
@@ -129,7 +138,10 @@ describe("KvStateStore with a real model", () => {
     assert.ok(store.find("kept~1", b, 0));
     store.flush();
     const manifests = fs.readdirSync(modelDir).filter((f) => f.endsWith(".json"));
-    assert.deepEqual(manifests.map((f) => JSON.parse(fs.readFileSync(path.join(modelDir, f), "utf8")).tenant), ["kept~1"]);
+    assert.deepEqual(
+      manifests.map((f) => JSON.parse(fs.readFileSync(path.join(modelDir, f), "utf8")).tenant),
+      ["kept~1"],
+    );
     assert.equal(fs.readdirSync(modelDir).length, 2, "one state file and its manifest, no leftovers");
     await store.save(seqs[0]!, "gone~1", a.length);
     assert.equal(store.stats().states, 1, "a deleted tenant's slot is never saved again");
@@ -163,7 +175,11 @@ describe("KvStateStore with a real model", () => {
     fs.symlinkSync(target, path.join(dir, "planted.json"));
     const reopened = await KvStateStore.open(root, "model-identity", 64 * 1024 * 1024);
     assert.equal(reopened.stats().states, 1, "the real state is kept");
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith("planted")), [], "the links are gone");
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.startsWith("planted")),
+      [],
+      "the links are gone",
+    );
     assert.equal(fs.readFileSync(target, "utf8"), "not llamux's");
   });
 

@@ -27,7 +27,7 @@ describe("models, health, readiness", () => {
     await t.client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 3, ignore_eos: true } as never);
     const text = await (await fetch(`${t.url}/metrics`)).text();
     const value = (name: string): number => {
-      const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
+      const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
       assert.ok(line, `${name} missing`);
       return Number(line.slice(line.lastIndexOf(" ") + 1));
     };
@@ -82,17 +82,21 @@ describe("cancellation", () => {
     const stats = await t.srv.engine.stats();
     assert.equal(stats!.slotsBusy, 0);
     // The only slot is free: a new request completes.
-    const r = await t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "x" }], max_tokens: 3, ignore_eos: true } as never);
+    const r = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 3,
+      ignore_eos: true,
+    } as never);
     assert.equal((r as { usage: { completion_tokens: number } }).usage.completion_tokens, 3);
     assert.ok(stats!.decodedTokens < 900, `generation should have stopped early, decoded ${stats!.decodedTokens}`);
   });
 
   test("a non-streaming request whose client leaves is cancelled too", async () => {
     const ac = new AbortController();
-    const p = t.client.chat.completions.create(
-      { model: t.modelId, messages: [{ role: "user", content: "go" }], max_tokens: 900, ignore_eos: true } as never,
-      { signal: ac.signal },
-    );
+    const p = t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "go" }], max_tokens: 900, ignore_eos: true } as never, {
+      signal: ac.signal,
+    });
     await waitFor(async () => (await t.srv.engine.stats())?.running === 1, 2000, "the request to start");
     ac.abort();
     await assert.rejects(p);

@@ -92,10 +92,17 @@ async function replay(prompt: string, lp: CompletionLogprobs, k: number): Promis
       const top = Object.entries(lp.top_logprobs[i]!);
       // The k alternatives, plus the sampled token when it is not among them.
       assert.ok(top.length === k || top.length === k + 1, `position ${i}: ${top.length} top entries`);
-      const topValues = top.map(([, l]) => l).sort((a, b) => b - a).slice(0, k);
-      for (const [j, l] of topValues.entries()) assert.ok(Math.abs(l - expectedTop[j]!) < TOLERANCE, `position ${i}: top ${j} is ${l}, reference ${expectedTop[j]}`);
+      const topValues = top
+        .map(([, l]) => l)
+        .sort((a, b) => b - a)
+        .slice(0, k);
+      for (const [j, l] of topValues.entries())
+        assert.ok(Math.abs(l - expectedTop[j]!) < TOLERANCE, `position ${i}: top ${j} is ${l}, reference ${expectedTop[j]}`);
       for (const [tok, l] of top) {
-        assert.ok([...ref].some(([id, r]) => text(id) === tok && Math.abs(r - l) < TOLERANCE), `position ${i}: alternative "${tok}" ${l} is no raw logprob`);
+        assert.ok(
+          [...ref].some(([id, r]) => text(id) === tok && Math.abs(r - l) < TOLERANCE),
+          `position ${i}: alternative "${tok}" ${l} is no raw logprob`,
+        );
       }
       positions.push({ ref, logprob });
       next = [matches[0]![0] as Token];
@@ -121,7 +128,8 @@ describe("logprobs: exact raw log-probabilities", () => {
     assert.equal(lp.tokens.length, completionTokens);
     assert.equal(lp.tokens.join(""), text, "ASCII output: the token texts spell the text");
     const positions = await replay(PROMPT, lp, 5);
-    for (const [i, { ref, logprob }] of positions.entries()) assert.ok(Math.abs(logprob - Math.max(...ref.values())) < TOLERANCE, `position ${i} is not the argmax`);
+    for (const [i, { ref, logprob }] of positions.entries())
+      assert.ok(Math.abs(logprob - Math.max(...ref.values())) < TOLERANCE, `position ${i} is not the argmax`);
   });
 
   test("temperature 1.5, top_p 0.9, a seed: the sampled tokens' logprobs are still the raw, untransformed ones", async () => {
@@ -134,9 +142,15 @@ describe("logprobs: exact raw log-probabilities", () => {
       const norm = max + Math.log(scaled.reduce((s, l) => s + Math.exp(l - max), 0));
       return logprob / 1.5 - norm;
     });
-    assert.ok(tempered.some((l, i) => Math.abs(l - positions[i]!.logprob) > 0.05), "temperature changed no logprob: the test cannot tell them apart");
+    assert.ok(
+      tempered.some((l, i) => Math.abs(l - positions[i]!.logprob) > 0.05),
+      "temperature changed no logprob: the test cannot tell them apart",
+    );
     // Sampling at 1.5 takes tokens greedy decoding would not.
-    assert.ok(positions.some(({ ref, logprob }) => logprob < Math.max(...ref.values()) - TOLERANCE), "every sampled token was the argmax");
+    assert.ok(
+      positions.some(({ ref, logprob }) => logprob < Math.max(...ref.values()) - TOLERANCE),
+      "every sampled token was the argmax",
+    );
   });
 });
 
@@ -207,10 +221,23 @@ describe("logprobs with tools", () => {
     const tools: OpenAI.ChatCompletionTool[] = [
       {
         type: "function",
-        function: { name: "add", parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } }, required: ["a", "b"], additionalProperties: false } },
+        function: {
+          name: "add",
+          parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } }, required: ["a", "b"], additionalProperties: false },
+        },
       },
     ];
-    const body = { model: t.modelId, messages: [{ role: "user" as const, content: "Add 2 and 3" }], tools, tool_choice: "required" as const, parallel_tool_calls: false, seed: 3, max_tokens: 200, logprobs: true, top_logprobs: 2 };
+    const body = {
+      model: t.modelId,
+      messages: [{ role: "user" as const, content: "Add 2 and 3" }],
+      tools,
+      tool_choice: "required" as const,
+      parallel_tool_calls: false,
+      seed: 3,
+      max_tokens: 200,
+      logprobs: true,
+      top_logprobs: 2,
+    };
     // A first request leaves the long prompt cached, so that the two compared
     // below compute it alike: read in one pass or as a cached prefix, its
     // logits differ by up to ~1e-2 in logprob (measured here: llama.cpp's
@@ -312,7 +339,14 @@ describe("logprobs on /v1/responses (include message.output_text.logprobs)", () 
     assert.equal((r as unknown as { top_logprobs: number }).top_logprobs, 3);
     const entries = outputLogprobs(r);
     assert.equal(entries.length, 16);
-    assertClose(entries, (chat as OpenAI.ChatCompletion).choices[0]!.logprobs!.content!.map((e) => ({ ...e, bytes: e.bytes ?? [], top_logprobs: e.top_logprobs.map((x) => ({ ...x, bytes: x.bytes ?? [] })) })));
+    assertClose(
+      entries,
+      (chat as OpenAI.ChatCompletion).choices[0]!.logprobs!.content!.map((e) => ({
+        ...e,
+        bytes: e.bytes ?? [],
+        top_logprobs: e.top_logprobs.map((x) => ({ ...x, bytes: x.bytes ?? [] })),
+      })),
+    );
     const plain = await create({ input, max_output_tokens: 16, top_logprobs: 3 });
     assert.deepEqual(outputLogprobs(plain), [], "without include there are none");
   });
@@ -323,7 +357,11 @@ describe("logprobs on /v1/responses (include message.output_text.logprobs)", () 
     for (const [i, e] of events.entries()) assertMatchesSpec("ResponseStreamEvent", e, `event ${i}`);
     const fromDeltas = events.filter((e) => e.type === "response.output_text.delta").flatMap((e) => e.logprobs!);
     const final = outputLogprobs(events.at(-1)!.response!);
-    const withoutBytes = final.map((e) => ({ token: e.token, logprob: e.logprob, top_logprobs: e.top_logprobs.map((x) => ({ token: x.token, logprob: x.logprob })) }));
+    const withoutBytes = final.map((e) => ({
+      token: e.token,
+      logprob: e.logprob,
+      top_logprobs: e.top_logprobs.map((x) => ({ token: x.token, logprob: x.logprob })),
+    }));
     assert.deepEqual(fromDeltas, withoutBytes);
     assert.deepEqual(events.find((e) => e.type === "response.output_text.done")!.logprobs, withoutBytes);
     assert.equal(final.length, 16);

@@ -17,7 +17,7 @@ describe("chunked prefill", () => {
     const whole = await startTestServer(["--model", MODELS.stories260K, "--slots", "4", "--ctx-per-slot", "256"]);
     let expected: string[];
     try {
-      expected = [await greedy(whole, PROMPT), await greedy(whole, PROMPT + " One day")];
+      expected = [await greedy(whole, PROMPT), await greedy(whole, `${PROMPT} One day`)];
     } finally {
       await whole.close();
     }
@@ -33,7 +33,7 @@ describe("chunked prefill", () => {
       const busy = chunked.client.completions.create({ model: chunked.modelId, prompt: "The dog", max_tokens: 60, temperature: 0, ignore_eos: true } as never);
       const [during] = await Promise.all([greedy(chunked, PROMPT), busy]);
       assert.equal(during, expected[0]);
-      const continued = await chunked.client.completions.create({ model: chunked.modelId, prompt: PROMPT + " One day", max_tokens: 24, temperature: 0 });
+      const continued = await chunked.client.completions.create({ model: chunked.modelId, prompt: `${PROMPT} One day`, max_tokens: 24, temperature: 0 });
       assert.equal(continued.choices[0]!.text, expected[1]);
       assert.ok(continued.usage!.prompt_tokens_details!.cached_tokens! > 20);
     } finally {

@@ -13,12 +13,15 @@ type LogLine = Record<string, unknown> & { msg: string; level: number };
 function memoryLogger(): { log: pino.Logger; lines: LogLine[]; text: () => string } {
   const raw: string[] = [];
   const lines: LogLine[] = [];
-  const log = pino({ level: "debug" }, {
-    write(s: string) {
-      raw.push(s);
-      lines.push(JSON.parse(s) as LogLine);
+  const log = pino(
+    { level: "debug" },
+    {
+      write(s: string) {
+        raw.push(s);
+        lines.push(JSON.parse(s) as LogLine);
+      },
     },
-  });
+  );
   return { log, lines, text: () => raw.join("") };
 }
 
@@ -95,7 +98,9 @@ describe("request ids and access logs (content off)", () => {
   test("a stream's line has its first-byte time before its end; a client that leaves is logged as disconnected", async () => {
     const ac = new AbortController();
     const stream = await t.client.chat.completions
-      .create({ model: t.modelId, messages: [{ role: "user", content: "go" }], max_tokens: 200, ignore_eos: true, stream: true } as never, { signal: ac.signal })
+      .create({ model: t.modelId, messages: [{ role: "user", content: "go" }], max_tokens: 200, ignore_eos: true, stream: true } as never, {
+        signal: ac.signal,
+      })
       .withResponse();
     let chunks = 0;
     try {

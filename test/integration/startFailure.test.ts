@@ -21,7 +21,11 @@ async function freePort(): Promise<number> {
 /** This process's child processes (engine workers, JSON parse workers are threads and do not count). */
 function children(): number[] {
   try {
-    return execFileSync("pgrep", ["-P", String(process.pid)], { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
+    return execFileSync("pgrep", ["-P", String(process.pid)], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return []; // pgrep exits 1 when there is none
   }

@@ -48,7 +48,8 @@ function resolveLocal(from: string, specifier: string): string | null {
 }
 
 function tsFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, encoding: "utf8" })
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: "utf8" })
     .filter((f) => f.endsWith(".ts"))
     .map((f) => path.join(dir, f));
 }
@@ -86,7 +87,12 @@ describe("the boundaries between src/, engine/ and node-llama-cpp", () => {
     );
     assert.deepEqual(
       edges.map((e) => [e.specifier, e.typeOnly]),
-      [["./a.js", false], ["./t.js", true], ["./u.js", true], ["./e.js", false]],
+      [
+        ["./a.js", false],
+        ["./t.js", true],
+        ["./u.js", true],
+        ["./e.js", false],
+      ],
     );
   });
 
@@ -95,7 +101,7 @@ describe("the boundaries between src/, engine/ and node-llama-cpp", () => {
     for (const file of tsFiles(SRC)) {
       for (const edge of staticImports(file)) {
         const local = resolveLocal(file, edge.specifier);
-        if (local !== null && local.startsWith(ENGINE + path.sep) && local !== ENGINE_SURFACE) {
+        if (local?.startsWith(ENGINE + path.sep) && local !== ENGINE_SURFACE) {
           offending.push(`${path.relative(REPO_ROOT, file)} imports ${edge.specifier}`);
         }
       }

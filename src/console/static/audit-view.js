@@ -17,7 +17,12 @@ export function mountAudit(main) {
     try {
       page = await api(`/admin/audit?limit=${PAGE}${lastId ? `&after=${encodeURIComponent(lastId)}` : ""}`, { optional: true });
     } catch (err) {
-      replace(area, err instanceof NotAvailable ? h("p", { class: "unavailable" }, "Not available: this server does not serve GET /admin/audit.") : h("p", { class: "status error" }, err.message));
+      replace(
+        area,
+        err instanceof NotAvailable
+          ? h("p", { class: "unavailable" }, "Not available: this server does not serve GET /admin/audit.")
+          : h("p", { class: "status error" }, err.message),
+      );
       return;
     }
     if (!lastId && page.data.length === 0) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No audit events yet.")));
@@ -40,7 +45,20 @@ export function mountAudit(main) {
 
   replace(
     area,
-    h("table", { class: "grid-table", id: "audit" }, h("thead", {}, h("tr", {}, ["Time", "Event", "Actor", "Details"].map((x) => h("th", {}, x)))), body),
+    h(
+      "table",
+      { class: "grid-table", id: "audit" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Time", "Event", "Actor", "Details"].map((x) => h("th", {}, x)),
+        ),
+      ),
+      body,
+    ),
     more,
   );
   replace(main, h("h2", {}, "Audit log"), area);

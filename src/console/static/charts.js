@@ -71,18 +71,34 @@ export function drawStackedBars(buckets, series, { width = 640, height = 200, fo
     { class: "chart bars", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": title ?? "chart" },
     title ? s("title", {}, title) : null,
     axis.map((v) =>
-      s("g", { class: "grid" }, s("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(v), y2: y(v) }), s("text", { x: MARGIN.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v))),
+      s(
+        "g",
+        { class: "grid" },
+        s("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(v), y2: y(v) }),
+        s("text", { x: MARGIN.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)),
+      ),
     ),
     rects.map((r) =>
       s(
         "rect",
-        { class: `series-${keys.indexOf(r.series) % 8}`, x: MARGIN.left + r.x, y: MARGIN.top + r.y, width: r.width, height: Math.max(0.5, r.height), "data-series": r.series },
+        {
+          class: `series-${keys.indexOf(r.series) % 8}`,
+          x: MARGIN.left + r.x,
+          y: MARGIN.top + r.y,
+          width: r.width,
+          height: Math.max(0.5, r.height),
+          "data-series": r.series,
+        },
         s("title", {}, `${buckets[r.bucket].label} · ${series.find((x) => x.key === r.series)?.label ?? r.series}: ${format(r.value)}`),
       ),
     ),
     buckets.map((b, i) =>
       i % labelEvery === 0
-        ? s("text", { class: "axis-label", x: MARGIN.left + (i + 0.5) * (plotW / Math.max(1, buckets.length)), y: height - 6, "text-anchor": "middle" }, b.label)
+        ? s(
+            "text",
+            { class: "axis-label", x: MARGIN.left + (i + 0.5) * (plotW / Math.max(1, buckets.length)), y: height - 6, "text-anchor": "middle" },
+            b.label,
+          )
         : null,
     ),
   );
@@ -93,7 +109,9 @@ export function drawLegend(series) {
   return s(
     "svg",
     { class: "legend", viewBox: `0 0 ${series.length * 150} 16`, width: series.length * 150, height: 16 },
-    series.map((x, i) => s("g", {}, s("rect", { class: `series-${i % 8}`, x: i * 150, y: 3, width: 10, height: 10 }), s("text", { x: i * 150 + 14, y: 12 }, x.label))),
+    series.map((x, i) =>
+      s("g", {}, s("rect", { class: `series-${i % 8}`, x: i * 150, y: 3, width: 10, height: 10 }), s("text", { x: i * 150 + 14, y: 12 }, x.label)),
+    ),
   );
 }
 
@@ -117,10 +135,24 @@ export function drawSlots(busy, idle, { size = 18, gap = 4, perRow = 16 } = {}) 
   const cols = Math.min(perRow, Math.max(1, total));
   return s(
     "svg",
-    { class: "chart slots", viewBox: `0 0 ${cols * (size + gap)} ${rows * (size + gap)}`, width: cols * (size + gap), height: rows * (size + gap), role: "img", "aria-label": `${busy} of ${total} slots busy` },
+    {
+      class: "chart slots",
+      viewBox: `0 0 ${cols * (size + gap)} ${rows * (size + gap)}`,
+      width: cols * (size + gap),
+      height: rows * (size + gap),
+      role: "img",
+      "aria-label": `${busy} of ${total} slots busy`,
+    },
     s("title", {}, `${busy} of ${total} slots busy`),
     Array.from({ length: total }, (_, i) =>
-      s("rect", { class: i < busy ? "slot busy" : "slot idle", x: (i % perRow) * (size + gap), y: Math.floor(i / perRow) * (size + gap), width: size, height: size, rx: 3 }),
+      s("rect", {
+        class: i < busy ? "slot busy" : "slot idle",
+        x: (i % perRow) * (size + gap),
+        y: Math.floor(i / perRow) * (size + gap),
+        width: size,
+        height: size,
+        rx: 3,
+      }),
     ),
   );
 }

@@ -30,5 +30,6 @@ function build(el, attrs, children) {
 /** Replaces every child of `el`. */
 export function replace(el, ...children) {
   el.replaceChildren();
-  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat(Infinity))
+    if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
 }

@@ -52,7 +52,12 @@ export function mountModels(main) {
             "section",
             { class: "card model", "data-model": id },
             h("header", {}, h("h3", {}, id), h("span", { class: `badge state-${state}` }, state)),
-            h("div", { class: "slots-row" }, total > 0 ? drawSlots(busy.get(id) ?? 0, idle.get(id) ?? 0) : h("span", { class: "muted" }, "no slots reported"), h("span", { class: "muted" }, `${int(busy.get(id) ?? 0)} of ${int(total)} slots busy`)),
+            h(
+              "div",
+              { class: "slots-row" },
+              total > 0 ? drawSlots(busy.get(id) ?? 0, idle.get(id) ?? 0) : h("span", { class: "muted" }, "no slots reported"),
+              h("span", { class: "muted" }, `${int(busy.get(id) ?? 0)} of ${int(total)} slots busy`),
+            ),
             h(
               "dl",
               { class: "stats" },
@@ -66,8 +71,18 @@ export function mountModels(main) {
             h(
               "div",
               { class: "sparks" },
-              h("figure", {}, drawSparkline(hist.tps, { label: `${id} output tokens per second` }), h("figcaption", {}, `Output tokens/s: ${hist.tps.length ? compact(hist.tps[hist.tps.length - 1]) : "…"}`)),
-              h("figure", {}, drawSparkline(hist.waiting, { label: `${id} requests waiting`, max: Math.max(1, ...hist.waiting) }), h("figcaption", {}, `Queue: ${int(waiting.get(id) ?? 0)} waiting`)),
+              h(
+                "figure",
+                {},
+                drawSparkline(hist.tps, { label: `${id} output tokens per second` }),
+                h("figcaption", {}, `Output tokens/s: ${hist.tps.length ? compact(hist.tps[hist.tps.length - 1]) : "…"}`),
+              ),
+              h(
+                "figure",
+                {},
+                drawSparkline(hist.waiting, { label: `${id} requests waiting`, max: Math.max(1, ...hist.waiting) }),
+                h("figcaption", {}, `Queue: ${int(waiting.get(id) ?? 0)} waiting`),
+              ),
             ),
           );
         }),

@@ -22,7 +22,11 @@ export function mountTenants(main) {
   let selected = null;
 
   const idInput = h("input", { name: "id", required: true, pattern: "[a-z0-9_\\-]{1,64}", placeholder: "acme", autocomplete: "off" });
-  const limitInputs = LIMIT_FIELDS.map(([field, label]) => [field, h("input", { name: field, type: "number", min: 0, step: 1, placeholder: "no limit", "aria-label": label }), label]);
+  const limitInputs = LIMIT_FIELDS.map(([field, label]) => [
+    field,
+    h("input", { name: field, type: "number", min: 0, step: 1, placeholder: "no limit", "aria-label": label }),
+    label,
+  ]);
   const form = h(
     "form",
     { class: "inline-form", id: "create-tenant" },
@@ -51,11 +55,7 @@ export function mountTenants(main) {
   };
 
   const load = async () => {
-    const [list, text, today] = await Promise.all([
-      api("/admin/tenants"),
-      api("/metrics").catch(() => ""),
-      todayUsage(),
-    ]);
+    const [list, text, today] = await Promise.all([api("/admin/tenants"), api("/metrics").catch(() => ""), todayUsage()]);
     const samples = parsePrometheus(text);
     const prompt = sumBy(samples, "llamux_prompt_tokens_total", "tenant");
     const completion = sumBy(samples, "llamux_completion_tokens_total", "tenant");
@@ -68,20 +68,36 @@ export function mountTenants(main) {
         h(
           "thead",
           {},
-          h("tr", {}, h("th", {}, "Tenant"), LIMIT_FIELDS.map(([, label]) => h("th", {}, label)), h("th", {}, "Tokens today"), h("th", {}, "Tokens since start"), h("th", {}, "Refused"), h("th", {}, "Scheduling"), h("th", {})),
+          h(
+            "tr",
+            {},
+            h("th", {}, "Tenant"),
+            LIMIT_FIELDS.map(([, label]) => h("th", {}, label)),
+            h("th", {}, "Tokens today"),
+            h("th", {}, "Tokens since start"),
+            h("th", {}, "Refused"),
+            h("th", {}, "Scheduling"),
+            h("th", {}),
+          ),
         ),
         h(
           "tbody",
           {},
           list.data.length === 0 ? h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No tenants yet.")) : null,
           list.data.map((t) => {
-            const used = today instanceof Map ? today.get(t.id)?.tokens ?? 0 : null;
+            const used = today instanceof Map ? (today.get(t.id)?.tokens ?? 0) : null;
             return h(
               "tr",
               { class: t.id === selected ? "selected" : null, "data-tenant": t.id },
               h("td", {}, h("strong", {}, t.id), h("div", { class: "muted small" }, `since ${utc(t.created_at)}`)),
               LIMIT_FIELDS.map(([field]) => h("td", { class: "num" }, limit(t.limits[field]))),
-              h("td", { class: "num", "data-field": "tokens-today" }, used === null ? h("span", { class: "muted", title: "GET /admin/usage/completions is not available" }, "n/a") : [compact(used), drawMeter(used, t.limits.tokensPerDay, { width: 80 })]),
+              h(
+                "td",
+                { class: "num", "data-field": "tokens-today" },
+                used === null
+                  ? h("span", { class: "muted", title: "GET /admin/usage/completions is not available" }, "n/a")
+                  : [compact(used), drawMeter(used, t.limits.tokensPerDay, { width: 80 })],
+              ),
               h("td", { class: "num", "data-field": "tokens-since-start" }, int((prompt.get(t.id) ?? 0) + (completion.get(t.id) ?? 0))),
               h("td", { class: "num", "data-field": "refused" }, int(rejected.get(t.id) ?? 0)),
               h("td", { class: "small" }, `weight ${t.scheduling.weight}, reserved ${t.scheduling.reservedSlots}, max slots ${limit(t.scheduling.maxSlots)}`),
@@ -90,7 +106,11 @@ export function mountTenants(main) {
           }),
         ),
       ),
-      h("p", { class: "muted small" }, "Tokens today: the usage report since 00:00 UTC (all replicas). Tokens since start: this replica's /metrics counters. Refused: requests shed by quota, rate limits and queue caps."),
+      h(
+        "p",
+        { class: "muted small" },
+        "Tokens today: the usage report since 00:00 UTC (all replicas). Tokens since start: this replica's /metrics counters. Refused: requests shed by quota, rate limits and queue caps.",
+      ),
     );
     if (selected && list.data.some((t) => t.id === selected)) await showKeys(selected);
     else replace(keysPanel);
@@ -113,31 +133,40 @@ export function mountTenants(main) {
     keyForm.addEventListener("submit", async (e) => {
       e.preventDefault();
       try {
-        const k = await api(`/admin/tenants/${encodeURIComponent(tenantId)}/keys`, { method: "POST", body: nameInput.value.trim() ? { name: nameInput.value.trim() } : {} });
+        const k = await api(`/admin/tenants/${encodeURIComponent(tenantId)}/keys`, {
+          method: "POST",
+          body: nameInput.value.trim() ? { name: nameInput.value.trim() } : {},
+        });
         say(`Key ${k.id} issued for ${tenantId}.`);
         await showKeys(tenantId, k);
       } catch (err) {
         say(err.message, true);
       }
     });
-    const action = (label, confirmLabel, run) => confirmButton(label, confirmLabel, async () => {
-      try {
-        await run();
-      } catch (err) {
-        say(err.message, true);
-      }
-    });
+    const action = (label, confirmLabel, run) =>
+      confirmButton(label, confirmLabel, async () => {
+        try {
+          await run();
+        } catch (err) {
+          say(err.message, true);
+        }
+      });
     replace(
       keysPanel,
       h(
         "section",
         { class: "card", "data-keys-of": tenantId },
-        h("header", {}, h("h3", {}, `Keys of ${tenantId}`), action("Delete tenant", `Delete ${tenantId} and its keys?`, async () => {
-          await api(`/admin/tenants/${encodeURIComponent(tenantId)}`, { method: "DELETE" });
-          say(`Tenant ${tenantId} deleted.`);
-          selected = null;
-          await load();
-        })),
+        h(
+          "header",
+          {},
+          h("h3", {}, `Keys of ${tenantId}`),
+          action("Delete tenant", `Delete ${tenantId} and its keys?`, async () => {
+            await api(`/admin/tenants/${encodeURIComponent(tenantId)}`, { method: "DELETE" });
+            say(`Tenant ${tenantId} deleted.`);
+            selected = null;
+            await load();
+          }),
+        ),
         issued
           ? h(
               "div",
@@ -150,7 +179,11 @@ export function mountTenants(main) {
         h(
           "table",
           { class: "grid-table", id: "keys" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Key id"), h("th", {}, "Prefix"), h("th", {}, "Name"), h("th", {}, "Created"), h("th", {}, "Status"), h("th", {}))),
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", {}, "Key id"), h("th", {}, "Prefix"), h("th", {}, "Name"), h("th", {}, "Created"), h("th", {}, "Status"), h("th", {})),
+          ),
           h(
             "tbody",
             {},
@@ -171,7 +204,10 @@ export function mountTenants(main) {
                     ? null
                     : [
                         action("Rotate", "Confirm rotate", async () => {
-                          const n = await api(`/admin/tenants/${encodeURIComponent(tenantId)}/keys/${encodeURIComponent(k.id)}/rotate`, { method: "POST", body: {} });
+                          const n = await api(`/admin/tenants/${encodeURIComponent(tenantId)}/keys/${encodeURIComponent(k.id)}/rotate`, {
+                            method: "POST",
+                            body: {},
+                          });
                           say(`Key ${k.id} rotated: ${n.id} replaces it.`);
                           await showKeys(tenantId, n);
                         }),

@@ -21,7 +21,11 @@ export function mountUsage(main) {
   const totals = h("section", { class: "card", id: "usage-totals" });
   const costs = h("section", { class: "card", id: "costs" });
   const buttons = Object.entries(RANGES).map(([w, r]) =>
-    h("button", { type: "button", class: w === width ? "small-button active" : "small-button", "data-width": w, onclick: () => ((width = w), load()) }, r.label),
+    h(
+      "button",
+      { type: "button", class: w === width ? "small-button active" : "small-button", "data-width": w, onclick: () => ((width = w), load()) },
+      r.label,
+    ),
   );
   const refresh = h("button", { type: "button", class: "small-button", id: "usage-refresh", onclick: () => load() }, "Refresh");
 
@@ -36,12 +40,22 @@ export function mountUsage(main) {
     try {
       data = await allPages(`/admin/usage/completions?start_time=${startTime(width, now)}&bucket_width=${width}&group_by=project_id,model`);
     } catch (err) {
-      for (const [el, title] of [[tokens, "Tokens"], [requests, "Requests by tenant"], [totals, "Totals"]]) replace(el, h("h3", {}, title), unavailable(err, "GET /admin/usage/completions"));
+      for (const [el, title] of [
+        [tokens, "Tokens"],
+        [requests, "Requests by tenant"],
+        [totals, "Totals"],
+      ])
+        replace(el, h("h3", {}, title), unavailable(err, "GET /admin/usage/completions"));
       return;
     }
     const folded = foldUsage(data);
     const buckets = folded.buckets.map((b) => ({ label: bucketLabel(b.start, width), values: b.values }));
-    replace(tokens, h("h3", {}, `Tokens, ${RANGES[width].label.toLowerCase()}`), drawLegend(TOKEN_SERIES), drawStackedBars(buckets, TOKEN_SERIES, { format: compact, title: "Tokens per bucket" }));
+    replace(
+      tokens,
+      h("h3", {}, `Tokens, ${RANGES[width].label.toLowerCase()}`),
+      drawLegend(TOKEN_SERIES),
+      drawStackedBars(buckets, TOKEN_SERIES, { format: compact, title: "Tokens per bucket" }),
+    );
     const tenantSeries = folded.tenants.map((t) => ({ key: t, label: t }));
     replace(
       requests,
@@ -59,7 +73,15 @@ export function mountUsage(main) {
       h(
         "table",
         { class: "grid-table", id: "usage-table" },
-        h("thead", {}, h("tr", {}, ["Tenant", "Model", "Requests", "Input tokens", "Cached input", "Output tokens"].map((x) => h("th", {}, x)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Tenant", "Model", "Requests", "Input tokens", "Cached input", "Output tokens"].map((x) => h("th", {}, x)),
+          ),
+        ),
         h(
           "tbody",
           {},

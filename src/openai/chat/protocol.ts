@@ -51,10 +51,7 @@ const message = tolerantObject({
 export const chatRequestSchema = z
   .object({
     model: z.string({ error: "must be a string" }),
-    messages: z
-      .array(message)
-      .min(1, "must contain at least one message")
-      .max(MAX_MESSAGES, `must contain at most ${MAX_MESSAGES} messages`),
+    messages: z.array(message).min(1, "must contain at least one message").max(MAX_MESSAGES, `must contain at most ${MAX_MESSAGES} messages`),
     max_completion_tokens: z.number().int("must be an integer").min(1).nullish(),
     n: z.number().int().min(1).max(128).nullish(),
     logprobs: z.boolean().nullish(),
@@ -118,7 +115,11 @@ export function toChatMessages(req: ChatRequest): ChatMessage[] {
   const callIds = new Set<string>();
   return req.messages.map((m, i) => {
     if (m.role === "function") {
-      throw new ApiError("unsupported_parameter", `Unsupported message role 'function' in 'messages[${i}].role': use 'tool' messages (functions are deprecated).`, `messages[${i}].role`);
+      throw new ApiError(
+        "unsupported_parameter",
+        `Unsupported message role 'function' in 'messages[${i}].role': use 'tool' messages (functions are deprecated).`,
+        `messages[${i}].role`,
+      );
     }
     for (const field of ["function_call", "audio"] as const) {
       if (!isNullish(m[field])) {

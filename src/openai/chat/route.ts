@@ -28,7 +28,13 @@ export function chatRoute(deps: RouteDeps): Router {
       // The tool list and earlier calls are prompt text too.
       estimate: () =>
         estimateChatTokens(
-          [...body.messages, ...toolPromptParts(tools.promptTools, body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.function)))],
+          [
+            ...body.messages,
+            ...toolPromptParts(
+              tools.promptTools,
+              body.messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.function)),
+            ),
+          ],
           engineReq.maxTokens,
           { choices: n },
         ),

@@ -44,7 +44,10 @@ function chatChoice(index: number, out: ChoiceOutcome, tools: ToolParsing | null
 
 export async function respondChat(res: Response, choices: Admitted[], meta: ChatResponseMeta, tools: ToolParsing | null = null): Promise<void> {
   const outs = await Promise.all(choices.map(collect));
-  const usage = requestUsage(outs.map((o) => o.usage), choices.length);
+  const usage = requestUsage(
+    outs.map((o) => o.usage),
+    choices.length,
+  );
   await meta.onUsage(usage);
   res.json({
     id: randomId("chatcmpl"),

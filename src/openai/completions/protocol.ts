@@ -15,12 +15,7 @@ export const completionRequestSchema = z
   .object({
     model: z.string({ error: "must be a string" }),
     prompt: z.union(
-      [
-        z.string(),
-        z.array(z.string()).min(1).max(MAX_PROMPTS),
-        z.array(tokenId).min(1),
-        z.array(z.array(tokenId).min(1)).min(1).max(MAX_PROMPTS),
-      ],
+      [z.string(), z.array(z.string()).min(1).max(MAX_PROMPTS), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1).max(MAX_PROMPTS)],
       { error: "must be a string, an array of strings, an array of token ids or an array of token-id arrays" },
     ),
     echo: z.boolean().nullish(),

@@ -19,7 +19,10 @@ export interface CompletionMeta {
 /** `n`: choices per prompt; `choices` are in index order. */
 export async function respondCompletion(res: Response, choices: Admitted[], meta: CompletionMeta, n = 1): Promise<void> {
   const outs = await Promise.all(choices.map(collect));
-  const usage = requestUsage(outs.map((o) => o.usage), n);
+  const usage = requestUsage(
+    outs.map((o) => o.usage),
+    n,
+  );
   await meta.onUsage(usage);
   res.json({
     id: randomId("cmpl"),

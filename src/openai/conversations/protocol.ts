@@ -8,7 +8,9 @@ import { parseInputItems, type InputEntry } from "../responses/items.js";
 export const MAX_ITEMS_PER_REQUEST = 20;
 
 const metadata = samplingShape.metadata;
-const items = z.array(z.unknown(), { error: "must be an array of input items" }).max(MAX_ITEMS_PER_REQUEST, `must contain at most ${MAX_ITEMS_PER_REQUEST} items`);
+const items = z
+  .array(z.unknown(), { error: "must be an array of input items" })
+  .max(MAX_ITEMS_PER_REQUEST, `must contain at most ${MAX_ITEMS_PER_REQUEST} items`);
 
 const createSchema = z.object({ metadata, items: items.nullish() }).strict();
 const updateSchema = z.object({ metadata }).strict();

@@ -80,7 +80,12 @@ export function embeddingResponse(
   vectors: readonly Float32Array[],
   promptTokens: number,
   format: "float" | "base64",
-): { object: "list"; data: Array<{ object: "embedding"; index: number; embedding: number[] | string }>; model: string; usage: { prompt_tokens: number; total_tokens: number } } {
+): {
+  object: "list";
+  data: Array<{ object: "embedding"; index: number; embedding: number[] | string }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+} {
   return {
     object: "list",
     data: vectors.map((v, index) => ({ object: "embedding", index, embedding: format === "base64" ? float32Base64(v) : Array.from(v) })),

@@ -113,7 +113,8 @@ export class BackgroundResponses {
       // The live runs are read after owned(): a run created meanwhile is not taken for an orphan.
       const owned = await shared.owned();
       for (const o of orphans(new Set(this.live.keys()), owned)) {
-        if (await shared.failOwned(o.tenantId, o.id, failedWith(END_NOT_STORED_MESSAGE))) this.log?.warn({ response: o.id }, "a background response whose end could not be stored is marked failed");
+        if (await shared.failOwned(o.tenantId, o.id, failedWith(END_NOT_STORED_MESSAGE)))
+          this.log?.warn({ response: o.id }, "a background response whose end could not be stored is marked failed");
       }
     } catch (err) {
       this.log?.debug({ err }, "sweeping background responses of gone replicas failed");
@@ -123,7 +124,8 @@ export class BackgroundResponses {
   }
 
   private get store(): BackgroundStore {
-    if (!this.backgroundStore) throw new ApiError("unsupported_parameter", "Unsupported parameter: 'background': this server's store does not keep background responses.", "background");
+    if (!this.backgroundStore)
+      throw new ApiError("unsupported_parameter", "Unsupported parameter: 'background': this server's store does not keep background responses.", "background");
     return this.backgroundStore;
   }
 
@@ -185,7 +187,8 @@ export class BackgroundResponses {
   private async run(deps: RouteDeps, r: BackgroundRequest, live: LiveRun, admitted: Admitted, gate: QuotaGate, who: UsageSubject): Promise<void> {
     const { tenant } = r;
     const model = r.run.echo.model;
-    const ended = (status: "ok" | "error" | "cancelled", finishReason = "none") => deps.metrics.generations.inc({ model, tenant: tenant.id, status, finish_reason: finishReason });
+    const ended = (status: "ok" | "error" | "cancelled", finishReason = "none") =>
+      deps.metrics.generations.inc({ model, tenant: tenant.id, status, finish_reason: finishReason });
     let flushTimer: NodeJS.Timeout | null = null;
     // One write at a time, in order: with a networked store, a later batch (or
     // the end) committing before an earlier one would leave a gap in the log.
@@ -271,13 +274,16 @@ export class BackgroundResponses {
         outcome.kind === "failed"
           ? outcome.error
           : new ApiError("engine_error", reason === "shutdown" ? SHUTDOWN_MESSAGE : "The generation was stopped before it finished.");
-      if (outcome.kind === "failed" && !(outcome.error instanceof ApiError)) this.log?.error({ err: outcome.error, response: live.id }, "background response failed");
+      if (outcome.kind === "failed" && !(outcome.error instanceof ApiError))
+        this.log?.error({ err: outcome.error, response: live.id }, "background response failed");
       body = failedBody(r.run, outcome.output, error);
       terminal = { type: "response.failed", fields: { response: body } };
     }
     // Assigned now, published only once stored: what a reader is told is final is durable.
     const sequenceNumber = live.log.length;
-    const last: StoredEvent[] = terminal ? [{ sequenceNumber, type: terminal.type, data: { type: terminal.type, ...terminal.fields, sequence_number: sequenceNumber } as JsonObject }] : [];
+    const last: StoredEvent[] = terminal
+      ? [{ sequenceNumber, type: terminal.type, data: { type: terminal.type, ...terminal.fields, sequence_number: sequenceNumber } as JsonObject }]
+      : [];
     const finished = outcome.kind === "finished";
     const stored = await this.store.finish({
       tenantId: live.tenantId,

@@ -40,7 +40,10 @@ export interface RunView {
  * failed by a sweep while this replica could not renew its lease) stops
  * without writing anything more. Pure.
  */
-export function ownerStops(runs: readonly RunView[], owned: readonly OwnedResponse[]): Array<{ tenantId: string; id: string; reason: "cancelled" | "deleted" }> {
+export function ownerStops(
+  runs: readonly RunView[],
+  owned: readonly OwnedResponse[],
+): Array<{ tenantId: string; id: string; reason: "cancelled" | "deleted" }> {
   const stored = new Map(owned.map((o) => [`${o.tenantId}\u0000${o.id}`, o]));
   const stops: Array<{ tenantId: string; id: string; reason: "cancelled" | "deleted" }> = [];
   for (const run of runs) {

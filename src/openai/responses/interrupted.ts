@@ -24,6 +24,13 @@ export const interruptedOutcome: InterruptedOutcome = failedWith(RESTART_MESSAGE
 export function failedWith(message: string): InterruptedOutcome {
   return ({ body, nextSequenceNumber }) => {
     const failed = { ...body, status: "failed", error: { code: "server_error", message }, completed_at: null } as JsonObject;
-    return { body: failed, event: { sequenceNumber: nextSequenceNumber, type: "response.failed", data: { type: "response.failed", response: failed, sequence_number: nextSequenceNumber } } };
+    return {
+      body: failed,
+      event: {
+        sequenceNumber: nextSequenceNumber,
+        type: "response.failed",
+        data: { type: "response.failed", response: failed, sequence_number: nextSequenceNumber },
+      },
+    };
   };
 }

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { ChatMessage } from "../../../engine/index.js";
 import { ApiError } from "../../errors.js";
-import type { ContentPart, Item, ItemStatus, MessageItem, MessageRole } from "../../store/conversationStore.js";
+import type { ContentPart, Item, MessageItem, MessageRole } from "../../store/conversationStore.js";
 import { paramName, zodToApiError } from "../common.js";
 
 export const MAX_INPUT_ITEMS = 2048;
@@ -36,37 +36,36 @@ export function newObjectId(prefix: "resp" | "msg" | "conv" | "fc" | "fco" | "ca
 
 const anyPart = z.object({ type: z.string({ error: "must be a string" }) }).passthrough();
 
-const messageSchema = z
-  .object({
-    type: z.literal("message").optional(),
-    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
-    role: z.enum(["user", "assistant", "system", "developer"], { error: "must be one of user, assistant, system, developer" }),
-    content: z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS, `must have at most ${MAX_CONTENT_PARTS} parts`)], {
-      error: "must be a string or an array of content parts",
-    }),
-    status: z.enum(["in_progress", "completed", "incomplete"]).nullish(),
-  });
+const messageSchema = z.object({
+  type: z.literal("message").optional(),
+  id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
+  role: z.enum(["user", "assistant", "system", "developer"], { error: "must be one of user, assistant, system, developer" }),
+  content: z.union([z.string(), z.array(anyPart).max(MAX_CONTENT_PARTS, `must have at most ${MAX_CONTENT_PARTS} parts`)], {
+    error: "must be a string or an array of content parts",
+  }),
+  status: z.enum(["in_progress", "completed", "incomplete"]).nullish(),
+});
 
 const itemStatus = z.enum(["in_progress", "completed", "incomplete"]).optional();
 
-const functionCallSchema = z
-  .object({
-    type: z.literal("function_call"),
-    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
-    call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
-    name: z.string({ error: "must be a string" }).min(1).max(MAX_FUNCTION_NAME_LENGTH),
-    arguments: z.string({ error: "must be a string" }),
-    status: itemStatus.nullable(),
-  });
+const functionCallSchema = z.object({
+  type: z.literal("function_call"),
+  id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
+  call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
+  name: z.string({ error: "must be a string" }).min(1).max(MAX_FUNCTION_NAME_LENGTH),
+  arguments: z.string({ error: "must be a string" }),
+  status: itemStatus.nullable(),
+});
 
-const functionCallOutputSchema = z
-  .object({
-    type: z.literal("function_call_output"),
-    id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
-    call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
-    output: z.union([z.string().max(MAX_FUNCTION_OUTPUT_LENGTH), z.array(anyPart).max(MAX_CONTENT_PARTS)], { error: "must be a string or an array of input_text parts" }),
-    status: itemStatus.nullable(),
-  });
+const functionCallOutputSchema = z.object({
+  type: z.literal("function_call_output"),
+  id: z.string().min(1).max(MAX_ITEM_ID_LENGTH).nullish(),
+  call_id: z.string({ error: "must be a string" }).min(1).max(MAX_CALL_ID_LENGTH),
+  output: z.union([z.string().max(MAX_FUNCTION_OUTPUT_LENGTH), z.array(anyPart).max(MAX_CONTENT_PARTS)], {
+    error: "must be a string or an array of input_text parts",
+  }),
+  status: itemStatus.nullable(),
+});
 
 const itemReferenceSchema = z.object({
   type: z.literal("item_reference"),
@@ -74,14 +73,13 @@ const itemReferenceSchema = z.object({
 });
 
 const inputTextPart = z.object({ type: z.literal("input_text"), text: z.string({ error: "must be a string" }) });
-const outputTextPart = z
-  .object({
-    type: z.literal("output_text"),
-    text: z.string({ error: "must be a string" }),
-    // What a client sends back from a response's output; no effect on generation.
-    annotations: z.array(z.unknown()).nullish(),
-    logprobs: z.array(z.unknown()).nullish(),
-  });
+const outputTextPart = z.object({
+  type: z.literal("output_text"),
+  text: z.string({ error: "must be a string" }),
+  // What a client sends back from a response's output; no effect on generation.
+  annotations: z.array(z.unknown()).nullish(),
+  logprobs: z.array(z.unknown()).nullish(),
+});
 const refusalPart = z.object({ type: z.literal("refusal"), refusal: z.string({ error: "must be a string" }) });
 
 /** Part types of the spec that carry something other than text. */
@@ -188,7 +186,11 @@ function parseFunctionCallOutput(raw: object, at: readonly PropertyKey[]): Parse
         const where = [...at, "output", j];
         if (part.type !== "input_text") {
           const param = paramName([...where, "type"]);
-          throw new ApiError("unsupported_parameter", `Unsupported content part type '${part.type}' in '${param}': a function's output may be text only.`, param);
+          throw new ApiError(
+            "unsupported_parameter",
+            `Unsupported content part type '${part.type}' in '${param}': a function's output may be text only.`,
+            param,
+          );
         }
         const text = inputTextPart.safeParse(part);
         if (!text.success) throw zodToApiError(text.error, part, where);

@@ -9,7 +9,10 @@ import { zodToApiError } from "../common.js";
 
 export const MAX_LIST_LIMIT = 100;
 
-const int = z.preprocess((v) => (typeof v === "string" && /^-?\d+$/.test(v.trim()) ? Number(v) : v), z.number({ error: "must be an integer" }).int("must be an integer"));
+const int = z.preprocess(
+  (v) => (typeof v === "string" && /^-?\d+$/.test(v.trim()) ? Number(v) : v),
+  z.number({ error: "must be an integer" }).int("must be an integer"),
+);
 
 const listQuerySchema = z.object({
   limit: int.pipe(z.number().min(1).max(MAX_LIST_LIMIT)).optional(),

@@ -18,7 +18,11 @@ export async function openBackgroundResponses(conversations: ConversationStore, 
   const interruptedAs = pg ? failedWith(REPLICA_LOST_MESSAGE) : interruptedOutcome;
   try {
     const interrupted = store ? await store.failUnfinished(interruptedAs) : 0;
-    if (interrupted > 0) log.warn({ interrupted }, pg ? "background responses of replicas that are gone are marked failed" : "background responses cut by the previous stop are marked failed");
+    if (interrupted > 0)
+      log.warn(
+        { interrupted },
+        pg ? "background responses of replicas that are gone are marked failed" : "background responses cut by the previous stop are marked failed",
+      );
   } catch (err) {
     await store?.close();
     throw err;
@@ -30,7 +34,11 @@ async function openShared(pg: PostgresState, log: Logger): Promise<PgBackgroundS
   const store = await PgBackgroundStore.open(pg.db, {
     onLease: (e) => {
       if (e.ok) log.info("this replica's background-response lease is renewed again");
-      else log.error({ err: (e.err as Error).message }, "cannot renew this replica's background-response lease: once it expires, the other replicas fail what this one runs");
+      else
+        log.error(
+          { err: (e.err as Error).message },
+          "cannot renew this replica's background-response lease: once it expires, the other replicas fail what this one runs",
+        );
     },
   });
   log.info({ replicaId: store.replicaId, leaseMs: store.leaseMs }, "background responses shared through PostgreSQL");

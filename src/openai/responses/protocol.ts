@@ -28,7 +28,7 @@ export const responsesRequestSchema = z
       .nullish(),
     instructions: z.string({ error: "must be a string" }).nullish(),
     previous_response_id: objectId().nullish(),
-    conversation: z.union([objectId(), z.object({ id: objectId() }).strict()], { error: "must be a conversation id or {\"id\": ...}" }).nullish(),
+    conversation: z.union([objectId(), z.object({ id: objectId() }).strict()], { error: 'must be a conversation id or {"id": ...}' }).nullish(),
     max_output_tokens: z
       .number({ error: "must be an integer" })
       .int("must be an integer")
@@ -138,7 +138,11 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
   }
   if (body.background && body.store === false) {
     // OpenAI's rule too: a background response is only reachable stored.
-    throw new ApiError("invalid_value", "Invalid 'background': a background response must be stored; 'store' cannot be false with 'background' true.", "background");
+    throw new ApiError(
+      "invalid_value",
+      "Invalid 'background': a background response must be stored; 'store' cannot be false with 'background' true.",
+      "background",
+    );
   }
   if (body.ignore_eos && body.text?.format && body.text.format.type !== "text") {
     // A finished grammar allows nothing but end-of-generation.
@@ -161,7 +165,11 @@ function wantsLogprobs(body: ResponsesRequest): boolean {
   const include = body.include ?? [];
   for (const [i, value] of include.entries()) {
     if (value !== INCLUDE_LOGPROBS) {
-      throw new ApiError("unsupported_parameter", `Unsupported value '${value}' in 'include[${i}]': llamux can only include '${INCLUDE_LOGPROBS}'.`, `include[${i}]`);
+      throw new ApiError(
+        "unsupported_parameter",
+        `Unsupported value '${value}' in 'include[${i}]': llamux can only include '${INCLUDE_LOGPROBS}'.`,
+        `include[${i}]`,
+      );
     }
   }
   const wanted = include.length > 0;

@@ -40,7 +40,11 @@ async function loadHistory(store: ConversationStore, tenantId: string, previousR
     const status = (previous.body as ResponseObject).status;
     if (status === "queued" || status === "in_progress") {
       // A background response still running has no output to continue from yet.
-      throw new ApiError("invalid_value", `Invalid 'previous_response_id': the response '${previousResponseId}' is still ${status}; continue from it once it has finished.`, "previous_response_id");
+      throw new ApiError(
+        "invalid_value",
+        `Invalid 'previous_response_id': the response '${previousResponseId}' is still ${status}; continue from it once it has finished.`,
+        "previous_response_id",
+      );
     }
     return [...input, ...(previous.body as ResponseObject).output];
   }
@@ -84,7 +88,8 @@ const booleanQuery = (v: unknown): boolean | "invalid" => (v === undefined || v 
 function parseRetrieveQuery(query: Record<string, unknown>): { stream: boolean; startingAfter: number } {
   const stream = booleanQuery(query.stream);
   if (stream === "invalid") throw new ApiError("invalid_value", "Invalid 'stream': must be true or false.", "stream");
-  if (booleanQuery(query.include_obfuscation) === "invalid") throw new ApiError("invalid_value", "Invalid 'include_obfuscation': must be true or false.", "include_obfuscation");
+  if (booleanQuery(query.include_obfuscation) === "invalid")
+    throw new ApiError("invalid_value", "Invalid 'include_obfuscation': must be true or false.", "include_obfuscation");
   const after = query.starting_after;
   if (after === undefined) return { stream, startingAfter: -1 };
   if (typeof after !== "string" || !/^\d{1,15}$/.test(after)) {
@@ -108,7 +113,10 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore, backgr
     const context = [...history, ...inputItems];
     requireAnsweredCalls(context, history.length);
     const instructions = body.instructions ?? null;
-    const messagesFrom = (start: number): ChatMessage[] => [...(instructions ? [{ role: "developer" as const, content: instructions }] : []), ...toChatMessages(context.slice(start))];
+    const messagesFrom = (start: number): ChatMessage[] => [
+      ...(instructions ? [{ role: "developer" as const, content: instructions }] : []),
+      ...toChatMessages(context.slice(start)),
+    ];
     if (messagesFrom(0).length === 0) throw new ApiError("missing_required_parameter", "Missing required parameter: 'input'.", "input");
     const { tools, grammar } = outputSetup(body);
 
@@ -171,7 +179,17 @@ export function responsesRoute(deps: RouteDeps, store: ConversationStore, backgr
         }),
     };
     // The tool list and earlier calls are prompt text too.
-    const estimate = () => estimateChatTokens([...messages, ...toolPromptParts(tools.promptTools, messages.flatMap((m) => m.toolCalls ?? []))], maxTokens);
+    const estimate = () =>
+      estimateChatTokens(
+        [
+          ...messages,
+          ...toolPromptParts(
+            tools.promptTools,
+            messages.flatMap((m) => m.toolCalls ?? []),
+          ),
+        ],
+        maxTokens,
+      );
     if (body.background) {
       const conversation = conversationId === null ? null : { id: conversationId, input: inputItems };
       const started = await background.start(deps, res, { tenant, served, engineReq, estimate, run, context, conversation });

@@ -84,7 +84,8 @@ export async function generateEvents(choice: Admitted, meta: GenerationMeta, run
   const listener: OutputListener = {
     added: async (outputIndex, item) => {
       await send("response.output_item.added", { output_index: outputIndex, item });
-      if (item.type === "message") await send("response.content_part.added", { ...part(item.id, outputIndex), part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
+      if (item.type === "message")
+        await send("response.content_part.added", { ...part(item.id, outputIndex), part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
     },
     textDelta: (outputIndex, item, delta, logprobs) =>
       send("response.output_text.delta", { ...part(item.id, outputIndex), delta, logprobs: logprobs.map((e) => responseEventLogProb(responseLogProb(e))) }),

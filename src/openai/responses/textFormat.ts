@@ -53,7 +53,7 @@ export function textFormatGrammar(format: TextFormat | null | undefined): Gramma
 export function echoText(text: TextParam | null | undefined) {
   const format = text?.format;
   const verbosity = text?.verbosity ?? "medium";
-  if (!format || format.type !== "json_schema") return { format: { type: format?.type ?? "text" }, verbosity };
+  if (format?.type !== "json_schema") return { format: { type: format?.type ?? "text" }, verbosity };
   return {
     format: { type: "json_schema", name: format.name, description: format.description ?? null, schema: format.schema, strict: format.strict ?? false },
     verbosity,

@@ -38,7 +38,11 @@ export const RESPONSES_TOOL_PATHS: ToolPaths = {
 };
 
 /** The Responses fields in chat's shape, for toolSetup. */
-export function asChatToolFields(body: { tools?: ResponseTool[] | null; tool_choice?: ResponseToolChoice | null; parallel_tool_calls?: boolean | null }): ToolFields {
+export function asChatToolFields(body: {
+  tools?: ResponseTool[] | null;
+  tool_choice?: ResponseToolChoice | null;
+  parallel_tool_calls?: boolean | null;
+}): ToolFields {
   const choice = body.tool_choice;
   return {
     tools: (body.tools ?? []).map((t) => ({

@@ -44,7 +44,8 @@ const FIXED_RULES: Record<string, string> = {
   frac: '("." [0-9]{1,16})?',
   "zero-frac": '("." "0"{1,16})?',
   hex: "[0-9a-fA-F]",
-  "date-part": '[0-9]{4} "-" (("0" [13578] | "1" [02]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) | ("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30") | "02" "-" ("0" [1-9] | "1" [0-9] | "2" [0-8]))',
+  "date-part":
+    '[0-9]{4} "-" (("0" [13578] | "1" [02]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) | ("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30") | "02" "-" ("0" [1-9] | "1" [0-9] | "2" [0-8]))',
   "time-part": '([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])',
   label: "[a-zA-Z0-9] ([a-zA-Z0-9-]{0,61} [a-zA-Z0-9])?",
   octet: digitRunsGbnf(integerRange(0n, 255n)),
@@ -59,7 +60,7 @@ const FORMATS: Record<string, string> = {
   ipv4: 'octet "." octet "." octet "." octet',
   // At most 3 labels keep a hostname within 253 characters.
   hostname: 'label ("." label){0,2}',
-  email: "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,64} (\".\" [a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,64}){0,3} \"@\" label (\".\" label){0,2}",
+  email: '[a-zA-Z0-9!#$%&\'*+/=?^_`{|}~-]{1,64} ("." [a-zA-Z0-9!#$%&\'*+/=?^_`{|}~-]{1,64}){0,3} "@" label ("." label){0,2}',
 };
 export const GBNF_FORMATS: ReadonlySet<string> = new Set(Object.keys(FORMATS));
 
@@ -197,7 +198,7 @@ class Emitter {
     const props = s.properties as Record<string, GrammarSchema> | undefined;
     const names = Object.keys(props ?? {});
     if (names.length > 0) {
-      const fields = names.map((n, i) => `${i > 0 ? '"," ' : ""}${gbnfLiteral(JSON.stringify(n) + ":")} ${this.value(props![n]!)}`);
+      const fields = names.map((n, i) => `${i > 0 ? '"," ' : ""}${gbnfLiteral(`${JSON.stringify(n)}:`)} ${this.value(props![n]!)}`);
       return this.rule(`"{" ${fields.join(" ")} "}"`);
     }
     const additional = s.additionalProperties;

@@ -78,7 +78,7 @@ const WHY_NOT: Record<string, string> = {
   $anchor: "only '#/$defs/<name>' references are supported",
   $dynamicRef: "only '#/$defs/<name>' references are supported",
   $dynamicAnchor: "only '#/$defs/<name>' references are supported",
-  nullable: "it is not JSON Schema (OpenAPI 3.0); use a type array such as [\"string\", \"null\"] or anyOf",
+  nullable: 'it is not JSON Schema (OpenAPI 3.0); use a type array such as ["string", "null"] or anyOf',
 };
 const FORMATS = GBNF_FORMATS;
 
@@ -193,7 +193,12 @@ class Translator {
     const values = keyword === "const" ? [s.const] : s.enum;
     if (!Array.isArray(values) || values.length === 0) this.invalid(at, "'enum' must be a non-empty array");
     this.spend("enumValues", values.length, at, keyword);
-    this.spend("stringChars", values.reduce((n: number, v) => n + (typeof v === "string" ? v.length : 0), 0), at, keyword);
+    this.spend(
+      "stringChars",
+      values.reduce((n: number, v) => n + (typeof v === "string" ? v.length : 0), 0),
+      at,
+      keyword,
+    );
     for (const v of values as unknown[]) {
       if (v !== null && typeof v === "object") this.unsupported(at, keyword, "only strings, numbers, booleans and null can be listed");
       if (types && !types.some((t) => matchesType(v, t))) this.invalid(at, `${keyword} value ${JSON.stringify(v)} is not of type ${types.join(" or ")}`);
@@ -260,7 +265,10 @@ class Translator {
       }
       return { type: "number", [keyword]: 0 };
     }
-    for (const [keyword, v] of [["minimum", min], ["maximum", max]] as const) {
+    for (const [keyword, v] of [
+      ["minimum", min],
+      ["maximum", max],
+    ] as const) {
       if (v !== undefined && !Number.isInteger(v)) this.unsupported(at, keyword, "on a number only whole-number bounds can be enforced by the grammar");
     }
     if (min !== undefined && max !== undefined && min > max) this.invalid(at, "'maximum' is below 'minimum'");
@@ -305,7 +313,8 @@ class Translator {
       this.invalid(at, `'pattern' ${JSON.stringify(pattern.slice(0, 100))} is not a valid regular expression`);
     }
     if (s.format !== undefined) this.unsupported(at, "pattern", "cannot be combined with 'format' (the grammar enforces one or the other; keep one)");
-    if (minLength !== undefined || maxLength !== undefined) this.unsupported(at, "pattern", "cannot be combined with 'minLength'/'maxLength' (bound the length in the pattern)");
+    if (minLength !== undefined || maxLength !== undefined)
+      this.unsupported(at, "pattern", "cannot be combined with 'minLength'/'maxLength' (bound the length in the pattern)");
     this.spend("stringChars", pattern.length, at, "pattern");
     try {
       this.spend("repetitions", patternGbnf(pattern).repetitions, at, "pattern");
@@ -327,18 +336,26 @@ class Translator {
     const minProperties = this.count(s, "minProperties", at);
     const maxProperties = this.count(s, "maxProperties", at);
     this.spend("properties", names.length, at, "properties");
-    this.spend("stringChars", names.reduce((n, name) => n + name.length, 0), at, "properties");
+    this.spend(
+      "stringChars",
+      names.reduce((n, name) => n + name.length, 0),
+      at,
+      "properties",
+    );
     if (names.length > 0) {
       // Every declared property is always written and no other one is, so
       // `required` holds when it names declared properties, and the count of
       // properties is exactly names.length.
       const undeclared = ((required as string[] | undefined) ?? []).find((r) => !names.includes(r));
       if (undeclared !== undefined) this.invalid(at, `'required' names '${undeclared}', which is not in 'properties'`);
-      if (minProperties !== undefined && minProperties > names.length) this.unsupported(at, "minProperties", "exceeds the declared properties (the grammar writes exactly those)");
-      if (maxProperties !== undefined && maxProperties < names.length) this.unsupported(at, "maxProperties", "is below the number of declared properties (the grammar writes all of them)");
+      if (minProperties !== undefined && minProperties > names.length)
+        this.unsupported(at, "minProperties", "exceeds the declared properties (the grammar writes exactly those)");
+      if (maxProperties !== undefined && maxProperties < names.length)
+        this.unsupported(at, "maxProperties", "is below the number of declared properties (the grammar writes all of them)");
       this.additional(s.additionalProperties, at, depth); // validated, then narrowed to none
       const properties: GrammarSchema = {};
-      for (const name of names) properties[name] = this.schema((props as Record<string, unknown>)[name], `${at}/properties/${escapePointer(name)}`, false, depth);
+      for (const name of names)
+        properties[name] = this.schema((props as Record<string, unknown>)[name], `${at}/properties/${escapePointer(name)}`, false, depth);
       return { type: "object", properties, additionalProperties: false };
     }
     // No declared properties: a map of additional ones, or `{}`.
@@ -406,15 +423,15 @@ class Translator {
   }
 
   private tooCostly(at: string, what: string): never {
-    throw new ApiError("invalid_value", `Invalid '${this.param}': the schema has ${what}, reached at '${at}'; structured output allows at most that much.`, this.param);
+    throw new ApiError(
+      "invalid_value",
+      `Invalid '${this.param}': the schema has ${what}, reached at '${at}'; structured output allows at most that much.`,
+      this.param,
+    );
   }
 
   private unsupported(at: string, keyword: string, why: string): never {
-    throw new ApiError(
-      "unsupported_parameter",
-      `Unsupported keyword '${keyword}' at '${at}' in '${this.param}': ${why}.`,
-      this.param,
-    );
+    throw new ApiError("unsupported_parameter", `Unsupported keyword '${keyword}' at '${at}' in '${this.param}': ${why}.`, this.param);
   }
 
   private invalid(at: string, what: string): never {

@@ -34,10 +34,7 @@ export const toolSchema = z
   .strict();
 
 export const toolChoiceSchema = z.union(
-  [
-    z.enum(["none", "auto", "required"]),
-    z.object({ type: z.literal("function"), function: z.object({ name: functionName() }).strict() }).strict(),
-  ],
+  [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), function: z.object({ name: functionName() }).strict() }).strict()],
   { error: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}' },
 );
 

@@ -42,7 +42,13 @@ export function replicaShare(limits: TenantLimits, replicas: number, used: UsedT
 
 /** The retryable 503 a request gets when no quota decision can be made (Redis down under "refuse", or no replica count known). */
 export function quotaUnavailable(why: string, retryAfterMs = 1000): ApiError {
-  return new ApiError("quota_unavailable", `Rate limits cannot be checked right now (${why}); the request was not run. Please try again in ${Math.ceil(retryAfterMs / 1000)}s.`, null, Math.ceil(retryAfterMs / 1000), {
-    headers: { "retry-after-ms": String(retryAfterMs) },
-  });
+  return new ApiError(
+    "quota_unavailable",
+    `Rate limits cannot be checked right now (${why}); the request was not run. Please try again in ${Math.ceil(retryAfterMs / 1000)}s.`,
+    null,
+    Math.ceil(retryAfterMs / 1000),
+    {
+      headers: { "retry-after-ms": String(retryAfterMs) },
+    },
+  );
 }

@@ -20,9 +20,9 @@ import type { Redis } from "ioredis";
 import { Gauge, type Registry } from "prom-client";
 import { ApiError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
-import type { Tenant, TenantLimits } from "../../tenants/types.js";
+import type { Tenant } from "../../tenants/types.js";
 import { decideAdmission } from "../admission.js";
-import { QuotaLedger, type Reservation, type ReserveResult, type TenantUsage } from "../ledger.js";
+import type { QuotaLedger, Reservation, ReserveResult, TenantUsage } from "../ledger.js";
 import type { Quota } from "../quota.js";
 import { rateLimitHeaders, type RateLimitHeaders } from "../rateLimitHeaders.js";
 import { rejectionError } from "../rejectionError.js";
@@ -33,7 +33,6 @@ import { LocalShare } from "./localShare.js";
 import { limitArgs, nullable, parseSnapshot, SCRIPTS } from "./scripts.js";
 
 const MS_PER_DAY = 86_400_000;
-
 
 export interface RedisQuotaOptions {
   redis: Redis;
@@ -113,7 +112,12 @@ export class RedisQuota implements Quota {
     this.log = o.log ?? null;
     this.ownsClient = o.ownsClient ?? false;
     this.gauge = o.registry
-      ? new Gauge({ name: "llamux_quota_mode", help: "Where this replica's quota decisions are made: 1 for the current mode (redis, or its fallback local or refuse while Redis is out of reach)", labelNames: ["mode"], registers: [o.registry] })
+      ? new Gauge({
+          name: "llamux_quota_mode",
+          help: "Where this replica's quota decisions are made: 1 for the current mode (redis, or its fallback local or refuse while Redis is out of reach)",
+          labelNames: ["mode"],
+          registers: [o.registry],
+        })
       : null;
     this.setGauge();
     const tickMs = o.tickMs ?? Math.min(1000, Math.floor(this.leaseMs / 3));
@@ -224,7 +228,14 @@ export class RedisQuota implements Quota {
     if (rpm === null && tpm === null) return {};
     if (this.mode === "redis") {
       try {
-        const r = (await SCRIPTS.headers.run(this.redis, this.keysOf(tenant.id), [this.nowArg(), nullable(rpm), nullable(tpm), this.store ? "1" : "0", this.nextId(), this.stateTtlMs])) as string[];
+        const r = (await SCRIPTS.headers.run(this.redis, this.keysOf(tenant.id), [
+          this.nowArg(),
+          nullable(rpm),
+          nullable(tpm),
+          this.store ? "1" : "0",
+          this.nextId(),
+          this.stateTtlMs,
+        ])) as string[];
         const [rd, ra, td, ta] = r.map(Number) as [number, number, number, number];
         return rateLimitHeaders(tenant.limits, { scaledDeficit: rd, atMs: ra }, { scaledDeficit: td, atMs: ta });
       } catch (err) {
@@ -288,7 +299,18 @@ export class RedisQuota implements Quota {
     const member = this.nextId();
     const keys = this.keysOf(tenant.id);
     const args: (string | number)[] = [
-      this.nowArg(), ...limitArgs(tenant.limits), estimated, member, this.leaseMs, this.stateTtlMs, member, this.store ? "1" : "0", "0", "", 0, 0,
+      this.nowArg(),
+      ...limitArgs(tenant.limits),
+      estimated,
+      member,
+      this.leaseMs,
+      this.stateTtlMs,
+      member,
+      this.store ? "1" : "0",
+      "0",
+      "",
+      0,
+      0,
     ];
     let reply = (await SCRIPTS.reserve.run(this.redis, keys, args)) as [string, string[]?];
     if (reply[0] === "seed") {
@@ -311,7 +333,15 @@ export class RedisQuota implements Quota {
       return { ok: false, error: rejectionError(tenant.id, rejection, headers, this.queueRetryAfterMs) };
     }
     const reservation: Reservation = { id: member, tenantId: tenant.id, estimatedTokens: estimated, day: utcDay(snap.nowMs) };
-    this.live.set(member, { reservation, phase: "queued", keys, dayNumber: Math.floor(snap.nowMs / MS_PER_DAY), held: estimated, epoch: snap.epoch, local: null });
+    this.live.set(member, {
+      reservation,
+      phase: "queued",
+      keys,
+      dayNumber: Math.floor(snap.nowMs / MS_PER_DAY),
+      held: estimated,
+      epoch: snap.epoch,
+      local: null,
+    });
     return { ok: true, reservation, headers };
   }
 
@@ -325,7 +355,13 @@ export class RedisQuota implements Quota {
     if (!result.ok) return result;
     const reservation: Reservation = { ...result.reservation, id: this.nextId() };
     this.live.set(reservation.id, {
-      reservation, phase: "queued", keys: [], dayNumber: dayNumberOf(reservation.day), held: estimated, epoch: "", local: { ledger: result.ledger, tenant: result.share, reservation: result.reservation },
+      reservation,
+      phase: "queued",
+      keys: [],
+      dayNumber: dayNumberOf(reservation.day),
+      held: estimated,
+      epoch: "",
+      local: { ledger: result.ledger, tenant: result.share, reservation: result.reservation },
     });
     return { ok: true, reservation, headers: result.headers };
   }
@@ -361,7 +397,9 @@ export class RedisQuota implements Quota {
       byTenant.set(l.reservation.tenantId, list);
     }
     await Promise.all(
-      [...byTenant.values()].map((ls) => SCRIPTS.renew.run(this.redis, ls[0]!.keys, [this.nowArg(), this.leaseMs, this.stateTtlMs, ...ls.flatMap((l) => [l.reservation.id, l.phase])])),
+      [...byTenant.values()].map((ls) =>
+        SCRIPTS.renew.run(this.redis, ls[0]!.keys, [this.nowArg(), this.leaseMs, this.stateTtlMs, ...ls.flatMap((l) => [l.reservation.id, l.phase])]),
+      ),
     );
   }
 

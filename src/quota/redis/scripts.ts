@@ -304,7 +304,6 @@ export function parseSnapshot(s: string[]): Snapshot {
   };
 }
 
-
 /** What snap() returns: the usage decideAdmission reads, at the script's clock, and the state's epoch. */
 export interface Snapshot extends UsageSnapshot {
   nowMs: number;

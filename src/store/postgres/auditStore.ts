@@ -42,7 +42,10 @@ export class PgAuditStore implements AuditStore {
   }
 
   async scan(afterSeq: number, limit: number): Promise<AuditRecord[]> {
-    const rows = await this.db.query<AuditRow & Record<string, unknown>>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`, [afterSeq, limit]);
+    const rows = await this.db.query<AuditRow & Record<string, unknown>>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`, [
+      afterSeq,
+      limit,
+    ]);
     return rows.map(toAuditRecord);
   }
 

@@ -17,7 +17,15 @@
 // the response gone or terminal.
 import { randomUUID } from "node:crypto";
 import type { Item, JsonObject, NewStoredResponse } from "../conversationStore.js";
-import type { BackgroundFinish, BackgroundStatus, BackgroundStore, InterruptedOutcome, OwnedResponse, SharedBackground, StoredEvent } from "../backgroundStore.js";
+import type {
+  BackgroundFinish,
+  BackgroundStatus,
+  BackgroundStore,
+  InterruptedOutcome,
+  OwnedResponse,
+  SharedBackground,
+  StoredEvent,
+} from "../backgroundStore.js";
 import { appendItems, insertPositioned, lockConversation } from "./conversationStore.js";
 import { num, type PgDatabase, type Queryable } from "./db.js";
 
@@ -73,9 +81,18 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
 
   async create(tenantId: string, response: NewStoredResponse, events: readonly StoredEvent[]): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.execute("INSERT INTO responses (tenant_id, id, created_at, body) VALUES ($1, $2, $3, $4)", [tenantId, response.id, response.createdAtSeconds, JSON.stringify(response.body)]);
+      await tx.execute("INSERT INTO responses (tenant_id, id, created_at, body) VALUES ($1, $2, $3, $4)", [
+        tenantId,
+        response.id,
+        response.createdAtSeconds,
+        JSON.stringify(response.body),
+      ]);
       await insertPositioned(tx, "response_input_items", tenantId, response.id, response.inputItems);
-      await tx.execute("INSERT INTO background_responses (tenant_id, id, status, next_seq, owner) VALUES ($1, $2, 'queued', 0, $3)", [tenantId, response.id, this.replicaId]);
+      await tx.execute("INSERT INTO background_responses (tenant_id, id, status, next_seq, owner) VALUES ($1, $2, 'queued', 0, $3)", [
+        tenantId,
+        response.id,
+        this.replicaId,
+      ]);
       await appendEvents(tx, tenantId, response.id, events);
     });
   }
@@ -98,7 +115,8 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
       await appendEvents(tx, f.tenantId, f.id, f.events);
       await insertPositioned(tx, "response_output_items", f.tenantId, f.id, f.outputItems as Item[]);
       // As commitResponse: a conversation deleted while the response ran gets nothing.
-      if (f.conversation && (await lockConversation(tx, f.tenantId, f.conversation.id))) await appendItems(tx, f.tenantId, f.conversation.id, f.conversation.items);
+      if (f.conversation && (await lockConversation(tx, f.tenantId, f.conversation.id)))
+        await appendItems(tx, f.tenantId, f.conversation.id, f.conversation.items);
       return true;
     });
   }
@@ -130,7 +148,12 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
     );
     let failed = 0;
     for (const c of candidates) {
-      const done = await this.failIf(c.tenant_id, c.id, outcome, async (tx, owner) => (await tx.query("SELECT 1 FROM replica_leases WHERE replica_id = $1 AND expires_at > now()", [owner])).length === 0);
+      const done = await this.failIf(
+        c.tenant_id,
+        c.id,
+        outcome,
+        async (tx, owner) => (await tx.query("SELECT 1 FROM replica_leases WHERE replica_id = $1 AND expires_at > now()", [owner])).length === 0,
+      );
       if (done) failed++;
     }
     // Leases of dead replicas that own nothing unfinished any more are of no use.
@@ -160,7 +183,10 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
 
   async requestCancel(tenantId: string, id: string): Promise<boolean> {
     return (
-      (await this.db.execute(`UPDATE background_responses SET cancel_requested = true WHERE tenant_id = $1 AND id = $2 AND status IN ${UNFINISHED_SQL}`, [tenantId, id])) === 1
+      (await this.db.execute(`UPDATE background_responses SET cancel_requested = true WHERE tenant_id = $1 AND id = $2 AND status IN ${UNFINISHED_SQL}`, [
+        tenantId,
+        id,
+      ])) === 1
     );
   }
 
@@ -220,7 +246,11 @@ export class PgBackgroundStore implements BackgroundStore, SharedBackground {
 }
 
 /** Locks the response (responses row first, then its status row) and returns it while queued or in progress; null otherwise. */
-async function lockUnfinished(tx: Queryable, tenantId: string, id: string): Promise<{ status: BackgroundStatus; nextSeq: number; owner: string; body: string } | null> {
+async function lockUnfinished(
+  tx: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<{ status: BackgroundStatus; nextSeq: number; owner: string; body: string } | null> {
   const [response] = await tx.query<{ body: string }>("SELECT body FROM responses WHERE tenant_id = $1 AND id = $2 FOR UPDATE", [tenantId, id]);
   if (!response) return null;
   const [row] = await tx.query<{ status: BackgroundStatus; next_seq: number; owner: string }>(

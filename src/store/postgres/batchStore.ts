@@ -21,7 +21,15 @@
 // stops. The status column beside the body is what a renewal reads: a cancel
 // made through any replica reaches the holder within renewMs.
 import { randomUUID } from "node:crypto";
-import { FINAL_BATCH_STATUSES, type BatchObject, type BatchStatus, type BatchStore, type BatchTotals, type LineResult, type SharedBatches } from "../../batch/batchStore.js";
+import {
+  FINAL_BATCH_STATUSES,
+  type BatchObject,
+  type BatchStatus,
+  type BatchStore,
+  type BatchTotals,
+  type LineResult,
+  type SharedBatches,
+} from "../../batch/batchStore.js";
 import { num, type PgDatabase } from "./db.js";
 
 export const DEFAULT_BATCH_LEASE_MS = 10_000;
@@ -74,7 +82,11 @@ export class PgBatchStore implements BatchStore, SharedBatches {
     if (opts.after !== null) {
       const [r] = await this.db.query<{ seq: unknown }>("SELECT seq FROM batches WHERE tenant_id = $1 AND id = $2", [tenantId, opts.after]);
       if (!r) return { data: [], hasMore: false };
-      rows = await this.db.query("SELECT body FROM batches WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3", [tenantId, num(r.seq), opts.limit + 1]);
+      rows = await this.db.query("SELECT body FROM batches WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3", [
+        tenantId,
+        num(r.seq),
+        opts.limit + 1,
+      ]);
     } else {
       rows = await this.db.query("SELECT body FROM batches WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2", [tenantId, opts.limit + 1]);
     }

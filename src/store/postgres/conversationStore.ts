@@ -22,7 +22,6 @@ import {
 } from "../conversationStore.js";
 import { num, type PgDatabase, type Queryable } from "./db.js";
 
-
 export type PgConversationStoreOptions = ConversationStoreOptions;
 
 export class PgConversationStore implements ConversationStore {
@@ -87,10 +86,10 @@ export class PgConversationStore implements ConversationStore {
 
   async getResponseInputItems(tenantId: string, id: string): Promise<Item[] | null> {
     if (!(await this.responseVisible(tenantId, id))) return null;
-    const rows = await this.db.query<{ item: string }>(
-      "SELECT item FROM response_input_items WHERE tenant_id = $1 AND response_id = $2 ORDER BY position",
-      [tenantId, id],
-    );
+    const rows = await this.db.query<{ item: string }>("SELECT item FROM response_input_items WHERE tenant_id = $1 AND response_id = $2 ORDER BY position", [
+      tenantId,
+      id,
+    ]);
     return rows.map((r) => parseItem(r.item));
   }
 
@@ -100,7 +99,9 @@ export class PgConversationStore implements ConversationStore {
   }
 
   async deleteResponse(tenantId: string, id: string): Promise<boolean> {
-    return (await this.db.execute("DELETE FROM responses WHERE tenant_id = $1 AND id = $2 AND created_at > $3", [tenantId, id, this.expiredAtOrBefore()])) === 1;
+    return (
+      (await this.db.execute("DELETE FROM responses WHERE tenant_id = $1 AND id = $2 AND created_at > $3", [tenantId, id, this.expiredAtOrBefore()])) === 1
+    );
   }
 
   async createConversation(tenantId: string, conversation: ConversationRecord, items: readonly Item[]): Promise<ConversationRecord> {
@@ -143,7 +144,10 @@ export class PgConversationStore implements ConversationStore {
 
   async getConversationItems(tenantId: string, id: string): Promise<Item[] | null> {
     if (!(await this.getConversation(tenantId, id))) return null;
-    const rows = await this.db.query<{ item: string }>("SELECT item FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq", [tenantId, id]);
+    const rows = await this.db.query<{ item: string }>("SELECT item FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq", [
+      tenantId,
+      id,
+    ]);
     return rows.map((r) => parseItem(r.item));
   }
 
@@ -153,10 +157,11 @@ export class PgConversationStore implements ConversationStore {
   }
 
   async getConversationItem(tenantId: string, id: string, itemId: string): Promise<Item | null> {
-    const [row] = await this.db.query<{ item: string }>(
-      "SELECT item FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 AND item_id = $3",
-      [tenantId, id, itemId],
-    );
+    const [row] = await this.db.query<{ item: string }>("SELECT item FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 AND item_id = $3", [
+      tenantId,
+      id,
+      itemId,
+    ]);
     return row ? parseItem(row.item) : null;
   }
 
@@ -191,7 +196,9 @@ export class PgConversationStore implements ConversationStore {
   }
 
   async deleteConversationItem(tenantId: string, id: string, itemId: string): Promise<boolean> {
-    return (await this.db.execute("DELETE FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 AND item_id = $3", [tenantId, id, itemId])) === 1;
+    return (
+      (await this.db.execute("DELETE FROM conversation_items WHERE tenant_id = $1 AND conversation_id = $2 AND item_id = $3", [tenantId, id, itemId])) === 1
+    );
   }
 
   async deleteTenantData(tenantId: string): Promise<void> {
@@ -289,7 +296,13 @@ export async function lockConversation(tx: Queryable, tenantId: string, id: stri
 }
 
 /** Rows (tenant, owner, position, item_id, item) in one statement. */
-export async function insertPositioned(tx: Queryable, table: "response_input_items" | "response_output_items", tenantId: string, responseId: string, items: readonly Item[]): Promise<void> {
+export async function insertPositioned(
+  tx: Queryable,
+  table: "response_input_items" | "response_output_items",
+  tenantId: string,
+  responseId: string,
+  items: readonly Item[],
+): Promise<void> {
   if (items.length === 0) return;
   await tx.execute(
     `INSERT INTO ${table} (tenant_id, response_id, position, item_id, item)

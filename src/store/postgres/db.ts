@@ -43,7 +43,9 @@ export function isUnavailable(err: unknown): boolean {
   if (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) return true;
   const message = typeof e?.message === "string" ? e.message : "";
   // pg's own errors carry no code: a lost or never-made connection, a query deadline.
-  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|connection is not open|Client was closed|Cannot use a pool after calling end/i.test(message);
+  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|connection is not open|Client was closed|Cannot use a pool after calling end/i.test(
+    message,
+  );
 }
 
 function wrap(err: unknown): unknown {
@@ -126,7 +128,7 @@ export class PgDatabase implements Queryable {
       seen(this, err);
       throw wrap(err);
     }
-    let broken: unknown = undefined;
+    let broken: unknown;
     // A checked-out client has no listener of the pool's: a connection lost mid-transaction
     // would emit 'error' with none and take the process down. Its query rejects as well.
     const onError = (err: Error) => {

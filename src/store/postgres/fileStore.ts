@@ -92,14 +92,25 @@ export class PgFileStore implements FileStore {
     const id = randomId("file");
     const createdAt = nowSeconds();
     return this.db.transaction(async (tx) => {
-      await tx.execute("INSERT INTO files (tenant_id, id, created_at, filename, purpose, bytes, chunks) VALUES ($1, $2, $3, $4, $5, 0, 0)", [tenantId, id, createdAt, meta.filename, meta.purpose]);
+      await tx.execute("INSERT INTO files (tenant_id, id, created_at, filename, purpose, bytes, chunks) VALUES ($1, $2, $3, $4, $5, 0, 0)", [
+        tenantId,
+        id,
+        createdAt,
+        meta.filename,
+        meta.purpose,
+      ]);
       let n = 0;
       let bytes = 0;
       for await (const chunk of contents) {
         await tx.execute("INSERT INTO file_chunks (tenant_id, file_id, n, data) VALUES ($1, $2, $3, $4)", [tenantId, id, n++, chunk]);
         bytes += chunk.length;
       }
-      const [row] = await tx.query<Row>(`UPDATE files SET bytes = $1, chunks = $2 WHERE tenant_id = $3 AND id = $4 RETURNING ${COLUMNS}`, [bytes, n, tenantId, id]);
+      const [row] = await tx.query<Row>(`UPDATE files SET bytes = $1, chunks = $2 WHERE tenant_id = $3 AND id = $4 RETURNING ${COLUMNS}`, [
+        bytes,
+        n,
+        tenantId,
+        id,
+      ]);
       return toObject(row!);
     });
   }
@@ -141,7 +152,10 @@ export class PgFileStore implements FileStore {
       where.push(`purpose = $${args.length}`);
     }
     args.push(opts.limit + 1);
-    const rows = await this.db.query<Row>(`SELECT ${COLUMNS} FROM files WHERE ${where.join(" AND ")} ORDER BY seq ${desc ? "DESC" : "ASC"} LIMIT $${args.length}`, args);
+    const rows = await this.db.query<Row>(
+      `SELECT ${COLUMNS} FROM files WHERE ${where.join(" AND ")} ORDER BY seq ${desc ? "DESC" : "ASC"} LIMIT $${args.length}`,
+      args,
+    );
     return { data: rows.slice(0, opts.limit).map(toObject), hasMore: rows.length > opts.limit };
   }
 

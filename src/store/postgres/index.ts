@@ -30,13 +30,18 @@ export interface PostgresState {
 
 export async function openPostgres(options: PgOptions & { conversations: PgConversationStoreOptions }, log: Logger): Promise<PostgresState> {
   const where = redactUrl(options.url);
-  const db = new PgDatabase(options, (err) => log.warn({ err: err.message, db: where }, "a pooled PostgreSQL connection failed; it is replaced on the next query"));
+  const db = new PgDatabase(options, (err) =>
+    log.warn({ err: err.message, db: where }, "a pooled PostgreSQL connection failed; it is replaced on the next query"),
+  );
   // Migrations get a connection without a statement deadline: one may rewrite a large table, and
   // replicas starting together wait on its lock for as long as it takes.
   const migrator = new PgDatabase({ ...options, poolSize: 1, queryTimeoutMs: 0 });
   try {
     const { applied, version } = await migrate(migrator);
-    log.info({ db: where, schemaVersion: version, applied, poolSize: options.poolSize }, applied.length ? "PostgreSQL schema migrated" : "PostgreSQL schema up to date");
+    log.info(
+      { db: where, schemaVersion: version, applied, poolSize: options.poolSize },
+      applied.length ? "PostgreSQL schema migrated" : "PostgreSQL schema up to date",
+    );
   } catch (err) {
     await db.close();
     throw new ConfigError(`cannot use the database ${where}: ${(err as Error).message}`);

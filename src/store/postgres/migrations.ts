@@ -299,7 +299,9 @@ export interface MigrationOutcome {
 export function pendingMigrations(current: number, migrations: readonly Migration[]): Migration[] {
   const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
   if (current > latest) {
-    throw new Error(`the database schema is at version ${current}, newer than this llamux knows (${latest}): run a llamux at least as new as the one that migrated it`);
+    throw new Error(
+      `the database schema is at version ${current}, newer than this llamux knows (${latest}): run a llamux at least as new as the one that migrated it`,
+    );
   }
   return [...migrations].sort((a, b) => a.version - b.version).filter((m) => m.version > current);
 }

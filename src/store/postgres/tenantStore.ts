@@ -112,7 +112,11 @@ export class PgTenantStore implements TenantStore, TenantChangeFeed {
 
   async revokeKey(tenantId: string, keyId: string): Promise<ApiKeyRecord | null> {
     return this.db.transaction(async (tx) => {
-      const changed = await tx.execute("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL", [this.now(), keyId, tenantId]);
+      const changed = await tx.execute("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL", [
+        this.now(),
+        keyId,
+        tenantId,
+      ]);
       if (changed > 0) await tx.execute(BUMP);
       return keyRow(tx, tenantId, keyId);
     });

@@ -14,7 +14,19 @@
 // the next fold starts a new one, so a retry never writes a changed record
 // under an id the database may already have.
 import type { UsageLog, UsageRecord, UsageRow, UsageScan } from "../../usage/usageLog.js";
-import { newUsageRecordId, planScan, recordValues, ROLLUP_ADD, ROLLUP_COLUMNS, ROLLUP_FROM_RECORDS, rollupScanSql, scanParamList, scanSql, usageRow, type RawUsageRow } from "../../usage/usageLog.js";
+import {
+  newUsageRecordId,
+  planScan,
+  recordValues,
+  ROLLUP_ADD,
+  ROLLUP_COLUMNS,
+  ROLLUP_FROM_RECORDS,
+  rollupScanSql,
+  scanParamList,
+  scanSql,
+  usageRow,
+  type RawUsageRow,
+} from "../../usage/usageLog.js";
 import { isUnavailable, type PgDatabase } from "./db.js";
 
 export interface PgUsageLogOptions {
@@ -28,7 +40,8 @@ export interface PgUsageLogOptions {
 
 export type UsageLogEvent = { type: "buffering"; err: unknown } | { type: "flushed"; records: number };
 
-const COLUMNS = "id, at, kind, tenant_id, api_key_id, model, batch_id, requests, input_tokens, cached_tokens, output_tokens, price_input, price_cached, price_output";
+const COLUMNS =
+  "id, at, kind, tenant_id, api_key_id, model, batch_id, requests, input_tokens, cached_tokens, output_tokens, price_input, price_cached, price_output";
 const TYPES = ["text", "bigint", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "float8", "float8", "float8"];
 // One statement: the records that were new (RETURNING skips a duplicate id) are added to
 // their hours' rollups (src/usage/usageLog.ts), summed first so a statement touches each
@@ -178,6 +191,8 @@ export class PgUsageLog implements UsageLog {
 /** Records as the INSERT's column arrays. */
 function columns(records: readonly UsageRecord[]): unknown[][] {
   const out: unknown[][] = TYPES.map(() => []);
-  for (const r of records) recordValues(r).forEach((v, i) => out[i]!.push(v));
+  for (const r of records) {
+    for (const [i, v] of recordValues(r).entries()) out[i]!.push(v);
+  }
   return out;
 }

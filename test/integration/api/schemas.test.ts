@@ -143,8 +143,7 @@ describe("models and errors", () => {
   });
 
   test("error bodies match ErrorResponse: 400 validation, 400 invalid JSON, 404 model, 404 route", async () => {
-    const post = (path: string, body: string) =>
-      fetch(`${t.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const post = (path: string, body: string) => fetch(`${t.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body });
     const cases: Array<[Promise<Response>, number, string]> = [
       [post("/v1/chat/completions", JSON.stringify({ model: t.modelId, messages: [], temperature: 9 })), 400, "messages"],
       [post("/v1/chat/completions", "{not json"), 400, "invalid_json"],

@@ -5,7 +5,7 @@
 // calls; so must llamux, or every second turn is a 400.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
@@ -43,7 +43,15 @@ describe("the second turn", () => {
 
   test("after a tool call: the assistant message with tool_calls, then the tool's answer", async () => {
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Add two and three." }];
-    const first = await t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, max_tokens: 200, seed: 2 });
+    const first = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_tokens: 200,
+      seed: 2,
+    });
     const returned = first.choices[0]!.message;
     const call = returned.tool_calls![0]! as OpenAI.ChatCompletionMessageFunctionToolCall;
     messages.push(returned, { role: "tool", tool_call_id: call.id, content: "5" });
@@ -54,12 +62,24 @@ describe("the second turn", () => {
   test("after client.chat.completions.parse() with a zod schema: the message with `parsed` goes back", async () => {
     const Answer = z.object({ digit: z.number().int().min(0).max(5), word: z.string().max(8) });
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Pick a digit." }];
-    const first = await t.client.chat.completions.parse({ model: t.modelId, messages, response_format: zodResponseFormat(Answer, "answer"), max_tokens: 60, seed: 3 });
+    const first = await t.client.chat.completions.parse({
+      model: t.modelId,
+      messages,
+      response_format: zodResponseFormat(Answer, "answer"),
+      max_tokens: 60,
+      seed: 3,
+    });
     const returned = first.choices[0]!.message;
     assert.ok(returned.parsed, "the SDK parsed the answer");
     assert.ok(returned.parsed.digit >= 0 && returned.parsed.digit <= 5);
     messages.push(returned, { role: "user", content: "Another." });
-    const second = await t.client.chat.completions.parse({ model: t.modelId, messages, response_format: zodResponseFormat(Answer, "answer"), max_tokens: 60, seed: 4 });
+    const second = await t.client.chat.completions.parse({
+      model: t.modelId,
+      messages,
+      response_format: zodResponseFormat(Answer, "answer"),
+      max_tokens: 60,
+      seed: 4,
+    });
     assert.ok(second.choices[0]!.message.parsed);
     assert.ok(Number.isInteger(second.choices[0]!.message.parsed.digit));
   });
@@ -84,7 +104,16 @@ describe("the second turn", () => {
 
   test("streamed tool-call deltas, accumulated with their `index`, are accepted back", async () => {
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Add one and one." }];
-    const stream = await t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, max_tokens: 200, seed: 5, stream: true });
+    const stream = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_tokens: 200,
+      seed: 5,
+      stream: true,
+    });
     // The usual hand-written accumulation: deltas merged per index, `index` kept.
     const calls: Array<{ index: number; id?: string; type?: string; function: { name?: string; arguments: string } }> = [];
     for await (const chunk of stream) {
@@ -102,7 +131,15 @@ describe("the second turn", () => {
     const r = await t.client.chat.completions.create({ model: t.modelId, messages, max_tokens: 4 });
     assert.equal(r.choices[0]!.message.role, "assistant");
     // The SDK's own stream helper: its final message goes back as well.
-    const runner = t.client.chat.completions.stream({ model: t.modelId, messages: messages.slice(0, 1), tools, tool_choice: "required", parallel_tool_calls: false, max_tokens: 200, seed: 6 });
+    const runner = t.client.chat.completions.stream({
+      model: t.modelId,
+      messages: messages.slice(0, 1),
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      max_tokens: 200,
+      seed: 6,
+    });
     const final = await runner.finalChatCompletion();
     const again = await t.client.chat.completions.create({
       model: t.modelId,
@@ -113,9 +150,24 @@ describe("the second turn", () => {
   });
 
   test("tools beside a JSON response_format (@openai/agents with an output type): a forced call is a call, then auto writes the JSON message", async () => {
-    const format: OpenAI.ResponseFormatJSONSchema = { type: "json_schema", json_schema: { name: "sum", schema: { type: "object", properties: { sum: { type: "integer", minimum: 0, maximum: 18 } }, required: ["sum"], additionalProperties: false } } };
+    const format: OpenAI.ResponseFormatJSONSchema = {
+      type: "json_schema",
+      json_schema: {
+        name: "sum",
+        schema: { type: "object", properties: { sum: { type: "integer", minimum: 0, maximum: 18 } }, required: ["sum"], additionalProperties: false },
+      },
+    };
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Add 2 and 3" }];
-    const first = await t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, response_format: format, max_tokens: 200, seed: 3 });
+    const first = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      response_format: format,
+      max_tokens: 200,
+      seed: 3,
+    });
     assert.equal(first.choices[0]!.finish_reason, "tool_calls");
     const call = first.choices[0]!.message.tool_calls![0]!;
     assert.equal(call.type === "function" && call.function.name, "add");
@@ -129,9 +181,18 @@ describe("the second turn", () => {
 
   test("real errors inside messages are still 400s naming the field", async () => {
     const bad = (messages: unknown) => t.client.chat.completions.create({ model: t.modelId, messages: messages as never, max_tokens: 2 });
-    await assert.rejects(bad([{ role: "user", content: [{ type: "text", text: 5, extra: 1 }] }]), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].content[0].text");
-    await assert.rejects(bad([{ role: "user", content: [{ type: "image_url", image_url: { url: "data:," } }] }]), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].content[0].type");
-    await assert.rejects(bad([{ role: "wizard", content: "x" }]), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].role");
+    await assert.rejects(
+      bad([{ role: "user", content: [{ type: "text", text: 5, extra: 1 }] }]),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].content[0].text",
+    );
+    await assert.rejects(
+      bad([{ role: "user", content: [{ type: "image_url", image_url: { url: "data:," } }] }]),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].content[0].type",
+    );
+    await assert.rejects(
+      bad([{ role: "wizard", content: "x" }]),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "messages[0].role",
+    );
     // Strict at the top level: a misspelt parameter is still unknown_parameter.
     await assert.rejects(
       t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "x" }], max_tokenz: 2 } as never),

@@ -94,7 +94,10 @@ describe("numeric bounds are enforced", () => {
       assert.ok(v.big >= 998 && v.big <= 1003, content);
       assert.ok(v.temperature >= -40 && v.temperature <= 50, content);
       assert.match(v.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, content);
-      assert.ok(v.ip.split(".").every((o) => String(Number(o)) === o && Number(o) <= 255), content);
+      assert.ok(
+        v.ip.split(".").every((o) => String(Number(o)) === o && Number(o) <= 255),
+        content,
+      );
       assert.ok(!Number.isNaN(Date.parse(`${v.day}T00:00:00Z`)) && new Date(`${v.day}T00:00:00Z`).toISOString().startsWith(v.day), `a real date: ${content}`);
     }
   });
@@ -178,7 +181,10 @@ describe("what a schema may cost", () => {
     const tool = (name: string) => ({ type: "function" as const, function: { name, parameters: enumSchema(600) } });
     const e = await refused({ tools: [tool("a"), tool("b")], tool_choice: "required" });
     assert.equal(e.param, "tools[1].function.parameters");
-    const deep = await refused({ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { s: { type: "string", minLength: 1_000_000 } } } } }], tool_choice: "required" });
+    const deep = await refused({
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { s: { type: "string", minLength: 1_000_000 } } } } }],
+      tool_choice: "required",
+    });
     assert.equal(deep.param, "tools[0].function.parameters");
     assert.match(deep.message, /minLength/);
   });

@@ -52,7 +52,9 @@ describe("json_schema", () => {
   test("several seeds at once (one batch): each output parses and validates against the schema, finish stop", async () => {
     const seeds = [1, 2, 3, 4, 5, 6];
     const results = await Promise.all(
-      seeds.map((seed) => stories.client.chat.completions.create({ model: stories.modelId, messages, seed, max_tokens: MAX_TOKENS, response_format: personFormat })),
+      seeds.map((seed) =>
+        stories.client.chat.completions.create({ model: stories.modelId, messages, seed, max_tokens: MAX_TOKENS, response_format: personFormat }),
+      ),
     );
     const distinct = new Set<string>();
     for (const [i, r] of results.entries()) {
@@ -66,7 +68,14 @@ describe("json_schema", () => {
   });
 
   test("streamed: the deltas join into a valid value", async () => {
-    const stream = await stories.client.chat.completions.create({ model: stories.modelId, messages, seed: 7, max_tokens: MAX_TOKENS, response_format: personFormat, stream: true });
+    const stream = await stories.client.chat.completions.create({
+      model: stories.modelId,
+      messages,
+      seed: 7,
+      max_tokens: MAX_TOKENS,
+      response_format: personFormat,
+      stream: true,
+    });
     let content = "";
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -117,7 +126,9 @@ describe("json_object", () => {
   test("outputs that finish are JSON objects; those that do not stopped at max_tokens", async () => {
     const maxTokens = 200;
     const results = await Promise.all(
-      [1, 2, 3, 4].map((seed) => stories.client.chat.completions.create({ model: stories.modelId, messages, seed, max_tokens: maxTokens, response_format: { type: "json_object" } })),
+      [1, 2, 3, 4].map((seed) =>
+        stories.client.chat.completions.create({ model: stories.modelId, messages, seed, max_tokens: maxTokens, response_format: { type: "json_object" } }),
+      ),
     );
     let finished = 0;
     for (const r of results) {
@@ -138,7 +149,11 @@ describe("json_object", () => {
 describe("refused schemas", () => {
   async function badRequest(schema: Record<string, unknown>): Promise<InstanceType<typeof OpenAI.BadRequestError>> {
     try {
-      await stories.client.chat.completions.create({ model: stories.modelId, messages, response_format: { type: "json_schema", json_schema: { name: "x", schema } } });
+      await stories.client.chat.completions.create({
+        model: stories.modelId,
+        messages,
+        response_format: { type: "json_schema", json_schema: { name: "x", schema } },
+      });
     } catch (err) {
       assert.ok(err instanceof OpenAI.BadRequestError, String(err));
       return err;

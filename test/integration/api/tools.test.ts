@@ -47,7 +47,17 @@ describe("forced calls", () => {
   test('tool_choice "required": one valid call per seed, finish tool_calls, content null', async () => {
     const seeds = [1, 2, 3, 4];
     const results = await Promise.all(
-      seeds.map((seed) => t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, seed, max_tokens: MAX_TOKENS })),
+      seeds.map((seed) =>
+        t.client.chat.completions.create({
+          model: t.modelId,
+          messages,
+          tools,
+          tool_choice: "required",
+          parallel_tool_calls: false,
+          seed,
+          max_tokens: MAX_TOKENS,
+        }),
+      ),
     );
     const names = new Set<string>();
     for (const [i, r] of results.entries()) {
@@ -142,7 +152,15 @@ describe("auto, none and round trips", () => {
   });
 
   test("a tool result round trip: the call and its result are read into the prompt and the model goes on", async () => {
-    const first = await t.client.chat.completions.create({ model: t.modelId, messages, tools, tool_choice: "required", parallel_tool_calls: false, seed: 2, max_tokens: MAX_TOKENS });
+    const first = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      seed: 2,
+      max_tokens: MAX_TOKENS,
+    });
     const assistant = first.choices[0]!.message;
     const call = assistant.tool_calls![0]!;
     const history: OpenAI.ChatCompletionMessageParam[] = [
@@ -155,7 +173,15 @@ describe("auto, none and round trips", () => {
     assert.ok(second.usage!.prompt_tokens > first.usage!.prompt_tokens + first.usage!.completion_tokens, "the call and the result are in the prompt");
     // The conversation's prefix is the previous request's prompt: the slot's cache serves it.
     assert.ok(second.usage!.prompt_tokens_details!.cached_tokens! > 0);
-    const forced = await t.client.chat.completions.create({ model: t.modelId, messages: history, tools, tool_choice: "required", parallel_tool_calls: false, seed: 3, max_tokens: MAX_TOKENS });
+    const forced = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages: history,
+      tools,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+      seed: 3,
+      max_tokens: MAX_TOKENS,
+    });
     assertValidCall(forced.choices[0]!.message.tool_calls![0]!, "after a result");
   });
 

@@ -35,7 +35,20 @@ before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-audit-it-"));
   // One window for the whole file (an hour), so the bound on rows is exact.
   t = await startTestServer(
-    ["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--data-dir", dataDir, "--audit-refusals-per-address", String(PER_ADDRESS), "--audit-refusal-window-ms", "3600000"],
+    [
+      "--model",
+      MODELS.stories260K,
+      "--slots",
+      "1",
+      "--ctx-per-slot",
+      "128",
+      "--data-dir",
+      dataDir,
+      "--audit-refusals-per-address",
+      String(PER_ADDRESS),
+      "--audit-refusal-window-ms",
+      "3600000",
+    ],
     { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } },
   );
 });
@@ -107,7 +120,10 @@ describe("audit log: admin actions", () => {
     secrets.add(created.body.key);
     let rec = await latest("api_key.created");
     assert.equal(rec.request_id, created.requestId);
-    assert.deepEqual(rec["api_key.created"], { id: keyId, data: { tenant_id: "acme", prefix: created.body.prefix, name: "ci", created_at: created.body.created_at, revoked_at: null } });
+    assert.deepEqual(rec["api_key.created"], {
+      id: keyId,
+      data: { tenant_id: "acme", prefix: created.body.prefix, name: "ci", created_at: created.body.created_at, revoked_at: null },
+    });
 
     const rotated = await call("POST", `/admin/tenants/acme/keys/${keyId}/rotate`);
     assert.equal(rotated.status, 201);
@@ -141,11 +157,21 @@ describe("audit log: admin actions", () => {
 
   test("GET /admin/audit filters by type, actor, resource and time, and pages both ways", async () => {
     const mine = (await audit(`?actor_ids[]=${ADMIN_ACTOR}&limit=100`)).data;
-    assert.deepEqual(mine.map((r: any) => r.type).reverse(), ["tenant.created", "tenant.updated", "api_key.created", "api_key.rotated", "api_key.revoked", "tenant.deleted"]);
+    assert.deepEqual(mine.map((r: any) => r.type).reverse(), [
+      "tenant.created",
+      "tenant.updated",
+      "api_key.created",
+      "api_key.rotated",
+      "api_key.revoked",
+      "tenant.deleted",
+    ]);
     const acme = (await audit("?resource_ids[]=acme")).data.map((r: any) => r.type);
     assert.deepEqual(acme, ["tenant.deleted", "tenant.updated", "tenant.created"]);
     const keys = (await audit(`?resource_ids[]=${keyId}&resource_ids[]=${rotatedId}&event_types[]=api_key.revoked`)).data;
-    assert.deepEqual(keys.map((r: any) => r.type), ["api_key.revoked"]);
+    assert.deepEqual(
+      keys.map((r: any) => r.type),
+      ["api_key.revoked"],
+    );
     const future = Math.floor(Date.now() / 1000) + 3600;
     assert.deepEqual((await audit(`?effective_at[gt]=${future}`)).data, []);
     assert.equal((await audit(`?effective_at[lte]=${future}&actor_ids[]=${ADMIN_ACTOR}`)).data.length, 6);
@@ -160,9 +186,15 @@ describe("audit log: admin actions", () => {
       if (!page.has_more) break;
       page = await audit(`?actor_ids[]=${ADMIN_ACTOR}&limit=2&after=${page.last_id}`);
     }
-    assert.deepEqual(walked, mine.map((r: any) => r.id));
+    assert.deepEqual(
+      walked,
+      mine.map((r: any) => r.id),
+    );
     const back = await audit(`?actor_ids[]=${ADMIN_ACTOR}&limit=2&before=${mine[4].id}`);
-    assert.deepEqual(back.data.map((r: any) => r.id), [mine[2].id, mine[3].id]);
+    assert.deepEqual(
+      back.data.map((r: any) => r.id),
+      [mine[2].id, mine[3].id],
+    );
     assert.equal(back.has_more, true);
   });
 
@@ -192,7 +224,13 @@ describe("audit log: refused authentications", () => {
     const rec = await latest("authentication.failed");
     assert.equal(rec.request_id, r.requestId);
     assert.deepEqual(rec.actor, { type: "anonymous", id: "ip:127.0.0.1", ip_address: "127.0.0.1" });
-    assert.deepEqual(rec["authentication.failed"], { credential: "api_key", reason: "incorrect", key_fingerprint: fingerprint(bad), method: "POST", path: "/v1/chat/completions" });
+    assert.deepEqual(rec["authentication.failed"], {
+      credential: "api_key",
+      reason: "incorrect",
+      key_fingerprint: fingerprint(bad),
+      method: "POST",
+      path: "/v1/chat/completions",
+    });
 
     assert.equal((await call("GET", "/v1/models", undefined, null)).status, 401);
     assert.deepEqual((await latest("authentication.failed"))["authentication.failed"].reason, "missing");
@@ -226,7 +264,8 @@ describe("audit log: refused authentications", () => {
 });
 
 describe("audit log: after shutdown", () => {
-  const cli = (args: string[]) => spawnSync(process.execPath, [CLI, "audit", "verify", ...args], { encoding: "utf8", env: { PATH: process.env.PATH ?? "" }, timeout: 60_000 });
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, [CLI, "audit", "verify", ...args], { encoding: "utf8", env: { PATH: process.env.PATH ?? "" }, timeout: 60_000 });
 
   test("the window's summary is written at shutdown: recorded + suppressed = every refused attempt", async () => {
     await t!.close();

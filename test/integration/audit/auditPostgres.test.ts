@@ -13,7 +13,18 @@ import { MODELS, REPO_ROOT, startTestServer, type TestServer } from "../helpers/
 
 const ADMIN_KEY = "admin-key-for-audit-pg-tests-0123456789";
 const CLI = path.join(REPO_ROOT, "dist/src/cli.js");
-const SERVE = ["--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "128", "--audit-refusals-per-address", "5", "--audit-refusal-window-ms", "3600000"];
+const SERVE = [
+  "--model",
+  MODELS.stories260K,
+  "--slots",
+  "1",
+  "--ctx-per-slot",
+  "128",
+  "--audit-refusals-per-address",
+  "5",
+  "--audit-refusal-window-ms",
+  "3600000",
+];
 
 describe("audit log on PostgreSQL, two replicas", { skip: postgresMissing ?? false }, () => {
   let pg: PostgresServer;
@@ -33,11 +44,20 @@ describe("audit log on PostgreSQL, two replicas", { skip: postgresMissing ?? fal
   });
 
   const call = async (r: TestServer, method: string, url: string, key: string, body?: unknown) => {
-    const res = await fetch(`${r.url}${url}`, { method, headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const res = await fetch(`${r.url}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
     if (res.status === 401) refused++;
     return { status: res.status, body: (await res.json()) as any };
   };
-  const verify = () => spawnSync(process.execPath, [CLI, "audit", "verify", "--database-url", databaseUrl], { encoding: "utf8", env: { PATH: process.env.PATH ?? "" }, timeout: 60_000 });
+  const verify = () =>
+    spawnSync(process.execPath, [CLI, "audit", "verify", "--database-url", databaseUrl], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "" },
+      timeout: 60_000,
+    });
 
   test("admin actions and refusals from both replicas at once: one chain, each replica lists the other's records", async () => {
     const [one, two] = replicas as [TestServer, TestServer];
@@ -48,7 +68,10 @@ describe("audit log on PostgreSQL, two replicas", { skip: postgresMissing ?? fal
     await Promise.all(work);
     const listed = await call(two, "GET", "/admin/audit?event_types[]=tenant.created&limit=100", ADMIN_KEY);
     assert.equal(listed.status, 200);
-    assert.deepEqual(listed.body.data.map((r: any) => r["tenant.created"].id).sort(), [...Array.from({ length: 10 }, (_, n) => `r0-t${n}`), ...Array.from({ length: 10 }, (_, n) => `r1-t${n}`)].sort());
+    assert.deepEqual(
+      listed.body.data.map((r: any) => r["tenant.created"].id).sort(),
+      [...Array.from({ length: 10 }, (_, n) => `r0-t${n}`), ...Array.from({ length: 10 }, (_, n) => `r1-t${n}`)].sort(),
+    );
     const failed = await call(one, "GET", "/admin/audit?event_types[]=authentication.failed&limit=100", ADMIN_KEY);
     assert.equal(failed.body.data.length, 10, "each replica records 5 from the address (its own window)");
   });

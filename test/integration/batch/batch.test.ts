@@ -36,7 +36,10 @@ before(async () => {
     keys: ["${hashApiKey(THRIFTY)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--max-file-bytes", String(MAX_FILE_BYTES)], { apiKey: ALICE, env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
+  t = await startTestServer(
+    ["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--max-file-bytes", String(MAX_FILE_BYTES)],
+    { apiKey: ALICE, env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } },
+  );
   model = t.modelId;
 });
 after(async () => {
@@ -47,10 +50,15 @@ after(async () => {
 const clientFor = (key: string) => new OpenAI({ baseURL: `${t.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
 
 const chatLine = (customId: string, maxTokens = 8, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ custom_id: customId, method: "POST", url: "/v1/chat/completions", body: { model, messages: [{ role: "user", content: `Tell me about ${customId}` }], max_tokens: maxTokens, temperature: 0, ...extra } });
+  JSON.stringify({
+    custom_id: customId,
+    method: "POST",
+    url: "/v1/chat/completions",
+    body: { model, messages: [{ role: "user", content: `Tell me about ${customId}` }], max_tokens: maxTokens, temperature: 0, ...extra },
+  });
 
 async function upload(client: OpenAI, lines: string[], name = "input.jsonl") {
-  return client.files.create({ file: await toFile(Buffer.from(lines.join("\n") + "\n"), name), purpose: "batch" });
+  return client.files.create({ file: await toFile(Buffer.from(`${lines.join("\n")}\n`), name), purpose: "batch" });
 }
 
 async function until(client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 120_000): Promise<Batch> {
@@ -77,11 +85,19 @@ describe("Batch API", () => {
   test("upload, create, poll, download: every custom_id answered exactly once, counts and usage exact", async () => {
     const client = clientFor(ALICE);
     const ids = Array.from({ length: 12 }, (_, i) => `req-${i}`);
-    const file = await upload(client, ids.map((id) => chatLine(id)));
+    const file = await upload(
+      client,
+      ids.map((id) => chatLine(id)),
+    );
     assert.equal(file.object, "file");
     assert.equal(file.purpose, "batch");
     assert.equal(file.filename, "input.jsonl");
-    const created = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h", metadata: { job: "nightly" } });
+    const created = await client.batches.create({
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+      metadata: { job: "nightly" },
+    });
     assert.equal(created.status, "validating");
     assert.deepEqual(created.metadata, { job: "nightly" });
     const b = await until(client, created.id, final);
@@ -121,7 +137,10 @@ describe("Batch API", () => {
     };
     const before = await preempted();
     const ids = Array.from({ length: 6 }, (_, i) => `p-${i}`);
-    const file = await upload(client, ids.map((id) => chatLine(id, 160, { temperature: 1, seed: 7 })));
+    const file = await upload(
+      client,
+      ids.map((id) => chatLine(id, 160, { temperature: 1, seed: 7 })),
+    );
     const created = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
     // Both slots busy with batch lines.
     await waitFor(() => t.srv.engine.stats().then((s) => s?.slotsBusy === 2 && s.running === 2), 60_000, "batch lines in both slots");
@@ -138,17 +157,28 @@ describe("Batch API", () => {
 
   test("embeddings, completions and responses batches run through their endpoints", async () => {
     const client = clientFor(ALICE);
-    const emb = await upload(client, ["a", "b"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/embeddings", body: { model, input: `text ${id}` } })));
+    const emb = await upload(
+      client,
+      ["a", "b"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/embeddings", body: { model, input: `text ${id}` } })),
+    );
     const eb = await until(client, (await client.batches.create({ input_file_id: emb.id, endpoint: "/v1/embeddings", completion_window: "24h" })).id, final);
     assert.equal(eb.status, "completed", JSON.stringify(eb.errors));
     const eout = await jsonl(client, eb.output_file_id!);
     assert.equal(eout.length, 2);
     assert.equal(eout[0]!.response.body.object, "list");
-    const cmp = await upload(client, ["x"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/completions", body: { model, prompt: "Once upon", max_tokens: 4 } })));
+    const cmp = await upload(
+      client,
+      ["x"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/completions", body: { model, prompt: "Once upon", max_tokens: 4 } })),
+    );
     const cb = await until(client, (await client.batches.create({ input_file_id: cmp.id, endpoint: "/v1/completions", completion_window: "24h" })).id, final);
     assert.equal(cb.status, "completed", JSON.stringify(cb.errors));
     assert.equal((await jsonl(client, cb.output_file_id!))[0]!.response.body.object, "text_completion");
-    const rsp = await upload(client, ["y"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/responses", body: { model, input: "Once upon a time", max_output_tokens: 16 } })));
+    const rsp = await upload(
+      client,
+      ["y"].map((id) =>
+        JSON.stringify({ custom_id: id, method: "POST", url: "/v1/responses", body: { model, input: "Once upon a time", max_output_tokens: 16 } }),
+      ),
+    );
     const rb = await until(client, (await client.batches.create({ input_file_id: rsp.id, endpoint: "/v1/responses", completion_window: "24h" })).id, final);
     assert.equal(rb.status, "completed", JSON.stringify(rb.errors));
     const rout = (await jsonl(client, rb.output_file_id!))[0]!.response.body;
@@ -160,11 +190,18 @@ describe("Batch API", () => {
     const client = clientFor(ALICE);
     const lines = [chatLine("ok-1"), "{not json", chatLine("ok-1"), chatLine("bad-temp", 8, { temperature: 7 }), chatLine("streamy", 8, { stream: true })];
     const file = await upload(client, lines);
-    const b = await until(client, (await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id, final);
+    const b = await until(
+      client,
+      (await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id,
+      final,
+    );
     assert.equal(b.status, "failed");
     assert.ok(typeof b.failed_at === "number");
     const errors = b.errors!.data!;
-    assert.deepEqual(errors.map((e) => e.line), [2, 3, 4, 5]);
+    assert.deepEqual(
+      errors.map((e) => e.line),
+      [2, 3, 4, 5],
+    );
     assert.equal(errors[0]!.code, "invalid_json_line");
     assert.equal(errors[1]!.code, "duplicate_custom_id");
     assert.equal(errors[2]!.param, "body.temperature");
@@ -176,7 +213,10 @@ describe("Batch API", () => {
   test("cancel mid-run: cancelling, then cancelled with the lines done so far in the output", async () => {
     const client = clientFor(ALICE);
     const ids = Array.from({ length: 40 }, (_, i) => `long-${i}`);
-    const file = await upload(client, ids.map((id) => chatLine(id, 96, { temperature: 1, seed: 1 })));
+    const file = await upload(
+      client,
+      ids.map((id) => chatLine(id, 96, { temperature: 1, seed: 1 })),
+    );
     const created = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
     await until(client, created.id, (b) => (b.request_counts?.completed ?? 0) >= 2 || final(b));
     const cancelling = await client.batches.cancel(created.id);
@@ -225,14 +265,27 @@ describe("Batch API", () => {
     const attacker = clientFor(BOB);
     const victim = clientFor(ALICE);
     const big = Buffer.alloc(MAX_FILE_BYTES + 1024, "a");
-    await assert.rejects(attacker.files.create({ file: await toFile(big, "big.jsonl"), purpose: "batch" }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 413);
+    await assert.rejects(
+      attacker.files.create({ file: await toFile(big, "big.jsonl"), purpose: "batch" }),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 413,
+    );
     // Nothing of it is left on disk.
     const tmp = path.join((t.srv as unknown as { conversations: { file?: string } }) && dir, "..");
     void tmp;
-    await assert.rejects(attacker.files.create({ file: await toFile(Buffer.from("{}\n"), "x.txt"), purpose: "batch" }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "file");
-    await assert.rejects(attacker.files.create({ file: await toFile(Buffer.from("{}\n"), "x.jsonl"), purpose: "fine-tune" as "batch" }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "purpose");
+    await assert.rejects(
+      attacker.files.create({ file: await toFile(Buffer.from("{}\n"), "x.txt"), purpose: "batch" }),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "file",
+    );
+    await assert.rejects(
+      attacker.files.create({ file: await toFile(Buffer.from("{}\n"), "x.jsonl"), purpose: "fine-tune" as "batch" }),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "purpose",
+    );
     const many = await attacker.files.create({ file: await toFile(Buffer.from("{}\n".repeat(50_001)), "many.jsonl"), purpose: "batch" });
-    const b = await until(attacker, (await attacker.batches.create({ input_file_id: many.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id, final);
+    const b = await until(
+      attacker,
+      (await attacker.batches.create({ input_file_id: many.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id,
+      final,
+    );
     assert.equal(b.status, "failed");
     assert.ok(b.errors!.data!.some((e) => e.code === "too_many_lines" && e.line === 50_001));
     const r = await victim.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
@@ -242,8 +295,15 @@ describe("Batch API", () => {
   test("a daily budget running out mid-batch fails the remaining lines with insufficient_quota in the error file; the batch completes", async () => {
     const client = clientFor(THRIFTY);
     const ids = Array.from({ length: 10 }, (_, i) => `q-${i}`);
-    const file = await upload(client, ids.map((id) => chatLine(id, 16)));
-    const b = await until(client, (await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id, final);
+    const file = await upload(
+      client,
+      ids.map((id) => chatLine(id, 16)),
+    );
+    const b = await until(
+      client,
+      (await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id,
+      final,
+    );
     assert.equal(b.status, "completed");
     assert.equal(b.request_counts!.total, 10);
     assert.ok(b.request_counts!.completed >= 1, "some lines ran before the budget was spent");

@@ -38,7 +38,12 @@ describe("batch durability", () => {
     const client1 = new OpenAI({ baseURL: `${first.url}/v1`, apiKey: "x", maxRetries: 0 });
     const ids = Array.from({ length: 24 }, (_, i) => `line-${i}`);
     const lines = ids.map((id) =>
-      JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body: { model: "stories260K", messages: [{ role: "user", content: id }], max_tokens: 48, temperature: 0 } }),
+      JSON.stringify({
+        custom_id: id,
+        method: "POST",
+        url: "/v1/chat/completions",
+        body: { model: "stories260K", messages: [{ role: "user", content: id }], max_tokens: 48, temperature: 0 },
+      }),
     );
     const file = await client1.files.create({ file: await toFile(Buffer.from(lines.join("\n")), "in.jsonl"), purpose: "batch" });
     const batch = await client1.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
@@ -53,11 +58,21 @@ describe("batch durability", () => {
     try {
       const client2 = new OpenAI({ baseURL: `${second.url}/v1`, apiKey: "x", maxRetries: 0 });
       let b = null as Batch | null;
-      await waitFor(async () => ["completed", "failed", "cancelled", "expired"].includes((b = await client2.batches.retrieve(batch.id)).status), 180_000, "the resumed batch to end");
+      await waitFor(
+        async () => ["completed", "failed", "cancelled", "expired"].includes((b = await client2.batches.retrieve(batch.id)).status),
+        180_000,
+        "the resumed batch to end",
+      );
       assert.equal(b!.status, "completed");
       assert.deepEqual(b!.request_counts, { total: ids.length, completed: ids.length, failed: 0 });
       const text = await (await client2.files.content(b!.output_file_id!)).text();
-      const out = text.split("\n").filter((l) => l).map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; body: { usage: { prompt_tokens: number; completion_tokens: number } } } });
+      const out = text
+        .split("\n")
+        .filter((l) => l)
+        .map(
+          (l) =>
+            JSON.parse(l) as { custom_id: string; response: { status_code: number; body: { usage: { prompt_tokens: number; completion_tokens: number } } } },
+        );
       assert.equal(out.length, ids.length, "one record per line, none twice");
       assert.deepEqual(out.map((r) => r.custom_id).sort(), [...ids].sort());
       assert.ok(out.every((r) => r.response.status_code === 200));

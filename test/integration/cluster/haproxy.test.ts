@@ -84,22 +84,33 @@ function conversation(client: OpenAI, kind: Kind, name: string): Conversation {
           .create({ model: MODEL, messages, max_tokens: 16, temperature: 0, prompt_cache_key: name } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming)
           .withResponse();
         messages.push({ role: "assistant", content: data.choices[0]!.message.content ?? "" });
-        return record({ replica: response.headers.get(REPLICA_HEADER) ?? "?", prompt: data.usage!.prompt_tokens, cached: data.usage!.prompt_tokens_details?.cached_tokens ?? 0 });
+        return record({
+          replica: response.headers.get(REPLICA_HEADER) ?? "?",
+          prompt: data.usage!.prompt_tokens,
+          cached: data.usage!.prompt_tokens_details?.cached_tokens ?? 0,
+        });
       }
-      if (kind === "conversation" && conversationId === undefined) self.conversationId = conversationId = (await client.conversations.create({ metadata: { name } })).id;
+      if (kind === "conversation" && conversationId === undefined)
+        self.conversationId = conversationId = (await client.conversations.create({ metadata: { name } })).id;
       const { data, response } = await client.responses
         .create({
           model: MODEL,
           input: text,
           max_output_tokens: 16,
           temperature: 0,
-          ...(kind === "responses" ? { instructions: `You tell short stories. This one is called ${name}.`, ...(previous ? { previous_response_id: previous } : {}) } : { conversation: conversationId! }),
+          ...(kind === "responses"
+            ? { instructions: `You tell short stories. This one is called ${name}.`, ...(previous ? { previous_response_id: previous } : {}) }
+            : { conversation: conversationId! }),
         })
         .withResponse();
       previous = data.id;
       self.lastId = data.id;
       self.ids.push(data.id);
-      return record({ replica: response.headers.get(REPLICA_HEADER) ?? "?", prompt: data.usage!.input_tokens, cached: data.usage!.input_tokens_details?.cached_tokens ?? 0 });
+      return record({
+        replica: response.headers.get(REPLICA_HEADER) ?? "?",
+        prompt: data.usage!.input_tokens,
+        cached: data.usage!.input_tokens_details?.cached_tokens ?? 0,
+      });
     },
   };
   return self;
@@ -154,7 +165,14 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     r3Port = port;
     r3 = await startReplicaProcess(port, r3Args(), {}, async () => {
       const said = await askAgent(r3AgentPort).catch(() => null);
-      if (said !== null && (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)) !== 200) heardWhileLoading.push(said);
+      if (
+        said !== null &&
+        (await fetch(`http://127.0.0.1:${port}/ready`).then(
+          (r) => r.status,
+          () => 0,
+        )) !== 200
+      )
+        heardWhileLoading.push(said);
     });
     const server = (name: string, url: string, agentPort: number) => ({ name, host: "127.0.0.1", port: Number(new URL(url).port), agentPort });
     haproxy = await startHaproxy({
@@ -184,7 +202,10 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
   });
 
   test("an agent port already in use fails the start with one clear error", async () => {
-    await assert.rejects(startTestServer([...replicaArgs, "--agent-port", String(r1!.srv.agentPort)]), /cannot listen for agent checks on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    await assert.rejects(
+      startTestServer([...replicaArgs, "--agent-port", String(r1!.srv.agentPort)]),
+      /cannot listen for agent checks on 127\.0\.0\.1:\d+: .*EADDRINUSE/,
+    );
   });
 
   test("a replica names each response and conversation it creates in a header, for the balancer to learn", async () => {
@@ -273,7 +294,9 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     const onVictim = (kind: Kind) => all.filter((c) => c.kind === kind && c.turns[0]?.replica === "r3").length;
     for (let i = 0; (["chat", "responses", "conversation"] as const).some((k) => onVictim(k) < (k === "chat" ? 2 : 1)); i++) {
       assert.ok(i < 40, `too few conversations placed on r3 in 40 rounds: ${all.map((c) => `${c.name} ${c.turns[0]!.replica}`)}`);
-      const round = (["chat", "responses", "conversation"] as const).filter((k) => onVictim(k) < (k === "chat" ? 2 : 1)).map((k) => conversation(client, k, `failover-${k}-${i}`));
+      const round = (["chat", "responses", "conversation"] as const)
+        .filter((k) => onVictim(k) < (k === "chat" ? 2 : 1))
+        .map((k) => conversation(client, k, `failover-${k}-${i}`));
       await Promise.all(round.map((c) => c.next(say(0, c.name))));
       all.push(...round);
     }
@@ -289,7 +312,10 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
       let replica = "";
       try {
         const { data: stream, response } = await client.chat.completions
-          .create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 440, stream: true }, { headers: { "x-session-id": victimChat.name } })
+          .create(
+            { model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 440, stream: true },
+            { headers: { "x-session-id": victimChat.name } },
+          )
           .withResponse();
         replica = response.headers.get(REPLICA_HEADER) ?? "?";
         streamReplicas.push(replica);
@@ -304,7 +330,12 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     const killedAt = Date.now();
     const killed = r3!.kill9();
     // HAProxy marks it down within fall × inter (plus one interval and scheduling slack).
-    const down = waitForServers(haproxy!, (st) => st.filter((x) => x.server === "r3").every((x) => x.status.startsWith("DOWN")), "r3 marked DOWN", (FALL + 1) * CHECK_MS + 3000).then(() => Date.now() - killedAt);
+    const down = waitForServers(
+      haproxy!,
+      (st) => st.filter((x) => x.server === "r3").every((x) => x.status.startsWith("DOWN")),
+      "r3 marked DOWN",
+      (FALL + 1) * CHECK_MS + 3000,
+    ).then(() => Date.now() - killedAt);
     // Non-streamed requests in flight on the victim come back empty and are retried on a survivor (retry-on empty-response): none fails.
     const outcomes = await turns;
     const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [`${all[i]!.name}: ${(o.reason as Error).message}`] : []));
@@ -322,15 +353,20 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     await Promise.all(all.map((c) => c.next(say(4))));
     const detail = all.map((c) => `${c.name}: ${c.turns.map((x) => `${x.replica} ${x.cached}/${x.prompt}`).join(", ")}`).join("\n");
     for (const c of all) {
-      assert.ok(c.turns.slice(3).every((x) => x.replica !== "r3"), `${c.name} answered by the dead replica:\n${detail}`);
+      assert.ok(
+        c.turns.slice(3).every((x) => x.replica !== "r3"),
+        `${c.name} answered by the dead replica:\n${detail}`,
+      );
       // Moved once, then kept: the turn after the move reads its history from the new replica's cache.
       assert.equal(c.turns[4]!.replica, c.turns[3]!.replica, `${c.name} moved again:\n${detail}`);
       assert.ok(c.turns[4]!.cached >= c.turns[3]!.prompt, `${c.name}: the turn after the move was not cached:\n${detail}`);
       // Each turn's prompt holds the whole history: nothing was lost in the move.
-      for (let i = 1; i < c.turns.length; i++) assert.ok(c.turns[i]!.prompt > c.turns[i - 1]!.prompt, `${c.name}: turn ${i + 1}'s prompt does not grow:\n${detail}`);
+      for (let i = 1; i < c.turns.length; i++)
+        assert.ok(c.turns[i]!.prompt > c.turns[i - 1]!.prompt, `${c.name}: turn ${i + 1}'s prompt does not grow:\n${detail}`);
     }
     // Conversations that never were on the victim did not move.
-    for (const c of all.filter((x) => x.turns[0]!.replica !== "r3")) assert.equal(new Set(c.turns.map((x) => x.replica)).size, 1, `${c.name} moved:\n${detail}`);
+    for (const c of all.filter((x) => x.turns[0]!.replica !== "r3"))
+      assert.equal(new Set(c.turns.map((x) => x.replica)).size, 1, `${c.name} moved:\n${detail}`);
     // No stored response is lost: every one, the dead replica's included, is read back through the balancer.
     for (const c of all.filter((x) => x.kind !== "chat")) {
       for (const id of c.ids) assert.equal((await client.responses.retrieve(id)).id, id);
@@ -365,7 +401,13 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
         const said = await askAgent(r3AgentPort).catch(() => null);
         const count = await sent();
         const done = served.length;
-        if ((await fetch(`http://127.0.0.1:${r3Port}/ready`).then((r) => r.status, () => 0)) === 200) return;
+        if (
+          (await fetch(`http://127.0.0.1:${r3Port}/ready`).then(
+            (r) => r.status,
+            () => 0,
+          )) === 200
+        )
+          return;
         if (said !== null) heard.push(said);
         sentWhileLoading = count;
         servedWhileLoading = done;
@@ -377,7 +419,10 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     assert.ok(servedWhileLoading > 0, "no request was answered while r3 loaded");
     assert.ok(!served.slice(0, servedWhileLoading).includes("r3"), `served while loading by ${served}`);
     assert.equal(sentWhileLoading, before, "HAProxy sent r3 a request while it loaded");
-    assert.ok(heard.every((x) => x === "drain\n"), `agent said ${heard}`);
+    assert.ok(
+      heard.every((x) => x === "drain\n"),
+      `agent said ${heard}`,
+    );
     await waitForServers(haproxy!, (st) => st.filter((x) => x.server === "r3").every((x) => x.status === "UP"), "r3 back UP");
     // Back in rotation: keys whose hash points at it land there again.
     const again: string[] = [];
@@ -390,14 +435,22 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
 
   test("a replica whose engine worker dies gets no new requests while the model reloads", async () => {
     // kill -9 of r3's engine worker only: the front restarts it and reloads the model, its agent saying drain meanwhile.
-    const worker = Number(execFileSync("ps", ["-o", "pid=", "--ppid", String(r3!.pid)], { encoding: "utf8" }).trim().split(/\s+/)[0]);
+    const worker = Number(
+      execFileSync("ps", ["-o", "pid=", "--ppid", String(r3!.pid)], { encoding: "utf8" })
+        .trim()
+        .split(/\s+/)[0],
+    );
     assert.ok(worker > 0, "r3 has an engine worker");
     process.kill(worker, "SIGKILL");
     await waitForServers(haproxy!, (st) => st.filter((x) => x.server === "r3").every((x) => !x.status.startsWith("UP")), "r3 out of rotation while it reloads");
     const sent = async () => (await haproxy!.stats()).filter((x) => x.server === "r3").reduce((n, x) => n + x.total, 0);
     const before = await sent();
     const served: string[] = [];
-    const ready = () => fetch(`${r3!.url}/ready`).then((r) => r.status === 200, () => false);
+    const ready = () =>
+      fetch(`${r3!.url}/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
     let reloaded = false;
     for (let i = 0; !reloaded; i++) {
       assert.ok(i < 200, "r3 did not reload its model");
@@ -427,20 +480,31 @@ describe("HAProxy in front of three llamux replicas", { skip }, () => {
     const slow = net.connect(port, "127.0.0.1");
     await new Promise<void>((resolve) => slow.once("connect", () => resolve()));
     slow.on("error", () => undefined);
-    slow.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${KEY}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{`);
+    slow.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${KEY}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{`,
+    );
     await new Promise((r) => setTimeout(r, 100));
     const closing = r2!.close();
     try {
       assert.equal(await askAgent(r2!.srv.agentPort!), "drain\n");
-      await waitForServers(haproxy!, (s) => s.filter((x) => x.server === "r2").every((x) => x.status.startsWith("DRAIN") || x.status.startsWith("DOWN") || x.status.startsWith("NOLB")), "r2 out of rotation");
+      await waitForServers(
+        haproxy!,
+        (s) => s.filter((x) => x.server === "r2").every((x) => x.status.startsWith("DRAIN") || x.status.startsWith("DOWN") || x.status.startsWith("NOLB")),
+        "r2 out of rotation",
+      );
       const mid = await haproxy!.stats();
       const chats = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => conversation(client, "chat", `after-drain-${i}`));
       const results = await Promise.all([
         ...chats.map((c) => c.next(say(0))),
-        ...[0, 1, 2, 3].map(async () => (await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 4 }).withResponse()).response.headers.get(REPLICA_HEADER)),
+        ...[0, 1, 2, 3].map(async () =>
+          (await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 4 }).withResponse()).response.headers.get(REPLICA_HEADER),
+        ),
       ]);
       const replicas = results.map((r) => (typeof r === "string" || r === null ? r : r.replica));
-      assert.ok(replicas.every((r) => r === "r1" || r === "r3"), `served by ${replicas}`);
+      assert.ok(
+        replicas.every((r) => r === "r1" || r === "r3"),
+        `served by ${replicas}`,
+      );
       assert.equal(sent(await haproxy!.stats(), "r2"), sent(mid, "r2"), "HAProxy sent r2 a request while it drained");
       assert.ok(sent(mid, "r2") >= sent(before, "r2"));
       // The conversation placed on r2 continues elsewhere: HAProxy skips the

@@ -19,7 +19,9 @@ const TENANT = "console-acme";
 let t: TestServer;
 before(async () => {
   // A price of $1 an input token and $2 an output token makes the cost an exact whole number of dollars.
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128", "--price", JSON.stringify({ input: 1e6, output: 2e6 })], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
+  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128", "--price", JSON.stringify({ input: 1e6, output: 2e6 })], {
+    env: { LLAMUX_ADMIN_KEY: ADMIN_KEY },
+  });
 });
 after(async () => {
   await t?.close();
@@ -166,7 +168,18 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     await card.locator(".badge.state-ready").waitFor();
     // Two slots, as configured; from the second scrape on, the sparklines draw a line.
     assert.equal(await card.locator("svg.slots rect.slot").count(), 2);
-    await waitFor(async () => /L/.test((await card.locator("svg.sparkline path").first().getAttribute("d").catch(() => null)) ?? ""), 20_000, "a sparkline's line");
+    await waitFor(
+      async () =>
+        /L/.test(
+          (await card
+            .locator("svg.sparkline path")
+            .first()
+            .getAttribute("d")
+            .catch(() => null)) ?? "",
+        ),
+      20_000,
+      "a sparkline's line",
+    );
     assert.equal(await card.locator("svg.sparkline").count(), 2);
     await shoot("models");
   });
@@ -178,7 +191,11 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     await page.locator("#create-tenant button[type=submit]").click();
     const row = page.locator(`#tenants tr[data-tenant="${TENANT}"]`);
     await row.waitFor();
-    assert.equal(((await adminGet(`/admin/tenants/${TENANT}`).then((r) => r.json())) as any).limits.tokensPerDay, 100000, "the API has the tenant with its limit");
+    assert.equal(
+      ((await adminGet(`/admin/tenants/${TENANT}`).then((r) => r.json())) as any).limits.tokensPerDay,
+      100000,
+      "the API has the tenant with its limit",
+    );
     await page.locator(`section[data-keys-of="${TENANT}"]`).waitFor();
     await page.locator("#create-key input[name=name]").fill("from-the-console");
     await page.locator("#create-key button[type=submit]").click();
@@ -204,10 +221,15 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     await untilText(cell, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens on its row");
     const today = `#tenants tr[data-tenant="${TENANT}"] [data-field=tokens-today]`;
     // Below 1000 tokens the cell shows the exact number.
-    await untilText(today, (s) => s === String(served.prompt_tokens + served.completion_tokens), "the tenant's tokens today", async () => {
-      await page.locator("nav a", { hasText: "Models" }).click();
-      await page.locator("nav a", { hasText: "Tenants" }).click();
-    });
+    await untilText(
+      today,
+      (s) => s === String(served.prompt_tokens + served.completion_tokens),
+      "the tenant's tokens today",
+      async () => {
+        await page.locator("nav a", { hasText: "Models" }).click();
+        await page.locator("nav a", { hasText: "Tenants" }).click();
+      },
+    );
     await page.locator(`#tenants tr[data-tenant="${TENANT}"] button`, { hasText: "Keys" }).click();
     await page.locator(`#keys tr[data-key="${keyId}"]`).waitFor();
     await shoot("tenants");
@@ -217,13 +239,23 @@ describe("console: in chromium", skipWithoutChromium(), () => {
     await page.locator("nav a", { hasText: "Usage" }).click();
     await page.locator("button[data-width='1m']").click();
     const row = `#usage-table tr[data-tenant="${TENANT}"]`;
-    await untilText(`${row} [data-field=requests]`, (s) => s === "1", "the request in the usage table", () => page.locator("#usage-refresh").click());
+    await untilText(
+      `${row} [data-field=requests]`,
+      (s) => s === "1",
+      "the request in the usage table",
+      () => page.locator("#usage-refresh").click(),
+    );
     assert.equal(await text(`${row} [data-field=input]`), String(served.prompt_tokens));
     assert.equal(await text(`${row} [data-field=output]`), String(served.completion_tokens));
     assert.ok((await page.locator("#usage-tokens svg.bars rect[data-series]").count()) > 0, "the tokens chart has bars");
     assert.ok((await page.locator(`#usage-requests svg.bars rect[data-series="${TENANT}"]`).count()) > 0, "the requests chart has the tenant's bar");
     const cost = `$${(served.prompt_tokens + 2 * served.completion_tokens).toFixed(2)} USD`;
-    await untilText("#costs h3", (s) => s.endsWith(cost), "the request's cost in the costs chart", () => page.locator("#usage-refresh").click());
+    await untilText(
+      "#costs h3",
+      (s) => s.endsWith(cost),
+      "the request's cost in the costs chart",
+      () => page.locator("#usage-refresh").click(),
+    );
     assert.ok((await page.locator(`#costs svg.bars rect[data-series="${TENANT}"]`).count()) > 0, "the costs chart has the tenant's bar");
     await shoot("usage");
   });

@@ -23,7 +23,12 @@ export interface ReplicaProcess {
  * /ready answers 200. `whileLoading` runs every 20 ms until then (e.g. to ask
  * the agent what it says meanwhile).
  */
-export async function startReplicaProcess(port: number, args: readonly string[], env: Record<string, string>, whileLoading?: () => Promise<void>): Promise<ReplicaProcess> {
+export async function startReplicaProcess(
+  port: number,
+  args: readonly string[],
+  env: Record<string, string>,
+  whileLoading?: () => Promise<void>,
+): Promise<ReplicaProcess> {
   const child: ChildProcess = spawn(process.execPath, [CLI, "serve", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warn", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     detached: true,
@@ -53,7 +58,10 @@ export async function startReplicaProcess(port: number, args: readonly string[],
   const deadline = Date.now() + 120_000;
   for (;;) {
     if (gone) throw new Error(`llamux serve exited before it was ready: ${stderr}`);
-    const ready = await fetch(`${url}/ready`).then((r) => r.status === 200, () => false);
+    const ready = await fetch(`${url}/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready) break;
     if (Date.now() > deadline) {
       await stop();

@@ -34,7 +34,20 @@ before(async () => {
     keys: ["${hashApiKey(KEYS.unlimited)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer([
+    "--model",
+    MODELS.stories260K,
+    "--threads",
+    "1",
+    "--slots",
+    "1",
+    "--ctx-per-slot",
+    "2048",
+    "--tenants",
+    tenantsFile,
+    "--data-dir",
+    path.join(dir, "data"),
+  ]);
 });
 after(async () => {
   await t?.close();

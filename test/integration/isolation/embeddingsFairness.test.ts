@@ -39,7 +39,20 @@ before(async () => {
     keys: ["${hashApiKey(KEYS.budget)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "2", "--ctx-per-slot", String(CTX), "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer([
+    "--model",
+    MODELS.stories260K,
+    "--threads",
+    "1",
+    "--slots",
+    "2",
+    "--ctx-per-slot",
+    String(CTX),
+    "--tenants",
+    tenantsFile,
+    "--data-dir",
+    path.join(dir, "data"),
+  ]);
 });
 after(async () => {
   await t?.close();
@@ -78,7 +91,10 @@ describe("embeddings next to generation", () => {
     const baselineMs = median([await completionMs(), await completionMs(), await completionMs()]);
     let embeddedAtMs: number | null = null;
     const started = performance.now();
-    const big = embed(KEYS.embedder, Array.from({ length: 128 }, (_, i) => tokens(CTX, i))).then(async (res) => {
+    const big = embed(
+      KEYS.embedder,
+      Array.from({ length: 128 }, (_, i) => tokens(CTX, i)),
+    ).then(async (res) => {
       embeddedAtMs = performance.now() - started;
       return res;
     });
@@ -92,14 +108,23 @@ describe("embeddings next to generation", () => {
     assert.equal(body.data.length, 128);
     assert.equal(body.usage.prompt_tokens, 128 * CTX);
     // Meaningful only if the embeddings were still running while the completions ran.
-    assert.ok(embeddedAtMs === null || embeddedAtMs > 300 + during.reduce((a, b) => a + b, 0) * 0.5, `embeddings finished at ${embeddedAtMs} ms, completions took ${during}`);
+    assert.ok(
+      embeddedAtMs === null || embeddedAtMs > 300 + during.reduce((a, b) => a + b, 0) * 0.5,
+      `embeddings finished at ${embeddedAtMs} ms, completions took ${during}`,
+    );
     const bound = 4 * baselineMs + 1000;
-    assert.ok(duringMs <= bound, `completion took ${duringMs.toFixed(0)} ms during the embeddings, ${baselineMs.toFixed(0)} ms alone (bound ${bound.toFixed(0)} ms)`);
+    assert.ok(
+      duringMs <= bound,
+      `completion took ${duringMs.toFixed(0)} ms during the embeddings, ${baselineMs.toFixed(0)} ms alone (bound ${bound.toFixed(0)} ms)`,
+    );
   });
 
   test("a request of more than 300,000 tokens in all is refused before any is embedded", async () => {
     // 2,048 inputs of 150 tokens: 307,200 tokens, each input within the context.
-    const res = await embed(KEYS.embedder, Array.from({ length: 2048 }, (_, i) => tokens(150, i)));
+    const res = await embed(
+      KEYS.embedder,
+      Array.from({ length: 2048 }, (_, i) => tokens(150, i)),
+    );
     assert.equal(res.status, 400);
     const body = (await res.json()) as { error: { param: string; message: string } };
     assert.equal(body.error.param, "input");

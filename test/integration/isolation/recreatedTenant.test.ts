@@ -27,7 +27,9 @@ let t: TestServer;
 before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-recreated-test-"));
   // One slot: every other tenant's request evicts acme's cache, saving it to disk.
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "256", "--data-dir", dataDir], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
+  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "256", "--data-dir", dataDir], {
+    env: { LLAMUX_ADMIN_KEY: ADMIN_KEY },
+  });
 });
 after(async () => {
   await t?.close();
@@ -78,7 +80,10 @@ describe("a tenant re-created under a deleted tenant's id", () => {
 
     await admin("DELETE", "/tenants/acme");
     await waitFor(() => acmeStates().length === 0, 10_000, "the deleted tenant's state files to be deleted");
-    assert.ok(savedStateTenants().some((tenant) => tenant.startsWith("other")), "other tenants' states are kept");
+    assert.ok(
+      savedStateTenants().some((tenant) => tenant.startsWith("other")),
+      "other tenants' states are kept",
+    );
 
     const newKey = await tenantWithKey("acme");
     assert.equal(await cachedTokens(newKey, IN_SLOT), 0, "nothing from the old acme's slot");

@@ -45,7 +45,20 @@ before(async () => {
     keys: ["${hashApiKey(KEYS.seq)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.tinyRandom, "--threads", "1", "--slots", "4", "--ctx-per-slot", "512", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer([
+    "--model",
+    MODELS.tinyRandom,
+    "--threads",
+    "1",
+    "--slots",
+    "4",
+    "--ctx-per-slot",
+    "512",
+    "--tenants",
+    tenantsFile,
+    "--data-dir",
+    path.join(dir, "data"),
+  ]);
 });
 after(async () => {
   await t?.close();

@@ -36,7 +36,20 @@ before(async () => {
 `,
   );
   // 16 slots for the stalled stream's choices, 2 more for the other tenant.
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "18", "--ctx-per-slot", "2048", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")]);
+  t = await startTestServer([
+    "--model",
+    MODELS.stories260K,
+    "--threads",
+    "1",
+    "--slots",
+    "18",
+    "--ctx-per-slot",
+    "2048",
+    "--tenants",
+    tenantsFile,
+    "--data-dir",
+    path.join(dir, "data"),
+  ]);
 });
 after(async () => {
   await t?.close();
@@ -48,7 +61,16 @@ function unreadStream(): net.Socket {
   const url = new URL(t.url);
   // 20 top logprobs a token make each frame about 2 KB, so the kernel's socket
   // buffers (about 4 MB on loopback) fill after a hundred-odd tokens a choice.
-  const body = JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], n: 16, max_tokens: 2000, ignore_eos: true, stream: true, logprobs: true, top_logprobs: 20 });
+  const body = JSON.stringify({
+    model: t.modelId,
+    messages: [{ role: "user", content: "Once upon a time" }],
+    n: 16,
+    max_tokens: 2000,
+    ignore_eos: true,
+    stream: true,
+    logprobs: true,
+    top_logprobs: 20,
+  });
   const socket = net.connect({ host: url.hostname, port: Number(url.port) });
   socket.pause(); // nothing is ever read: the kernel buffers fill, then the server's writes wait
   socket.write(
@@ -63,7 +85,8 @@ const MiB = 1024 * 1024;
 describe("a client that stops reading an n=16 stream", () => {
   test("is paused: the engine stops generating for it, front memory stays bounded, and another tenant is served", async () => {
     const victim = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: KEYS.victim, maxRetries: 0, timeout: 60_000 });
-    const chat = () => victim.completions.create({ model: t.modelId, prompt: "The cat", max_tokens: 32, ignore_eos: true } as never) as Promise<OpenAI.Completion>;
+    const chat = () =>
+      victim.completions.create({ model: t.modelId, prompt: "The cat", max_tokens: 32, ignore_eos: true } as never) as Promise<OpenAI.Completion>;
     await chat(); // warm
     global.gc?.();
     const baseline = process.memoryUsage();
@@ -75,7 +98,10 @@ describe("a client that stops reading an n=16 stream", () => {
       const deadline = Date.now() + 300_000;
       let stats = (await t.srv.engine.stats())!;
       while ((stats.paused ?? 0) < 16) {
-        assert.ok(Date.now() < deadline, `the 16 choices were not paused in time (paused ${stats.paused}, running ${stats.running}, decoded ${stats.decodedTokens})`);
+        assert.ok(
+          Date.now() < deadline,
+          `the 16 choices were not paused in time (paused ${stats.paused}, running ${stats.running}, decoded ${stats.decodedTokens})`,
+        );
         assert.ok(stats.running >= 16 || stats.decodedTokens - baselineDecoded < 16, `the unread choices must not end (running ${stats.running})`);
         await sleep(250);
         stats = (await t.srv.engine.stats())!;

@@ -115,13 +115,11 @@ describe("several models", () => {
 
   test("models run in their own workers: streams on two models at once both complete", async () => {
     const stream = (model: string) =>
-      t.client.chat.completions
-        .create({ model, messages, max_tokens: 24, ignore_eos: true, stream: true } as never)
-        .then(async (s) => {
-          let chunks = 0;
-          for await (const c of s as unknown as AsyncIterable<{ choices: unknown[] }>) if (c.choices.length > 0) chunks++;
-          return chunks;
-        });
+      t.client.chat.completions.create({ model, messages, max_tokens: 24, ignore_eos: true, stream: true } as never).then(async (s) => {
+        let chunks = 0;
+        for await (const c of s as unknown as AsyncIterable<{ choices: unknown[] }>) if (c.choices.length > 0) chunks++;
+        return chunks;
+      });
     const [a, b, c] = await Promise.all([stream("story"), stream("random"), stream("small")]);
     for (const n of [a, b, c]) assert.ok(n >= 24, `every stream delivered its tokens (${n} chunks)`);
     const pids = new Set(t.srv.models.all.filter((m) => m.loadError === null).map((m) => m.engine.pid));

@@ -22,7 +22,10 @@ describe("synthetic tiny model", () => {
     const fractions: number[] = [];
     made = await makeSyntheticModel({ preset: "tiny", outPath: path.join(tmp, "a.gguf"), seed: 0, onProgress: (f) => fractions.push(f) });
     assert.equal(fractions.at(-1), 1);
-    assert.ok(fractions.every((f, i) => i === 0 || f >= fractions[i - 1]!), "progress only grows");
+    assert.ok(
+      fractions.every((f, i) => i === 0 || f >= fractions[i - 1]!),
+      "progress only grows",
+    );
   });
 
   test("the same seed gives the same bytes; another seed other weights", async () => {

@@ -13,8 +13,18 @@ import { MODELS, startTestServer, waitFor, type TestServer } from "../helpers/se
 const HEADERS_TIMEOUT_MS = 1000;
 const REQUEST_TIMEOUT_MS = 1500;
 const ARGS = [
-  "--model", MODELS.stories260K, "--slots", "1", "--ctx-per-slot", "16384",
-  "--headers-timeout-ms", String(HEADERS_TIMEOUT_MS), "--request-timeout-ms", String(REQUEST_TIMEOUT_MS), "--keep-alive-timeout-ms", "500",
+  "--model",
+  MODELS.stories260K,
+  "--slots",
+  "1",
+  "--ctx-per-slot",
+  "16384",
+  "--headers-timeout-ms",
+  String(HEADERS_TIMEOUT_MS),
+  "--request-timeout-ms",
+  String(REQUEST_TIMEOUT_MS),
+  "--keep-alive-timeout-ms",
+  "500",
 ];
 // Ample time for the server to act on any deadline above; a hang fails the test instead of blocking it.
 const CLOSE_WITHIN_MS = 20_000;
@@ -89,7 +99,9 @@ describe("connection deadlines", () => {
     const raw = await connect(t.url);
     try {
       const body = JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "x".repeat(400) }], max_tokens: 1 });
-      raw.socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      raw.socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`,
+      );
       const startedAt = Date.now();
       const sentAll = await trickle(raw, body, 250);
       assert.equal(sentAll, false, "the server closed the connection before the body was complete");
@@ -149,9 +161,15 @@ describe("idle sockets", () => {
       });
       assert.equal(res.status, 200);
       await res.arrayBuffer();
-      assert.ok(idle.every((r) => !r.isClosed()), "the idle sockets were all open while the request was served");
+      assert.ok(
+        idle.every((r) => !r.isClosed()),
+        "the idle sockets were all open while the request was served",
+      );
       await Promise.all(idle.map((r) => closedWithin(r, CLOSE_WITHIN_MS, "idle socket")));
-      assert.ok(idle.every((r) => /^HTTP\/1\.1 408 /.test(r.received())), "each was closed by the server with 408");
+      assert.ok(
+        idle.every((r) => /^HTTP\/1\.1 408 /.test(r.received())),
+        "each was closed by the server with 408",
+      );
     } finally {
       for (const r of idle.reverse()) r.socket.destroy();
     }

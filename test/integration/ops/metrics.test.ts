@@ -25,7 +25,12 @@ const allGenerations = (s: Sample[]) => sumOf(s, "llamux_generations_total");
 describe("generation metrics", () => {
   test("a non-streamed chat cut by max_tokens counts once as ok/length, its prefill inside its TTFT", async () => {
     const before = await scrape(t.url);
-    const r = await t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 3, ignore_eos: true } as never);
+    const r = await t.client.chat.completions.create({
+      model: t.modelId,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      max_tokens: 3,
+      ignore_eos: true,
+    } as never);
     assert.equal(r.choices[0]!.finish_reason, "length");
     const after = await scrape(t.url);
     assert.equal(generations(after, "ok", "length") - generations(before, "ok", "length"), 1);
@@ -61,7 +66,14 @@ describe("generation metrics", () => {
 
   test("a streamed completion that hits its stop string counts as ok/stop", async () => {
     const before = await scrape(t.url);
-    const stream = await t.client.completions.create({ model: t.modelId, prompt: "Once upon a time", max_tokens: 200, temperature: 0, stop: ["."], stream: true });
+    const stream = await t.client.completions.create({
+      model: t.modelId,
+      prompt: "Once upon a time",
+      max_tokens: 200,
+      temperature: 0,
+      stop: ["."],
+      stream: true,
+    });
     const finishes: string[] = [];
     for await (const chunk of stream) {
       for (const c of chunk.choices) if (c.finish_reason) finishes.push(c.finish_reason);
@@ -76,7 +88,10 @@ describe("generation metrics", () => {
   test("a completion of two prompts counts two generations and two prefills", async () => {
     const before = await scrape(t.url);
     const r = await t.client.completions.create({ model: t.modelId, prompt: ["Once upon a time", "The dog"], max_tokens: 2, ignore_eos: true } as never);
-    assert.deepEqual(r.choices.map((c) => c.finish_reason), ["length", "length"]);
+    assert.deepEqual(
+      r.choices.map((c) => c.finish_reason),
+      ["length", "length"],
+    );
     const after = await scrape(t.url);
     assert.equal(generations(after, "ok", "length") - generations(before, "ok", "length"), 2);
     assert.equal(sumOf(after, "llamux_prefill_seconds_count") - sumOf(before, "llamux_prefill_seconds_count"), 2);
@@ -105,7 +120,11 @@ describe("generation metrics", () => {
     ac.abort();
     await reader.cancel().catch(() => undefined);
     let now: Sample[] = before;
-    await waitFor(async () => generations((now = await scrape(t.url)), "cancelled", "none") - generations(before, "cancelled", "none") === 1, 10_000, "the cancel to be counted");
+    await waitFor(
+      async () => generations((now = await scrape(t.url)), "cancelled", "none") - generations(before, "cancelled", "none") === 1,
+      10_000,
+      "the cancel to be counted",
+    );
     assert.equal(allGenerations(now) - allGenerations(before), 1, "counted once, not also as ok");
     // The slot is free again: the cancel reached the engine.
     await waitFor(async () => sumOf(await scrape(t.url), "llamux_requests_running") === 0, 10_000, "the slot to be released");
@@ -162,7 +181,11 @@ describe("bounded /metrics", () => {
     const beforeText = await (await fetch(`${t.url}/metrics`)).text();
     const N = 1000;
     for (let i = 0; i < N; i += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${t.url}${(i + j) % 2 ? "/v1" : ""}/unknown-${i + j}/x`, { method: (i + j) % 2 ? "POST" : "GET" }).then((r) => r.arrayBuffer())));
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) =>
+          fetch(`${t.url}${(i + j) % 2 ? "/v1" : ""}/unknown-${i + j}/x`, { method: (i + j) % 2 ? "POST" : "GET" }).then((r) => r.arrayBuffer()),
+        ),
+      );
     }
     const afterText = await (await fetch(`${t.url}/metrics`)).text();
     const grown = [...seriesOf(parseMetrics(afterText))].filter((k) => !seriesOf(parseMetrics(beforeText)).has(k));
@@ -173,10 +196,15 @@ describe("bounded /metrics", () => {
   });
 
   test("scrapes in parallel all succeed, and a generation is still served", async () => {
-    const texts = await Promise.all(Array.from({ length: 20 }, () => fetch(`${t.url}/metrics`).then(async (r) => ({ status: r.status, text: await r.text() }))));
+    const texts = await Promise.all(
+      Array.from({ length: 20 }, () => fetch(`${t.url}/metrics`).then(async (r) => ({ status: r.status, text: await r.text() }))),
+    );
     for (const r of texts) {
       assert.equal(r.status, 200);
-      assert.ok(parseMetrics(r.text).some((s) => s.name === "llamux_slots_idle"), "each answer is a whole exposition");
+      assert.ok(
+        parseMetrics(r.text).some((s) => s.name === "llamux_slots_idle"),
+        "each answer is a whole exposition",
+      );
     }
     const r = await t.client.completions.create({ model: t.modelId, prompt: "Once", max_tokens: 2 });
     assert.equal(r.choices.length, 1);

@@ -95,7 +95,10 @@ describe("server-wide queue bound", () => {
       assert.equal(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 3);
       // Every place was given back: two requests may be in (one running, one waiting) again.
       const again = await Promise.all([post(t.url, chat(false)), post(t.url, chat(false))]);
-      assert.deepEqual(again.map((r) => r.status), [200, 200]);
+      assert.deepEqual(
+        again.map((r) => r.status),
+        [200, 200],
+      );
       await Promise.all(again.map((r) => r.arrayBuffer()));
     } finally {
       waiterAbort.abort();
@@ -114,7 +117,11 @@ describe("server-wide queue bound", () => {
       leaver.abort();
       assert.ok((await left) instanceof Error);
       await waitFor(async () => (await t.srv.engine.stats())?.waiting === 0, 10_000, "the engine to drop it");
-      await waitFor(async () => sumOf(await scrape(t.url), "llamux_requests_total", { endpoint: "/v1/chat", status: "499" }) === 1, 10_000, "the server to see the client leave");
+      await waitFor(
+        async () => sumOf(await scrape(t.url), "llamux_requests_total", { endpoint: "/v1/chat", status: "499" }) === 1,
+        10_000,
+        "the server to see the client leave",
+      );
       // With --max-queued 1 this one may wait only if the leaver's place was freed.
       const next = post(t.url, chat(false), nextAbort.signal);
       await waitFor(async () => (await t.srv.engine.stats())?.waiting === 1, 10_000, "the next request to wait, not be refused");

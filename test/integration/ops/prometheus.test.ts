@@ -116,7 +116,9 @@ const binary = findPrometheus();
 const missing = "prometheus is not installed (apt-get install prometheus; .ci/run does it)";
 
 describe("Prometheus scraping llamux", () => {
-  test("PromQL over the scraped metrics gives back the tokens and finishes the responses reported", { skip: !binary && !process.env.CI ? `${missing}: skipped outside CI` : false }, async () => {
+  test("PromQL over the scraped metrics gives back the tokens and finishes the responses reported", {
+    skip: !binary && !process.env.CI ? `${missing}: skipped outside CI` : false,
+  }, async () => {
     assert.ok(binary, `${missing}, and CI must run this test`);
     const t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256"], { env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
     try {

@@ -87,7 +87,11 @@ describe("llamux serve lifecycle", () => {
       assert.equal((await fetch(`${url}/health`)).status, 200);
       const early = await fetch(`${url}/v1/models`);
       const listed = ((await early.json()) as { data: Array<{ id: string; meta: Record<string, unknown> }> }).data;
-      assert.deepEqual(listed.map((m) => [m.id, m.meta]), [["never-loads", { state: "loading" }]], "configured, listed, not loaded: no details yet");
+      assert.deepEqual(
+        listed.map((m) => [m.id, m.meta]),
+        [["never-loads", { state: "loading" }]],
+        "configured, listed, not loaded: no details yet",
+      );
       const asked = await fetch(`${url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -154,10 +158,14 @@ describe("llamux serve lifecycle", () => {
 
       s.child.kill("SIGTERM");
       const termAt = performance.now();
-      await waitFor(async () => {
-        const r = await fetch(`${url}/ready`).catch(() => null);
-        return r !== null && r.status === 503 && ((await r.json()) as { status: string }).status === "draining";
-      }, 30_000, "/ready to say draining");
+      await waitFor(
+        async () => {
+          const r = await fetch(`${url}/ready`).catch(() => null);
+          return r !== null && r.status === 503 && ((await r.json()) as { status: string }).status === "draining";
+        },
+        30_000,
+        "/ready to say draining",
+      );
       const framesAtTerm = frameTimes.filter((at) => at <= termAt).length;
       await waitFor(() => frameTimes.length > framesAtTerm + 5, 30_000, "the stream to run on while draining");
 

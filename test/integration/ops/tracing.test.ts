@@ -30,10 +30,29 @@ const B =
   "Tom had a big red ball. He liked to kick it high in the sky, and every day he ran to the park to play with it. " +
   "The cat sat on the mat and looked at the bird in the tree. The bird sang a song, and the cat fell asleep in the warm sun.";
 
-interface OtlpValue { stringValue?: string; intValue?: string | number; boolValue?: boolean; arrayValue?: { values: OtlpValue[] } }
-interface OtlpSpan { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; startTimeUnixNano: string; endTimeUnixNano: string; attributes: Array<{ key: string; value: OtlpValue }> }
-interface OtlpSpanStatus { code?: number }
-interface Received { resource: Record<string, unknown>; span: OtlpSpan & { status?: OtlpSpanStatus } }
+interface OtlpValue {
+  stringValue?: string;
+  intValue?: string | number;
+  boolValue?: boolean;
+  arrayValue?: { values: OtlpValue[] };
+}
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  attributes: Array<{ key: string; value: OtlpValue }>;
+}
+interface OtlpSpanStatus {
+  code?: number;
+}
+interface Received {
+  resource: Record<string, unknown>;
+  span: OtlpSpan & { status?: OtlpSpanStatus };
+}
 
 const SPAN_KIND_SERVER = 2;
 const STATUS_ERROR = 2;
@@ -60,7 +79,9 @@ before(async () => {
     req.on("data", (d: Buffer) => (body += d.toString()));
     req.on("end", () => {
       if (req.url === "/v1/traces") {
-        const doc = JSON.parse(body) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: OtlpValue }> }; scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
+        const doc = JSON.parse(body) as {
+          resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: OtlpValue }> }; scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+        };
         for (const rs of doc.resourceSpans) {
           const resource = Object.fromEntries(rs.resource.attributes.map((a) => [a.key, plain(a.value)]));
           for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ resource, span });
@@ -79,7 +100,10 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-tracing-test-"));
   const tenants = path.join(dir, "tenants.yaml");
   fs.writeFileSync(tenants, `tenants:\n  - id: acme\n    keys: ["${hashApiKey(KEY)}"]\n`);
-  t = await startTestServer(["--model", MODELS.tinyStories656K, "--slots", "1", "--ctx-per-slot", "256", "--threads", "1", "--tenants", tenants], { log, apiKey: KEY });
+  t = await startTestServer(["--model", MODELS.tinyStories656K, "--slots", "1", "--ctx-per-slot", "256", "--threads", "1", "--tenants", tenants], {
+    log,
+    apiKey: KEY,
+  });
 });
 after(async () => {
   await t?.close();
@@ -92,7 +116,11 @@ after(async () => {
 function tracedClient(apiKey = KEY): { client: OpenAI; traceId: string; callerSpan: string } {
   const traceId = randomBytes(16).toString("hex");
   const callerSpan = randomBytes(8).toString("hex");
-  return { client: new OpenAI({ baseURL: `${t.url}/v1`, apiKey, maxRetries: 0, defaultHeaders: { traceparent: `00-${traceId}-${callerSpan}-01` } }), traceId, callerSpan };
+  return {
+    client: new OpenAI({ baseURL: `${t.url}/v1`, apiKey, maxRetries: 0, defaultHeaders: { traceparent: `00-${traceId}-${callerSpan}-01` } }),
+    traceId,
+    callerSpan,
+  };
 }
 const ofTrace = (traceId: string) => received.filter((x) => x.span.traceId === traceId);
 const serverSpan = (traceId: string) => ofTrace(traceId).find((x) => x.span.kind === SPAN_KIND_SERVER)?.span;
@@ -101,7 +129,12 @@ const named = (traceId: string, name: string) => ofTrace(traceId).filter((x) => 
 describe("OpenTelemetry tracing", () => {
   test("a request's front and worker spans share the caller's trace, with GenAI attributes equal to the usage returned", async () => {
     const { client, traceId, callerSpan } = tracedClient();
-    const r = await client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 6, temperature: 0 });
+    const r = await client.chat.completions.create({
+      model: t.modelId,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      max_tokens: 6,
+      temperature: 0,
+    });
     const usage = r.usage!;
     await waitFor(() => named(traceId, "llamux.engine.decode").length > 0 && serverSpan(traceId) !== undefined, 15_000, "the trace's spans");
 
@@ -135,7 +168,11 @@ describe("OpenTelemetry tracing", () => {
     assert.ok(ns(auth.span, "endTimeUnixNano") <= ns(quota.span, "startTimeUnixNano"), "authenticated before the quota is asked");
 
     const engine = ofTrace(traceId).filter((x) => x.resource["llamux.component"] === "engine");
-    assert.deepEqual(engine.map((x) => x.span.name).sort(), ["llamux.engine.decode", "llamux.engine.prefill", "llamux.engine.wait_for_slot"], "no KV save or restore: the slot was empty");
+    assert.deepEqual(
+      engine.map((x) => x.span.name).sort(),
+      ["llamux.engine.decode", "llamux.engine.prefill", "llamux.engine.wait_for_slot"],
+      "no KV save or restore: the slot was empty",
+    );
     for (const e of engine) assert.equal(e.span.parentSpanId, server.span.spanId, `${e.span.name} is a child of the front's span, across the process boundary`);
     const byName = Object.fromEntries(engine.map((e) => [e.span.name, e.span]));
     assert.equal(attrs(byName["llamux.engine.prefill"]!)["gen_ai.usage.input_tokens"], usage.prompt_tokens);
@@ -151,7 +188,10 @@ describe("OpenTelemetry tracing", () => {
   test("a refused key is an authentication span with the reason and an error status, and the key appears in no span", async () => {
     const wrong = "lmx-wrongWrongWrongWrongWrongWrongWrong0009";
     const { client, traceId } = tracedClient(wrong);
-    await assert.rejects(client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Hi" }], max_tokens: 2 }), OpenAI.AuthenticationError);
+    await assert.rejects(
+      client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Hi" }], max_tokens: 2 }),
+      OpenAI.AuthenticationError,
+    );
     await waitFor(() => named(traceId, "llamux.authenticate").length > 0 && serverSpan(traceId) !== undefined, 15_000, "the refused request's spans");
     const [auth] = named(traceId, "llamux.authenticate");
     assert.equal(auth!.span.parentSpanId, serverSpan(traceId)!.spanId);
@@ -173,7 +213,15 @@ describe("OpenTelemetry tracing", () => {
     // A's continuation is served from A's saved state.
     const c = tracedClient();
     const cont = await complete(c.client, `${A}${first.choices[0]!.text} Then`);
-    await waitFor(() => named(b.traceId, "llamux.engine.decode").length > 0 && named(c.traceId, "llamux.engine.decode").length > 0 && !!serverSpan(b.traceId) && !!serverSpan(c.traceId), 15_000, "both traces");
+    await waitFor(
+      () =>
+        named(b.traceId, "llamux.engine.decode").length > 0 &&
+        named(c.traceId, "llamux.engine.decode").length > 0 &&
+        !!serverSpan(b.traceId) &&
+        !!serverSpan(c.traceId),
+      15_000,
+      "both traces",
+    );
 
     const [save] = named(b.traceId, "llamux.engine.kv_save");
     assert.ok(save, "B's trace has the save of A's state");
@@ -184,7 +232,10 @@ describe("OpenTelemetry tracing", () => {
     assert.ok(Number(sa["llamux.kv.state.bytes"]) > 0);
     // A's prompt and its completion, but for the last token sampled (never evaluated into the cache).
     const savedTokens = Number(sa["llamux.kv.state.tokens"]);
-    assert.ok(savedTokens >= first.usage!.prompt_tokens && savedTokens <= first.usage!.prompt_tokens + first.usage!.completion_tokens, `${savedTokens} tokens saved`);
+    assert.ok(
+      savedTokens >= first.usage!.prompt_tokens && savedTokens <= first.usage!.prompt_tokens + first.usage!.completion_tokens,
+      `${savedTokens} tokens saved`,
+    );
 
     const [restore] = named(c.traceId, "llamux.engine.kv_restore");
     assert.ok(restore, "the continuation's trace has the restore");

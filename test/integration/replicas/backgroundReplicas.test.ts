@@ -77,12 +77,20 @@ describe("background responses across two replicas on one PostgreSQL", { skip: p
     const env = { LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY };
     [a, b] = await Promise.all([spawnReplica("A", serve(path.join(tmp, "a")), env), spawnReplica("B", serve(path.join(tmp, "b")), env)]);
     const admin = (path: string, body: unknown) =>
-      fetch(`${a!.url}/admin${path}`, { method: "POST", headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      fetch(`${a!.url}/admin${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     assert.equal((await admin("/tenants", { id: "acme" })).status, 201);
     const key = ((await (await admin("/tenants/acme/keys", { name: "ci" })).json()) as { key: string }).key;
     onA = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
     onB = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
-    await waitFor(async () => (await fetch(`${b!.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status === 200, 5000, "the key on replica B");
+    await waitFor(
+      async () => (await fetch(`${b!.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status === 200,
+      5000,
+      "the key on replica B",
+    );
   });
   after(async () => {
     await stopReplica(b);

@@ -80,7 +80,11 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
     const env = { LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY };
     [a, b] = await Promise.all([spawnReplica("A", serve(path.join(tmp, "a")), env), spawnReplica("B", serve(path.join(tmp, "b")), env)]);
     const admin = (p: string, body: unknown) =>
-      fetch(`${a!.url}/admin${p}`, { method: "POST", headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      fetch(`${a!.url}/admin${p}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     const keyFor = async (tenant: string) => {
       assert.equal((await admin("/tenants", { id: tenant })).status, 201);
       return ((await (await admin(`/tenants/${tenant}/keys`, { name: "ci" })).json()) as { key: string }).key;
@@ -90,7 +94,11 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
     onA = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
     onB = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
     otherOnB = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: otherKey, maxRetries: 0, timeout: 60_000 });
-    await waitFor(async () => (await fetch(`${b!.url}/v1/models`, { headers: { authorization: `Bearer ${otherKey}` } })).status === 200, 5000, "the keys on replica B");
+    await waitFor(
+      async () => (await fetch(`${b!.url}/v1/models`, { headers: { authorization: `Bearer ${otherKey}` } })).status === 200,
+      5000,
+      "the keys on replica B",
+    );
   });
   after(async () => {
     await stopReplica(b);
@@ -106,7 +114,11 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
     assert.deepEqual(await onB.files.retrieve(file.id), file);
     assert.equal(await (await onB.files.content(file.id)).text(), contents);
     assert.ok((await onB.files.list()).data.some((f) => f.id === file.id));
-    await assert.rejects(otherOnB.files.retrieve(file.id), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 404, "another tenant's file is a missing one");
+    await assert.rejects(
+      otherOnB.files.retrieve(file.id),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 404,
+      "another tenant's file is a missing one",
+    );
     assert.ok(!(await otherOnB.files.list()).data.some((f) => f.id === file.id));
 
     const created = await onA.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
@@ -163,9 +175,14 @@ describe("the Batch API across two replicas on one PostgreSQL", { skip: postgres
 
     const done = await until(onB, created.id, final);
     assert.equal(done.status, "completed");
-    const takeover = b!.output().split("\n").find((l) => l.includes("taking over a batch no live replica holds") && l.includes(created.id));
+    const takeover = b!
+      .output()
+      .split("\n")
+      .find((l) => l.includes("taking over a batch no live replica holds") && l.includes(created.id));
     assert.ok(takeover, "B says it took the batch over");
-    t.diagnostic(`B took the batch over ${(JSON.parse(takeover) as { time: number }).time - killedAt} ms after the kill; A had recorded ${recordedByA} of ${ids.length} lines`);
+    t.diagnostic(
+      `B took the batch over ${(JSON.parse(takeover) as { time: number }).time - killedAt} ms after the kill; A had recorded ${recordedByA} of ${ids.length} lines`,
+    );
     assert.deepEqual(done.request_counts, { total: ids.length, completed: ids.length, failed: 0 });
     const out = await jsonl(onB, done.output_file_id!);
     assert.equal(out.length, ids.length, "one record per line, none twice");

@@ -38,7 +38,12 @@ interface Reply {
 async function call(base: string, method: string, url: string, key: string, body?: unknown): Promise<Reply> {
   const headers: Record<string, string> = { authorization: `Bearer ${key}` };
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${base}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(NO_HANG_MS) });
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(NO_HANG_MS),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
 }
@@ -62,7 +67,8 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
   let key = "";
   const admin = (r: Replica, method: string, url: string, body?: unknown) => call(r.url, method, `/admin${url}`, ADMIN_KEY, body);
   const api = (r: Replica, method: string, url: string, body?: unknown, apiKey = key) => call(r.url, method, `/v1${url}`, apiKey, body);
-  const chat = (r: Replica, apiKey = key) => api(r, "POST", "/chat/completions", { model: "stories260K", messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }, apiKey);
+  const chat = (r: Replica, apiKey = key) =>
+    api(r, "POST", "/chat/completions", { model: "stories260K", messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }, apiKey);
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-replicas-"));
@@ -93,7 +99,10 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
     assert.deepEqual(read.body, created.body);
     const items = await api(two!, "GET", `/responses/${id}/input_items`);
     assert.equal(items.status, 200);
-    assert.deepEqual(items.body.data.map((i: { role: string; content: Array<{ text: string }> }) => [i.role, i.content[0]!.text]), [["user", "Once upon a time"]]);
+    assert.deepEqual(
+      items.body.data.map((i: { role: string; content: Array<{ text: string }> }) => [i.role, i.content[0]!.text]),
+      [["user", "Once upon a time"]],
+    );
     // The chain goes on through the other replica.
     const next = await api(two!, "POST", "/responses", { model: "stories260K", input: "And then?", previous_response_id: id, max_output_tokens: 16 });
     assert.equal(next.status, 200, JSON.stringify(next.body));
@@ -108,7 +117,10 @@ describe("two replicas on one PostgreSQL", { skip: postgresMissing ?? false }, (
     const r = await api(one!, "POST", "/responses", { model: "stories260K", input: "Tom had a kite.", conversation: conv.body.id, max_output_tokens: 16 });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const items = await api(two!, "GET", `/conversations/${conv.body.id}/items?order=asc`);
-    assert.deepEqual(items.body.data.map((i: { role: string }) => i.role), ["user", "assistant"]);
+    assert.deepEqual(
+      items.body.data.map((i: { role: string }) => i.role),
+      ["user", "assistant"],
+    );
     assert.deepEqual((await api(two!, "GET", `/conversations/${conv.body.id}`)).body.metadata, { topic: "kites" });
     assert.equal((await api(one!, "DELETE", `/conversations/${conv.body.id}`)).body.deleted, true);
     assert.equal((await api(two!, "GET", `/conversations/${conv.body.id}`)).status, 404);

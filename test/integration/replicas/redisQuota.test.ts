@@ -43,8 +43,31 @@ const replicas: Replica[] = [];
 async function startReplica(name: string, args: string[]): Promise<Replica> {
   const child = spawn(
     process.execPath,
-    [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", "1", "--slots", "2", "--ctx-per-slot", "256", "--model", MODELS.stories260K,
-      "--tenants", path.join(dir, "tenants.yaml"), "--data-dir", path.join(dir, name), "--redis-url", redis!.url, "--redis-lease-ms", String(LEASE_MS), ...args],
+    [
+      CLI,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--threads",
+      "1",
+      "--slots",
+      "2",
+      "--ctx-per-slot",
+      "256",
+      "--model",
+      MODELS.stories260K,
+      "--tenants",
+      path.join(dir, "tenants.yaml"),
+      "--data-dir",
+      path.join(dir, name),
+      "--redis-url",
+      redis!.url,
+      "--redis-lease-ms",
+      String(LEASE_MS),
+      ...args,
+    ],
     { detached: true, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, LLAMUX_METRICS_TOKEN: METRICS_TOKEN } },
   );
   let out = "";
@@ -219,11 +242,15 @@ describe("three replicas on one Redis", { ...skip, timeout: 300_000 }, () => {
       }
       held.abort(); // the clients leave: A gives the places back
       await Promise.all(waiting);
-      await waitFor(async () => {
-        const res = await post(b!, KEYS.conc, {});
-        await res.arrayBuffer();
-        return res.status === 200;
-      }, 10_000, "B to admit once A's places are freed");
+      await waitFor(
+        async () => {
+          const res = await post(b!, KEYS.conc, {});
+          await res.arrayBuffer();
+          return res.status === 200;
+        },
+        10_000,
+        "B to admit once A's places are freed",
+      );
     } finally {
       for (const pid of workers) signal(pid, "SIGCONT");
     }
@@ -234,7 +261,11 @@ describe("three replicas on one Redis", { ...skip, timeout: 300_000 }, () => {
     const [a, b, c] = replicas;
     await redis!.stop();
     try {
-      await waitFor(async () => (await quotaMode(c!)) === "refuse" && (await quotaMode(a!)) === "local" && (await quotaMode(b!)) === "local", 10_000, "every replica to notice");
+      await waitFor(
+        async () => (await quotaMode(c!)) === "refuse" && (await quotaMode(a!)) === "local" && (await quotaMode(b!)) === "local",
+        10_000,
+        "every replica to notice",
+      );
       const started = performance.now();
       const onC = await post(c!, KEYS.outage, {});
       assert.equal(onC.status, 503);
@@ -274,11 +305,15 @@ describe("three replicas on one Redis", { ...skip, timeout: 300_000 }, () => {
     await right.arrayBuffer();
     if (performance.now() - killedAt < LEASE_MS - 500) assert.equal(right.status, 429, "the place is held until its lease expires");
     // …and free once the lease (renewed by C until it died) has run out.
-    await waitFor(async () => {
-      const res = await post(b!, KEYS.lease, {});
-      await res.arrayBuffer();
-      return res.status === 200;
-    }, LEASE_MS + 5000, "the dead replica's place to expire");
+    await waitFor(
+      async () => {
+        const res = await post(b!, KEYS.lease, {});
+        await res.arrayBuffer();
+        return res.status === 200;
+      },
+      LEASE_MS + 5000,
+      "the dead replica's place to expire",
+    );
     assert.ok(performance.now() - killedAt >= LEASE_MS - 1500, "not freed before the lease could have expired");
   });
 });

@@ -52,8 +52,22 @@ before(async () => {
   const databaseUrl = await pg.createDatabase();
   redis = await startRedis();
   const args = (name: string) => [
-    "--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "256", "--threads", "1",
-    "--tenants", tenants, "--data-dir", path.join(dir, name), "--redis-url", redis!.url, "--redis-replicas", "3",
+    "--model",
+    MODELS.stories260K,
+    "--slots",
+    "2",
+    "--ctx-per-slot",
+    "256",
+    "--threads",
+    "1",
+    "--tenants",
+    tenants,
+    "--data-dir",
+    path.join(dir, name),
+    "--redis-url",
+    redis!.url,
+    "--redis-replicas",
+    "3",
   ];
   const env = { LLAMUX_DATABASE_URL: databaseUrl, LLAMUX_ADMIN_KEY: ADMIN_KEY, LLAMUX_METRICS_TOKEN: METRICS_TOKEN };
   // Started together: they race for the schema migration (an advisory lock serialises it).
@@ -70,17 +84,29 @@ after(async () => {
 async function call(r: Replica, method: string, url: string, key: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }> {
   const headers: Record<string, string> = { authorization: `Bearer ${key}` };
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${r.url}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+  const res = await fetch(`${r.url}${url}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
 }
 
 const tokenPrompt = (n: number) => [BOS, ...Array.from({ length: n - 1 }, (_, i) => 100 + i)];
-const complete = (r: Replica, key: string, body: Record<string, unknown> = {}) => call(r, "POST", "/v1/completions", key, { model: "stories260K", prompt: tokenPrompt(4), max_tokens: 1, ...body });
-const respond = (r: Replica, body: Record<string, unknown> = {}) => call(r, "POST", "/v1/responses", KEYS.store, { model: "stories260K", input: "Once upon a time", max_output_tokens: 16, ...body });
+const complete = (r: Replica, key: string, body: Record<string, unknown> = {}) =>
+  call(r, "POST", "/v1/completions", key, { model: "stories260K", prompt: tokenPrompt(4), max_tokens: 1, ...body });
+const respond = (r: Replica, body: Record<string, unknown> = {}) =>
+  call(r, "POST", "/v1/responses", KEYS.store, { model: "stories260K", input: "Once upon a time", max_output_tokens: 16, ...body });
 
 async function gauge(r: Replica, name: string): Promise<string> {
-  return (await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text().then((t) => t.split("\n").filter((l) => l.startsWith(name)).join("\n"));
+  return (await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text().then((t) =>
+    t
+      .split("\n")
+      .filter((l) => l.startsWith(name))
+      .join("\n"),
+  );
 }
 
 function alive(): void {
@@ -93,7 +119,13 @@ describe("three replicas on one PostgreSQL and one Redis", { ...skip, timeout: 3
     assert.equal(res.filter((r) => r.status === 200).length, 5);
     const refused = res.filter((r) => r.status !== 200);
     assert.ok(refused.every((r) => r.status === 429 && r.body.error.code === "rate_limit_exceeded"));
-    assert.deepEqual(res.filter((r) => r.status === 200).map((r) => r.headers.get("x-ratelimit-remaining-requests")).sort(), ["0", "1", "2", "3", "4"]);
+    assert.deepEqual(
+      res
+        .filter((r) => r.status === 200)
+        .map((r) => r.headers.get("x-ratelimit-remaining-requests"))
+        .sort(),
+      ["0", "1", "2", "3", "4"],
+    );
     alive();
   });
 
@@ -122,7 +154,11 @@ describe("three replicas on one PostgreSQL and one Redis", { ...skip, timeout: 3
     await waitFor(async () => (await complete(r3, key)).status === 200, PROPAGATION_BOUND_MS * 2, "the new key on r3");
     assert.equal((await call(r2, "DELETE", `/admin/tenants/store/keys/${issued.body.id}`, ADMIN_KEY)).status, 200);
     const revokedAt = Date.now();
-    await waitFor(async () => (await Promise.all(replicas.map((r) => complete(r, key)))).every((res) => res.status === 401), PROPAGATION_BOUND_MS, "every replica to refuse the revoked key");
+    await waitFor(
+      async () => (await Promise.all(replicas.map((r) => complete(r, key)))).every((res) => res.status === 401),
+      PROPAGATION_BOUND_MS,
+      "every replica to refuse the revoked key",
+    );
     assert.ok(Date.now() - revokedAt <= PROPAGATION_BOUND_MS);
   });
 
@@ -172,7 +208,11 @@ describe("three replicas on one PostgreSQL and one Redis", { ...skip, timeout: 3
     await redis!.start();
     await pg!.start();
     for (const r of replicas) {
-      await waitFor(async () => (await call(r, "GET", `/v1/responses/${stored.body.id}`, KEYS.store)).status === 200, 15_000, `${r.name} to read from PostgreSQL again`);
+      await waitFor(
+        async () => (await call(r, "GET", `/v1/responses/${stored.body.id}`, KEYS.store)).status === 200,
+        15_000,
+        `${r.name} to read from PostgreSQL again`,
+      );
       await waitFor(async () => (await gauge(r, "llamux_quota_mode")).includes('mode="redis"} 1'), 15_000, `${r.name} to use Redis again`);
     }
     // Shared again: the RPM tenant's bucket is Redis's (a fresh one, as Redis restarted empty) and exact across replicas.

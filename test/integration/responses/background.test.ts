@@ -27,10 +27,16 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-background-test-"));
   const tenantsFile = path.join(dir, "tenants.yaml");
   // alpha: one request at a time, queued or running (a background response is one).
-  fs.writeFileSync(tenantsFile, `tenants:\n  - id: alpha\n    limits: { maxConcurrent: 1 }\n    keys: ["${hashApiKey(A_KEY)}"]\n  - id: beta\n    keys: ["${hashApiKey(B_KEY)}"]\n`);
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "4096", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], {
-    apiKey: A_KEY,
-  });
+  fs.writeFileSync(
+    tenantsFile,
+    `tenants:\n  - id: alpha\n    limits: { maxConcurrent: 1 }\n    keys: ["${hashApiKey(A_KEY)}"]\n  - id: beta\n    keys: ["${hashApiKey(B_KEY)}"]\n`,
+  );
+  t = await startTestServer(
+    ["--model", MODELS.stories260K, "--threads", "1", "--slots", "1", "--ctx-per-slot", "4096", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")],
+    {
+      apiKey: A_KEY,
+    },
+  );
   a = t.client;
   b = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: B_KEY, maxRetries: 0, timeout: 60_000 });
 });
@@ -43,7 +49,8 @@ const greedy = { temperature: 0, seed: 7 };
 /** Long enough to be running whatever the test does meanwhile; the engine is told to go on past end-of-story. */
 const LONG = { max_output_tokens: 4000, ignore_eos: true } as Record<string, unknown>;
 
-const create = (client: OpenAI, body: Record<string, unknown>) => client.responses.create({ model: t.modelId, max_output_tokens: 16, ...body } as never) as Promise<OpenAIResponse>;
+const create = (client: OpenAI, body: Record<string, unknown>) =>
+  client.responses.create({ model: t.modelId, max_output_tokens: 16, ...body } as never) as Promise<OpenAIResponse>;
 
 async function pollUntil(client: OpenAI, id: string, done: (r: OpenAIResponse) => boolean): Promise<OpenAIResponse> {
   let r = await client.responses.retrieve(id);
@@ -98,7 +105,10 @@ describe("background responses", () => {
     const conv = await a.conversations.create({});
     const inConv = await pollUntil(a, (await create(a, { ...body, background: true, conversation: conv.id })).id, finished);
     const items = (await a.conversations.items.list(conv.id, { order: "asc" })).data;
-    assert.deepEqual(items.map((i) => (i as { role: string }).role), ["user", "assistant"]);
+    assert.deepEqual(
+      items.map((i) => (i as { role: string }).role),
+      ["user", "assistant"],
+    );
     assert.deepEqual(items[1], inConv.output[0]);
     // A stored response like any other: its input items, and a next turn reads it.
     assert.equal((await a.responses.inputItems.list(done.id)).data.length, 1);
@@ -117,14 +127,27 @@ describe("background responses", () => {
     while (baseline.indexOf(baseline.slice(at, at + 6)) !== at) at++;
     const stop = baseline.slice(at, at + 6);
     const first: ResponseStreamEvent[] = [];
-    const stream = (await a.responses.create({ model: t.modelId, ...body, stop: [stop], stream: true, background: true } as never)) as unknown as AsyncIterable<ResponseStreamEvent>;
+    const stream = (await a.responses.create({
+      model: t.modelId,
+      ...body,
+      stop: [stop],
+      stream: true,
+      background: true,
+    } as never)) as unknown as AsyncIterable<ResponseStreamEvent>;
     for await (const e of stream) {
       first.push(e);
       if (e.sequence_number >= 5) break; // the SDK closes the connection
     }
     assert.deepEqual(
       first.map((e) => e.type),
-      ["response.created", "response.queued", "response.in_progress", "response.output_item.added", "response.content_part.added", "response.output_text.delta"],
+      [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+      ],
     );
     const id = (first[0] as { response: OpenAIResponse }).response.id;
     assert.equal((first[0] as { response: OpenAIResponse }).response.status, "queued");
@@ -225,7 +248,7 @@ describe("background responses", () => {
 
   test("another tenant's background response is a 404 everywhere, queued, running or finished", async () => {
     const long = await create(a, { input: "Secret story", background: true, ...LONG });
-    const never = "resp_" + "0".repeat(48);
+    const never = `resp_${"0".repeat(48)}`;
     const same = async (call: (id: string) => Promise<unknown>) => {
       const theirs = await apiError(call(long.id), OpenAI.NotFoundError);
       const missing = await apiError(call(never), OpenAI.NotFoundError);

@@ -30,7 +30,9 @@ async function spawnServer(dataDir: string): Promise<Replica> {
 const killGroup = (child: ChildProcess) => killReplica(child);
 
 const post = async (url: string, body: unknown) =>
-  (await (await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K", ...(body as object) }) })).json()) as OpenAIResponse;
+  (await (
+    await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K", ...(body as object) }) })
+  ).json()) as OpenAIResponse;
 const get = async (url: string) => (await (await fetch(url)).json()) as OpenAIResponse;
 
 async function replay(events: AsyncIterable<ResponseStreamEvent>): Promise<ResponseStreamEvent[]> {
@@ -75,11 +77,18 @@ describe("background responses across a restart", () => {
           events.map((_, i) => i),
           "stored events in order, none missing",
         );
-        assert.deepEqual(events.slice(0, 2).map((e) => e.type), ["response.created", "response.queued"]);
+        assert.deepEqual(
+          events.slice(0, 2).map((e) => e.type),
+          ["response.created", "response.queued"],
+        );
         if (was === "in_progress") assert.equal(events[2]!.type, "response.in_progress");
         const last = events.at(-1)!;
         assert.equal(last.type, "response.failed");
-        assert.deepEqual({ ...(last as { response: OpenAIResponse }).response, output_text: undefined }, { ...after, output_text: undefined }, "the stream ends with the stored object");
+        assert.deepEqual(
+          { ...(last as { response: OpenAIResponse }).response, output_text: undefined },
+          { ...after, output_text: undefined },
+          "the stream ends with the stored object",
+        );
         // Cancelling it now returns it as it is.
         assert.equal((await t.client.responses.cancel(r.id)).status, "failed");
       }
@@ -96,7 +105,7 @@ describe("background responses across a restart", () => {
     let t = await startTestServer([...SERVE, "--data-dir", dataDir]);
     let id: string;
     try {
-      id = (await t.client.responses.create({ model: t.modelId, ...LONG } as never) as OpenAIResponse).id;
+      id = ((await t.client.responses.create({ model: t.modelId, ...LONG } as never)) as OpenAIResponse).id;
       await waitFor(async () => (await t.client.responses.retrieve(id)).status === "in_progress", 30_000, "the response to run");
     } finally {
       await t.close();

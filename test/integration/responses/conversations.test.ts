@@ -101,8 +101,19 @@ describe("/v1/conversations", () => {
     const conv = await t.client.conversations.create();
     const cases: Array<[() => Promise<unknown>, string, string]> = [
       [() => t.client.conversations.items.create(conv.id, { items: [{ type: "reasoning", summary: [] }] } as never), "items[0].type", "unsupported_parameter"],
-      [() => t.client.conversations.items.create(conv.id, { items: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png", detail: "auto" }] }] }), "items[0].content[0].type", "unsupported_parameter"],
-      [() => t.client.conversations.items.create(conv.id, { items: Array.from({ length: 21 }, () => ({ role: "user" as const, content: "x" })) }), "items", "invalid_value"],
+      [
+        () =>
+          t.client.conversations.items.create(conv.id, {
+            items: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png", detail: "auto" }] }],
+          }),
+        "items[0].content[0].type",
+        "unsupported_parameter",
+      ],
+      [
+        () => t.client.conversations.items.create(conv.id, { items: Array.from({ length: 21 }, () => ({ role: "user" as const, content: "x" })) }),
+        "items",
+        "invalid_value",
+      ],
       [() => t.client.conversations.items.create(conv.id, {} as never), "items", "missing_required_parameter"],
       [() => t.client.conversations.create({ items: [{ role: "critic", content: "x" }] } as never), "items[0].role", "invalid_value"],
       [() => t.client.conversations.create({ metadata: { k: "v".repeat(513) } }), "metadata.k", "invalid_value"],
@@ -154,12 +165,20 @@ describe("responses in a conversation", () => {
   });
 
   test("a response with no input answers the conversation as it stands; deleted items leave the context", async () => {
-    const conv = await t.client.conversations.create({ items: [{ role: "user", content: "Red" }, { role: "user", content: "Blue" }] });
+    const conv = await t.client.conversations.create({
+      items: [
+        { role: "user", content: "Red" },
+        { role: "user", content: "Blue" },
+      ],
+    });
     const [blue, red] = (await t.client.conversations.items.list(conv.id)).data;
     await t.client.conversations.items.delete(idOf(red), { conversation_id: conv.id });
     const r = await create({ conversation: conv.id, max_output_tokens: 16 });
     const input = (await t.client.responses.inputItems.list(r.id)).data;
-    assert.deepEqual(input.map((i) => i.id), [idOf(blue)]);
+    assert.deepEqual(
+      input.map((i) => i.id),
+      [idOf(blue)],
+    );
     const chat = await t.client.chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Blue" }], max_tokens: 1 });
     assert.equal(r.usage!.input_tokens, chat.usage!.prompt_tokens);
   });

@@ -2,7 +2,7 @@
 // Responses stream (event names included), and the SDK error a call must fail with.
 import assert from "node:assert/strict";
 import { createParser } from "eventsource-parser";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 
 export interface NamedEvent {
   /** The `event:` line of the frame (undefined when it had none). */

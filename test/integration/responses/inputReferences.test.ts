@@ -25,7 +25,10 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-responses-refs-"));
   const tenantsFile = path.join(dir, "tenants.yaml");
   fs.writeFileSync(tenantsFile, `tenants:\n  - id: alpha\n    keys: ["${hashApiKey(A_KEY)}"]\n  - id: beta\n    keys: ["${hashApiKey(B_KEY)}"]\n`);
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "1024", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], { apiKey: A_KEY });
+  t = await startTestServer(
+    ["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "1024", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")],
+    { apiKey: A_KEY },
+  );
   a = t.client;
   b = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: B_KEY, maxRetries: 0, timeout: 60_000 });
 });
@@ -41,7 +44,13 @@ describe("item_reference input items", () => {
   test("a reference to the previous output reads exactly as the item itself, and is stored as that item", async () => {
     const first = await create(a, { input: "Once upon a time" });
     const output = first.output[0]!;
-    const byReference = await create(a, { input: [{ role: "user", content: "Once upon a time" }, { type: "item_reference", id: output.id }, { role: "user", content: "And then?" }] });
+    const byReference = await create(a, {
+      input: [
+        { role: "user", content: "Once upon a time" },
+        { type: "item_reference", id: output.id },
+        { role: "user", content: "And then?" },
+      ],
+    });
     const byValue = await create(a, { store: false, input: [{ role: "user", content: "Once upon a time" }, output, { role: "user", content: "And then?" }] });
     assert.equal(byReference.usage!.input_tokens, byValue.usage!.input_tokens, "the same prompt either way");
     const items = await a.responses.inputItems.list(byReference.id, { order: "asc" });
@@ -53,7 +62,12 @@ describe("item_reference input items", () => {
     const [userItem] = (await a.responses.inputItems.list(first.id)).data;
     const conversation = await a.conversations.create({ items: [{ type: "message", role: "user", content: "A cat sat." }] });
     const [convItem] = (await a.conversations.items.list(conversation.id)).data;
-    const r = await create(a, { input: [{ type: "item_reference", id: userItem!.id }, { type: "item_reference", id: convItem!.id! }] });
+    const r = await create(a, {
+      input: [
+        { type: "item_reference", id: userItem!.id },
+        { type: "item_reference", id: convItem!.id! },
+      ],
+    });
     const items = await a.responses.inputItems.list(r.id, { order: "asc" });
     assert.deepEqual(
       items.data.map((i) => i.id),
@@ -63,13 +77,29 @@ describe("item_reference input items", () => {
 
   test("an unknown id and another tenant's id are the same 400, naming the reference", async () => {
     const mine = await create(a, { input: "Alpha's story" });
-    const unknown = await apiError(create(b, { input: [{ role: "user", content: "x" }, { type: "item_reference", id: "msg_" + "0".repeat(48) }] }), OpenAI.BadRequestError);
-    const foreign = await apiError(create(b, { input: [{ role: "user", content: "x" }, { type: "item_reference", id: mine.output[0]!.id }] }), OpenAI.BadRequestError);
+    const unknown = await apiError(
+      create(b, {
+        input: [
+          { role: "user", content: "x" },
+          { type: "item_reference", id: `msg_${"0".repeat(48)}` },
+        ],
+      }),
+      OpenAI.BadRequestError,
+    );
+    const foreign = await apiError(
+      create(b, {
+        input: [
+          { role: "user", content: "x" },
+          { type: "item_reference", id: mine.output[0]!.id },
+        ],
+      }),
+      OpenAI.BadRequestError,
+    );
     for (const err of [unknown, foreign]) {
       assert.equal(err.param, "input[1].id");
       assert.equal(err.code, "invalid_value");
     }
-    assert.equal(foreign.message.replace(mine.output[0]!.id!, "ID"), unknown.message.replace("msg_" + "0".repeat(48), "ID"));
+    assert.equal(foreign.message.replace(mine.output[0]!.id!, "ID"), unknown.message.replace(`msg_${"0".repeat(48)}`, "ID"));
   });
 
   test("a deleted response's items can no longer be referenced", async () => {
@@ -84,7 +114,10 @@ describe("item_reference input items", () => {
     const conversation = await a.conversations.create({ items: [{ type: "item_reference", id: r.output[0]!.id } as never] });
     const items = await a.conversations.items.list(conversation.id);
     assert.deepEqual(items.data, [r.output[0]]);
-    const err = await apiError(a.conversations.items.create(conversation.id, { items: [{ type: "item_reference", id: "msg_nope" } as never] }), OpenAI.BadRequestError);
+    const err = await apiError(
+      a.conversations.items.create(conversation.id, { items: [{ type: "item_reference", id: "msg_nope" } as never] }),
+      OpenAI.BadRequestError,
+    );
     assert.equal(err.param, "items[0].id");
   });
 });
@@ -101,9 +134,20 @@ describe("output items sent back as input", () => {
           role: "assistant",
           status: "completed",
           phase: "final_answer",
-          content: [{ type: "output_text", text: "Checking.", annotations: [], logprobs: [{ token: "C", logprob: -1, bytes: [67], top_logprobs: [] }], parsed: null }],
+          content: [
+            { type: "output_text", text: "Checking.", annotations: [], logprobs: [{ token: "C", logprob: -1, bytes: [67], top_logprobs: [] }], parsed: null },
+          ],
         },
-        { type: "function_call", id: "fc_client_1", call_id: "call_1", name: "get_weather", arguments: "{}", status: "completed", namespace: null, parsed_arguments: {} },
+        {
+          type: "function_call",
+          id: "fc_client_1",
+          call_id: "call_1",
+          name: "get_weather",
+          arguments: "{}",
+          status: "completed",
+          namespace: null,
+          parsed_arguments: {},
+        },
         { type: "function_call_output", id: "fco_client_1", call_id: "call_1", output: "sunny", status: "completed", extra: 1 },
       ],
     });

@@ -61,17 +61,50 @@ describe("POST /v1/responses", () => {
     assert.equal(r.usage!.output_tokens_details.reasoning_tokens, 0);
     const cached = r.usage!.input_tokens_details.cached_tokens;
     assert.equal((r.usage!.input_tokens_details as { cache_write_tokens?: number }).cache_write_tokens, r.usage!.input_tokens - cached);
-    for (const [field, value] of Object.entries({ store: true, previous_response_id: null, conversation: null, instructions: null, max_output_tokens: 16, tools: [], tool_choice: "auto", parallel_tool_calls: true, temperature: 0, top_p: 1, truncation: "disabled", metadata: {}, background: false })) {
+    for (const [field, value] of Object.entries({
+      store: true,
+      previous_response_id: null,
+      conversation: null,
+      instructions: null,
+      max_output_tokens: 16,
+      tools: [],
+      tool_choice: "auto",
+      parallel_tool_calls: true,
+      temperature: 0,
+      top_p: 1,
+      truncation: "disabled",
+      metadata: {},
+      background: false,
+    })) {
       assert.deepEqual((r as unknown as Record<string, unknown>)[field], value, field);
     }
   });
 
   test("the server sends no output_text (an SDK-only field) and the JSON has the spec's required fields", async () => {
-    const res = await fetch(`${t.url}/v1/responses`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: t.modelId, input: "Hi", max_output_tokens: 16 }) });
+    const res = await fetch(`${t.url}/v1/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: t.modelId, input: "Hi", max_output_tokens: 16 }),
+    });
     assert.equal(res.status, 200);
     const body = (await res.json()) as Record<string, unknown>;
     assert.ok(!("output_text" in body));
-    const required = ["id", "object", "created_at", "error", "incomplete_details", "instructions", "model", "tools", "output", "parallel_tool_calls", "metadata", "tool_choice", "temperature", "top_p"];
+    const required = [
+      "id",
+      "object",
+      "created_at",
+      "error",
+      "incomplete_details",
+      "instructions",
+      "model",
+      "tools",
+      "output",
+      "parallel_tool_calls",
+      "metadata",
+      "tool_choice",
+      "temperature",
+      "top_p",
+    ];
     for (const field of required) assert.ok(field in body, `missing ${field}`);
   });
 
@@ -189,7 +222,10 @@ describe("POST /v1/responses", () => {
     const page = await t.client.responses.inputItems.list(r.id, { order: "asc", limit: 2 });
     assert.deepEqual(texts(page.data), ["one", "two"]);
     assert.equal(page.has_more, true);
-    const raw = (await (await fetch(`${t.url}/v1/responses/${r.id}/input_items?order=asc&limit=2&after=${page.data[1]!.id}`)).json()) as Record<string, unknown>;
+    const raw = (await (await fetch(`${t.url}/v1/responses/${r.id}/input_items?order=asc&limit=2&after=${page.data[1]!.id}`)).json()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(raw.object, "list");
     assert.equal(raw.first_id, (raw.data as Array<{ id: string }>)[0]!.id);
     assert.equal(raw.last_id, (raw.data as Array<{ id: string }>)[1]!.id);
@@ -210,7 +246,14 @@ describe("POST /v1/responses", () => {
     const input = [
       { role: "system", content: "Be kind." },
       { type: "message", role: "developer", content: [{ type: "input_text", text: "Short sentences." }] },
-      { type: "message", role: "user", content: [{ type: "input_text", text: "Tom saw " }, { type: "input_text", text: "a dog." }] },
+      {
+        type: "message",
+        role: "user",
+        content: [
+          { type: "input_text", text: "Tom saw " },
+          { type: "input_text", text: "a dog." },
+        ],
+      },
       first.output[0],
       { role: "assistant", content: [{ type: "refusal", refusal: "No." }] },
       { role: "user", content: "Go on." },
@@ -261,10 +304,28 @@ describe("POST /v1/responses", () => {
   test("bad requests are 400s naming the parameter", async () => {
     const cases: Array<[Record<string, unknown>, string, string]> = [
       [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
-      [{ input: [{ role: "user", content: "a" }, { type: "item_reference", id: "msg_1" }] }, "input[1].id", "invalid_value"],
+      [
+        {
+          input: [
+            { role: "user", content: "a" },
+            { type: "item_reference", id: "msg_1" },
+          ],
+        },
+        "input[1].id",
+        "invalid_value",
+      ],
       [{ input: [{ type: "reasoning", summary: [] }] }, "input[0].type", "unsupported_parameter"],
       [{ input: [{ role: "user", content: [{ type: "input_image", image_url: "https://x/y.png" }] }] }, "input[0].content[0].type", "unsupported_parameter"],
-      [{ input: [{ role: "user", content: "a" }, { role: "user", content: [{ type: "input_file", file_id: "f" }] }] }, "input[1].content[0].type", "unsupported_parameter"],
+      [
+        {
+          input: [
+            { role: "user", content: "a" },
+            { role: "user", content: [{ type: "input_file", file_id: "f" }] },
+          ],
+        },
+        "input[1].content[0].type",
+        "unsupported_parameter",
+      ],
       [{ input: [{ role: "assistant", content: [{ type: "input_text", text: "hi" }] }] }, "input[0].content[0].type", "invalid_value"],
       [{ input: [{ role: "user", content: [{ type: "output_text", text: "hi" }] }] }, "input[0].content[0].type", "invalid_value"],
       [{ input: [{ role: "user", content: [{ type: "input_text" }] }] }, "input[0].content[0].text", "missing_required_parameter"],
@@ -280,7 +341,11 @@ describe("POST /v1/responses", () => {
       [{ input: "x", include: ["file_search_call.results"] }, "include[0]", "unsupported_parameter"],
       [{ input: "x", background: true, store: false }, "background", "invalid_value"],
       [{ input: "x", text: { format: { type: "xml" } } }, "text.format.type", "invalid_value"],
-      [{ input: "x", text: { format: { type: "json_schema", name: "n", schema: { type: "string", pattern: "(?=a)b" } } } }, "text.format.schema", "unsupported_parameter"],
+      [
+        { input: "x", text: { format: { type: "json_schema", name: "n", schema: { type: "string", pattern: "(?=a)b" } } } },
+        "text.format.schema",
+        "unsupported_parameter",
+      ],
       [{ input: "x", text: { format: { type: "json_schema", name: "n" } } }, "text.format.schema", "missing_required_parameter"],
       [{ input: "x", text: { verbosity: "loud" } }, "text.verbosity", "invalid_value"],
       [{ input: "x", text: { format: { type: "json_object" }, extra: 1 } }, "text.extra", "unknown_parameter"],
@@ -295,7 +360,18 @@ describe("POST /v1/responses", () => {
       assert.equal(err.code, code, JSON.stringify(body));
     }
     // Neutral values of refused parameters pass.
-    const ok = await create({ input: "x", max_output_tokens: 16, tools: [], tool_choice: "auto", include: [], text: { format: { type: "text" } }, truncation: "disabled", reasoning: null, background: false, parallel_tool_calls: false });
+    const ok = await create({
+      input: "x",
+      max_output_tokens: 16,
+      tools: [],
+      tool_choice: "auto",
+      include: [],
+      text: { format: { type: "text" } },
+      truncation: "disabled",
+      reasoning: null,
+      background: false,
+      parallel_tool_calls: false,
+    });
     assert.equal(ok.object, "response");
     assert.equal(ok.parallel_tool_calls, false);
   });
@@ -334,7 +410,13 @@ describe("POST /v1/responses with stream: true", () => {
     assert.equal(byType("response.output_text.done").text, text);
     assert.deepEqual(byType("response.content_part.done").part, { type: "output_text", text, annotations: [], logprobs: [] });
     const done = byType("response.output_item.done").item;
-    assert.deepEqual(done, { type: "message", id: added.item.id, role: "assistant", status: "incomplete", content: [{ type: "output_text", text, annotations: [], logprobs: [] }] });
+    assert.deepEqual(done, {
+      type: "message",
+      id: added.item.id,
+      role: "assistant",
+      status: "incomplete",
+      content: [{ type: "output_text", text, annotations: [], logprobs: [] }],
+    });
     const final = byType("response.incomplete").response;
     assert.equal(final.id, created.id);
     assert.equal(final.status, "incomplete");
@@ -381,7 +463,11 @@ describe("POST /v1/responses with stream: true", () => {
     while (!text.includes("response.output_text.delta")) text += new TextDecoder().decode((await reader.read()).value);
     const id = /"id":"(resp_[0-9a-f]+)"/.exec(text)![1]!;
     ac.abort();
-    await waitFor(async () => (await fetch(`${t.url}/metrics`).then((r) => r.text())).match(/^llamux_requests_running\{model="[^"]+"\} 0$/m) !== null, 10_000, "the cancelled generation to end");
+    await waitFor(
+      async () => (await fetch(`${t.url}/metrics`).then((r) => r.text())).match(/^llamux_requests_running\{model="[^"]+"\} 0$/m) !== null,
+      10_000,
+      "the cancelled generation to end",
+    );
     await apiError(t.client.responses.retrieve(id), OpenAI.NotFoundError);
   });
 });

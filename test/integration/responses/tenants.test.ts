@@ -25,7 +25,10 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-responses-tenants-"));
   const tenantsFile = path.join(dir, "tenants.yaml");
   fs.writeFileSync(tenantsFile, `tenants:\n  - id: alpha\n    keys: ["${hashApiKey(A_KEY)}"]\n  - id: beta\n    keys: ["${hashApiKey(B_KEY)}"]\n`);
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "512", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], { apiKey: A_KEY, env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
+  t = await startTestServer(
+    ["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "512", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")],
+    { apiKey: A_KEY, env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } },
+  );
   a = t.client;
   b = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: B_KEY, maxRetries: 0, timeout: 60_000 });
 });
@@ -34,7 +37,8 @@ after(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const create = (client: OpenAI, body: Record<string, unknown>) => client.responses.create({ model: t.modelId, max_output_tokens: 16, ...body } as never) as Promise<OpenAIResponse>;
+const create = (client: OpenAI, body: Record<string, unknown>) =>
+  client.responses.create({ model: t.modelId, max_output_tokens: 16, ...body } as never) as Promise<OpenAIResponse>;
 
 async function admin(method: string, url: string, body?: unknown): Promise<Record<string, unknown>> {
   const res = await fetch(`${t.url}${url}`, {
@@ -55,7 +59,7 @@ async function errorBody(p: Promise<unknown>): Promise<unknown> {
 describe("tenant isolation of responses and conversations", () => {
   test("B cannot see, list, continue or delete A's response", async () => {
     const r = await create(a, { input: "Alpha's secret story" });
-    const never = "resp_" + "0".repeat(48);
+    const never = `resp_${"0".repeat(48)}`;
     assert.deepEqual(await errorBody(b.responses.retrieve(r.id)), await errorBody(b.responses.retrieve(never)));
     assert.deepEqual(await errorBody(b.responses.inputItems.list(r.id)), await errorBody(b.responses.inputItems.list(never)));
     assert.deepEqual(await errorBody(b.responses.delete(r.id)), await errorBody(b.responses.delete(never)));
@@ -71,7 +75,7 @@ describe("tenant isolation of responses and conversations", () => {
   test("B cannot read, change, extend or delete A's conversation or its items", async () => {
     const conv = await a.conversations.create({ metadata: { owner: "alpha" }, items: [{ role: "user", content: "Alpha's note" }] });
     const item = (await a.conversations.items.list(conv.id)).data[0]! as { id: string };
-    const never = "conv_" + "0".repeat(48);
+    const never = `conv_${"0".repeat(48)}`;
     const same = async (call: (id: string) => Promise<unknown>) => assert.deepEqual(await errorBody(call(conv.id)), await errorBody(call(never)));
     await same((id) => b.conversations.retrieve(id));
     await same((id) => b.conversations.update(id, { metadata: { owner: "beta" } }));
@@ -83,7 +87,7 @@ describe("tenant isolation of responses and conversations", () => {
     await same((id) => b.conversations.delete(id));
     // Untouched for A.
     assert.deepEqual(await a.conversations.retrieve(conv.id), conv);
-    assert.deepEqual((await a.conversations.items.list(conv.id)).data, [(await a.conversations.items.retrieve(item.id, { conversation_id: conv.id }))]);
+    assert.deepEqual((await a.conversations.items.list(conv.id)).data, [await a.conversations.items.retrieve(item.id, { conversation_id: conv.id })]);
   });
 
   test("each tenant sees only its own, even through its own conversation's responses", async () => {
@@ -96,16 +100,27 @@ describe("tenant isolation of responses and conversations", () => {
 
   test("a deleted tenant's responses and conversations go with it: a new tenant of the same id starts empty", async () => {
     await admin("POST", "/admin/tenants", { id: "gamma" });
-    const gamma = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: (await admin("POST", "/admin/tenants/gamma/keys", {})).key as string, maxRetries: 0, timeout: 60_000 });
+    const gamma = new OpenAI({
+      baseURL: `${t.url}/v1`,
+      apiKey: (await admin("POST", "/admin/tenants/gamma/keys", {})).key as string,
+      maxRetries: 0,
+      timeout: 60_000,
+    });
     const conv = await gamma.conversations.create({ items: [{ role: "user", content: "Gamma's diary" }] });
     const r = await create(gamma, { input: "Gamma's question", conversation: conv.id });
     assert.ok(await gamma.responses.retrieve(r.id));
     await admin("DELETE", "/admin/tenants/gamma");
     await admin("POST", "/admin/tenants", { id: "gamma" });
-    const reborn = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: (await admin("POST", "/admin/tenants/gamma/keys", {})).key as string, maxRetries: 0, timeout: 60_000 });
+    const reborn = new OpenAI({
+      baseURL: `${t.url}/v1`,
+      apiKey: (await admin("POST", "/admin/tenants/gamma/keys", {})).key as string,
+      maxRetries: 0,
+      timeout: 60_000,
+    });
     await apiError(reborn.responses.retrieve(r.id), OpenAI.NotFoundError);
     await apiError(reborn.conversations.retrieve(conv.id), OpenAI.NotFoundError);
-    const rows = (tenant: string) => (table: string) => (t.srv.conversations as SqliteConversationStore).db.prepare(`SELECT COUNT(*) FROM ${table} WHERE tenant_id = ?`).pluck().get(tenant) as number;
+    const rows = (tenant: string) => (table: string) =>
+      (t.srv.conversations as SqliteConversationStore).db.prepare(`SELECT COUNT(*) FROM ${table} WHERE tenant_id = ?`).pluck().get(tenant) as number;
     const tables = ["responses", "response_input_items", "conversations", "conversation_items"];
     assert.deepEqual(tables.map(rows("gamma")), [0, 0, 0, 0]);
     // The other tenants keep theirs.

@@ -22,10 +22,19 @@ const create = (client: OpenAI, body: Record<string, unknown>) =>
   client.responses.create({ model: t.modelId, max_output_tokens: 16, temperature: 0, ...body } as never) as Promise<OpenAIResponse>;
 
 describe("text.format", () => {
-  const schema = { type: "object", properties: { name: { type: "string", maxLength: 8 }, ok: { type: "boolean" } }, required: ["name", "ok"], additionalProperties: false };
+  const schema = {
+    type: "object",
+    properties: { name: { type: "string", maxLength: 8 }, ok: { type: "boolean" } },
+    required: ["name", "ok"],
+    additionalProperties: false,
+  };
 
   test("json_schema: the output validates, and text is echoed with every field (stored too)", async () => {
-    const r = await create(a, { input: "A pet?", max_output_tokens: 100, text: { format: { type: "json_schema", name: "pet", schema, strict: true }, verbosity: "high" } });
+    const r = await create(a, {
+      input: "A pet?",
+      max_output_tokens: 100,
+      text: { format: { type: "json_schema", name: "pet", schema, strict: true }, verbosity: "high" },
+    });
     assert.equal(r.status, "completed");
     const value = JSON.parse(r.output_text) as Record<string, unknown>;
     assert.deepEqual(Object.keys(value).sort(), ["name", "ok"]);
@@ -35,9 +44,20 @@ describe("text.format", () => {
   });
 
   test("json_schema bounds the grammar carries are enforced here as on chat (integer range, pattern)", async () => {
-    const bounded = { type: "object", properties: { n: { type: "integer", minimum: 3, maximum: 5 }, code: { type: "string", pattern: "^[A-C][0-9]$" } }, required: ["n", "code"], additionalProperties: false };
+    const bounded = {
+      type: "object",
+      properties: { n: { type: "integer", minimum: 3, maximum: 5 }, code: { type: "string", pattern: "^[A-C][0-9]$" } },
+      required: ["n", "code"],
+      additionalProperties: false,
+    };
     for (const seed of [1, 2, 3, 4]) {
-      const r = await create(a, { input: "Pick", max_output_tokens: 60, temperature: 1, seed, text: { format: { type: "json_schema", name: "b", schema: bounded } } });
+      const r = await create(a, {
+        input: "Pick",
+        max_output_tokens: 60,
+        temperature: 1,
+        seed,
+        text: { format: { type: "json_schema", name: "b", schema: bounded } },
+      });
       assert.equal(r.status, "completed", r.output_text);
       const value = JSON.parse(r.output_text) as { n: number; code: string };
       assert.ok(Number.isInteger(value.n) && value.n >= 3 && value.n <= 5, r.output_text);
@@ -54,7 +74,12 @@ describe("text.format", () => {
   });
 
   test("streamed: the deltas join into the JSON", async () => {
-    const stream = a.responses.stream({ model: t.modelId, input: "A pet?", max_output_tokens: 100, text: { format: { type: "json_schema", name: "pet", schema } } });
+    const stream = a.responses.stream({
+      model: t.modelId,
+      input: "A pet?",
+      max_output_tokens: 100,
+      text: { format: { type: "json_schema", name: "pet", schema } },
+    });
     let deltas = "";
     stream.on("response.output_text.delta", (e) => (deltas += e.delta));
     const final = await stream.finalResponse();
@@ -63,7 +88,9 @@ describe("text.format", () => {
   });
 
   test("with tools: a forced call is still a call; with tool_choice auto the JSON is the message", async () => {
-    const tools = [{ type: "function", name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", maxLength: 8 } }, required: ["city"] } }];
+    const tools = [
+      { type: "function", name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", maxLength: 8 } }, required: ["city"] } },
+    ];
     const text = { format: { type: "json_schema", name: "pet", schema } };
     const forced = await create(a, { input: "Weather?", max_output_tokens: 100, tools, tool_choice: "required", parallel_tool_calls: false, text });
     assert.equal(forced.output[0]!.type, "function_call");

@@ -78,7 +78,10 @@ describe("function tools on /v1/responses", () => {
 
   test("tool_choice none: the tools are not offered and the output is a message", async () => {
     const r = await create({ input: "Once upon a time", tools: [weather], tool_choice: "none", max_output_tokens: 16 });
-    assert.deepEqual(r.output.map((i) => i.type), ["message"]);
+    assert.deepEqual(
+      r.output.map((i) => i.type),
+      ["message"],
+    );
     const plain = await create({ input: "Once upon a time", max_output_tokens: 16 });
     assert.equal(r.usage!.input_tokens, plain.usage!.input_tokens, "no tool list in the prompt");
     const offered = await create({ input: "Once upon a time", tools: [weather], max_output_tokens: 16 });
@@ -126,7 +129,10 @@ describe("function tools on /v1/responses", () => {
       for (const e of mine) assert.equal(e.output_index, index);
       const added = mine[0]!.item as Call;
       assert.deepEqual([added.status, added.arguments, added.name, added.call_id], ["in_progress", "", "get_weather", call.call_id]);
-      const streamed = mine.filter((e) => e.type === "response.function_call_arguments.delta").map((e) => e.delta).join("");
+      const streamed = mine
+        .filter((e) => e.type === "response.function_call_arguments.delta")
+        .map((e) => e.delta)
+        .join("");
       assert.equal(streamed, call.arguments);
       const done = mine.find((e) => e.type === "response.function_call_arguments.done")!;
       assert.deepEqual([done.arguments, done.name], [call.arguments, "get_weather"]);
@@ -162,11 +168,18 @@ describe("function tools on /v1/responses", () => {
       max_output_tokens: 16,
     });
     const items = await t.client.conversations.items.list(conv.id, { order: "asc" });
-    assert.deepEqual(items.data.map((i) => i.type), ["message", "function_call", "function_call_output", "message"]);
+    assert.deepEqual(
+      items.data.map((i) => i.type),
+      ["message", "function_call", "function_call_output", "message"],
+    );
     assert.equal((items.data[2] as unknown as { output: string }).output, "sunny", "input_text parts are joined into the output");
     // Without previous_response_id or a conversation, the client sends the whole exchange itself.
     const manual = await create({
-      input: [{ role: "user", content: "Weather?" }, { ...call!, id: undefined }, { type: "function_call_output", call_id: call!.call_id, output: "sunny" }],
+      input: [
+        { role: "user", content: "Weather?" },
+        { ...call!, id: undefined },
+        { type: "function_call_output", call_id: call!.call_id, output: "sunny" },
+      ],
       max_output_tokens: 16,
     });
     assert.equal(manual.status, "incomplete");
@@ -185,9 +198,22 @@ describe("function tools on /v1/responses", () => {
     await bad({ input: "x", tools: [{ ...weather, parameters: { type: "string" } }], tool_choice: "required" }, "tools[0].parameters");
     await bad({ input: "x", tools: [{ ...weather, name: "has space" }] }, "tools[0].name");
     await bad({ input: "x", tools: [weather], max_tool_calls: 2 }, "max_tool_calls");
-    await bad({ input: [{ type: "function_call_output", call_id: "c", output: [{ type: "input_image", image_url: "x" }] }] }, "input[0].output[0].type", /text only/);
+    await bad(
+      { input: [{ type: "function_call_output", call_id: "c", output: [{ type: "input_image", image_url: "x" }] }] },
+      "input[0].output[0].type",
+      /text only/,
+    );
     await bad({ input: [{ type: "function_call", call_id: "c", name: "f" }] }, "input[0].arguments");
     await bad({ input: [{ type: "reasoning", summary: [] }] }, "input[0].type");
-    await bad({ input: [{ role: "user", content: "x" }, { type: "function_call_output", call_id: "call_nowhere", output: "1" }] }, "input[1].call_id", /no function call with call_id 'call_nowhere'/);
+    await bad(
+      {
+        input: [
+          { role: "user", content: "x" },
+          { type: "function_call_output", call_id: "call_nowhere", output: "1" },
+        ],
+      },
+      "input[1].call_id",
+      /no function call with call_id 'call_nowhere'/,
+    );
   });
 });

@@ -3,7 +3,7 @@
 // instructions stay. Without it, the overflow is still a 400.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import type { Response as OpenAIResponse } from "openai/resources/responses/responses";
 import { MODELS, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -16,7 +16,8 @@ after(async () => {
   await t?.close();
 });
 
-const create = (body: Record<string, unknown>) => t.client.responses.create({ model: t.modelId, max_output_tokens: 16, temperature: 0, ...body } as never) as Promise<OpenAIResponse>;
+const create = (body: Record<string, unknown>) =>
+  t.client.responses.create({ model: t.modelId, max_output_tokens: 16, temperature: 0, ...body } as never) as Promise<OpenAIResponse>;
 const instructions = "Tell a story.";
 // 16 items of a few dozen tokens each: several times the context.
 const items = Array.from({ length: 16 }, (_, i) => ({
@@ -71,7 +72,13 @@ describe("truncation", () => {
 
   test('"auto" cannot rescue a single item that overflows alone: still 400', async () => {
     const huge = "Tom ran to the park. ".repeat(200);
-    const err = await create({ input: [{ role: "user", content: "hi" }, { role: "user", content: huge }], truncation: "auto" }).then(
+    const err = await create({
+      input: [
+        { role: "user", content: "hi" },
+        { role: "user", content: huge },
+      ],
+      truncation: "auto",
+    }).then(
       () => assert.fail("expected a 400"),
       (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
     );

@@ -42,7 +42,11 @@ async function admin(method: string, url: string, body?: unknown, key: string | 
   const headers: Record<string, string> = {};
   if (key !== null) headers.authorization = `Bearer ${key}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${server().url}/admin${url}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const res = await fetch(`${server().url}/admin${url}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
   return { status: res.status, body: await res.json() };
 }
 
@@ -73,7 +77,16 @@ describe("admin API: tenants", () => {
     assert.deepEqual(rest, {
       id: "t-create",
       object: "tenant",
-      limits: { requestsPerMinute: null, tokensPerMinute: null, maxConcurrent: null, maxQueued: null, tokensPerDay: null, lifetimeTokens: null, maxTokens: 64, allowedModels: null },
+      limits: {
+        requestsPerMinute: null,
+        tokensPerMinute: null,
+        maxConcurrent: null,
+        maxQueued: null,
+        tokensPerDay: null,
+        lifetimeTokens: null,
+        maxTokens: 64,
+        allowedModels: null,
+      },
       scheduling: { weight: 3, maxPriority: 0, reservedSlots: 0, maxSlots: null },
     });
     assert.ok(Math.abs(created_at - Date.now() / 1000) < 60, "created_at is in seconds");
@@ -119,7 +132,13 @@ describe("admin API: tenants", () => {
     const patched = await admin("PATCH", "/tenants/t-crud", { limits: { requestsPerMinute: null, maxConcurrent: 2 }, scheduling: { maxSlots: 1 } });
     assert.equal(patched.status, 200);
     assert.deepEqual(
-      [patched.body.limits.requestsPerMinute, patched.body.limits.tokensPerMinute, patched.body.limits.maxConcurrent, patched.body.scheduling.maxSlots, patched.body.scheduling.weight],
+      [
+        patched.body.limits.requestsPerMinute,
+        patched.body.limits.tokensPerMinute,
+        patched.body.limits.maxConcurrent,
+        patched.body.scheduling.maxSlots,
+        patched.body.scheduling.weight,
+      ],
       [null, 1000, 2, 1, 1],
     );
     const inconsistent = await admin("PATCH", "/tenants/t-crud", { scheduling: { reservedSlots: 2 } });

@@ -34,7 +34,9 @@ before(async () => {
     keys: ["${hashApiKey(ALIAS_ONLY_KEY)}"]
 `,
   );
-  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128", "--alias", ALIAS, "--tenants", tenantsFile], { apiKey: ACME_KEY });
+  t = await startTestServer(["--model", MODELS.stories260K, "--slots", "2", "--ctx-per-slot", "128", "--alias", ALIAS, "--tenants", tenantsFile], {
+    apiKey: ACME_KEY,
+  });
 });
 after(async () => {
   await t?.close();
@@ -87,7 +89,12 @@ describe("auth on /v1 with a tenants file", () => {
     const res = await fetch(`${t.url}/v1/models`, { headers: { authorization: "Bearer nope" } });
     assert.equal(res.status, 401);
     assert.deepEqual(await res.json(), {
-      error: { message: "Incorrect API key provided: ****. Check the key, or ask your llamux administrator for a new one.", type: "invalid_request_error", param: null, code: "invalid_api_key" },
+      error: {
+        message: "Incorrect API key provided: ****. Check the key, or ask your llamux administrator for a new one.",
+        type: "invalid_request_error",
+        param: null,
+        code: "invalid_api_key",
+      },
     });
   });
 
@@ -144,7 +151,13 @@ describe("auth on /v1 with a tenants file", () => {
   test("the registry holds the file's tenants with their limits and scheduling", () => {
     const tenants = t.srv.tenants;
     assert.ok(tenants);
-    assert.deepEqual(tenants.list().map((r) => r.tenant.id).sort(), ["acme", "alias-only", "locked"]);
+    assert.deepEqual(
+      tenants
+        .list()
+        .map((r) => r.tenant.id)
+        .sort(),
+      ["acme", "alias-only", "locked"],
+    );
     assert.equal(tenants.get("alias-only")?.tenant.scheduling.weight, 2);
     assert.deepEqual(tenants.get("locked")?.tenant.limits.allowedModels, ["some-other-model"]);
   });

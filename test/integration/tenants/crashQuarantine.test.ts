@@ -23,7 +23,13 @@ let t: TestServer;
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-crash-quarantine-test-"));
   const tenantsFile = path.join(dir, "tenants.yaml");
-  fs.writeFileSync(tenantsFile, "tenants:\n" + Object.entries(KEYS).map(([id, key]) => `  - id: ${id}\n    keys: ["${hashApiKey(key)}"]\n`).join(""));
+  fs.writeFileSync(
+    tenantsFile,
+    "tenants:\n" +
+      Object.entries(KEYS)
+        .map(([id, key]) => `  - id: ${id}\n    keys: ["${hashApiKey(key)}"]\n`)
+        .join(""),
+  );
   t = await startTestServer(["--model", MODELS.tinyStories656K, "--slots", "2", "--ctx-per-slot", "256", "--threads", "1", "--tenants", tenantsFile]);
 });
 after(async () => {
@@ -78,7 +84,9 @@ describe("a tenant that keeps crashing the engine", () => {
     await victim;
 
     const crashes = outcomes.filter((o) => o === "503 engine_restarted").length;
-    console.log(`attacker: ${outcomes.join(", ")}; restarts ${t.srv.engine.restarts}; victim: ${victimOk} ok, ${victimErrors.length} failed (${victimErrors.join(", ")})`);
+    console.log(
+      `attacker: ${outcomes.join(", ")}; restarts ${t.srv.engine.restarts}; victim: ${victimOk} ok, ${victimErrors.length} failed (${victimErrors.join(", ")})`,
+    );
     assert.equal(crashes, 2, `two crashes, then the tenant is refused: ${outcomes.join(", ")}`);
     assert.equal(t.srv.engine.restarts, 2);
     assert.ok(quarantine, "the attacker is told why");

@@ -27,7 +27,10 @@ before(async () => {
   const tenantsFile = path.join(dir, "tenants.yaml");
   fs.writeFileSync(
     tenantsFile,
-    "tenants:\n" + Object.entries(KEYS).map(([id, key]) => `  - id: ${id}\n    keys: ["${hashApiKey(key)}"]\n`).join(""),
+    "tenants:\n" +
+      Object.entries(KEYS)
+        .map(([id, key]) => `  - id: ${id}\n    keys: ["${hashApiKey(key)}"]\n`)
+        .join(""),
   );
   // llama-2-tiny-random: a real 32k-token vocabulary, where per-token sampling costs show.
   // One compute thread: two llama.cpp threads on a loaded 2-core machine wait
@@ -138,12 +141,20 @@ function assertWithinBound(what: string, alone: number[], attacked: number[], fr
     `${what}: victim median ${got.toFixed(0)} ms under attack, ${base.toFixed(0)} ms alone (bound ${bound.toFixed(0)} ms, ${frontMs.toFixed(0)} ms of it reading the attack's bodies); ` +
       `all: ${attacked.map((x) => x.toFixed(0)).join(", ")}`,
   );
-  assert.ok(got <= bound, `${what}: the victim's median latency ${got.toFixed(0)} ms under attack exceeds ${bound.toFixed(0)} ms (alone: ${base.toFixed(0)} ms)`);
+  assert.ok(
+    got <= bound,
+    `${what}: the victim's median latency ${got.toFixed(0)} ms under attack exceeds ${bound.toFixed(0)} ms (alone: ${base.toFixed(0)} ms)`,
+  );
 }
 
 describe("a request whose sampling fails (item 1)", () => {
   test("repeat_penalty 0 is refused at the edge", async () => {
-    const r = await post(KEYS.attacker, "chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: 5, repeat_penalty: 0, response_format: { type: "json_object" } });
+    const r = await post(KEYS.attacker, "chat/completions", {
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 5,
+      repeat_penalty: 0,
+      response_format: { type: "json_object" },
+    });
     assert.equal(r.status, 400);
     assert.equal(r.json.error?.param, "repeat_penalty");
   });
@@ -151,7 +162,13 @@ describe("a request whose sampling fails (item 1)", () => {
   test("fails alone with engine_error while other tenants' streams complete and the worker keeps running", async () => {
     const pid = t.srv.engine.pid;
     const stream = async (key: string) => {
-      const s = await client(key).chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "Hello" }], max_tokens: 40, ignore_eos: true, stream: true } as never);
+      const s = await client(key).chat.completions.create({
+        model: t.modelId,
+        messages: [{ role: "user", content: "Hello" }],
+        max_tokens: 40,
+        ignore_eos: true,
+        stream: true,
+      } as never);
       let chunks = 0;
       let finish: string | null = null;
       for await (const c of s as unknown as AsyncIterable<OpenAI.ChatCompletionChunk>) {
@@ -171,7 +188,18 @@ describe("a request whose sampling fails (item 1)", () => {
       prompt: { kind: "chat", messages: [{ role: "user", content: "hi" }] },
       maxTokens: 20,
       stop: [],
-      sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: 1, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: 0, logitBias: {}, ignoreEos: false },
+      sampling: {
+        temperature: 1,
+        topP: 1,
+        topK: null,
+        minP: null,
+        seed: 1,
+        presencePenalty: 0,
+        frequencyPenalty: 0,
+        repeatPenalty: 0,
+        logitBias: {},
+        ignoreEos: false,
+      },
       echo: false,
       priority: 0,
       grammar: { kind: "json" },
@@ -184,7 +212,10 @@ describe("a request whose sampling fails (item 1)", () => {
     assert.equal(t.srv.engine.pid, pid, "the worker never restarted");
     assert.equal(t.srv.engine.restarts, 0);
     // The slot it held was freed and reset: the engine still serves everyone.
-    assert.equal((await client(KEYS.attacker).completions.create({ model: t.modelId, prompt: "Hi", max_tokens: 3, ignore_eos: true } as never)).usage?.completion_tokens, 3);
+    assert.equal(
+      (await client(KEYS.attacker).completions.create({ model: t.modelId, prompt: "Hi", max_tokens: 3, ignore_eos: true } as never)).usage?.completion_tokens,
+      3,
+    );
   });
 });
 
@@ -212,7 +243,14 @@ describe("a large but allowed grammar (item 3)", () => {
   // token to sample on this 32k vocabulary (the victim's whole request: ~30 ms).
   const enumSchema = (salt: number) => ({
     type: "object",
-    properties: { v: { enum: Array.from({ length: 1000 }, (_, i) => `value number ${i} with a fairly long descriptive text that goes on and on ${"abcdefghij".repeat(2)} end ${salt}-${i}`) } },
+    properties: {
+      v: {
+        enum: Array.from(
+          { length: 1000 },
+          (_, i) => `value number ${i} with a fairly long descriptive text that goes on and on ${"abcdefghij".repeat(2)} end ${salt}-${i}`,
+        ),
+      },
+    },
     required: ["v"],
     additionalProperties: false,
   });
@@ -232,10 +270,18 @@ describe("a large but allowed grammar (item 3)", () => {
       errors.push(r.json.error!.message);
     }, 7);
     assert.match(errors[0]!, /too slow to sample/);
-    assert.ok(errors.some((m) => /refused for \d+ more seconds/.test(m)), "the tenant's later grammars are refused at once");
+    assert.ok(
+      errors.some((m) => /refused for \d+ more seconds/.test(m)),
+      "the tenant's later grammars are refused at once",
+    );
     assertWithinBound("grammar", alone, victim);
     // Another tenant's ordinary structured output still works.
-    const ok = await client(KEYS.other).chat.completions.create({ model: t.modelId, messages: [{ role: "user", content: "hi" }], max_tokens: 10, response_format: { type: "json_object" } });
+    const ok = await client(KEYS.other).chat.completions.create({
+      model: t.modelId,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 10,
+      response_format: { type: "json_object" },
+    });
     assert.ok(ok.choices[0]!.finish_reason);
   });
 
@@ -246,7 +292,11 @@ describe("a large but allowed grammar (item 3)", () => {
     const neighbour = (i: number) =>
       post(KEYS.neighbour, "chat/completions", { messages: [{ role: "user", content: `hi ${i}` }], max_tokens: 24, response_format: { type: "json_object" } });
     const [slow, ...neighbours] = await Promise.all([
-      post(KEYS.slow, "chat/completions", { messages: [{ role: "user", content: "pick" }], max_tokens: 40, response_format: { type: "json_schema", json_schema: { name: "pick", schema: enumSchema(1_000_000) } } }),
+      post(KEYS.slow, "chat/completions", {
+        messages: [{ role: "user", content: "pick" }],
+        max_tokens: 40,
+        response_format: { type: "json_schema", json_schema: { name: "pick", schema: enumSchema(1_000_000) } },
+      }),
       neighbour(1),
       neighbour(2),
       neighbour(3),
@@ -264,7 +314,10 @@ describe("huge prompts that cannot fit (item 8)", () => {
     const body = JSON.stringify({ model: t.modelId, prompt, max_tokens: 4 });
     const frontMs = 8 * (await frontReadMs(body.length));
     // The issue's attack: eight at once, with each victim request.
-    const { victim, outcomes } = await bursts(Array.from({ length: 8 }, () => body), 5);
+    const { victim, outcomes } = await bursts(
+      Array.from({ length: 8 }, () => body),
+      5,
+    );
     for (const r of outcomes) {
       assert.equal(r.status, 400);
       assert.equal(r.json.error?.code, "context_length_exceeded");

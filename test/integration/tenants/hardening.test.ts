@@ -44,7 +44,13 @@ after(async () => {
 const chatBody = () => JSON.stringify({ model: t.modelId, messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
 
 /** A raw request with the Host header we choose (fetch would not let us). */
-function rawRequest(pathname: string, host: string | null, method = "GET", body?: string, contentType = "application/json"): Promise<{ status: number; body: string }> {
+function rawRequest(
+  pathname: string,
+  host: string | null,
+  method = "GET",
+  body?: string,
+  contentType = "application/json",
+): Promise<{ status: number; body: string }> {
   const url = new URL(t.url);
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
@@ -113,7 +119,10 @@ describe("file modes", () => {
   test("an existing data directory keeps its mode, with a warning; a loose database file and llamux's own KV directory are tightened", async () => {
     await u.client.responses.create({ model: u.modelId, input: "Hi", max_output_tokens: 16 });
     assert.equal(mode(userDataDir), 0o755);
-    assert.ok(warnings.some((w) => w.includes(`the data directory ${userDataDir} has mode 0755`)), JSON.stringify(warnings));
+    assert.ok(
+      warnings.some((w) => w.includes(`the data directory ${userDataDir} has mode 0755`)),
+      JSON.stringify(warnings),
+    );
     assert.ok(!warnings.some((w) => w.includes("data directory") && w.includes(ownDataDir)));
     for (const f of ["llamux.db", "llamux.db-wal", "llamux.db-shm"]) assert.equal(mode(path.join(userDataDir, f)), 0o600, f);
     assert.equal(mode(path.join(userDataDir, "kv-cache")), 0o700);
@@ -168,6 +177,11 @@ describe("refused at start with one line", () => {
     assert.equal(r.status, 1);
     const lines = oneLine(r.stderr);
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, new RegExp(`^llamux: the database ${path.join(corrupt, "llamux.db").replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} cannot be used \\(file is not a database\\)`));
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^llamux: the database ${path.join(corrupt, "llamux.db").replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} cannot be used \\(file is not a database\\)`,
+      ),
+    );
   });
 });

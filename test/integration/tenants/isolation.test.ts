@@ -58,8 +58,16 @@ after(async () => {
 
 const clientFor = (key: string) => new OpenAI({ baseURL: `${t.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
 
-async function post(key: string, route: string, body: Record<string, unknown>): Promise<{ status: number; body: { error?: { code: string; param: string | null } } }> {
-  const res = await fetch(`${t.url}${route}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+async function post(
+  key: string,
+  route: string,
+  body: Record<string, unknown>,
+): Promise<{ status: number; body: { error?: { code: string; param: string | null } } }> {
+  const res = await fetch(`${t.url}${route}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as { error?: { code: string; param: string | null } } };
 }
 
@@ -95,11 +103,20 @@ describe("a tenant limited to one of several models", () => {
 
   test("sees only its model in /v1/models, and the other is a 404 there", async () => {
     const limited = await clientFor(LIMITED_KEY).models.list();
-    assert.deepEqual(limited.data.map((m) => m.id), ["model-a", "a-alias"]);
-    await assert.rejects(clientFor(LIMITED_KEY).models.retrieve("model-b"), (err: unknown) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found");
+    assert.deepEqual(
+      limited.data.map((m) => m.id),
+      ["model-a", "a-alias"],
+    );
+    await assert.rejects(
+      clientFor(LIMITED_KEY).models.retrieve("model-b"),
+      (err: unknown) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found",
+    );
     assert.equal((await clientFor(LIMITED_KEY).models.retrieve("a-alias")).id, "a-alias");
     const open = await clientFor(OPEN_KEY).models.list();
-    assert.deepEqual(open.data.map((m) => m.id), ["model-a", "model-b", "a-alias"]);
+    assert.deepEqual(
+      open.data.map((m) => m.id),
+      ["model-a", "model-b", "a-alias"],
+    );
   });
 });
 
@@ -109,7 +126,7 @@ describe("/metrics in multi-tenant mode", () => {
     assert.equal(plain.status, 401);
     const text = await plain.text();
     assert.doesNotMatch(text, /tenant=/, "nothing about tenants leaks in the refusal");
-    assert.equal(((JSON.parse(text) as { error: { code: string } }).error.code), "invalid_api_key");
+    assert.equal((JSON.parse(text) as { error: { code: string } }).error.code, "invalid_api_key");
     for (const key of [LIMITED_KEY, OPEN_KEY, "wrong-token-wrong-token-0123"]) {
       assert.equal((await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).status, 401, key);
     }
@@ -124,8 +141,14 @@ describe("/metrics in multi-tenant mode", () => {
     const del = await fetch(`${t.url}/admin/tenants/gone`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_KEY}` } });
     assert.equal(del.status, 200);
     const afterDelete = await scrapeWith(METRICS_TOKEN);
-    assert.deepEqual(afterDelete.samples.filter((s) => s.labels.tenant === "gone"), []);
-    assert.ok(afterDelete.samples.some((s) => s.labels.tenant === "open"), "other tenants' series stay");
+    assert.deepEqual(
+      afterDelete.samples.filter((s) => s.labels.tenant === "gone"),
+      [],
+    );
+    assert.ok(
+      afterDelete.samples.some((s) => s.labels.tenant === "open"),
+      "other tenants' series stay",
+    );
   });
 
   test("distinct unknown paths and keyless requests do not grow it, and a tenant is still served", async () => {

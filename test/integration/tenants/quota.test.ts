@@ -59,7 +59,10 @@ before(async () => {
   );
   // One llama.cpp thread: two wait on each other's time slices on busy cores (measured: 30 s for
   // 40 tokens), and the TPM test below needs its first request to end within the bucket's refill.
-  t = await startTestServer(["--model", MODELS.stories260K, "--threads", "1", "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")], { env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } });
+  t = await startTestServer(
+    ["--model", MODELS.stories260K, "--threads", "1", "--slots", "3", "--ctx-per-slot", "256", "--tenants", tenantsFile, "--data-dir", path.join(dir, "data")],
+    { env: { LLAMUX_METRICS_TOKEN: METRICS_TOKEN } },
+  );
 });
 after(async () => {
   await t?.close();

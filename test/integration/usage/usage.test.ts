@@ -52,7 +52,10 @@ before(async () => {
   );
   t = await startTestServer(["--config", configFile], { env: { LLAMUX_ADMIN_KEY: ADMIN_KEY } });
   callers = [];
-  for (const [tenant, keys] of [["alice", 2], ["bob", 1]] as const) {
+  for (const [tenant, keys] of [
+    ["alice", 2],
+    ["bob", 1],
+  ] as const) {
     await admin("POST", "/tenants", { id: tenant });
     for (let i = 0; i < keys; i++) {
       const k = await admin("POST", `/tenants/${tenant}/keys`, { name: `${tenant}-${i}` });
@@ -78,12 +81,19 @@ const dimsOf = (r: any) => JSON.stringify([r.project_id, r.api_key_id, r.model, 
 
 describe("usage and cost reports (SQLite)", () => {
   test("completions usage per tenant, key, model and batch equals the usage objects the API returned", async () => {
-    const results = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, { ...range, bucket_width: "1d", group_by: "project_id,api_key_id,model,batch" });
+    const results = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, {
+      ...range,
+      bucket_width: "1d",
+      group_by: "project_id,api_key_id,model,batch",
+    });
     const expected = tally.by("completions", (d) => JSON.stringify([d.tenant, d.key, d.model, d.batch]));
     assert.deepEqual(entries(sumResults(results, dimsOf)), entries(expected));
     // The batch flag follows the batch id; cached tokens were seen at all (the workload repeats a prompt).
     for (const r of results) assert.equal(r.batch, r.batch_id !== null);
-    assert.ok([...expected.values()].some((v) => v.cached > 0), "some prompt was read from the cache");
+    assert.ok(
+      [...expected.values()].some((v) => v.cached > 0),
+      "some prompt was read from the cache",
+    );
     // Each batch alone, as a user of the Batch API would check it.
     const batches = [...expected.keys()].map((k) => JSON.parse(k)[3]).filter((b) => b !== null);
     assert.equal(new Set(batches).size, 2);
@@ -94,10 +104,20 @@ describe("usage and cost reports (SQLite)", () => {
     const pick = (r: any) => JSON.stringify([r.project_id, r.model]);
     for (const width of ["1h", "1m"]) {
       // limit 1: one bucket per page, so the minute buckets take several pages.
-      const results = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, { ...range, bucket_width: width, limit: "1", group_by: "project_id,model" });
+      const results = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, {
+        ...range,
+        bucket_width: width,
+        limit: "1",
+        group_by: "project_id,model",
+      });
       assert.deepEqual(entries(sumResults(results, pick)), entries(expected), width);
     }
-    const onlyBob = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, { ...range, project_ids: "bob", models: "tiny", group_by: "project_id,model" });
+    const onlyBob = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, {
+      ...range,
+      project_ids: "bob",
+      models: "tiny",
+      group_by: "project_id,model",
+    });
     assert.deepEqual(entries(sumResults(onlyBob, pick)), entries(new Map([...expected].filter(([k]) => k === JSON.stringify(["bob", "tiny"])))));
     const batchOnly = await allResults(t.url, "/admin/usage/completions", ADMIN_KEY, { ...range, batch: "true" });
     const batchTotal = tally.by("completions", (d) => String(d.batch !== null)).get("true")!;
@@ -125,7 +145,11 @@ describe("usage and cost reports (SQLite)", () => {
       for (const [k, tok] of tally.by(kind, (d) => `${d.tenant}|${d.model}`)) {
         const [tenant, model] = k.split("|") as [string, string];
         const p = PRICES[model]!;
-        const parts = { input: costOf({ ...tok, cached: 0, output: 0, input: tok.input - tok.cached }, p), "cached input": costOf({ ...tok, input: tok.cached, output: 0 }, p), output: costOf({ ...tok, input: 0, cached: 0 }, p) };
+        const parts = {
+          input: costOf({ ...tok, cached: 0, output: 0, input: tok.input - tok.cached }, p),
+          "cached input": costOf({ ...tok, input: tok.cached, output: 0 }, p),
+          output: costOf({ ...tok, input: 0, cached: 0 }, p),
+        };
         for (const [item, usd] of Object.entries(parts)) all.set(`${tenant}|${model}, ${item}`, (all.get(`${tenant}|${model}, ${item}`) ?? 0) + usd);
       }
     }
@@ -143,7 +167,10 @@ describe("usage and cost reports (SQLite)", () => {
     for (const c of [alice!, bob!]) {
       const results = await allResults(t.url, "/v1/usage/completions", c.key, { ...range, group_by: "project_id,model" });
       assert.ok(results.length > 0);
-      assert.ok(results.every((r) => r.project_id === c.tenant), `only ${c.tenant}'s rows`);
+      assert.ok(
+        results.every((r) => r.project_id === c.tenant),
+        `only ${c.tenant}'s rows`,
+      );
       const expected = tally.by("completions", (d) => (d.tenant === c.tenant ? JSON.stringify([d.tenant, d.model]) : "other"));
       expected.delete("other");
       assert.deepEqual(entries(sumResults(results, (r) => JSON.stringify([r.project_id, r.model]))), entries(expected));
@@ -189,11 +216,23 @@ describe("usage and cost reports (SQLite)", () => {
     const start = t0 - 3 * 3600;
     const r = await getJson(`${t.url}/admin/usage/completions?start_time=${start}&end_time=${start + 5 * 3600 + 30}&bucket_width=1h&limit=4`, ADMIN_KEY);
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body.data.map((b: any) => [b.start_time, b.end_time]), [0, 1, 2, 3].map((i) => [start + i * 3600, start + (i + 1) * 3600]));
+    assert.deepEqual(
+      r.body.data.map((b: any) => [b.start_time, b.end_time]),
+      [0, 1, 2, 3].map((i) => [start + i * 3600, start + (i + 1) * 3600]),
+    );
     assert.deepEqual(r.body.data[0].results, []);
     assert.equal(r.body.has_more, true);
-    const next = await getJson(`${t.url}/admin/usage/completions?start_time=${start}&end_time=${start + 5 * 3600 + 30}&bucket_width=1h&limit=4&page=${r.body.next_page}`, ADMIN_KEY);
-    assert.deepEqual(next.body.data.map((b: any) => [b.start_time, b.end_time]), [[start + 4 * 3600, start + 5 * 3600], [start + 5 * 3600, start + 5 * 3600 + 30]]);
+    const next = await getJson(
+      `${t.url}/admin/usage/completions?start_time=${start}&end_time=${start + 5 * 3600 + 30}&bucket_width=1h&limit=4&page=${r.body.next_page}`,
+      ADMIN_KEY,
+    );
+    assert.deepEqual(
+      next.body.data.map((b: any) => [b.start_time, b.end_time]),
+      [
+        [start + 4 * 3600, start + 5 * 3600],
+        [start + 5 * 3600, start + 5 * 3600 + 30],
+      ],
+    );
     assert.equal(next.body.has_more, false);
     assert.equal(next.body.next_page, null);
     const [res] = r.body.data[3].results;

@@ -76,8 +76,17 @@ describe("usage and cost reports (PostgreSQL)", { skip: postgresMissing ?? false
     await pg.stop();
     try {
       for (const model of MODEL_IDS) {
-        const chat = await client.chat.completions.create({ model, messages: [{ role: "user", content: "While the database was away" }], max_tokens: 5, temperature: 0 });
-        tally.add("completions", { tenant: "alice", key: alice.keyId, model, batch: null }, { input: chat.usage!.prompt_tokens, cached: chat.usage!.prompt_tokens_details?.cached_tokens ?? 0, output: chat.usage!.completion_tokens });
+        const chat = await client.chat.completions.create({
+          model,
+          messages: [{ role: "user", content: "While the database was away" }],
+          max_tokens: 5,
+          temperature: 0,
+        });
+        tally.add(
+          "completions",
+          { tenant: "alice", key: alice.keyId, model, batch: null },
+          { input: chat.usage!.prompt_tokens, cached: chat.usage!.prompt_tokens_details?.cached_tokens ?? 0, output: chat.usage!.completion_tokens },
+        );
         const emb = await client.embeddings.create({ model, input: "away" });
         tally.add("embeddings", { tenant: "alice", key: alice.keyId, model, batch: null }, { input: emb.usage.prompt_tokens, cached: 0, output: 0 });
       }
@@ -92,13 +101,21 @@ describe("usage and cost reports (PostgreSQL)", { skip: postgresMissing ?? false
     const range = { start_time: String(t0), end_time: String(Math.floor(Date.now() / 1000) + 1) };
     const pick = (r: any) => JSON.stringify([r.project_id, r.api_key_id, r.model, null]);
     for (const kind of ["completions", "embeddings"] as const) {
-      const results = await allResults(t.url, `/admin/usage/${kind}`, ADMIN_KEY, { ...range, bucket_width: "1m", limit: "1440", group_by: "project_id,api_key_id,model" });
+      const results = await allResults(t.url, `/admin/usage/${kind}`, ADMIN_KEY, {
+        ...range,
+        bucket_width: "1m",
+        limit: "1440",
+        group_by: "project_id,api_key_id,model",
+      });
       assert.deepEqual(entries(sumResults(results, pick)), entries(tally.by(kind, (d) => JSON.stringify([d.tenant, d.key, d.model, d.batch]))), kind);
     }
     // A tenant's own view.
     const bob = callers[1]!;
     const own = await allResults(t.url, "/v1/usage/completions", bob.key, { ...range, group_by: "project_id" });
-    assert.deepEqual(entries(sumResults(own, (r) => r.project_id)), entries(tally.by("completions", (d) => d.tenant)).filter(([k]) => k === "bob"));
+    assert.deepEqual(
+      entries(sumResults(own, (r) => r.project_id)),
+      entries(tally.by("completions", (d) => d.tenant)).filter(([k]) => k === "bob"),
+    );
   });
 
   test("costs per tenant are the tokens times the model's prices", async () => {

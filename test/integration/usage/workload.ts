@@ -29,7 +29,11 @@ export class Tally {
   readonly completions = new Map<string, Tokens>();
   readonly embeddings = new Map<string, Tokens>();
 
-  add(kind: "completions" | "embeddings", dims: { tenant: string; key: string | null; model: string; batch: string | null }, u: { input: number; cached: number; output: number }): void {
+  add(
+    kind: "completions" | "embeddings",
+    dims: { tenant: string; key: string | null; model: string; batch: string | null },
+    u: { input: number; cached: number; output: number },
+  ): void {
     const map = kind === "completions" ? this.completions : this.embeddings;
     const k = JSON.stringify([dims.tenant, dims.key, dims.model, dims.batch]);
     const t = map.get(k) ?? zero();
@@ -41,7 +45,10 @@ export class Tally {
   }
 
   /** Summed over entries whose dimensions `pick` maps to the same string. */
-  by(kind: "completions" | "embeddings", pick: (d: { tenant: string; key: string | null; model: string; batch: string | null }) => string): Map<string, Tokens> {
+  by(
+    kind: "completions" | "embeddings",
+    pick: (d: { tenant: string; key: string | null; model: string; batch: string | null }) => string,
+  ): Map<string, Tokens> {
     const out = new Map<string, Tokens>();
     for (const [k, t] of kind === "completions" ? this.completions : this.embeddings) {
       const [tenant, key, model, batch] = JSON.parse(k) as [string, string | null, string, string | null];
@@ -74,18 +81,48 @@ export async function runWorkload(url: string, callers: readonly Caller[], model
       // The same chat twice: the second reads its prompt from the slot's cache, so cached tokens are not all zero.
       for (let i = 0; i < 2; i++) {
         const chat = await client.chat.completions.create({ model, messages: [{ role: "user", content: prompt }], max_tokens: 6, temperature: 0 });
-        tally.add("completions", dims, { input: chat.usage!.prompt_tokens, cached: chat.usage!.prompt_tokens_details?.cached_tokens ?? 0, output: chat.usage!.completion_tokens });
+        tally.add("completions", dims, {
+          input: chat.usage!.prompt_tokens,
+          cached: chat.usage!.prompt_tokens_details?.cached_tokens ?? 0,
+          output: chat.usage!.completion_tokens,
+        });
       }
       const completion = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0 });
-      tally.add("completions", dims, { input: completion.usage!.prompt_tokens, cached: completion.usage!.prompt_tokens_details?.cached_tokens ?? 0, output: completion.usage!.completion_tokens });
+      tally.add("completions", dims, {
+        input: completion.usage!.prompt_tokens,
+        cached: completion.usage!.prompt_tokens_details?.cached_tokens ?? 0,
+        output: completion.usage!.completion_tokens,
+      });
       const response = await client.responses.create({ model, input: prompt, max_output_tokens: 16, temperature: 0, store: false });
-      tally.add("completions", dims, { input: response.usage!.input_tokens, cached: response.usage!.input_tokens_details.cached_tokens, output: response.usage!.output_tokens });
-      const stream = await client.chat.completions.create({ model, messages: [{ role: "user", content: `${prompt} dog` }], max_tokens: 7, temperature: 0, stream: true, stream_options: { include_usage: true } });
+      tally.add("completions", dims, {
+        input: response.usage!.input_tokens,
+        cached: response.usage!.input_tokens_details.cached_tokens,
+        output: response.usage!.output_tokens,
+      });
+      const stream = await client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: `${prompt} dog` }],
+        max_tokens: 7,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       let streamed: OpenAI.CompletionUsage | null = null;
       for await (const chunk of stream) if (chunk.usage) streamed = chunk.usage;
       assert.ok(streamed, "the stream ends with its usage");
-      tally.add("completions", dims, { input: streamed.prompt_tokens, cached: streamed.prompt_tokens_details?.cached_tokens ?? 0, output: streamed.completion_tokens });
-      const responseStream = await client.responses.create({ model, input: `${prompt} bird`, max_output_tokens: 16, temperature: 0, store: false, stream: true });
+      tally.add("completions", dims, {
+        input: streamed.prompt_tokens,
+        cached: streamed.prompt_tokens_details?.cached_tokens ?? 0,
+        output: streamed.completion_tokens,
+      });
+      const responseStream = await client.responses.create({
+        model,
+        input: `${prompt} bird`,
+        max_output_tokens: 16,
+        temperature: 0,
+        store: false,
+        stream: true,
+      });
       let completed: OpenAI.Responses.ResponseUsage | null = null;
       // max_output_tokens may end it incomplete: either way its last event carries the usage.
       for await (const ev of responseStream) if (ev.type === "response.completed" || ev.type === "response.incomplete") completed = ev.response.usage ?? null;
@@ -102,24 +139,47 @@ export async function runWorkload(url: string, callers: readonly Caller[], model
 /** A batch of chat lines (one model per batch, as OpenAI's) and one of embeddings on the other model; each output line's usage is tallied under its batch. */
 async function runBatch(client: OpenAI, c: Caller, models: readonly string[], tally: Tally): Promise<void> {
   const chatLines = [0, 1, 2].map((i) =>
-    JSON.stringify({ custom_id: `c-${i}`, method: "POST", url: "/v1/chat/completions", body: { model: models[0], messages: [{ role: "user", content: `Batch story ${i} of ${c.tenant}` }], max_tokens: 4 + i, temperature: 0 } }),
+    JSON.stringify({
+      custom_id: `c-${i}`,
+      method: "POST",
+      url: "/v1/chat/completions",
+      body: { model: models[0], messages: [{ role: "user", content: `Batch story ${i} of ${c.tenant}` }], max_tokens: 4 + i, temperature: 0 },
+    }),
   );
   const embModel = models[1] ?? models[0];
-  const embLines = [0, 1].map((i) => JSON.stringify({ custom_id: `e-${i}`, method: "POST", url: "/v1/embeddings", body: { model: embModel, input: `embed ${c.tenant} ${i}` } }));
-  for (const [lines, endpoint] of [[chatLines, "/v1/chat/completions"], [embLines, "/v1/embeddings"]] as const) {
-    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join("\n") + "\n"), "in.jsonl"), purpose: "batch" });
+  const embLines = [0, 1].map((i) =>
+    JSON.stringify({ custom_id: `e-${i}`, method: "POST", url: "/v1/embeddings", body: { model: embModel, input: `embed ${c.tenant} ${i}` } }),
+  );
+  for (const [lines, endpoint] of [
+    [chatLines, "/v1/chat/completions"],
+    [embLines, "/v1/embeddings"],
+  ] as const) {
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join("\n")}\n`), "in.jsonl"), purpose: "batch" });
     let batch = await client.batches.create({ input_file_id: file.id, endpoint, completion_window: "24h" });
-    await waitFor(async () => ["completed", "failed", "cancelled", "expired"].includes((batch = await client.batches.retrieve(batch.id)).status), 120_000, `batch ${batch.id}`);
+    await waitFor(
+      async () => ["completed", "failed", "cancelled", "expired"].includes((batch = await client.batches.retrieve(batch.id)).status),
+      120_000,
+      `batch ${batch.id}`,
+    );
     assert.equal(batch.status, "completed");
     assert.equal(batch.request_counts?.completed, lines.length);
     const out = (await (await client.files.content(batch.output_file_id!)).text()).split("\n").filter((l) => l.length > 0);
     for (const line of out) {
-      const r = JSON.parse(line) as { response: { status_code: number; body: { model: string; usage: { prompt_tokens: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens: number } } } } };
+      const r = JSON.parse(line) as {
+        response: {
+          status_code: number;
+          body: { model: string; usage: { prompt_tokens: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens: number } } };
+        };
+      };
       assert.equal(r.response.status_code, 200);
       const u = r.response.body.usage;
       const model = models.find((m) => r.response.body.model === m) ?? r.response.body.model;
       // A batch line has no key of its own.
-      tally.add(endpoint === "/v1/embeddings" ? "embeddings" : "completions", { tenant: c.tenant, key: null, model, batch: batch.id }, { input: u.prompt_tokens, cached: u.prompt_tokens_details?.cached_tokens ?? 0, output: u.completion_tokens ?? 0 });
+      tally.add(
+        endpoint === "/v1/embeddings" ? "embeddings" : "completions",
+        { tenant: c.tenant, key: null, model, batch: batch.id },
+        { input: u.prompt_tokens, cached: u.prompt_tokens_details?.cached_tokens ?? 0, output: u.completion_tokens ?? 0 },
+      );
     }
   }
 }

@@ -16,7 +16,16 @@ export interface AuditStoreHarness {
   tamper(sql: string): Promise<void>;
 }
 
-export const query = (q: Partial<AuditQuery> = {}): AuditQuery => ({ effectiveAt: {}, types: [], actorIds: [], resourceIds: [], limit: 20, afterSeq: null, beforeSeq: null, ...q });
+export const query = (q: Partial<AuditQuery> = {}): AuditQuery => ({
+  effectiveAt: {},
+  types: [],
+  actorIds: [],
+  resourceIds: [],
+  limit: 20,
+  afterSeq: null,
+  beforeSeq: null,
+  ...q,
+});
 
 export function entry(i: number, over: Partial<AuditEntry> = {}): AuditEntry {
   return {
@@ -36,7 +45,10 @@ export function describeAuditStoreContract(name: string, h: AuditStoreHarness): 
       const store = await h.fresh();
       const written = [];
       for (let i = 1; i <= 5; i++) written.push(await store.append(entry(i)));
-      assert.deepEqual(written.map((r) => r.seq), [1, 2, 3, 4, 5]);
+      assert.deepEqual(
+        written.map((r) => r.seq),
+        [1, 2, 3, 4, 5],
+      );
       assert.equal(written[1]!.prevHash, written[0]!.hash);
       assert.deepEqual(await store.scan(0, 100), written);
       assert.deepEqual((await verifyAuditStore(store)).ok, true);
@@ -86,7 +98,11 @@ export function describeAuditStoreContract(name: string, h: AuditStoreHarness): 
 
     test("a changed, a rehashed and a removed record are each named by verify", async () => {
       const cases: Array<[string, string, RegExp]> = [
-        ["changed details", "UPDATE audit_log SET details = replace(details, '\"n\":3', '\"n\":30') WHERE seq = 3", /audit_log-3 .*changed after it was written/],
+        [
+          "changed details",
+          "UPDATE audit_log SET details = replace(details, '\"n\":3', '\"n\":30') WHERE seq = 3",
+          /audit_log-3 .*changed after it was written/,
+        ],
         ["changed actor", "UPDATE audit_log SET ip_address = '10.9.9.9' WHERE seq = 2", /audit_log-2 /],
         ["rehashed record", "UPDATE audit_log SET details = '{}', hash = 'f' || substr(hash, 2) WHERE seq = 4", /audit_log-4 /],
         ["removed record", "DELETE FROM audit_log WHERE seq = 2", /expected record audit_log-2 here, found audit_log-3/],

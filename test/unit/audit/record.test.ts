@@ -59,7 +59,14 @@ describe("refused authentications: windows", () => {
     assert.equal(recorded, 3);
     assert.equal(w.roll(999), null, "the window is not over");
     const s = w.roll(1000)!;
-    assert.deepEqual(s, { windowStartMs: 0, windowEndMs: 1000, recorded: 3, suppressed: 9997, topAddresses: [{ ipAddress: "10.0.0.1", suppressed: 9997 }], otherSuppressed: 0 });
+    assert.deepEqual(s, {
+      windowStartMs: 0,
+      windowEndMs: 1000,
+      recorded: 3,
+      suppressed: 9997,
+      topAddresses: [{ ipAddress: "10.0.0.1", suppressed: 9997 }],
+      otherSuppressed: 0,
+    });
     assert.equal(w.admit("10.0.0.1"), true, "the next window starts over");
   });
 
@@ -106,7 +113,15 @@ describe("GET /admin/audit query", () => {
     const q = parseAuditQuery(
       "effective_at%5Bgte%5D=10&effective_at[lt]=20&event_types[]=tenant.created&event_types=api_key.revoked&actor_ids[]=admin_key-1&resource_ids=t1&limit=5&after=audit_log-9",
     );
-    assert.deepEqual(q, { effectiveAt: { gte: 10, lt: 20 }, types: ["tenant.created", "api_key.revoked"], actorIds: ["admin_key-1"], resourceIds: ["t1"], limit: 5, afterSeq: 9, beforeSeq: null });
+    assert.deepEqual(q, {
+      effectiveAt: { gte: 10, lt: 20 },
+      types: ["tenant.created", "api_key.revoked"],
+      actorIds: ["admin_key-1"],
+      resourceIds: ["t1"],
+      limit: 5,
+      afterSeq: 9,
+      beforeSeq: null,
+    });
     assert.deepEqual(parseAuditQuery(""), { effectiveAt: {}, types: [], actorIds: [], resourceIds: [], limit: 20, afterSeq: null, beforeSeq: null });
   });
 
@@ -132,7 +147,11 @@ describe("GET /admin/audit query", () => {
 describe("tenant update details", () => {
   test("only the fields that changed, before and after, and the patch as sent", () => {
     const before = { tenant: newTenant("t", { limits: { maxTokens: 10 } }), createdAtSeconds: 1, updatedAtSeconds: 1 };
-    const after = { tenant: newTenant("t", { limits: { maxTokens: 20, requestsPerMinute: 5 }, scheduling: { weight: 1 } }), createdAtSeconds: 1, updatedAtSeconds: 2 };
+    const after = {
+      tenant: newTenant("t", { limits: { maxTokens: 20, requestsPerMinute: 5 }, scheduling: { weight: 1 } }),
+      createdAtSeconds: 1,
+      updatedAtSeconds: 2,
+    };
     const change = tenantChange(before, after, { limits: { maxTokens: 20, requestsPerMinute: 5 } });
     assert.deepEqual(change, {
       changes_requested: { limits: { maxTokens: 20, requestsPerMinute: 5 } },

@@ -23,7 +23,13 @@ describe("lineOutcome", () => {
   });
 
   test("answers that mean later are retried, honouring retry-after", () => {
-    for (const [status, code] of [[503, "batch_preempted"], [503, "queue_timeout"], [429, "queue_full"], [429, "rate_limit_exceeded"], [503, "engine_restarted"]] as const) {
+    for (const [status, code] of [
+      [503, "batch_preempted"],
+      [503, "queue_timeout"],
+      [429, "queue_full"],
+      [429, "rate_limit_exceeded"],
+      [503, "engine_restarted"],
+    ] as const) {
       const o = lineOutcome("c", answer(status, err(code), 1500), 0);
       assert.deepEqual(o, { kind: "retry", afterMs: 1500 }, code);
     }
@@ -32,7 +38,12 @@ describe("lineOutcome", () => {
   });
 
   test("a spent budget and invalid requests are the line's failure, with no usage", () => {
-    for (const [status, code] of [[429, "insufficient_quota"], [400, "context_length_exceeded"], [404, "model_not_found"], [500, "engine_error"]] as const) {
+    for (const [status, code] of [
+      [429, "insufficient_quota"],
+      [400, "context_length_exceeded"],
+      [404, "model_not_found"],
+      [500, "engine_error"],
+    ] as const) {
       const o = lineOutcome("c", answer(status, err(code)), 0);
       assert.equal(o.kind, "done", code);
       if (o.kind !== "done") continue;
@@ -43,13 +54,18 @@ describe("lineOutcome", () => {
   });
 
   test("usage of responses and embeddings bodies", () => {
-    assert.deepEqual(usageOf({ usage: { input_tokens: 3, output_tokens: 4, input_tokens_details: { cached_tokens: 1 } } }), { inputTokens: 3, cachedTokens: 1, outputTokens: 4 });
+    assert.deepEqual(usageOf({ usage: { input_tokens: 3, output_tokens: 4, input_tokens_details: { cached_tokens: 1 } } }), {
+      inputTokens: 3,
+      cachedTokens: 1,
+      outputTokens: 4,
+    });
     assert.deepEqual(usageOf({ usage: { prompt_tokens: 9, total_tokens: 9 } }), { inputTokens: 9, cachedTokens: 0, outputTokens: 0 });
   });
 });
 
 describe("batch line validation", () => {
-  const line = (o: Record<string, unknown>) => JSON.stringify({ custom_id: "a", method: "POST", url: "/v1/chat/completions", body: { model: "m", messages: [{ role: "user", content: "hi" }] }, ...o });
+  const line = (o: Record<string, unknown>) =>
+    JSON.stringify({ custom_id: "a", method: "POST", url: "/v1/chat/completions", body: { model: "m", messages: [{ role: "user", content: "hi" }] }, ...o });
 
   test("a good line gives its custom_id and body", () => {
     const p = parseLine(line({}), "/v1/chat/completions");
@@ -72,11 +88,24 @@ describe("batch line validation", () => {
   });
 
   test("validateInput numbers lines from 1 and checks custom_id uniqueness and one model", async () => {
-    const text = [line({ custom_id: "a" }), line({ custom_id: "a" }), line({ custom_id: "b", body: { model: "other", messages: [{ role: "user", content: "x" }] } })].join("\n");
+    const text = [
+      line({ custom_id: "a" }),
+      line({ custom_id: "a" }),
+      line({ custom_id: "b", body: { model: "other", messages: [{ role: "user", content: "x" }] } }),
+    ].join("\n");
     const v = await validateInput(Readable.from([text]), "/v1/chat/completions");
     assert.equal(v.total, 3);
-    assert.deepEqual(v.errors.map((e) => [e.line, e.code]), [[2, "duplicate_custom_id"], [3, "mismatched_model"]]);
+    assert.deepEqual(
+      v.errors.map((e) => [e.line, e.code]),
+      [
+        [2, "duplicate_custom_id"],
+        [3, "mismatched_model"],
+      ],
+    );
     const empty = await validateInput(Readable.from([""]), "/v1/chat/completions");
-    assert.deepEqual(empty.errors.map((e) => e.code), ["empty_file"]);
+    assert.deepEqual(
+      empty.errors.map((e) => e.code),
+      ["empty_file"],
+    );
   });
 });

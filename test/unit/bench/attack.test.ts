@@ -8,7 +8,16 @@ import { MODELS } from "../../integration/helpers/server.js";
 
 const ok = (...ms: number[]): VictimSample[] => ms.map((ttftMs) => ({ ok: true, ttftMs }));
 const failed = (n: number): VictimSample[] => Array.from({ length: n }, () => ({ ok: false, error: "HTTP 503 engine_restarted" }));
-const row = (over: Partial<AttackRow>): AttackRow => ({ id: "1", name: "x", skipped: null, alone: ok(10, 20, 30), underAttack: ok(20, 40, 60), attackerOutcomes: {}, frontRssGrowthBytes: null, ...over });
+const row = (over: Partial<AttackRow>): AttackRow => ({
+  id: "1",
+  name: "x",
+  skipped: null,
+  alone: ok(10, 20, 30),
+  underAttack: ok(20, 40, 60),
+  attackerOutcomes: {},
+  frontRssGrowthBytes: null,
+  ...over,
+});
 
 describe("attack row statistics", () => {
   test("p50 alone and under attack, their ratio, and the target", () => {
@@ -56,7 +65,10 @@ describe("attack table", () => {
 
 describe("bench attack arguments", () => {
   test("every attempt of the issue is there", () => {
-    assert.deepEqual(ATTACKS.map((a) => a.id), ["1", "2", "3", "4", "8", "9", "10", "11"]);
+    assert.deepEqual(
+      ATTACKS.map((a) => a.id),
+      ["1", "2", "3", "4", "8", "9", "10", "11"],
+    );
     const crash = ATTACKS.find((a) => a.id === "11")!;
     assert.equal(crash.skip!("TinyStories-656K-Q8_0"), null);
     assert.match(crash.skip!("stories260K")!, /needs --serve TinyStories-656K/);

@@ -33,7 +33,21 @@ test("--help prints the options of both commands and exits 0", async () => {
   for (const argv of [["--help"], ["ceiling", "--help"]]) {
     const { code, said } = await exitCode(argv);
     assert.equal(code, 0);
-    for (const opt of ["--url", "--concurrency", "--requests", "--prompt-tokens", "--max-tokens", "--api-key", "--json", "--endpoint", "--no-ignore-eos", "--ceiling-json", "--threads", "--gpu", "--ctx-per-slot"]) {
+    for (const opt of [
+      "--url",
+      "--concurrency",
+      "--requests",
+      "--prompt-tokens",
+      "--max-tokens",
+      "--api-key",
+      "--json",
+      "--endpoint",
+      "--no-ignore-eos",
+      "--ceiling-json",
+      "--threads",
+      "--gpu",
+      "--ctx-per-slot",
+    ]) {
       assert.ok(said.includes(opt), `help lacks ${opt}`);
     }
   }
@@ -57,7 +71,10 @@ test("bad arguments give one line and exit 2", async () => {
     [["ceiling", "--model", "PLACEHOLDER", "--threads=-1"], /--threads must be a positive integer/],
     [["ceiling", "--model", "PLACEHOLDER", "--threads", "-1"], /--threads' argument is ambiguous/],
     [["ceiling", "--model", "PLACEHOLDER", "--ctx-per-slot", "0"], /--ctx-per-slot must be a positive integer/],
-    [["ceiling", "--model", "PLACEHOLDER", "--ctx-per-slot", "64"], /--ctx-per-slot: a context of 64 tokens per sequence cannot hold 32 prompt \+ 64 output tokens/],
+    [
+      ["ceiling", "--model", "PLACEHOLDER", "--ctx-per-slot", "64"],
+      /--ctx-per-slot: a context of 64 tokens per sequence cannot hold 32 prompt \+ 64 output tokens/,
+    ],
   ];
   const model = path.join(dir, "model.gguf");
   fs.writeFileSync(model, "");

@@ -64,7 +64,16 @@ after(async () => {
 });
 
 const base = (over: Partial<LoadOptions> = {}): LoadOptions => ({
-  url, model: "ok", concurrency: 1, requests: 1, promptTokens: 32, maxTokens: 6, endpoint: "completions", ignoreEos: true, timeoutMs: 10_000, ...over,
+  url,
+  model: "ok",
+  concurrency: 1,
+  requests: 1,
+  promptTokens: 32,
+  maxTokens: 6,
+  endpoint: "completions",
+  ignoreEos: true,
+  timeoutMs: 10_000,
+  ...over,
 });
 
 test("keeps exactly `concurrency` requests in flight and accounts every token", async () => {
@@ -100,7 +109,7 @@ test("firstIndex picks the prompts: consecutive runs from consecutive indices se
   seen.length = 0;
   await runLoad(base({ concurrency: 2, requests: 3, firstIndex: 500 }));
   await runLoad(base({ concurrency: 2, requests: 3, firstIndex: 503 }));
-  const prompts = seen.map((s) => s.body["prompt"]);
+  const prompts = seen.map((s) => s.body.prompt);
   assert.equal(new Set(prompts).size, 6);
   assert.deepEqual(new Set(prompts), new Set([500, 501, 502, 503, 504, 505].map((i) => promptFor(i, 32))));
 });

@@ -3,7 +3,14 @@ import { describe, test } from "node:test";
 import { multiturnTable, summarizeMultiturn, type TurnSample } from "../../../bench/multiturn.js";
 
 const sample = (turn: number, ttftMs: number, prefillTokens: number, ok = true): TurnSample => ({
-  tenant: 0, conversation: 0, turn, ok, ...(ok ? {} : { error: "HTTP 500" }), ttftMs, promptTokens: 100 * turn, prefillTokens,
+  tenant: 0,
+  conversation: 0,
+  turn,
+  ok,
+  ...(ok ? {} : { error: "HTTP 500" }),
+  ttftMs,
+  promptTokens: 100 * turn,
+  prefillTokens,
 });
 
 describe("summarizeMultiturn", () => {
@@ -11,12 +18,15 @@ describe("summarizeMultiturn", () => {
   const r = summarizeMultiturn(samples, 2);
 
   test("summarises each turn over its successful requests, counting the failed ones", () => {
-    assert.deepEqual(r.perTurn.map((t) => [t.turn, t.requests, t.errors, t.ttftMs.mean, t.prefillTokensTotal]), [
-      [1, 2, 0, 200, 200],
-      [2, 1, 0, 50, 20],
-      [3, 1, 0, 40, 10],
-      [4, 2, 1, 60, 30],
-    ]);
+    assert.deepEqual(
+      r.perTurn.map((t) => [t.turn, t.requests, t.errors, t.ttftMs.mean, t.prefillTokensTotal]),
+      [
+        [1, 2, 0, 200, 200],
+        [2, 1, 0, 50, 20],
+        [3, 1, 0, 40, 10],
+        [4, 2, 1, 60, 30],
+      ],
+    );
   });
 
   test("turns 3 and later are pooled: the steady state once histories are long", () => {

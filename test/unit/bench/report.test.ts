@@ -6,10 +6,21 @@ import { gaps, promptFor, requestBody, summarizeLevel, type RequestSample } from
 import { ceilingTable, loadTable, parseCeilingJson, reportJson } from "../../../bench/report.js";
 
 const sample = (ttftMs: number, e2eMs: number, outputTokens: number, promptTokens: number | null = 32): RequestSample => ({
-  ok: true, ttftMs, e2eMs, itlMs: [10, 20], outputTokens, promptTokens,
+  ok: true,
+  ttftMs,
+  e2eMs,
+  itlMs: [10, 20],
+  outputTokens,
+  promptTokens,
 });
 const failed: RequestSample = { ok: false, error: "HTTP 500: boom", ttftMs: NaN, e2eMs: 5, itlMs: [], outputTokens: 0, promptTokens: null };
-const ceilingLevel = (concurrency: number, outputTokensPerSecond: number): CeilingLevel => ({ concurrency, rounds: 1, outputTokens: outputTokensPerSecond, seconds: 1, outputTokensPerSecond });
+const ceilingLevel = (concurrency: number, outputTokensPerSecond: number): CeilingLevel => ({
+  concurrency,
+  rounds: 1,
+  outputTokens: outputTokensPerSecond,
+  seconds: 1,
+  outputTokensPerSecond,
+});
 
 test("summarizeLevel counts tokens over wall time, derives TPOT and the median prompt size", () => {
   const r = summarizeLevel({ concurrency: 2 }, [sample(100, 1100, 11, 30), sample(200, 1200, 11, 40), failed, failed], 2);
@@ -31,13 +42,20 @@ test("a level with no successes has no latencies and no prompt size", () => {
   assert.ok(Number.isNaN(r.ttftMs.p50));
   assert.equal(r.promptTokensMedian, null);
   assert.match(loadTable([r]), /\| 1 \| 1 \| 0 \| 1 \| - \| 0\.0 \| - \| - \|/);
-  assert.equal(JSON.parse(reportJson({ kind: "load", url: "u", model: "m", endpoint: "chat", promptTokens: 1, maxTokens: 1, ignoreEos: true, levels: [r] })).levels[0].ttftMs.p50, null);
+  assert.equal(
+    JSON.parse(reportJson({ kind: "load", url: "u", model: "m", endpoint: "chat", promptTokens: 1, maxTokens: 1, ignoreEos: true, levels: [r] })).levels[0]
+      .ttftMs.p50,
+    null,
+  );
 });
 
 test("the load table has the documented columns, and no ratio column without a ceiling", () => {
   const table = loadTable([summarizeLevel({ concurrency: 4 }, [sample(50, 1050, 101)], 1)]);
   const [head, rule, row] = table.split("\n");
-  assert.equal(head, "| concurrency | req | ok | err | prompt tok | out tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | TPOT p50 ms | E2E p50 ms | E2E p99 ms |");
+  assert.equal(
+    head,
+    "| concurrency | req | ok | err | prompt tok | out tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | TPOT p50 ms | E2E p50 ms | E2E p99 ms |",
+  );
   assert.equal(rule, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   assert.equal(row, "| 4 | 1 | 1 | 0 | 32 | 101.0 | 50 | 50 | 15.0 | 19.9 | 10.0 | 1050 | 1050 |");
 });
@@ -52,7 +70,16 @@ test("the load table shows the ratio to the ceiling at the same concurrency, '-'
 });
 
 test("ceiling JSON round-trips through reportJson and parseCeilingJson, and a wrong file is refused", () => {
-  const shape = { modelPath: "m.gguf", concurrency: [4], requests: null, promptTokens: 32, maxTokens: 64, contextPerSequence: 256, threads: 2, gpu: "off" as const };
+  const shape = {
+    modelPath: "m.gguf",
+    concurrency: [4],
+    requests: null,
+    promptTokens: 32,
+    maxTokens: 64,
+    contextPerSequence: 256,
+    threads: 2,
+    gpu: "off" as const,
+  };
   const how = { execArgv: ["--max-semi-space-size=1"], env: { UV_THREADPOOL_SIZE: "1" } };
   const text = reportJson({ kind: "ceiling", shape, process: how, levels: [ceilingLevel(4, 202)] });
   assert.deepEqual(parseCeilingJson(text), [ceilingLevel(4, 202)]);
@@ -63,7 +90,10 @@ test("ceiling JSON round-trips through reportJson and parseCeilingJson, and a wr
 
 test("compare takes medians over runs", () => {
   const lvl = (c: number, tps: number) => ({ ...summarizeLevel({ concurrency: c }, [sample(10, 20, 2)], 1), outputTokensPerSecond: tps });
-  const rows = compare([[ceilingLevel(1, 100)], [ceilingLevel(1, 120)], [ceilingLevel(1, 110)]], [{ name: "x", runs: [[lvl(1, 90)], [lvl(1, 99)], [lvl(1, 300)]] }]);
+  const rows = compare(
+    [[ceilingLevel(1, 100)], [ceilingLevel(1, 120)], [ceilingLevel(1, 110)]],
+    [{ name: "x", runs: [[lvl(1, 90)], [lvl(1, 99)], [lvl(1, 300)]] }],
+  );
   assert.equal(rows[0]!.ceiling, 110);
   assert.equal(rows[0]!.servers[0]!.tokensPerSecond, 99);
   assert.equal(rows[0]!.servers[0]!.ratio, 0.9);

@@ -61,7 +61,10 @@ describe("soak accounting", () => {
       "server refused 1, client saw 2 refused",
       "server answered 1 with another status",
     ]);
-    assert.match(accountFor(5, { completed: 1, cancelled: 0, rejected: 0, error: 0 }, { byStatus: { "200": 1 }, rejections: {} }).mismatches[0]!, /client outcomes add up to 1, 5 sent/);
+    assert.match(
+      accountFor(5, { completed: 1, cancelled: 0, rejected: 0, error: 0 }, { byStatus: { "200": 1 }, rejections: {} }).mismatches[0]!,
+      /client outcomes add up to 1, 5 sent/,
+    );
   });
 });
 
@@ -85,7 +88,15 @@ describe("rssSummary", () => {
 });
 
 describe("overload", () => {
-  const sample = (over: Partial<RequestSample>): RequestSample => ({ ok: false, ttftMs: NaN, e2eMs: 1, itlMs: [], outputTokens: 0, promptTokens: null, ...over });
+  const sample = (over: Partial<RequestSample>): RequestSample => ({
+    ok: false,
+    ttftMs: NaN,
+    e2eMs: 1,
+    itlMs: [],
+    outputTokens: 0,
+    promptTokens: null,
+    ...over,
+  });
 
   test("classify separates admitted, refused by code, and failures", () => {
     const c = classify([
@@ -102,11 +113,28 @@ describe("overload", () => {
   test("the table has one row per run", () => {
     const summary = { p50: 10, p99: 20, mean: 12 };
     const result: OverloadResult = {
-      capacity: null, offeredPerSecond: 4, durationMs: 1000, sent: 5, admitted: 3, refused: { queue_full: 2 }, errors: 0, errorSamples: [],
-      admittedTtftMs: summary, admittedE2eMs: summary, goodputTokensPerSecond: 9, server: { byStatus: {}, rejections: {} },
-      rss: { front: { startBytes: null, peakBytes: null, endBytes: 2 * 1024 * 1024 }, worker: { startBytes: null, peakBytes: null, endBytes: null }, samples: [] },
+      capacity: null,
+      offeredPerSecond: 4,
+      durationMs: 1000,
+      sent: 5,
+      admitted: 3,
+      refused: { queue_full: 2 },
+      errors: 0,
+      errorSamples: [],
+      admittedTtftMs: summary,
+      admittedE2eMs: summary,
+      goodputTokensPerSecond: 9,
+      server: { byStatus: {}, rejections: {} },
+      rss: {
+        front: { startBytes: null, peakBytes: null, endBytes: 2 * 1024 * 1024 },
+        worker: { startBytes: null, peakBytes: null, endBytes: null },
+        samples: [],
+      },
     };
-    const lines = overloadTable([{ name: "a", result }, { name: "b", result }]).split("\n");
+    const lines = overloadTable([
+      { name: "a", result },
+      { name: "b", result },
+    ]).split("\n");
     assert.equal(lines.length, 4);
     assert.match(lines[2]!, /^\| a \| - \| 4\.00 \| 5 \| 3 \| 2 \| 0 \| 0 \| 10 \| 20 \| 20 \| 9\.0 \| 2 \| - \|$/);
   });
@@ -117,7 +145,10 @@ describe("random", () => {
     const a = seededRandom(42);
     const b = seededRandom(42);
     const xs = Array.from({ length: 5 }, () => a());
-    assert.deepEqual(xs, Array.from({ length: 5 }, () => b()));
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 5 }, () => b()),
+    );
     assert.ok(xs.every((x) => x >= 0 && x < 1));
     const r = seededRandom(1);
     const n = 20_000;

@@ -8,14 +8,28 @@ import { after, before, describe, test } from "node:test";
 import { benchMain } from "../../../bench/cli.js";
 import type { RequestSample } from "../../../bench/loadgen.js";
 import { reportJson, tenantsTable } from "../../../bench/report.js";
-import { parseTenantList, parseTenantMap, runTenantWorkload, summarizeTenant, tenantSpecs, type TenantSpec, type TenantWorkload } from "../../../bench/tenants.js";
+import {
+  parseTenantList,
+  parseTenantMap,
+  runTenantWorkload,
+  summarizeTenant,
+  tenantSpecs,
+  type TenantSpec,
+  type TenantWorkload,
+} from "../../../bench/tenants.js";
 
 const defaults = { apiKey: undefined, promptTokens: 32, maxTokens: 64 };
 
 describe("parsing", () => {
   test("--tenants: NAME:IN_FLIGHT pairs in order", () => {
-    assert.deepEqual(parseTenantList("a:16,b:1"), [{ name: "a", inFlight: 16 }, { name: "b", inFlight: 1 }]);
-    assert.deepEqual(parseTenantList(" team-1:2 , x.y_z:3 "), [{ name: "team-1", inFlight: 2 }, { name: "x.y_z", inFlight: 3 }]);
+    assert.deepEqual(parseTenantList("a:16,b:1"), [
+      { name: "a", inFlight: 16 },
+      { name: "b", inFlight: 1 },
+    ]);
+    assert.deepEqual(parseTenantList(" team-1:2 , x.y_z:3 "), [
+      { name: "team-1", inFlight: 2 },
+      { name: "x.y_z", inFlight: 3 },
+    ]);
   });
 
   test("--tenants: malformed lists are refused", () => {
@@ -25,7 +39,13 @@ describe("parsing", () => {
   });
 
   test("NAME=VALUE maps: values may contain '='; names must be tenants; no repeats", () => {
-    assert.deepEqual([...parseTenantMap("tenant-keys", "a=sk-1,b=k==", ["a", "b"])], [["a", "sk-1"], ["b", "k=="]]);
+    assert.deepEqual(
+      [...parseTenantMap("tenant-keys", "a=sk-1,b=k==", ["a", "b"])],
+      [
+        ["a", "sk-1"],
+        ["b", "k=="],
+      ],
+    );
     assert.equal(parseTenantMap("tenant-keys", undefined, ["a"]).size, 0);
     assert.throws(() => parseTenantMap("tenant-keys", "c=k", ["a", "b"]), /--tenant-keys names tenant 'c', which is not in --tenants/);
     assert.throws(() => parseTenantMap("tenant-keys", "a", ["a"]), /NAME=VALUE/);
@@ -87,7 +107,15 @@ describe("the CLI refuses inconsistent tenant options before sending anything", 
   });
 });
 
-const sample = (over: Partial<RequestSample>): RequestSample => ({ ok: true, ttftMs: 10, e2eMs: 100, itlMs: [5, 5], outputTokens: 3, promptTokens: 30, ...over });
+const sample = (over: Partial<RequestSample>): RequestSample => ({
+  ok: true,
+  ttftMs: 10,
+  e2eMs: 100,
+  itlMs: [5, 5],
+  outputTokens: 3,
+  promptTokens: 30,
+  ...over,
+});
 const spec = (over: Partial<TenantSpec> = {}): TenantSpec => ({ name: "a", inFlight: 2, promptTokens: 32, maxTokens: 3, ...over });
 
 describe("summarizeTenant", () => {
@@ -123,14 +151,30 @@ describe("summarizeTenant", () => {
     assert.ok(Number.isNaN(r.ttftMs.p50));
     const table = tenantsTable([{ phase: "mixed", tenants: [r] }]);
     assert.match(table, /\| mixed \| a \| 2 \| 3 \| 0 \| 0 \| 0 \| 0 \| - \| 0\.0 \| - \| - \| - \| - \|/);
-    assert.match(reportJson({ kind: "tenants", url: "u", model: "m", endpoint: "chat", ignoreEos: true, durationS: 1, requestsPerTenant: null, tenants: [], phases: [{ phase: "mixed", tenants: [r] }] }), /"p50": null/);
+    assert.match(
+      reportJson({
+        kind: "tenants",
+        url: "u",
+        model: "m",
+        endpoint: "chat",
+        ignoreEos: true,
+        durationS: 1,
+        requestsPerTenant: null,
+        tenants: [],
+        phases: [{ phase: "mixed", tenants: [r] }],
+      }),
+      /"p50": null/,
+    );
   });
 
   test("the table gives each tenant's share of its phase", () => {
     const a = { ...summarizeTenant(spec(), [sample({ outputTokens: 30 })], 1) };
     const b = { ...summarizeTenant(spec({ name: "b", inFlight: 1 }), [sample({ outputTokens: 10 })], 1) };
     const solo = summarizeTenant(spec({ name: "b", inFlight: 1 }), [sample({ outputTokens: 20 })], 1);
-    const lines = tenantsTable([{ phase: "mixed", tenants: [a, b] }, { phase: "solo b", tenants: [solo] }]).split("\n");
+    const lines = tenantsTable([
+      { phase: "mixed", tenants: [a, b] },
+      { phase: "solo b", tenants: [solo] },
+    ]).split("\n");
     assert.equal(lines.length, 5);
     assert.match(lines[0]!, /\| phase \| tenant \| in flight .* out tok\/s \| share \| TTFT p50 ms \| TTFT p99 ms \| E2E p50 ms \|/);
     assert.match(lines[2]!, /^\| mixed \| a \| .*\| 30\.0 \| 0\.750 \|/);
@@ -210,7 +254,11 @@ describe("runTenantWorkload against a fake server", () => {
   });
 
   test("duration mode: sending stops at the deadline, requests still streaming are cut, not failed", async () => {
-    const w = workload({ durationS: 0.25, requestsPerTenant: null, tenants: [spec({ name: "a", inFlight: 2, maxTokens: 1000 }), spec({ name: "b", inFlight: 1, maxTokens: 3 })] });
+    const w = workload({
+      durationS: 0.25,
+      requestsPerTenant: null,
+      tenants: [spec({ name: "a", inFlight: 2, maxTokens: 1000 }), spec({ name: "b", inFlight: 1, maxTokens: 3 })],
+    });
     const started = performance.now();
     const [mixed] = await runTenantWorkload(w, []);
     assert.ok(performance.now() - started < 3000);
@@ -228,7 +276,13 @@ describe("runTenantWorkload against a fake server", () => {
   test("--solo: after the mixed phase, the named tenant runs alone, with fresh prompts", async () => {
     seen.length = 0;
     const phases = await runTenantWorkload(workload({ requestsPerTenant: 2 }), ["b"]);
-    assert.deepEqual(phases.map((p) => [p.phase, p.tenants.map((t) => t.tenant)]), [["mixed", ["a", "b"]], ["solo b", ["b"]]]);
+    assert.deepEqual(
+      phases.map((p) => [p.phase, p.tenants.map((t) => t.tenant)]),
+      [
+        ["mixed", ["a", "b"]],
+        ["solo b", ["b"]],
+      ],
+    );
     const soloRequests = seen.slice(-2);
     assert.ok(soloRequests.every((s) => s.auth === "Bearer KB"));
     assert.equal(new Set(seen.map((s) => s.prompt)).size, seen.length);

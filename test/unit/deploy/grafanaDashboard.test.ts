@@ -18,7 +18,17 @@ async function exported(): Promise<Map<string, MetricType>> {
   const metrics = createMetrics();
   // Never started: stats() answers null, so the engine gauges read nothing, but they are registered.
   const engine = new EngineClient({
-    worker: { modelPath: "unused.gguf", modelId: "unused", slots: 1, contextPerSlot: 64, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0 },
+    worker: {
+      modelPath: "unused.gguf",
+      modelId: "unused",
+      slots: 1,
+      contextPerSlot: 64,
+      threads: 1,
+      gpu: "off",
+      chatTemplateFile: null,
+      stepTokens: 64,
+      coalesceMs: 0,
+    },
   });
   bindEngineMetrics(metrics, [{ id: "unused", engine }]);
   const list = await metrics.registry.getMetricsAsJSON();
@@ -64,7 +74,10 @@ describe("Grafana dashboard", () => {
     const panels = allPanels(dashboard);
     assert.ok(panels.length > 0);
     const ids = panels.map((p) => p.id);
-    assert.ok(ids.every((id) => Number.isInteger(id)), "integer panel ids");
+    assert.ok(
+      ids.every((id) => Number.isInteger(id)),
+      "integer panel ids",
+    );
     assert.equal(new Set(ids).size, ids.length, `duplicate panel ids in ${JSON.stringify(ids)}`);
     for (const p of panels) {
       const name = `panel ${String(p.id)} '${String(p.title)}'`;
@@ -98,7 +111,11 @@ describe("Grafana dashboard", () => {
   });
 
   test("every llamux_* series a query reads is exported by src/metrics.ts", () => {
-    const bad = allQueries(dashboard).flatMap((q) => metricNamesIn(q.expr).filter((s) => owner(s, metrics) === null).map((s) => `${q.where}: ${s}`));
+    const bad = allQueries(dashboard).flatMap((q) =>
+      metricNamesIn(q.expr)
+        .filter((s) => owner(s, metrics) === null)
+        .map((s) => `${q.where}: ${s}`),
+    );
     assert.deepEqual(bad, [], `the dashboard reads series llamux does not export:\n${bad.join("\n")}`);
   });
 

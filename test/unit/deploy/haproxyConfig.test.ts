@@ -17,7 +17,16 @@ import { roundRobinConfig } from "../../../bench/cluster.js";
 import { REPO_ROOT } from "../../integration/helpers/server.js";
 
 /** The arguments docs/cluster.md and the file's own header give. */
-const SHIPPED_ARGS = ["--bind", "127.0.0.1:8080", "--server", "r1=127.0.0.1:8081/9081", "--server", "r2=127.0.0.1:8082/9082", "--server", "r3=127.0.0.1:8083/9083"];
+const SHIPPED_ARGS = [
+  "--bind",
+  "127.0.0.1:8080",
+  "--server",
+  "r1=127.0.0.1:8081/9081",
+  "--server",
+  "r2=127.0.0.1:8082/9082",
+  "--server",
+  "r3=127.0.0.1:8083/9083",
+];
 const SHIPPED = path.join(REPO_ROOT, "deploy/haproxy/haproxy.cfg");
 const binary = findHaproxy();
 
@@ -33,14 +42,24 @@ function haproxyCheck(text: string): { status: number | null; output: string } {
   }
 }
 
-const options = (o: Partial<HaproxyOptions> = {}): HaproxyOptions => ({ ...HAPROXY_DEFAULTS, servers: [{ name: "a", host: "10.0.0.1", port: 8080, agentPort: 9090 }], ...o });
+const options = (o: Partial<HaproxyOptions> = {}): HaproxyOptions => ({
+  ...HAPROXY_DEFAULTS,
+  servers: [{ name: "a", host: "10.0.0.1", port: 8080, agentPort: 9090 }],
+  ...o,
+});
 
 describe("haproxyConfig", () => {
   test("deploy/haproxy/haproxy.cfg is the generator's output for the documented arguments", () => {
-    assert.equal(fs.readFileSync(SHIPPED, "utf8"), haproxyConfig(parseHaproxyConfigArgs(SHIPPED_ARGS)!), "regenerate it: node dist/src/cli.js haproxy-config " + SHIPPED_ARGS.join(" "));
+    assert.equal(
+      fs.readFileSync(SHIPPED, "utf8"),
+      haproxyConfig(parseHaproxyConfigArgs(SHIPPED_ARGS)!),
+      `regenerate it: node dist/src/cli.js haproxy-config ${SHIPPED_ARGS.join(" ")}`,
+    );
   });
 
-  test("HAProxy accepts the shipped file and the generator's variations", { skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false }, () => {
+  test("HAProxy accepts the shipped file and the generator's variations", {
+    skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false,
+  }, () => {
     assert.ok(binary, "haproxy is not installed (CI installs it with .ci/run)");
     for (const text of [
       fs.readFileSync(SHIPPED, "utf8"),
@@ -74,7 +93,11 @@ describe("haproxyConfig", () => {
     }
     const keys = [...text.matchAll(/set-var\(txn\.key[,)].*/g)].map((m) => m[0]);
     const order = ["x-session-id", "txn.conv", "prompt_cache_key", "txn.m0", "$.user", "safety_identifier"];
-    assert.deepEqual(order.map((k) => keys.findIndex((l) => l.includes(k))), order.map((_, i) => i), keys.join("\n"));
+    assert.deepEqual(
+      order.map((k) => keys.findIndex((l) => l.includes(k))),
+      order.map((_, i) => i),
+      keys.join("\n"),
+    );
     assert.doesNotMatch(haproxyConfig(options({ hashBalanceFactor: 0 })), /hash-balance-factor/);
   });
 
@@ -82,7 +105,15 @@ describe("haproxyConfig", () => {
     const bad: Array<[Partial<HaproxyOptions>, RegExp]> = [
       [{ servers: [] }, /at least one server/],
       [{ servers: [{ name: "a b", host: "h", port: 1, agentPort: 2 }] }, /server name/],
-      [{ servers: [{ name: "a", host: "h", port: 1, agentPort: 2 }, { name: "a", host: "h", port: 3, agentPort: 4 }] }, /used twice/],
+      [
+        {
+          servers: [
+            { name: "a", host: "h", port: 1, agentPort: 2 },
+            { name: "a", host: "h", port: 3, agentPort: 4 },
+          ],
+        },
+        /used twice/,
+      ],
       [{ servers: [{ name: "a", host: "h", port: 70000, agentPort: 2 }] }, /bad port/],
       [{ servers: [{ name: "a", host: "h;x", port: 1, agentPort: 2 }] }, /bad host/],
       [{ hashBalanceFactor: 50 }, /hash balance factor/],
@@ -98,7 +129,9 @@ describe("haproxyConfig", () => {
 // The real HAProxy with the generated configuration and the real agent (its
 // load a plain value here); the replicas are plain HTTP servers answering 200,
 // since what is checked is HAProxy's arithmetic on the agent's answer.
-describe("haproxyConfig under a real HAProxy: the agent's weights", { skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false }, () => {
+describe("haproxyConfig under a real HAProxy: the agent's weights", {
+  skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false,
+}, () => {
   test("a busy replica keeps a weight above 0, and a request with every replica busy is served, not answered 503", async () => {
     assert.ok(binary, "haproxy is not installed (CI installs it with .ci/run)");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llamux-haproxy-weight-"));
@@ -127,7 +160,10 @@ describe("haproxyConfig under a real HAProxy: the agent's weights", { skip: !bin
       assert.equal(res.status, 200, await res.text());
       // The hashing backend hears the state only: full weight, so keys do not move with the load.
       const affinity = (await haproxy.stats()).filter((x) => x.backend === "llamux_affinity");
-      assert.deepEqual(affinity.map((x) => x.weight), [100, 100]);
+      assert.deepEqual(
+        affinity.map((x) => x.weight),
+        [100, 100],
+      );
     } finally {
       await haproxy?.stop();
       for (const s of started.reverse()) {
@@ -145,7 +181,11 @@ describe("haproxyConfig with DNS discovery", () => {
     const text = haproxyConfig(options({ servers: [], discovery: dns }));
     const templates = text.split("\n").filter((l) => l.startsWith("    server-template"));
     assert.equal(templates.length, 2);
-    for (const l of templates) assert.match(l, /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 weight 100 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/);
+    for (const l of templates)
+      assert.match(
+        l,
+        /^ {4}server-template r 8 llamux-replicas\.ns\.svc\.cluster\.local:8080 weight 100 check .* agent-port 9090.* resolvers llamux_dns init-addr none$/,
+      );
     assert.equal(templates.filter((l) => l.includes('agent-send "state\\n"')).length, 1);
     assert.match(text, /^resolvers llamux_dns\n {4}parse-resolv-conf$/m);
     assert.doesNotMatch(text, /^ {4}server /m);

@@ -45,7 +45,10 @@ interface Manifest {
 
 function loadManifests(): Manifest[] {
   const out: Manifest[] = [];
-  for (const file of fs.readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml").sort()) {
+  for (const file of fs
+    .readdirSync(DIR)
+    .filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml")
+    .sort()) {
     for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(DIR, file), "utf8"))) {
       assert.deepEqual(doc.errors, [], `${file}: ${doc.errors.join("; ")}`);
       const body = doc.toJS();
@@ -105,7 +108,9 @@ describe("deploy/k8s", () => {
     assert.deepEqual([target.kind, target.name], ["Deployment", deployment.metadata.name]);
   });
 
-  test("the router's HAProxy configuration is the generator's output for its documented arguments, finds the replicas through the headless Service, and HAProxy accepts it", { skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false }, () => {
+  test("the router's HAProxy configuration is the generator's output for its documented arguments, finds the replicas through the headless Service, and HAProxy accepts it", {
+    skip: !binary && process.env.CI !== "true" ? "haproxy not installed: skipped outside CI" : false,
+  }, () => {
     const text = fs.readFileSync(path.join(DIR, "router.yaml"), "utf8");
     const args = /llamux haproxy-config (.+)/.exec(text)![1]!.trim().split(/\s+/);
     const cfg = one("ConfigMap", "llamux-router").data["haproxy.cfg"];
@@ -147,7 +152,10 @@ describe("deploy/k8s", () => {
     const drainMs = Number(envValue(container, "LLAMUX_DRAIN_TIMEOUT_MS"));
     assert.ok(drainMs > 0);
     const preStopSeconds = container.lifecycle?.preStop?.sleep?.seconds ?? 0;
-    assert.ok(pod.terminationGracePeriodSeconds * 1000 > preStopSeconds * 1000 + drainMs + 5000, `${pod.terminationGracePeriodSeconds} s is too short for ${preStopSeconds} s + ${drainMs} ms`);
+    assert.ok(
+      pod.terminationGracePeriodSeconds * 1000 > preStopSeconds * 1000 + drainMs + 5000,
+      `${pod.terminationGracePeriodSeconds} s is too short for ${preStopSeconds} s + ${drainMs} ms`,
+    );
   });
 
   test("PostgreSQL, Redis and the secrets come from a Secret; the pod asks for a GPU", () => {

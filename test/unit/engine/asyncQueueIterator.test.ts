@@ -6,7 +6,12 @@ import { AsyncQueue } from "../../../engine/asyncQueue.js";
 
 /** Resolves to "pending" if `p` has not settled after a few event-loop turns. */
 async function settledOrPending<T>(p: Promise<T>): Promise<T | "pending"> {
-  return Promise.race([p, tick().then(() => tick()).then(() => "pending" as const)]);
+  return Promise.race([
+    p,
+    tick()
+      .then(() => tick())
+      .then(() => "pending" as const),
+  ]);
 }
 
 describe("AsyncQueue", () => {
@@ -28,7 +33,10 @@ describe("AsyncQueue", () => {
     const q = new AsyncQueue<number>();
     for (const n of [1, 2, 3, 4]) q.push(n);
     const got = [await q.next(), await q.next(), await q.next(), await q.next()];
-    assert.deepEqual(got.map((r) => r.value), [1, 2, 3, 4]);
+    assert.deepEqual(
+      got.map((r) => r.value),
+      [1, 2, 3, 4],
+    );
     assert.equal(await settledOrPending(q.next()), "pending", "nothing more until a push or close");
   });
 

@@ -25,14 +25,20 @@ describe("planStep: batch priority class", () => {
   test("with no interactive traffic, batch requests fill every free slot", () => {
     const waiting = Array.from({ length: 6 }, (_, i) => batch(`b${i}`, "t"));
     const plan = planStep({ waiting, running: [], slots: freeSlots(4), stepTokens: 512 });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["b0", "b1", "b2", "b3"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["b0", "b1", "b2", "b3"],
+    );
     assert.equal(plan.preempt, undefined);
   });
 
   test("interactive requests are admitted before batch requests that arrived earlier", () => {
     const waiting = [batch("b0", "t"), batch("b1", "t"), interactive("i0", "u"), interactive("i1", "u")];
     const plan = planStep({ waiting, running: [], slots: freeSlots(3), stepTokens: 512 });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["i0", "i1", "b0"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["i0", "i1", "b0"],
+    );
   });
 
   test("no batch request is admitted while an interactive request still waits for a slot", () => {
@@ -40,13 +46,19 @@ describe("planStep: batch priority class", () => {
     const slots = [...freeSlots(1), held(1, "u")];
     const waiting = [interactive("i0", "u"), interactive("i1", "v"), batch("b0", "t")];
     const plan = planStep({ waiting, running: [{ id: "r", tenant: "u", prefillRemaining: 0 }], slots, stepTokens: 512 });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["i0"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["i0"],
+    );
   });
 
   test("an interactive request left over for lack of step budget also holds batch admissions back", () => {
     const waiting = [interactive("i0", "u", 10), interactive("i1", "u", 10), batch("b0", "t", 2)];
     const plan = planStep({ waiting, running: [], slots: freeSlots(4), stepTokens: 10 });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["i0"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["i0"],
+    );
   });
 
   test("an interactive request its tenant's cap keeps waiting does not hold batch work back", () => {
@@ -61,7 +73,10 @@ describe("planStep: batch priority class", () => {
     const slots = [held(0, "t"), ...freeSlots(4).slice(1)];
     const waiting = [batch("b1", "t"), batch("b2", "t"), batch("b3", "t")];
     const plan = planStep({ waiting, running: [runningBatch("b0", "t", 0, 3)], slots, stepTokens: 512, maxBatchSlots: 2 });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["b1"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["b1"],
+    );
   });
 
   test("an interactive request that finds every slot held by batch work preempts the batch request with the least done, in the same step", () => {
@@ -80,9 +95,20 @@ describe("planStep: batch priority class", () => {
     const running: RunningView[] = [{ id: "r", tenant: "u", prefillRemaining: 0 }, runningBatch("b0", "t", 1, 0)];
     const one = planStep({ waiting: [interactive("i0", "v")], running, slots, stepTokens: 512 });
     assert.equal(one.preempt, undefined);
-    assert.deepEqual(one.admit.map((a) => a.id), ["i0"]);
+    assert.deepEqual(
+      one.admit.map((a) => a.id),
+      ["i0"],
+    );
     const full = [held(0, "u"), held(1, "u")];
-    const none = planStep({ waiting: [interactive("i0", "v")], running: [{ id: "r", tenant: "u", prefillRemaining: 0 }, { id: "s", tenant: "u", prefillRemaining: 0 }], slots: full, stepTokens: 512 });
+    const none = planStep({
+      waiting: [interactive("i0", "v")],
+      running: [
+        { id: "r", tenant: "u", prefillRemaining: 0 },
+        { id: "s", tenant: "u", prefillRemaining: 0 },
+      ],
+      slots: full,
+      stepTokens: 512,
+    });
     assert.equal(none.preempt, undefined);
     assert.deepEqual(none.admit, []);
   });
@@ -119,6 +145,10 @@ describe("planStep: batch priority class", () => {
 
   test("without batch requests the plan is the single-class one (no preempt field)", () => {
     const plan = planStep({ waiting: [interactive("i0", "u")], running: [], slots: freeSlots(2), stepTokens: 512 });
-    assert.deepEqual(plan, { admit: [{ id: "i0", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }], prefill: [{ id: "i0", tokens: 4, final: true }], decode: [] });
+    assert.deepEqual(plan, {
+      admit: [{ id: "i0", slotIndex: 0, reuseTokens: 0, source: { kind: "fresh" } }],
+      prefill: [{ id: "i0", tokens: 4, final: true }],
+      decode: [],
+    });
   });
 });

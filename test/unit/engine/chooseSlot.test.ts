@@ -188,7 +188,7 @@ describe("chooseSlot", () => {
 
   test("randomised: requests admitted one after another into idle slots that all hold caches take one run of slots", () => {
     let s = 5;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
     for (let trial = 0; trial < 500; trial++) {
       const n = 1 + Math.floor(rand() * 16);
       let slots: SlotView[] = Array.from({ length: n }, (_, index) => slot(index, "t", [index + 100], Math.floor(rand() * 1000)));
@@ -228,7 +228,7 @@ describe("chooseSlot", () => {
 
   test("random slot tables: choice is idle, never reuses across tenants, reuse is a true capped prefix", () => {
     let s = 17;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
     const tenants = ["a", "b", "c"];
     for (let trial = 0; trial < 2000; trial++) {
       const n = Math.floor(rand() * 5);
@@ -332,7 +332,7 @@ describe("chooseSlot: per-tenant slot caps and reservations", () => {
 
   test("randomised: with reservations adding up to at most the slots, a tenant below its reservation always gets a slot", () => {
     let s = 99;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
     const tenants = ["a", "b", "c", "d"];
     for (let trial = 0; trial < 300; trial++) {
       const n = 1 + Math.floor(rand() * 6);

@@ -102,15 +102,30 @@ describe("Embedder", () => {
     const h = harness();
     h.embedder.submit("a", texts(10, 11, 12));
     h.embedder.submit("b", texts(20));
-    h.embedder.submit("c", { tenant: "t", inputs: [{ kind: "tokens", tokens: [BOS, 30] }, { kind: "tokens", tokens: [31, 5, 6] }] });
+    h.embedder.submit("c", {
+      tenant: "t",
+      inputs: [
+        { kind: "tokens", tokens: [BOS, 30] },
+        { kind: "tokens", tokens: [31, 5, 6] },
+      ],
+    });
     await h.until(() => ["a", "b", "c"].every((id) => h.done(id)));
     assert.deepEqual(h.fake.evaluated, [10, 20, 30, 11, 31, 12]);
-    assert.deepEqual(h.sent.map((m) => (m as { id: string }).id), ["b", "c", "a"]);
+    assert.deepEqual(
+      h.sent.map((m) => (m as { id: string }).id),
+      ["b", "c", "a"],
+    );
     const c = h.done("c") as Extract<FromWorker, { t: "embedded" }>;
     assert.equal(c.t, "embedded");
     // Counts as evaluated: BOS added once ("30" had it already), never twice.
     assert.deepEqual(c.promptTokens, [2, 4]);
-    assert.deepEqual(c.vectors.map((v) => Array.from(v)), [[Math.fround(0.6), Math.fround(0.8)], [Math.fround(0.6), Math.fround(0.8)]]);
+    assert.deepEqual(
+      c.vectors.map((v) => Array.from(v)),
+      [
+        [Math.fround(0.6), Math.fround(0.8)],
+        [Math.fround(0.6), Math.fround(0.8)],
+      ],
+    );
     assert.ok(c.vectors[0] instanceof Float32Array);
   });
 
@@ -130,8 +145,20 @@ describe("Embedder", () => {
 
   test("a token id outside the vocabulary or an input over the context fails its request before any evaluation; others run", async () => {
     const h = harness(4);
-    h.embedder.submit("vocab", { tenant: "t", inputs: [{ kind: "text", text: "60" }, { kind: "tokens", tokens: [61, VOCAB] }] });
-    h.embedder.submit("long", { tenant: "t", inputs: [{ kind: "text", text: "70 1 2" }, { kind: "text", text: "71 1 2 3" }] });
+    h.embedder.submit("vocab", {
+      tenant: "t",
+      inputs: [
+        { kind: "text", text: "60" },
+        { kind: "tokens", tokens: [61, VOCAB] },
+      ],
+    });
+    h.embedder.submit("long", {
+      tenant: "t",
+      inputs: [
+        { kind: "text", text: "70 1 2" },
+        { kind: "text", text: "71 1 2 3" },
+      ],
+    });
     h.embedder.submit("fits", { tenant: "t", inputs: [{ kind: "text", text: "80 1 2" }] });
     await h.until(() => ["vocab", "long", "fits"].every((id) => h.done(id)));
     assert.deepEqual(h.fake.evaluated, [80]);

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import { describe, test } from "node:test";
 import { fakeWorker, waitFor } from "./helpers/fakeWorker.js";
 import { EngineClient, validateTenantPolicies } from "../../../engine/client.js";
-import { type EngineRequest, type TenantPolicy, type WorkerOptions } from "../../../engine/protocol.js";
+import type { EngineRequest, TenantPolicy, WorkerOptions } from "../../../engine/protocol.js";
 
 const FAKE_WORKER = `
 import fs from "node:fs";
@@ -20,14 +20,33 @@ process.send({ t: "ready", v: Number(process.env.FAKE_WORKER_VERSION), model: { 
 `;
 
 const workerOptions: WorkerOptions = {
-  modelPath: "/nonexistent", modelId: "fake", slots: 4, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0,
+  modelPath: "/nonexistent",
+  modelId: "fake",
+  slots: 4,
+  contextPerSlot: 256,
+  threads: 1,
+  gpu: "off",
+  chatTemplateFile: null,
+  stepTokens: 64,
+  coalesceMs: 0,
 };
 const request = (tenant: string): EngineRequest => ({
   tenant,
   prompt: { kind: "text", text: "hi" },
   maxTokens: 1,
   stop: [],
-  sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: null, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: false },
+  sampling: {
+    temperature: 1,
+    topP: 1,
+    topK: null,
+    minP: null,
+    seed: null,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repeatPenalty: null,
+    logitBias: {},
+    ignoreEos: false,
+  },
   echo: false,
   priority: 0,
 });
@@ -46,7 +65,10 @@ describe("EngineClient.setTenantPolicies", () => {
       client.submit(request("a"));
       await waitFor(() => readLog().some((l) => l.msg.t === "submit"), "the first submit");
       const first = readLog();
-      assert.deepEqual(first.map((l) => l.msg.t), ["tenants", "submit"]);
+      assert.deepEqual(
+        first.map((l) => l.msg.t),
+        ["tenants", "submit"],
+      );
       assert.deepEqual(first[0]!.msg.policies, policies);
 
       // A later change goes out at once.
@@ -77,7 +99,10 @@ describe("EngineClient.setTenantPolicies", () => {
       assert.throws(() => client.setTenantPolicies([policy("a", { reservedSlots: 5 })]), /reserve 5 slots, but the engine has 4/);
       await waitFor(() => readLog().length >= 1, "the valid policies");
       await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual(readLog().map((l) => l.msg.policies), [[policy("a")]]);
+      assert.deepEqual(
+        readLog().map((l) => l.msg.policies),
+        [[policy("a")]],
+      );
     } finally {
       await client.stop();
     }

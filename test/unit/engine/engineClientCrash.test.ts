@@ -28,14 +28,33 @@ process.send({ t: "ready", v: Number(process.env.FAKE_WORKER_VERSION), model: { 
 `;
 
 const workerOptions: WorkerOptions = {
-  modelPath: "/nonexistent", modelId: "fake", slots: 4, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0,
+  modelPath: "/nonexistent",
+  modelId: "fake",
+  slots: 4,
+  contextPerSlot: 256,
+  threads: 1,
+  gpu: "off",
+  chatTemplateFile: null,
+  stepTokens: 64,
+  coalesceMs: 0,
 };
 const request = (tenant: string, text: string): EngineRequest => ({
   tenant,
   prompt: { kind: "text", text },
   maxTokens: 1,
   stop: [],
-  sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: null, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: false },
+  sampling: {
+    temperature: 1,
+    topP: 1,
+    topK: null,
+    minP: null,
+    seed: null,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repeatPenalty: null,
+    logitBias: {},
+    ignoreEos: false,
+  },
   echo: false,
   priority: 0,
 });

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import { describe, test } from "node:test";
 import { fakeWorker, waitFor } from "./helpers/fakeWorker.js";
 import { EngineClient } from "../../../engine/client.js";
-import { type EmbedRequest, type WorkerOptions } from "../../../engine/protocol.js";
+import type { EmbedRequest, WorkerOptions } from "../../../engine/protocol.js";
 
 // Tenant "crash" kills the worker, "hang" is never answered; others get one
 // vector [index, inputs] per input and 3 tokens each.
@@ -28,7 +28,15 @@ process.send({ t: "ready", v: Number(process.env.FAKE_WORKER_VERSION), model: { 
 `;
 
 const workerOptions: WorkerOptions = {
-  modelPath: "/nonexistent", modelId: "fake", slots: 1, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0,
+  modelPath: "/nonexistent",
+  modelId: "fake",
+  slots: 1,
+  contextPerSlot: 256,
+  threads: 1,
+  gpu: "off",
+  chatTemplateFile: null,
+  stepTokens: 64,
+  coalesceMs: 0,
 };
 const request = (tenant: string, inputs = 2): EmbedRequest => ({ tenant, inputs: Array.from({ length: inputs }, (_, i) => ({ kind: "text", text: `t${i}` })) });
 
@@ -47,7 +55,14 @@ describe("EngineClient.embed", () => {
       const ok = await client.embed(request("a", 3));
       assert.ok(!("error" in ok));
       assert.ok(ok.vectors.every((v) => v instanceof Float32Array));
-      assert.deepEqual(ok.vectors.map((v) => Array.from(v)), [[0, 3], [1, 3], [2, 3]]);
+      assert.deepEqual(
+        ok.vectors.map((v) => Array.from(v)),
+        [
+          [0, 3],
+          [1, 3],
+          [2, 3],
+        ],
+      );
       assert.deepEqual(ok.promptTokens, [3, 3, 3]);
 
       const restarted = new Promise<void>((r) => client.once("ready", () => r()));

@@ -150,7 +150,16 @@ describe("orderWaiting", () => {
 
   test("costs change the order: output-heavy service weighs more with a higher outputCost", () => {
     // a was served 100 prompt tokens, b 40 output tokens.
-    const served = (costs: FairnessCosts) => chargeAll(INITIAL_FAIRNESS, [{ tenant: "a", inputTokens: 100, outputTokens: 0 }, { tenant: "b", inputTokens: 0, outputTokens: 40 }], undefined, costs);
+    const served = (costs: FairnessCosts) =>
+      chargeAll(
+        INITIAL_FAIRNESS,
+        [
+          { tenant: "a", inputTokens: 100, outputTokens: 0 },
+          { tenant: "b", inputTokens: 0, outputTokens: 40 },
+        ],
+        undefined,
+        costs,
+      );
     const w = [req("a1", "a"), req("b1", "b")];
     assert.deepEqual(ids(orderWaiting(w, served(DEFAULT_FAIRNESS_COSTS).counters)), ["b1", "a1"]); // 100 vs 80
     assert.deepEqual(ids(orderWaiting(w, served({ inputCost: 1, outputCost: 3 }).counters)), ["a1", "b1"]); // 100 vs 120
@@ -241,7 +250,17 @@ function simulate(opts: {
       while ((active.get(t.id) ?? 0) < t.inFlight) {
         seq++;
         const prompt = Array.from({ length: t.promptTokens }, (_, i) => seq * 1000 + i);
-        waiting.push({ id: `${t.id}${seq}`, tenant: t.id, prompt, priority: 0, submitted: step, prefillRemaining: prompt.length, outputLeft: t.outputTokens, slot: null, firstToken: null });
+        waiting.push({
+          id: `${t.id}${seq}`,
+          tenant: t.id,
+          prompt,
+          priority: 0,
+          submitted: step,
+          prefillRemaining: prompt.length,
+          outputLeft: t.outputTokens,
+          slot: null,
+          firstToken: null,
+        });
         bump(t.id, 1);
       }
     }
@@ -292,15 +311,22 @@ function simulate(opts: {
   return result;
 }
 
-const served = (r: SimResult, tenant: string, from = 0, to = r.output.length): number =>
-  r.output.slice(from, to).reduce((n, m) => n + (m.get(tenant) ?? 0), 0);
+const served = (r: SimResult, tenant: string, from = 0, to = r.output.length): number => r.output.slice(from, to).reduce((n, m) => n + (m.get(tenant) ?? 0), 0);
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe("fair scheduling in a simulated lockstep engine", () => {
   const shape = { promptTokens: 16, outputTokens: 32 };
 
   test("two backlogged tenants of equal weight get equal service over time", () => {
-    const r = simulate({ slots: 4, stepTokens: 64, steps: 4000, tenants: [{ id: "a", inFlight: 8, ...shape }, { id: "b", inFlight: 8, ...shape }] });
+    const r = simulate({
+      slots: 4,
+      stepTokens: 64,
+      steps: 4000,
+      tenants: [
+        { id: "a", inFlight: 8, ...shape },
+        { id: "b", inFlight: 8, ...shape },
+      ],
+    });
     const a = served(r, "a");
     const b = served(r, "b");
     assert.ok(a > 1000 && b > 1000, `a ${a} b ${b}`);
@@ -308,10 +334,27 @@ describe("fair scheduling in a simulated lockstep engine", () => {
   });
 
   test("equal service holds when one tenant floods the queue (16 in flight vs 4)", () => {
-    const r = simulate({ slots: 4, stepTokens: 64, steps: 4000, tenants: [{ id: "a", inFlight: 16, ...shape }, { id: "b", inFlight: 4, ...shape }] });
+    const r = simulate({
+      slots: 4,
+      stepTokens: 64,
+      steps: 4000,
+      tenants: [
+        { id: "a", inFlight: 16, ...shape },
+        { id: "b", inFlight: 4, ...shape },
+      ],
+    });
     assert.ok(Math.abs(served(r, "a") / served(r, "b") - 1) < 0.05, `a ${served(r, "a")} b ${served(r, "b")}`);
     // FIFO gives the flooding tenant its queue share instead.
-    const fifo = simulate({ slots: 4, stepTokens: 64, steps: 4000, fair: false, tenants: [{ id: "a", inFlight: 16, ...shape }, { id: "b", inFlight: 4, ...shape }] });
+    const fifo = simulate({
+      slots: 4,
+      stepTokens: 64,
+      steps: 4000,
+      fair: false,
+      tenants: [
+        { id: "a", inFlight: 16, ...shape },
+        { id: "b", inFlight: 4, ...shape },
+      ],
+    });
     assert.ok(served(fifo, "a") / served(fifo, "b") > 2.5, `fifo a ${served(fifo, "a")} b ${served(fifo, "b")}`);
   });
 
@@ -320,7 +363,10 @@ describe("fair scheduling in a simulated lockstep engine", () => {
       slots: 6,
       stepTokens: 64,
       steps: 6000,
-      tenants: [{ id: "a", inFlight: 12, ...shape }, { id: "b", inFlight: 12, ...shape }],
+      tenants: [
+        { id: "a", inFlight: 12, ...shape },
+        { id: "b", inFlight: 12, ...shape },
+      ],
       policies: policies({ id: "a", weight: 2 }),
     });
     const ratio = served(r, "a") / served(r, "b");
@@ -328,7 +374,10 @@ describe("fair scheduling in a simulated lockstep engine", () => {
   });
 
   test("a light tenant's requests do not queue behind a heavy tenant's backlog", () => {
-    const tenants: SimTenant[] = [{ id: "heavy", inFlight: 16, ...shape }, { id: "light", inFlight: 1, ...shape }];
+    const tenants: SimTenant[] = [
+      { id: "heavy", inFlight: 16, ...shape },
+      { id: "light", inFlight: 1, ...shape },
+    ];
     const fairRun = simulate({ slots: 4, stepTokens: 64, steps: 3000, tenants });
     const fifoRun = simulate({ slots: 4, stepTokens: 64, steps: 3000, tenants, fair: false });
     const fairTtft = fairRun.ttftSteps.get("light")!;
@@ -340,7 +389,10 @@ describe("fair scheduling in a simulated lockstep engine", () => {
   });
 
   test("a tenant returning after idling cannot bank credit: it shares equally at once", () => {
-    const tenants: SimTenant[] = [{ id: "a", inFlight: 8, ...shape }, { id: "b", inFlight: 8, ...shape, fromStep: 3000 }];
+    const tenants: SimTenant[] = [
+      { id: "a", inFlight: 8, ...shape },
+      { id: "b", inFlight: 8, ...shape, fromStep: 3000 },
+    ];
     const r = simulate({ slots: 4, stepTokens: 64, steps: 4500, tenants });
     // The first 300 steps after b arrives: no monopoly by b.
     const a = served(r, "a", 3000, 3300);

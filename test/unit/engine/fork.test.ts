@@ -69,7 +69,14 @@ describe("ForkGroups", () => {
     leader!.slot = slotHolding(2, toks(9));
     leader!.evaluated = 9;
     const views = forks.plannable(members, place);
-    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", ["c0", 2, 9]], ["c2", ["c0", 2, 9]]], "planning chose the leader's slot as the copy source");
+    assert.deepEqual(
+      views.map((v) => [v.id, copyOf(v)]),
+      [
+        ["c1", ["c0", 2, 9]],
+        ["c2", ["c0", 2, 9]],
+      ],
+      "planning chose the leader's slot as the copy source",
+    );
   });
 
   test("a cancelled or departed leader holds no one back: its members run on their own", () => {
@@ -77,10 +84,17 @@ describe("ForkGroups", () => {
     const [leader, member] = jobs;
     leader!.cancelled = true;
     let views = forks.plannable([member!], () => "waiting");
-    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    assert.deepEqual(
+      views.map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+    );
     leader!.cancelled = false;
     views = forks.plannable([member!], (j) => (j === leader ? "gone" : "waiting"));
-    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]], "a solo member copies nothing");
+    assert.deepEqual(
+      views.map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+      "a solo member copies nothing",
+    );
   });
 
   test("a forgotten leader frees its group: a member submitted later does not wait on it", () => {
@@ -110,7 +124,10 @@ describe("ForkGroups", () => {
     forks.link(member);
     leader.slot = slotHolding(0, toks(10));
     const views = forks.plannable([member], (j) => (j === leader ? "running" : "waiting"));
-    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    assert.deepEqual(
+      views.map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+    );
   });
 
   test("the source travels in the view alone: planning it again, nothing was consumed", () => {
@@ -130,7 +147,10 @@ describe("ForkGroups", () => {
     leader!.evaluated = 10;
     forks.plannable([member!], (j) => (j === leader ? "running" : "waiting"));
     const views = forks.plannable([member!], (j) => (j === leader ? "gone" : "waiting"));
-    assert.deepEqual(views.map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    assert.deepEqual(
+      views.map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+    );
   });
 
   test("a running leader whose slot does not hold the prompt is not copied: the member runs on its own", () => {
@@ -139,9 +159,15 @@ describe("ForkGroups", () => {
     leader!.evaluated = 10;
     const place = (j: Job): JobPlace => (j === leader ? "running" : "waiting");
     leader!.slot = slotHolding(1, toks(10, 5));
-    assert.deepEqual(forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    assert.deepEqual(
+      forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+    );
     leader!.slot = null;
-    assert.deepEqual(forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]), [["c1", undefined]]);
+    assert.deepEqual(
+      forks.plannable([member!], place).map((v) => [v.id, copyOf(v)]),
+      [["c1", undefined]],
+    );
   });
 });
 
@@ -161,14 +187,13 @@ describe("planStep with members that copy", () => {
       stepTokens: 40,
     });
     assert.deepEqual(plan.decode, ["leader"]);
-    assert.deepEqual(plan.admit.map((a) => a.id), ["m1", "m2", "solo"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["m1", "m2", "solo"],
+    );
     assert.deepEqual(
       plan.admit.map((a) => a.source),
-      [
-        { kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 },
-        { kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 },
-        { kind: "fresh" },
-      ],
+      [{ kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 }, { kind: "copy", leader: "leader", fromSlot: 3, tokens: 99 }, { kind: "fresh" }],
     );
     assert.deepEqual(plan.prefill, [
       { id: "m1", tokens: 1, final: true },
@@ -180,7 +205,12 @@ describe("planStep with members that copy", () => {
   test("a slot cache that serves more than the copy counts instead", () => {
     const prompt = toks(100);
     const slots: SlotView[] = [{ index: 0, tenant: "t", cachedTokens: prompt, busy: false, lastUsed: 1 }];
-    const plan = planStep({ waiting: [{ id: "m", tenant: "t", promptTokens: prompt, copy: { leader: "l", fromSlot: 1, tokens: 50 } }], running: [], slots, stepTokens: 512 });
+    const plan = planStep({
+      waiting: [{ id: "m", tenant: "t", promptTokens: prompt, copy: { leader: "l", fromSlot: 1, tokens: 50 } }],
+      running: [],
+      slots,
+      stepTokens: 512,
+    });
     assert.deepEqual(plan.admit, [{ id: "m", slotIndex: 0, reuseTokens: 99, source: { kind: "slot", keepTokens: 99 } }]);
     assert.deepEqual(plan.prefill, [{ id: "m", tokens: 1, final: true }]);
   });

@@ -20,7 +20,11 @@ const accepts = (g: LlamaGrammar, text: string): boolean => (g as unknown as { _
 describe("JSON schema grammars", () => {
   const spec: GrammarSpec = {
     kind: "json_schema",
-    schema: { type: "object", properties: { i: { type: "integer" }, n: { type: "number" }, s: { type: "string", minLength: 1, maxLength: 3 } }, additionalProperties: false },
+    schema: {
+      type: "object",
+      properties: { i: { type: "integer" }, n: { type: "number" }, s: { type: "string", minLength: 1, maxLength: 3 } },
+      additionalProperties: false,
+    },
   };
 
   test("a valid value is accepted and is complete at its closing brace (no trailing newlines)", () => {
@@ -47,7 +51,11 @@ describe("JSON schema grammars", () => {
 
   test("a wrapped value repeats between its literals when asked", () => {
     const wrapped = (repeat: boolean) =>
-      grammarFor(llama, { kind: "json_schema", schema: { type: "object", properties: { name: { const: "f" } } }, wrap: { prefix: "<tool_call>\n", suffix: "\n</tool_call>", separator: "\n", repeat } });
+      grammarFor(llama, {
+        kind: "json_schema",
+        schema: { type: "object", properties: { name: { const: "f" } } },
+        wrap: { prefix: "<tool_call>\n", suffix: "\n</tool_call>", separator: "\n", repeat },
+      });
     const one = '<tool_call>\n{"name": "f"}\n</tool_call>';
     assert.equal(accepts(wrapped(false), one), true);
     assert.equal(accepts(wrapped(false), `${one}\n${one}`), false);

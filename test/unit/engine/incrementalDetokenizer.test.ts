@@ -69,7 +69,6 @@ function run(tokens: readonly Token[], decode: DecodeFn = decodeBytes, context: 
   return { chunks, flushed, text: chunks.join("") + flushed };
 }
 
-
 describe("IncrementalDetokenizer, byte-level vocabulary", () => {
   test("the fake decoder itself behaves as assumed", () => {
     assert.equal(decodeBytes(utf8("é€🦙"), []), "é€🦙");
@@ -112,7 +111,7 @@ describe("IncrementalDetokenizer, byte-level vocabulary", () => {
     assert.equal(r.flushed, REPLACEMENT);
     const r2 = run([1000, 1004]);
     assert.deepEqual(r2.chunks, ["Hello", ""]);
-    assert.equal(r2.flushed, " " + REPLACEMENT);
+    assert.equal(r2.flushed, ` ${REPLACEMENT}`);
   });
 
   test("flush() with nothing held returns an empty string, and a second flush too", () => {
@@ -127,8 +126,8 @@ describe("IncrementalDetokenizer, byte-level vocabulary", () => {
 
   test("invalid bytes are not held forever: they come out as U+FFFD once a valid character follows", () => {
     // 0xFF is never valid; C3 followed by 'x' is an invalid sequence.
-    assert.deepEqual(run([0xff, 0x61]).chunks, ["", REPLACEMENT + "a"]);
-    assert.deepEqual(run([0x61, 0xc3, 0x78]).chunks, ["a", "", REPLACEMENT + "x"]);
+    assert.deepEqual(run([0xff, 0x61]).chunks, ["", `${REPLACEMENT}a`]);
+    assert.deepEqual(run([0x61, 0xc3, 0x78]).chunks, ["a", "", `${REPLACEMENT}x`]);
   });
 
   test("a genuine U+FFFD in the text survives (it is only delayed, never lost)", () => {

@@ -47,7 +47,9 @@ function fakeNative() {
         return Promise.resolve([29, undefined, undefined, filter.flatMap((t) => [t, LOGITS[t]!]), weight]);
       }
       const k = (rest[2] as unknown[])[4] as number;
-      const top = LOGITS.map((l, t) => [t, l] as const).sort((a, b) => b[1] - a[1]).slice(0, k);
+      const top = LOGITS.map((l, t) => [t, l] as const)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, k);
       return Promise.resolve([top[0]?.[0] ?? -1, undefined, undefined, top.flat()]);
     },
   };
@@ -93,7 +95,10 @@ test("with probabilities: the job's own token, its raw log-probability and the r
   // The job's sampler was asked exactly as without logprobs.
   const jobCall = f.calls.find((c) => c.sampler === job)!;
   assert.deepEqual(jobCall.rest, []);
-  assert.ok(f.calls.every((c) => c.index === 5), "every call reads the same batch logits");
+  assert.ok(
+    f.calls.every((c) => c.index === 5),
+    "every call reads the same batch logits",
+  );
   const packed = new Map<number, number>();
   for (let i = 0; i < result[1].length; i += 2) packed.set(result[1][i]!, result[1][i + 1]!);
   assert.ok(Math.abs(packed.get(SAMPLED_KEY)! - (LOGITS[7]! - logSumExp)) < 1e-9);
@@ -104,7 +109,10 @@ test("with probabilities: the job's own token, its raw log-probability and the r
     assert.ok(Math.abs(lp - (LOGITS[t]! - logSumExp)) < 1e-9);
   });
   // The raw samplers: greedy with nothing else, and top-k at temperature 1.
-  assert.deepEqual(f.samplers.map((s) => s.config), [{ temperature: 0 }, { temperature: 1, topK: MAX_TOP_LOGPROBS, seed: 0 }]);
+  assert.deepEqual(
+    f.samplers.map((s) => s.config),
+    [{ temperature: 0 }, { temperature: 1, topK: MAX_TOP_LOGPROBS, seed: 0 }],
+  );
   raw.dispose();
 });
 
@@ -130,7 +138,10 @@ test("entry(): the sampled token's entry with its vocabulary text", async () => 
   const e = raw.entry(token, map, 2);
   assert.equal(e.token, "t7");
   assert.deepEqual(e.bytes, [...Buffer.from("t7")]);
-  assert.deepEqual(e.top.map((x) => x.token), ["t29", "t28"]);
+  assert.deepEqual(
+    e.top.map((x) => x.token),
+    ["t29", "t28"],
+  );
   raw.dispose();
 });
 

@@ -6,8 +6,7 @@ import type { TenantPolicies } from "../../../engine/fairness.js";
 import type { TenantPolicy } from "../../../engine/protocol.js";
 import type { SlotView } from "../../../engine/slots.js";
 
-const freeSlots = (n: number): SlotView[] =>
-  Array.from({ length: n }, (_, index) => ({ index, tenant: null, cachedTokens: [], busy: false, lastUsed: 0 }));
+const freeSlots = (n: number): SlotView[] => Array.from({ length: n }, (_, index) => ({ index, tenant: null, cachedTokens: [], busy: false, lastUsed: 0 }));
 const busySlot = (index: number): SlotView => ({ index, tenant: "x", cachedTokens: [1], busy: true, lastUsed: 0 });
 const toks = (n: number, start = 1): number[] => Array.from({ length: n }, (_, i) => start + i);
 const waiting = (id: string, tenant: string, n: number): WaitingView => ({ id, tenant, promptTokens: toks(n) });
@@ -93,20 +92,23 @@ describe("planStep: chunked prefill", () => {
 
   test("the sum of decode tokens and prefill tokens never exceeds stepTokens (randomised)", () => {
     let s = 3;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
     for (let trial = 0; trial < 1000; trial++) {
       const stepTokens = 1 + Math.floor(rand() * 64);
       const running: RunningView[] = Array.from({ length: Math.floor(rand() * 6) }, (_, i) =>
         rand() < 0.5 ? decoding(`r${i}`) : prefilling(`r${i}`, 1 + Math.floor(rand() * 100)),
       );
       const nSlots = Math.floor(rand() * 5);
-      const slots: SlotView[] = Array.from({ length: nSlots }, (_, index): SlotView => ({
-        index,
-        tenant: rand() < 0.5 ? null : ["a", "b"][Math.floor(rand() * 2)]!,
-        cachedTokens: [],
-        busy: rand() < 0.3,
-        lastUsed: Math.floor(rand() * 10),
-      })).map((sl): SlotView => (sl.tenant ? { ...sl, cachedTokens: toks(1 + Math.floor(rand() * 20)) } : sl));
+      const slots: SlotView[] = Array.from(
+        { length: nSlots },
+        (_, index): SlotView => ({
+          index,
+          tenant: rand() < 0.5 ? null : ["a", "b"][Math.floor(rand() * 2)]!,
+          cachedTokens: [],
+          busy: rand() < 0.3,
+          lastUsed: Math.floor(rand() * 10),
+        }),
+      ).map((sl): SlotView => (sl.tenant ? { ...sl, cachedTokens: toks(1 + Math.floor(rand() * 20)) } : sl));
       const waitingList: WaitingView[] = Array.from({ length: Math.floor(rand() * 5) }, (_, i) => ({
         id: `w${i}`,
         tenant: ["a", "b"][Math.floor(rand() * 2)]!,
@@ -135,14 +137,21 @@ describe("planStep: chunked prefill", () => {
         assert.equal(c.final, c.tokens === remaining, label);
       }
       // Admissions: a FIFO prefix of the queue, distinct idle slots, every admitted request prefills something.
-      assert.deepEqual(plan.admit.map((a) => a.id), waitingList.slice(0, plan.admit.length).map((w) => w.id), label);
+      assert.deepEqual(
+        plan.admit.map((a) => a.id),
+        waitingList.slice(0, plan.admit.length).map((w) => w.id),
+        label,
+      );
       const used = new Set<number>();
       for (const a of plan.admit) {
         const sl = slots.find((x) => x.index === a.slotIndex);
         assert.ok(sl && !sl.busy, label);
         assert.ok(!used.has(a.slotIndex), label);
         used.add(a.slotIndex);
-        assert.ok(plan.prefill.some((c) => c.id === a.id), label);
+        assert.ok(
+          plan.prefill.some((c) => c.id === a.id),
+          label,
+        );
         const w = waitingList.find((x) => x.id === a.id)!;
         if (a.reuseTokens > 0) assert.equal(sl.tenant, w.tenant, label);
       }
@@ -205,7 +214,10 @@ describe("planStep: admission", () => {
       slots: freeSlots(3),
       stepTokens: 30,
     });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["w1", "w2"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["w1", "w2"],
+    );
     assert.deepEqual(plan.prefill, [
       { id: "w1", tokens: 20, final: true },
       { id: "w2", tokens: 10, final: false },
@@ -224,7 +236,10 @@ describe("planStep: admission", () => {
   });
 
   test("an admitted request with a reused prefix only prefills the remainder", () => {
-    const cached: SlotView[] = [{ index: 0, tenant: "a", cachedTokens: toks(8), busy: false, lastUsed: 1 }, ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 }))];
+    const cached: SlotView[] = [
+      { index: 0, tenant: "a", cachedTokens: toks(8), busy: false, lastUsed: 1 },
+      ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 })),
+    ];
     const plan = planStep({ waiting: [{ id: "w", tenant: "a", promptTokens: toks(10) }], running: [], slots: cached, stepTokens: 512 });
     assert.deepEqual(plan.admit, [{ id: "w", slotIndex: 0, reuseTokens: 8, source: { kind: "slot", keepTokens: 8 } }]);
     assert.deepEqual(plan.prefill, [{ id: "w", tokens: 2, final: true }]);
@@ -290,7 +305,10 @@ describe("planStep: admission", () => {
     const slots: SlotView[] = [busySlot(0), ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 }))];
     const snapshot = JSON.stringify(slots);
     const plan = planStep({ waiting: [waiting("w1", "a", 4), waiting("w2", "a", 4)], running: [], slots, stepTokens: 512 });
-    assert.deepEqual(plan.admit.map((a) => a.slotIndex), [1, 2]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.slotIndex),
+      [1, 2],
+    );
     assert.equal(JSON.stringify(slots), snapshot);
   });
 
@@ -322,14 +340,7 @@ describe("planStep: admission", () => {
           .join(" "),
       );
     }
-    assert.deepEqual(log, [
-      "admit:w prefill:w:16",
-      "prefill:w:16",
-      "prefill:w:8!",
-      "decode:w",
-      "decode:w",
-      "decode:w",
-    ]);
+    assert.deepEqual(log, ["admit:w prefill:w:16", "prefill:w:16", "prefill:w:8!", "decode:w", "decode:w", "decode:w"]);
   });
 });
 
@@ -340,9 +351,15 @@ describe("planStep: fair admission across tenants", () => {
       running: [],
       slots: freeSlots(1),
       stepTokens: 512,
-      counters: new Map([["a", 100], ["b", 20]]),
+      counters: new Map([
+        ["a", 100],
+        ["b", 20],
+      ]),
     });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["b1"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["b1"],
+    );
   });
 
   test("several free slots are shared between tenants, not all given to the first arrival's tenant", () => {
@@ -353,8 +370,14 @@ describe("planStep: fair admission across tenants", () => {
       stepTokens: 512,
       counters: new Map(),
     });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1", "a2", "b2"]);
-    assert.deepEqual(plan.admit.map((a) => a.slotIndex), [0, 1, 2, 3]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["a1", "b1", "a2", "b2"],
+    );
+    assert.deepEqual(
+      plan.admit.map((a) => a.slotIndex),
+      [0, 1, 2, 3],
+    );
   });
 
   test("the projected charge is what the admission evaluates: a reused prefix costs little", () => {
@@ -386,11 +409,17 @@ describe("planStep: fair admission across tenants", () => {
       { id: "b-top", tenant: "b", promptTokens: toks(4), priority: 1000 },
     ];
     const plan = planStep({ waiting: w, running: [], slots: freeSlots(1), stepTokens: 512, counters: new Map([["b", 50]]) });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["a-high"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["a-high"],
+    );
   });
 
   test("a tenant at its slot cap waits while other tenants are admitted behind it", () => {
-    const slots: SlotView[] = [{ index: 0, tenant: "a", cachedTokens: [1], busy: true, lastUsed: 1 }, ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 }))];
+    const slots: SlotView[] = [
+      { index: 0, tenant: "a", cachedTokens: [1], busy: true, lastUsed: 1 },
+      ...freeSlots(2).map((s) => ({ ...s, index: s.index + 1 })),
+    ];
     const input: SchedulerInput = {
       waiting: [waiting("a1", "a", 4), waiting("a2", "a", 4), waiting("b1", "b", 4)],
       running: [decoding("a0")],
@@ -401,10 +430,16 @@ describe("planStep: fair admission across tenants", () => {
     };
     const plan = planStep(input);
     // a takes one more slot (its cap), then b gets the last one although a is further behind.
-    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["a1", "b1"],
+    );
     // FIFO (no counters) skips a capped tenant the same way.
     const { counters: _c, ...fifo } = input;
-    assert.deepEqual(planStep(fifo).admit.map((a) => a.id), ["a1", "b1"]);
+    assert.deepEqual(
+      planStep(fifo).admit.map((a) => a.id),
+      ["a1", "b1"],
+    );
   });
 
   test("slots reserved for a tenant stay free for it even when it has nothing waiting", () => {
@@ -416,7 +451,10 @@ describe("planStep: fair admission across tenants", () => {
       counters: new Map(),
       policies: policies({ id: "b", reservedSlots: 1 }),
     });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "a2"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["a1", "a2"],
+    );
   });
 
   test("a reserved tenant gets its slot at once although the other tenant is further behind", () => {
@@ -430,7 +468,10 @@ describe("planStep: fair admission across tenants", () => {
       running: [decoding("x"), decoding("y")],
       slots,
       stepTokens: 512,
-      counters: new Map([["a", 0], ["b", 1e9]]),
+      counters: new Map([
+        ["a", 0],
+        ["b", 1e9],
+      ]),
       policies: policies({ id: "b", reservedSlots: 1 }),
     });
     assert.deepEqual(plan.admit, [{ id: "b1", slotIndex: 2, reuseTokens: 0, source: { kind: "fresh" } }]);
@@ -444,7 +485,10 @@ describe("planStep: fair admission across tenants", () => {
       stepTokens: 31,
       counters: new Map(),
     });
-    assert.deepEqual(plan.admit.map((a) => a.id), ["a1", "b1"]);
+    assert.deepEqual(
+      plan.admit.map((a) => a.id),
+      ["a1", "b1"],
+    );
     assert.equal(stepTotal(plan), 31);
   });
 });
@@ -459,7 +503,10 @@ describe("planStep: newcomer-first steps", () => {
       running: [decodingOf("a1", "a"), decodingOf("a2", "a")],
       slots: slotsWithOneFree(),
       stepTokens: 512,
-      counters: new Map([["a", 500], ["b", 500]]),
+      counters: new Map([
+        ["a", 500],
+        ["b", 500],
+      ]),
     });
     assert.deepEqual(plan.prefill, [{ id: "b1", tokens: 32, final: true }]);
     assert.deepEqual(plan.decode, [], "the decoding streams wait this one step");
@@ -471,7 +518,10 @@ describe("planStep: newcomer-first steps", () => {
       running: [decodingOf("a1", "a")],
       slots: slotsWithOneFree(),
       stepTokens: 512,
-      counters: new Map([["a", 100], ["b", 101]]),
+      counters: new Map([
+        ["a", 100],
+        ["b", 101],
+      ]),
     });
     assert.deepEqual(plan.decode, ["a1"]);
     assert.equal(plan.prefill.length, 1);
@@ -491,7 +541,10 @@ describe("planStep: newcomer-first steps", () => {
       running: [decodingOf("a1", "a")],
       slots: slotsWithOneFree(),
       stepTokens: 64,
-      counters: new Map([["a", 10], ["b", 0]]),
+      counters: new Map([
+        ["a", 10],
+        ["b", 0],
+      ]),
     });
     assert.deepEqual(long.decode, ["a1"], "chunked prefill keeps the streams going");
     assert.equal(long.prefill[0]!.final, false);
@@ -500,7 +553,13 @@ describe("planStep: newcomer-first steps", () => {
   test("without tenant counters or running tenants, steps stay lockstep", () => {
     const noCounters = planStep({ waiting: [waiting("b1", "b", 8)], running: [decodingOf("a1", "a")], slots: slotsWithOneFree(), stepTokens: 512 });
     assert.deepEqual(noCounters.decode, ["a1"]);
-    const anonymous = planStep({ waiting: [waiting("b1", "b", 8)], running: [decoding("a1")], slots: slotsWithOneFree(), stepTokens: 512, counters: new Map() });
+    const anonymous = planStep({
+      waiting: [waiting("b1", "b", 8)],
+      running: [decoding("a1")],
+      slots: slotsWithOneFree(),
+      stepTokens: 512,
+      counters: new Map(),
+    });
     assert.deepEqual(anonymous.decode, ["a1"]);
   });
 });

@@ -21,7 +21,15 @@ process.send({ t: "ready", v: Number(process.env.FAKE_WORKER_VERSION), model: { 
 `;
 
 const workerOptions: WorkerOptions = {
-  modelPath: "/nonexistent", modelId: "fake", slots: 1, contextPerSlot: 256, threads: 1, gpu: "off", chatTemplateFile: null, stepTokens: 64, coalesceMs: 0,
+  modelPath: "/nonexistent",
+  modelId: "fake",
+  slots: 1,
+  contextPerSlot: 256,
+  threads: 1,
+  gpu: "off",
+  chatTemplateFile: null,
+  stepTokens: 64,
+  coalesceMs: 0,
 };
 
 type Seen = { env: Record<string, string | null>; execArgv: string[]; options: string };
@@ -40,7 +48,10 @@ describe("engine process settings", () => {
   test("the client forks its worker with them, under the front's own environment", async () => {
     const saved = process.env.UV_THREADPOOL_SIZE;
     try {
-      for (const [front, expected] of [[undefined, "1"], ["3", "3"]] as const) {
+      for (const [front, expected] of [
+        [undefined, "1"],
+        ["3", "3"],
+      ] as const) {
         if (front === undefined) delete process.env.UV_THREADPOOL_SIZE;
         else process.env.UV_THREADPOOL_SIZE = front;
         const before = worker.readLog().length;

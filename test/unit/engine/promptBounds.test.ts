@@ -9,7 +9,18 @@ const request = (prompt: EnginePrompt, logitBias: Record<string, number> = {}): 
   prompt,
   maxTokens: 1,
   stop: [],
-  sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: null, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias, ignoreEos: false },
+  sampling: {
+    temperature: 1,
+    topP: 1,
+    topK: null,
+    minP: null,
+    seed: null,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repeatPenalty: null,
+    logitBias,
+    ignoreEos: false,
+  },
   echo: false,
   priority: 0,
 });
@@ -24,7 +35,13 @@ describe("promptSurelyTooLong", () => {
   });
 
   test("counts every chat message and tool call; names the messages", () => {
-    const chat: EnginePrompt = { kind: "chat", messages: [{ role: "user", content: "x".repeat(10) }, { role: "assistant", content: "", toolCalls: [{ name: "ab", arguments: "{}" }] }] };
+    const chat: EnginePrompt = {
+      kind: "chat",
+      messages: [
+        { role: "user", content: "x".repeat(10) },
+        { role: "assistant", content: "", toolCalls: [{ name: "ab", arguments: "{}" }] },
+      ],
+    };
     assert.equal(promptChars(chat), 14);
     assert.equal(promptSurelyTooLong(request(chat), 2, 7), null);
     assert.equal(promptSurelyTooLong(request(chat), 2, 6)?.param, "messages");

@@ -7,8 +7,18 @@ import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import {
-  dequantizeQ8_0, encodeHeader, f16ToF32, f32ToF16, quantizeQ8_0, readGguf, TensorType, toF16Buffer, ValueType, writeGguf,
-  type GgufValue, type TensorSpec,
+  dequantizeQ8_0,
+  encodeHeader,
+  f16ToF32,
+  f32ToF16,
+  quantizeQ8_0,
+  readGguf,
+  TensorType,
+  toF16Buffer,
+  ValueType,
+  writeGguf,
+  type GgufValue,
+  type TensorSpec,
 } from "../../../models/gguf.js";
 import { repoRoot } from "../../../models/synthetic.js";
 
@@ -51,7 +61,11 @@ test("metadata of every type and tensors of every supported type survive a write
   for (const [k, v] of meta) assert.deepEqual(read.metadata.get(k), v, k);
   assert.deepEqual(
     read.tensors.map((t) => [t.name, t.dims, t.type]),
-    [["f32", [3], TensorType.F32], ["f16", [2, 2], TensorType.F16], ["q8", [32, 2], TensorType.Q8_0]],
+    [
+      ["f32", [3], TensorType.F32],
+      ["f16", [2, 2], TensorType.F16],
+      ["q8", [32, 2], TensorType.Q8_0],
+    ],
   );
   // Every tensor starts aligned, at the place its info says.
   assert.equal(read.dataOffset % 32, 0);
@@ -59,7 +73,10 @@ test("metadata of every type and tensors of every supported type survive a write
   const at = (i: number) => read.dataOffset + Number(read.tensors[i]!.offset);
   for (const i of [0, 1, 2]) assert.equal(at(i) % 32, 0);
   assert.deepEqual([...raw.subarray(at(0), at(0) + 12)], [...Buffer.from(new Float32Array([1, 2, 3]).buffer)]);
-  assert.deepEqual([0, 1, 2, 3].map((j) => f16ToF32(raw.readUInt16LE(at(1) + 2 * j))), [1, -2, 0.5, 65504]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((j) => f16ToF32(raw.readUInt16LE(at(1) + 2 * j))),
+    [1, -2, 0.5, 65504],
+  );
   const back = dequantizeQ8_0(raw.subarray(at(2), at(2) + 68));
   // Within half a quantization step of its block (step = max|x| / 127).
   for (let i = 0; i < 64; i++) assert.ok(Math.abs(back[i]! - q[i]!) <= (i < 32 ? 3.1 : 6.3) / 127 / 2 + 1e-3, `q8[${i}]`);
@@ -143,10 +160,17 @@ test("rejects a file that is not GGUF, and one cut off inside its header", async
 
 test("f32 → f16 encodes known values exactly, rounding to nearest even", () => {
   const cases: Array<[number, number]> = [
-    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [0.5, 0x3800], [0.1, 0x2e66], [-3.140625, 0xc248],
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [0.5, 0x3800],
+    [0.1, 0x2e66],
+    [-3.140625, 0xc248],
     [65504, 0x7bff], // largest finite half
     [65520, 0x7c00], // rounds up past it → +Inf
-    [Infinity, 0x7c00], [-Infinity, 0xfc00],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
     [2 ** -14, 0x0400], // smallest normal
     [2 ** -24, 0x0001], // smallest subnormal
     [3 * 2 ** -25, 0x0002], // subnormal tie 1.5 → even 2

@@ -12,7 +12,18 @@ const REQ: EngineRequest = {
   prompt: { kind: "text", text: "Once" },
   maxTokens: 8,
   stop: [],
-  sampling: { temperature: 1, topP: 1, topK: null, minP: null, seed: 7, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: false },
+  sampling: {
+    temperature: 1,
+    topP: 1,
+    topK: null,
+    minP: null,
+    seed: 7,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repeatPenalty: null,
+    logitBias: {},
+    ignoreEos: false,
+  },
   echo: false,
   priority: 0,
 };
@@ -24,7 +35,14 @@ describe("forkChoices", () => {
 
   test("n > 1: n copies in one group, indexes 0..n-1, each otherwise the same request", () => {
     const reqs = forkChoices(REQ, 3, "g1");
-    assert.deepEqual(reqs.map((r) => r.fork), [{ group: "g1", index: 0 }, { group: "g1", index: 1 }, { group: "g1", index: 2 }]);
+    assert.deepEqual(
+      reqs.map((r) => r.fork),
+      [
+        { group: "g1", index: 0 },
+        { group: "g1", index: 1 },
+        { group: "g1", index: 2 },
+      ],
+    );
     for (const r of reqs) assert.deepEqual({ ...r, fork: undefined }, { ...REQ, fork: undefined });
     assert.equal(REQ.fork, undefined, "the original is untouched");
   });
@@ -35,7 +53,12 @@ describe("forkChoices", () => {
 });
 
 describe("requestUsage", () => {
-  const u = (promptTokens: number, completionTokens: number, cachedTokens: number, queueMs = 0): Usage => ({ promptTokens, completionTokens, cachedTokens, queueMs });
+  const u = (promptTokens: number, completionTokens: number, cachedTokens: number, queueMs = 0): Usage => ({
+    promptTokens,
+    completionTokens,
+    cachedTokens,
+    queueMs,
+  });
 
   test("each prompt billed once (its first choice's prompt and cached tokens), every choice's completion", () => {
     // Two prompts × n = 2; the members' cached tokens are the copied prompt.
@@ -60,7 +83,12 @@ describe("readChoices", () => {
     }
     return { index, events: events(), promptTokens: 1, promptText: null, logprobs: false } as Admitted;
   }
-  const delta = (text: string, finish?: "stop"): EngineEvent => ({ type: "delta", text, tokens: 1, ...(finish ? { finish, usage: { promptTokens: 1, completionTokens: 1, cachedTokens: 0 } } : {}) });
+  const delta = (text: string, finish?: "stop"): EngineEvent => ({
+    type: "delta",
+    text,
+    tokens: 1,
+    ...(finish ? { finish, usage: { promptTokens: 1, completionTokens: 1, cachedTokens: 0 } } : {}),
+  });
 
   test("every choice's deltas, in order per choice, interleaved as they come", async () => {
     const seen: string[] = [];
@@ -83,6 +111,9 @@ describe("readChoices", () => {
   });
 
   test("a choice whose events end without a final delta (a cancel) is an error, not a silent success", async () => {
-    await assert.rejects(readChoices([choice(0, [delta("a")])], async () => undefined), (err) => err instanceof ApiError);
+    await assert.rejects(
+      readChoices([choice(0, [delta("a")])], async () => undefined),
+      (err) => err instanceof ApiError,
+    );
   });
 });

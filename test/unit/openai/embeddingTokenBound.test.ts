@@ -22,7 +22,16 @@ describe("embeddingTokenBound", () => {
   });
 
   test("text: UTF-8 bytes + 1 + the specials, summed over inputs", () => {
-    assert.equal(embeddingTokenBound([{ kind: "text", text: "ab" }, { kind: "text", text: "é" }], { bos: 1, eos: null }), 2 + 2 + 2 + 2);
+    assert.equal(
+      embeddingTokenBound(
+        [
+          { kind: "text", text: "ab" },
+          { kind: "text", text: "é" },
+        ],
+        { bos: 1, eos: null },
+      ),
+      2 + 2 + 2 + 2,
+    );
   });
 
   describe("is never below the real tokenizers' counts", () => {
@@ -40,7 +49,10 @@ describe("embeddingTokenBound", () => {
 
     test("digits, whitespace and unicode on stories260K and the Llama-2 vocabulary", () => {
       for (const model of models) {
-        const specials = { bos: model.tokens.shouldPrependBosToken ? model.tokens.bos : null, eos: model.tokens.shouldAppendEosToken ? model.tokens.eos : null };
+        const specials = {
+          bos: model.tokens.shouldPrependBosToken ? model.tokens.bos : null,
+          eos: model.tokens.shouldAppendEosToken ? model.tokens.eos : null,
+        };
         for (const text of TEXTS) {
           const counted = model.tokenize(text, false).length + (specials.bos !== null ? 1 : 0) + (specials.eos !== null ? 1 : 0);
           const bound = embeddingTokenBound([{ kind: "text", text }], specials);

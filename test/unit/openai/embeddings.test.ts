@@ -32,9 +32,15 @@ const parseInputs = (input: unknown) => embedInputs(parseEmbeddingRequest({ mode
 describe("embedInputs", () => {
   test("the four input forms become one engine input per string or token array", () => {
     assert.deepEqual(parseInputs("hi"), [{ kind: "text", text: "hi" }]);
-    assert.deepEqual(parseInputs(["a", "b"]), [{ kind: "text", text: "a" }, { kind: "text", text: "b" }]);
+    assert.deepEqual(parseInputs(["a", "b"]), [
+      { kind: "text", text: "a" },
+      { kind: "text", text: "b" },
+    ]);
     assert.deepEqual(parseInputs([1, 2, 3]), [{ kind: "tokens", tokens: [1, 2, 3] }]);
-    assert.deepEqual(parseInputs([[1, 2], [3]]), [{ kind: "tokens", tokens: [1, 2] }, { kind: "tokens", tokens: [3] }]);
+    assert.deepEqual(parseInputs([[1, 2], [3]]), [
+      { kind: "tokens", tokens: [1, 2] },
+      { kind: "tokens", tokens: [3] },
+    ]);
     assert.equal(parseInputs(Array.from({ length: MAX_EMBEDDING_INPUTS }, () => "x")).length, 2048);
   });
 
@@ -50,28 +56,57 @@ describe("embedInputs", () => {
       [[1, -1], /'input\[1\]' must be a token id/, "invalid_value"],
       [[1, 2.5], /'input\[1\]' must be a token id/, "invalid_value"],
       [[1, 2 ** 31], /'input\[1\]' must be a token id/, "invalid_value"],
-      [[[1, 2], [3, "x"]], /'input\[1\]\[1\]' must be a token id/, "invalid_value"],
+      [
+        [
+          [1, 2],
+          [3, "x"],
+        ],
+        /'input\[1\]\[1\]' must be a token id/,
+        "invalid_value",
+      ],
       [["a", 1], /'input\[1\]' is 1/, "invalid_type"],
       [["a", ["b"]], /'input\[1\]'/, "invalid_type"],
       [[{ text: "a" }], /'input\[0\]'/, "invalid_type"],
       [[null], /'input\[0\]' is null/, "invalid_type"],
     ];
     for (const [input, message, code] of cases) {
-      assert.deepEqual(refusal(() => parseInputs(input), message), { code, param: "input" }, JSON.stringify(input).slice(0, 60));
+      assert.deepEqual(
+        refusal(() => parseInputs(input), message),
+        { code, param: "input" },
+        JSON.stringify(input).slice(0, 60),
+      );
     }
   });
 
   test("input of the wrong type or missing, and a bad encoding_format: 400 naming the parameter", () => {
     // A value no form of the union accepts is invalid_value, as completions' `prompt`.
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m", input: 5 }), /must be a string, an array of strings/), { code: "invalid_value", param: "input" });
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m", input: { a: 1 } })), { code: "invalid_value", param: "input" });
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m" })), { code: "missing_required_parameter", param: "input" });
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m", input: "a", encoding_format: "int8" }), /'float' or 'base64'/), {
-      code: "invalid_value",
-      param: "encoding_format",
-    });
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m", input: "a", dimensions: "64" })), { code: "invalid_type", param: "dimensions" });
-    assert.deepEqual(refusal(() => parseEmbeddingRequest({ model: "m", input: "a", extra: 1 })), { code: "unknown_parameter", param: "extra" });
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m", input: 5 }), /must be a string, an array of strings/),
+      { code: "invalid_value", param: "input" },
+    );
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m", input: { a: 1 } })),
+      { code: "invalid_value", param: "input" },
+    );
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m" })),
+      { code: "missing_required_parameter", param: "input" },
+    );
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m", input: "a", encoding_format: "int8" }), /'float' or 'base64'/),
+      {
+        code: "invalid_value",
+        param: "encoding_format",
+      },
+    );
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m", input: "a", dimensions: "64" })),
+      { code: "invalid_type", param: "dimensions" },
+    );
+    assert.deepEqual(
+      refusal(() => parseEmbeddingRequest({ model: "m", input: "a", extra: 1 })),
+      { code: "unknown_parameter", param: "extra" },
+    );
   });
 });
 
@@ -80,11 +115,17 @@ describe("dimensions", () => {
     const req = (dimensions: unknown) => parseEmbeddingRequest({ model: "m", input: "a", dimensions });
     assert.doesNotThrow(() => refuseEmbeddingParameters(req(64), 64));
     assert.doesNotThrow(() => refuseEmbeddingParameters(req(null), 64));
-    assert.deepEqual(refusal(() => refuseEmbeddingParameters(req(32), 64), /'dimensions' is only supported with this model's embedding size, 64/), {
-      code: "unsupported_parameter",
-      param: "dimensions",
-    });
-    assert.deepEqual(refusal(() => refuseEmbeddingParameters(req(128), 64)), { code: "unsupported_parameter", param: "dimensions" });
+    assert.deepEqual(
+      refusal(() => refuseEmbeddingParameters(req(32), 64), /'dimensions' is only supported with this model's embedding size, 64/),
+      {
+        code: "unsupported_parameter",
+        param: "dimensions",
+      },
+    );
+    assert.deepEqual(
+      refusal(() => refuseEmbeddingParameters(req(128), 64)),
+      { code: "unsupported_parameter", param: "dimensions" },
+    );
   });
 });
 
@@ -94,7 +135,10 @@ describe("embeddingResponse", () => {
   test("float: CreateEmbeddingResponse with the float32 values, index in input order, usage", () => {
     const body = embeddingResponse("m", vectors, 7, "float");
     assertMatchesSpec("CreateEmbeddingResponse", body);
-    assert.deepEqual(body.data.map((d) => d.index), [0, 1]);
+    assert.deepEqual(
+      body.data.map((d) => d.index),
+      [0, 1],
+    );
     assert.deepEqual(body.data[0]!.embedding, [Math.fround(0.6), Math.fround(-0.8)]);
     assert.deepEqual(body.usage, { prompt_tokens: 7, total_tokens: 7 });
     assert.equal(body.model, "m");

@@ -81,12 +81,20 @@ describe("translation", () => {
 
 describe("refusals name the keyword and where it is", () => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ["a pattern with a lookahead", { type: "object", properties: { zip: { type: "string", pattern: "^(?=1)[0-9]{5}$" } } }, /'pattern' at '#\/properties\/zip'.*lookaround/],
+    [
+      "a pattern with a lookahead",
+      { type: "object", properties: { zip: { type: "string", pattern: "^(?=1)[0-9]{5}$" } } },
+      /'pattern' at '#\/properties\/zip'.*lookaround/,
+    ],
     ["a pattern with a backreference", { type: "string", pattern: "^(a)\\1$" }, /'pattern'.*backreference/],
     ["a pattern beside a format", { type: "string", format: "uuid", pattern: "^[0-9a-f-]{36}$" }, /'pattern'.*'format'/],
     ["a pattern beside lengths", { type: "string", pattern: "^a+$", maxLength: 3 }, /'pattern'.*'maxLength'/],
     ["a fractional number bound", { type: "number", minimum: 0.5 }, /'minimum' at '#'.*whole-number/],
-    ["an exclusive number bound other than 0", { type: "object", properties: { p: { type: "number", exclusiveMaximum: 1 } } }, /'exclusiveMaximum' at '#\/properties\/p'/],
+    [
+      "an exclusive number bound other than 0",
+      { type: "object", properties: { p: { type: "number", exclusiveMaximum: 1 } } },
+      /'exclusiveMaximum' at '#\/properties\/p'/,
+    ],
     ["multipleOf", { type: "integer", multipleOf: 5 }, /'multipleOf' at '#'/],
     ["oneOf", { oneOf: [{ type: "string" }, { type: "number" }] }, /'oneOf'.*use anyOf/],
     ["allOf", { allOf: [{ type: "string" }] }, /'allOf'/],
@@ -184,12 +192,19 @@ describe("numeric bounds (issue 18: zod's z.number().int() always has them)", ()
   });
 
   test("bounded schemas go to the front's GBNF; the others stay with node-llama-cpp's JSON grammar", () => {
-    const chat = (schema: unknown) => ({ model: "m", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "s", schema } } });
+    const chat = (schema: unknown) => ({
+      model: "m",
+      messages: [{ role: "user", content: "hi" }],
+      response_format: { type: "json_schema", json_schema: { name: "s", schema } },
+    });
     const bounded = toEngineRequest(parseChatRequest(chat({ type: "object", properties: { n: { type: "integer", minimum: 0, maximum: 5 } } })), "t").grammar;
     assert.equal(bounded?.kind, "gbnf");
     assert.match((bounded as { grammar: string }).grammar, /\[0-5\]/);
     // A property that happens to be called "minimum" is not a bound.
-    const plain = toEngineRequest(parseChatRequest(chat({ type: "object", properties: { minimum: { type: "integer" }, format: { type: "string" } } })), "t").grammar;
+    const plain = toEngineRequest(
+      parseChatRequest(chat({ type: "object", properties: { minimum: { type: "integer" }, format: { type: "string" } } })),
+      "t",
+    ).grammar;
     assert.equal(plain?.kind, "json_schema");
   });
 });
@@ -197,7 +212,11 @@ describe("numeric bounds (issue 18: zod's z.number().int() always has them)", ()
 describe("patterns", () => {
   test("a pattern the grammar can write is kept and goes to the front's GBNF", () => {
     assert.deepEqual(translate({ type: "string", pattern: "^\\d{5}(-\\d{4})?$" }), { type: "string", pattern: "^\\d{5}(-\\d{4})?$" });
-    const req = parseChatRequest({ model: "m", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { zip: { pattern: "^[0-9]{5}$" } } } } } });
+    const req = parseChatRequest({
+      model: "m",
+      messages: [{ role: "user", content: "hi" }],
+      response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "object", properties: { zip: { pattern: "^[0-9]{5}$" } } } } },
+    });
     assert.equal(toEngineRequest(req, "t").grammar?.kind, "gbnf");
     assert.equal(refusal({ type: "string", pattern: "(" }).code, "invalid_value");
   });
@@ -231,7 +250,10 @@ describe("what a schema may cost (a 100,000-value enum held the shared engine fo
 
   test("the budget is shared by the tools of one request, and the refusal names the tool", () => {
     const chat = { model: "m", messages: [{ role: "user", content: "hi" }], tool_choice: "required" };
-    const tool = (name: string) => ({ type: "function", function: { name, parameters: { type: "object", properties: { x: { enum: Array.from({ length: 600 }, (_, i) => i) } } } } });
+    const tool = (name: string) => ({
+      type: "function",
+      function: { name, parameters: { type: "object", properties: { x: { enum: Array.from({ length: 600 }, (_, i) => i) } } } },
+    });
     try {
       toEngineRequest(parseChatRequest({ ...chat, tools: [tool("a"), tool("b")] }), "t");
       assert.fail("accepted");

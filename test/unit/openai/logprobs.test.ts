@@ -13,7 +13,12 @@ const entry = (token: string, bytes: number[] | null, logprob: number, top: Arra
 });
 
 test("chat: entries become ChatCompletionTokenLogprob, refusal null, and match the spec", () => {
-  const lp = chatLogprobs([entry(" the", [32, 116, 104, 101], -0.5, [[" the", -0.5], [" a", -1.2]])]);
+  const lp = chatLogprobs([
+    entry(" the", [32, 116, 104, 101], -0.5, [
+      [" the", -0.5],
+      [" a", -1.2],
+    ]),
+  ]);
   assert.deepEqual(lp, {
     content: [
       {
@@ -61,6 +66,11 @@ test("completions: text_offset counts characters across chunks, a split characte
 });
 
 test("completions: tokens with the same text keep the likelier logprob", () => {
-  const out = new CompletionLogprobs().take([entry("a", [0x61], -2, [["a", -0.1], ["a", -0.7]])]);
+  const out = new CompletionLogprobs().take([
+    entry("a", [0x61], -2, [
+      ["a", -0.1],
+      ["a", -0.7],
+    ]),
+  ]);
   assert.deepEqual(out.top_logprobs, [{ a: -0.1 }]);
 });

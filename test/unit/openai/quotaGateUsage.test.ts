@@ -22,7 +22,15 @@ function fakeResponse(): Response {
 
 const usage = (promptTokens: number, completionTokens: number): Usage => ({ promptTokens, completionTokens, cachedTokens: 0 });
 const req = (maxTokens: number | null, fork?: { group: string; index: number }): EngineRequest =>
-  ({ tenant: "acme", prompt: { kind: "text", text: "" }, maxTokens, stop: [], echo: false, priority: 0, ...(fork ? { fork } : {}) }) as unknown as EngineRequest;
+  ({
+    tenant: "acme",
+    prompt: { kind: "text", text: "" },
+    maxTokens,
+    stop: [],
+    echo: false,
+    priority: 0,
+    ...(fork ? { fork } : {}),
+  }) as unknown as EngineRequest;
 
 describe("boundTokens", () => {
   test("each prompt once per fork group, each choice's max_tokens, or the rest of the context without one", async () => {

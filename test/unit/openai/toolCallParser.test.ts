@@ -2,7 +2,13 @@
 // the same however the text is split into deltas.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { assembleToolCallEvents, parseToolCalls, ToolCallParser, type ToolCallEvent, type ToolCallParserOptions } from "../../../src/openai/tools/toolCallParser.js";
+import {
+  assembleToolCallEvents,
+  parseToolCalls,
+  ToolCallParser,
+  type ToolCallEvent,
+  type ToolCallParserOptions,
+} from "../../../src/openai/tools/toolCallParser.js";
 
 function options(trusted: boolean, parallel = true): ToolCallParserOptions {
   let n = 0;
@@ -31,10 +37,14 @@ describe("trusted (grammar-forced) output", () => {
     for (const pieces of splits(GRAMMAR_OUTPUT)) {
       const { content, calls } = assembleToolCallEvents(run(options(true), pieces));
       assert.equal(content, "");
-      assert.deepEqual(calls, [
-        { id: "call_0", name: "get_weather", arguments: '{\n    "city": "Par\\"is}", "tags": ["a", {"b": "]"}]\n}' },
-        { id: "call_1", name: "add", arguments: '{"a": 1, "b": -2}' },
-      ], JSON.stringify(pieces));
+      assert.deepEqual(
+        calls,
+        [
+          { id: "call_0", name: "get_weather", arguments: '{\n    "city": "Par\\"is}", "tags": ["a", {"b": "]"}]\n}' },
+          { id: "call_1", name: "add", arguments: '{"a": 1, "b": -2}' },
+        ],
+        JSON.stringify(pieces),
+      );
     }
   });
 
@@ -61,10 +71,14 @@ describe("untrusted (tool_choice auto) output", () => {
 
   test("valid blocks become calls, text around them is content, whatever the split", () => {
     for (const pieces of splits(TEXT)) {
-      assert.deepEqual(assembleToolCallEvents(run(options(false), pieces)), {
-        content: "Let me look.\n\nDone.",
-        calls: [{ id: "call_0", name: "get_weather", arguments: '{"city":"Paris"}' }],
-      }, JSON.stringify(pieces));
+      assert.deepEqual(
+        assembleToolCallEvents(run(options(false), pieces)),
+        {
+          content: "Let me look.\n\nDone.",
+          calls: [{ id: "call_0", name: "get_weather", arguments: '{"city":"Paris"}' }],
+        },
+        JSON.stringify(pieces),
+      );
     }
   });
 
@@ -75,13 +89,19 @@ describe("untrusted (tool_choice auto) output", () => {
       '<tool_call>{"name": "add", "arguments": [1, 2]}</tool_call>',
       '<tool_call>["add"]</tool_call>',
     ]) {
-      for (const pieces of splits(`a ${block} b`)) assert.deepEqual(assembleToolCallEvents(run(options(false), pieces)), { content: `a ${block} b`, calls: [] });
+      for (const pieces of splits(`a ${block} b`))
+        assert.deepEqual(assembleToolCallEvents(run(options(false), pieces)), { content: `a ${block} b`, calls: [] });
     }
   });
 
   test("arguments written as a JSON string, or left out, are read as the object they mean", () => {
-    const { calls } = assembleToolCallEvents(run(options(false), ['<tool_call>{"name": "add", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>{"name": "add"}</tool_call>']));
-    assert.deepEqual(calls.map((c) => c.arguments), ['{"a":1}', "{}"]);
+    const { calls } = assembleToolCallEvents(
+      run(options(false), ['<tool_call>{"name": "add", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>{"name": "add"}</tool_call>']),
+    );
+    assert.deepEqual(
+      calls.map((c) => c.arguments),
+      ['{"a":1}', "{}"],
+    );
   });
 
   test("a partial tag at the end of a delta is held back, and released when it is not a tag", () => {

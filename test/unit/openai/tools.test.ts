@@ -28,7 +28,10 @@ function apiError(fn: () => unknown): ApiError {
 describe("toolSetup", () => {
   test("auto (the default with tools): listed in the prompt, parsed untrusted, no grammar", () => {
     const setup = toolSetup(chat({ tools: [WEATHER, PING] }));
-    assert.deepEqual(setup.promptTools?.map((t) => t.name), ["get_weather", "ping"]);
+    assert.deepEqual(
+      setup.promptTools?.map((t) => t.name),
+      ["get_weather", "ping"],
+    );
     assert.deepEqual(setup.promptTools?.[1]?.parameters, { type: "object", properties: {} }, "no parameters: an empty object");
     assert.equal(setup.grammar, undefined);
     assert.deepEqual(setup.parsing, { trusted: false, functions: new Set(["get_weather", "ping"]), parallel: true });
@@ -48,7 +51,10 @@ describe("toolSetup", () => {
         oneOf: [
           {
             type: "object",
-            properties: { name: { const: "get_weather" }, arguments: { type: "object", properties: { city: { type: "string" } }, additionalProperties: false } },
+            properties: {
+              name: { const: "get_weather" },
+              arguments: { type: "object", properties: { city: { type: "string" } }, additionalProperties: false },
+            },
             additionalProperties: false,
           },
           { type: "object", properties: { name: { const: "ping" }, arguments: { type: "object", additionalProperties: false } }, additionalProperties: false },
@@ -73,11 +79,19 @@ describe("toolSetup", () => {
       [{ tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } }, "tool_choice.function.name"],
       [{ tools: [WEATHER, WEATHER] }, "tools[1].function.name"],
       [{ tools: [{ type: "function", function: { name: "s", parameters: { type: "string" } } }], tool_choice: "required" }, "tools[0].function.parameters"],
-      [{ tools: [{ type: "function", function: { name: "p", parameters: { type: "object", properties: { a: { type: "string", pattern: "(?=x)" } } } } }], tool_choice: "required" }, "tools[0].function.parameters"],
+      [
+        {
+          tools: [{ type: "function", function: { name: "p", parameters: { type: "object", properties: { a: { type: "string", pattern: "(?=x)" } } } } }],
+          tool_choice: "required",
+        },
+        "tools[0].function.parameters",
+      ],
     ];
     for (const [extra, param] of cases) assert.equal(apiError(() => toolSetup(chat(extra))).param, param, JSON.stringify(extra));
     // auto does not constrain the output, so a schema the grammar could not enforce is fine there.
-    assert.doesNotThrow(() => toolSetup(chat({ tools: [{ type: "function", function: { name: "p", parameters: { type: "object", properties: { a: { pattern: "(?=x)" } } } } }] })));
+    assert.doesNotThrow(() =>
+      toolSetup(chat({ tools: [{ type: "function", function: { name: "p", parameters: { type: "object", properties: { a: { pattern: "(?=x)" } } } } }] })),
+    );
   });
 
   test("zod names malformed tools and tool_choice", () => {
@@ -125,7 +139,13 @@ describe("tool messages", () => {
   test("a tool message must answer an earlier call; tool fields belong to their roles", () => {
     const bad = (messages: unknown[]) => apiError(() => toChatMessages(chat({ messages })));
     assert.equal(bad([{ role: "tool", tool_call_id: "call_1", content: "x" }]).param, "messages[0].tool_call_id");
-    assert.equal(bad([{ role: "assistant", content: null, tool_calls: [CALL] }, { role: "tool", content: "x" }]).code, "missing_required_parameter");
+    assert.equal(
+      bad([
+        { role: "assistant", content: null, tool_calls: [CALL] },
+        { role: "tool", content: "x" },
+      ]).code,
+      "missing_required_parameter",
+    );
     assert.equal(bad([{ role: "user", content: "x", tool_calls: [CALL] }]).param, "messages[0].tool_calls");
     assert.equal(bad([{ role: "user", content: "x", tool_call_id: "call_1" }]).param, "messages[0].tool_call_id");
   });
@@ -135,11 +155,20 @@ describe("Hermes-style prompt text", () => {
   const tools = [{ name: "get_weather", description: "Weather now", parameters: { type: "object" } }];
 
   test("the tools join the system message, or open the conversation as one", () => {
-    const withSystem = withToolTurns([{ role: "system", content: "Be brief." }, { role: "user", content: "hi" }], tools);
+    const withSystem = withToolTurns(
+      [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "hi" },
+      ],
+      tools,
+    );
     assert.equal(withSystem[0]!.content, `Be brief.\n\n${toolsSystemText(tools)}`);
     const without = withToolTurns([{ role: "user", content: "hi" }], tools);
     assert.deepEqual(without[0], { role: "system", content: toolsSystemText(tools) });
-    assert.match(toolsSystemText(tools), /<tools>\n\{"type":"function","function":\{"name":"get_weather","description":"Weather now","parameters":\{"type":"object"\}\}\}\n<\/tools>/);
+    assert.match(
+      toolsSystemText(tools),
+      /<tools>\n\{"type":"function","function":\{"name":"get_weather","description":"Weather now","parameters":\{"type":"object"\}\}\}\n<\/tools>/,
+    );
     assert.match(toolsSystemText(tools), /<tool_call>\n\{"name": <function-name>, "arguments": <args-json-object>\}\n<\/tool_call>$/);
   });
 
@@ -147,7 +176,14 @@ describe("Hermes-style prompt text", () => {
     const turns = withToolTurns(
       [
         { role: "user", content: "Weather in Paris and Rome?" },
-        { role: "assistant", content: "Checking.", toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }, { name: "get_weather", arguments: "not json" }] },
+        {
+          role: "assistant",
+          content: "Checking.",
+          toolCalls: [
+            { name: "get_weather", arguments: '{"city":"Paris"}' },
+            { name: "get_weather", arguments: "not json" },
+          ],
+        },
         { role: "tool", content: "21C" },
         { role: "tool", content: "25C" },
         { role: "assistant", content: "Paris 21C, Rome 25C." },
@@ -158,7 +194,8 @@ describe("Hermes-style prompt text", () => {
       { role: "user", content: "Weather in Paris and Rome?" },
       {
         role: "assistant",
-        content: 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": "not json"}\n</tool_call>',
+        content:
+          'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": "not json"}\n</tool_call>',
       },
       { role: "user", content: "<tool_response>\n21C\n</tool_response>\n<tool_response>\n25C\n</tool_response>" },
       { role: "assistant", content: "Paris 21C, Rome 25C." },

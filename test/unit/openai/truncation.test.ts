@@ -16,5 +16,15 @@ test("a start never leaves a function output without its call, and never passes 
   assert.equal(truncationStart(items, 2), 3, "the output of the dropped call a goes with it");
   assert.equal(truncationStart(items, 4), 4);
   assert.equal(truncationStart(items, 99), 5);
-  assert.equal(truncationStart([{ type: "function_call", call_id: "x" }, { type: "function_call_output", call_id: "x" }], 1), 1, "the newest item stays");
+  assert.equal(
+    truncationStart(
+      [
+        { type: "function_call", call_id: "x" },
+        { type: "function_call_output", call_id: "x" },
+      ],
+      1,
+    ),
+    1,
+    "the newest item stays",
+  );
 });

@@ -92,7 +92,14 @@ describe("estimateChatTokens", () => {
   });
 
   test("reads text parts, refusals and names; a null content costs only the template", () => {
-    const parts = [{ content: [{ type: "text", text: "hello" }, { type: "text", text: " world" }] }];
+    const parts = [
+      {
+        content: [
+          { type: "text", text: "hello" },
+          { type: "text", text: " world" },
+        ],
+      },
+    ];
     assert.equal(estimateChatTokens(parts, 0), estimateChatTokens([{ content: "hello world" }], 0));
     assert.equal(estimateChatTokens([{ content: null }], 0), TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS);
     assert.ok(estimateChatTokens([{ content: null, refusal: "I cannot help with that." }], 0) > TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS);
@@ -116,7 +123,16 @@ describe("estimateCompletionTokens", () => {
 
   test("token-id arrays count as their length", () => {
     assert.equal(estimateCompletionTokens([1, 2, 3, 4], 10), 4 + 10);
-    assert.equal(estimateCompletionTokens([[1, 2], [3, 4, 5]], 10), 5 + 2 * 10);
+    assert.equal(
+      estimateCompletionTokens(
+        [
+          [1, 2],
+          [3, 4, 5],
+        ],
+        10,
+      ),
+      5 + 2 * 10,
+    );
   });
 });
 

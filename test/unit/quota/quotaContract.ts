@@ -70,7 +70,7 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
       test("count down as requests are admitted and refill continuously", async () => {
         const ledger = await make(clock);
         const acme = tenant({ requestsPerMinute: 10, tokensPerMinute: 1000 });
-        assert.deepEqual((await ledger.headers(acme)), {
+        assert.deepEqual(await ledger.headers(acme), {
           "x-ratelimit-limit-requests": "10",
           "x-ratelimit-remaining-requests": "10",
           "x-ratelimit-reset-requests": "0s",
@@ -88,13 +88,13 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         assert.deepEqual(rateHeaders(second, "tokens"), ["1000", "600", "24s"]);
 
         nowMs += 3000; // refills 0.5 request and 50 tokens
-        const later = (await ledger.headers(acme));
+        const later = await ledger.headers(acme);
         assert.deepEqual(rateHeaders(later, "requests"), ["10", "8", "9s"], "remaining is floor(8.5)");
         assert.deepEqual(rateHeaders(later, "tokens"), ["1000", "650", "21s"]);
 
         nowMs += 21_000;
-        assert.deepEqual(rateHeaders((await ledger.headers(acme)), "tokens"), ["1000", "1000", "0s"]);
-        assert.deepEqual(rateHeaders((await ledger.headers(acme)), "requests"), ["10", "10", "0s"]);
+        assert.deepEqual(rateHeaders(await ledger.headers(acme), "tokens"), ["1000", "1000", "0s"]);
+        assert.deepEqual(rateHeaders(await ledger.headers(acme), "requests"), ["10", "10", "0s"]);
       });
 
       test("long resets are written in minutes", async () => {
@@ -125,10 +125,7 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         const err = await refuse(ledger, acme, 5);
         assert.equal(err.code, "rate_limit_exceeded");
         assert.equal(err.type, "requests");
-        assert.equal(
-          err.message,
-          "Rate limit reached for requests per min (RPM) on tenant acme: Limit 10, Used 10, Requested 1. Please try again in 6s.",
-        );
+        assert.equal(err.message, "Rate limit reached for requests per min (RPM) on tenant acme: Limit 10, Used 10, Requested 1. Please try again in 6s.");
         assert.equal(err.retryAfterSeconds, 6);
         assert.equal(err.headers["retry-after"], "6");
         assert.equal(err.headers["retry-after-ms"], "6000");
@@ -160,10 +157,7 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         const err = await refuse(ledger, acme, 401);
         assert.equal(err.code, "rate_limit_exceeded");
         assert.equal(err.type, "tokens");
-        assert.equal(
-          err.message,
-          "Rate limit reached for tokens per min (TPM) on tenant acme: Limit 1000, Used 600, Requested 401. Please try again in 60ms.",
-        );
+        assert.equal(err.message, "Rate limit reached for tokens per min (TPM) on tenant acme: Limit 1000, Used 600, Requested 401. Please try again in 60ms.");
         assert.equal(err.headers["retry-after-ms"], "60", "1 token at 1000/min");
         assert.equal(err.headers["retry-after"], "1", "seconds, rounded up");
         assert.equal(err.retryAfterSeconds, 1);
@@ -206,7 +200,7 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         const acme = tenant({ tokensPerMinute: 1000 });
         const { reservation } = await admit(ledger, acme, 100);
         await ledger.settle(reservation, 1500);
-        const h = (await ledger.headers(acme));
+        const h = await ledger.headers(acme);
         assert.equal(h["x-ratelimit-remaining-tokens"], "0");
         assert.equal(h["x-ratelimit-reset-tokens"], "1m30s", "1500 tokens at 1000/min");
         const err = await refuse(ledger, acme, 1);
@@ -330,10 +324,10 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         await ledger.cancel(a);
         await ledger.cancel(a);
         await ledger.settle(a, 50); // after cancel: a no-op
-        const h = (await ledger.headers(acme));
+        const h = await ledger.headers(acme);
         assert.equal(h["x-ratelimit-remaining-requests"], "1");
         assert.equal(h["x-ratelimit-remaining-tokens"], "50");
-        assert.deepEqual((await ledger.usage("acme")), { day: "2025-01-15", dayTokens: 50, lifetimeTokens: 50, running: 0, queued: 1 });
+        assert.deepEqual(await ledger.usage("acme"), { day: "2025-01-15", dayTokens: 50, lifetimeTokens: 50, running: 0, queued: 1 });
         assert.equal((await store.load()).size, 0, "nothing stored for a request that never ran");
         await admit(ledger, acme, 50);
       });
@@ -346,7 +340,7 @@ export function quotaContract(name: string, factory: QuotaFactory, options: { sk
         const acme = tenant({ maxConcurrent: 1 });
         const old = (await admit(ledger, acme, 10)).reservation;
         await ledger.forget("acme");
-        assert.equal((await ledger.usage("acme")), null);
+        assert.equal(await ledger.usage("acme"), null);
         await admit(ledger, acme, 10);
         await ledger.settle(old, 7);
         assert.deepEqual(await pickCounts(ledger), { running: 0, queued: 1 }, "the old request does not free the new one's place");

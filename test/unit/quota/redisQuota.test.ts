@@ -4,9 +4,9 @@
 // outlive a dead replica only until they expire, and Redis going away.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
-import { ApiError } from "../../../src/errors.js";
+import type { ApiError } from "../../../src/errors.js";
 import { QuotaLedger } from "../../../src/quota/ledger.js";
 import { LocalQuota, type Reservation } from "../../../src/quota/quota.js";
 import { createRedisClient } from "../../../src/quota/redis/client.js";
@@ -85,7 +85,11 @@ describe("RedisQuota", skip, () => {
           const t = tenantOf(id as "acme" | "beta");
           const tokens = rand(600);
           const [ea, eb] = [await local.resize(t, a, tokens), await shared.resize(t, b, tokens)];
-          assert.deepEqual(eb && { code: eb.code, message: eb.message, headers: eb.headers }, ea && { code: ea.code, message: ea.message, headers: ea.headers }, `step ${step}: resize`);
+          assert.deepEqual(
+            eb && { code: eb.code, message: eb.message, headers: eb.headers },
+            ea && { code: ea.code, message: ea.message, headers: ea.headers },
+            `step ${step}: resize`,
+          );
           assert.equal(shared.held(b), local.held(a));
         } else if (op === 5) {
           await local.started(a);
@@ -110,7 +114,13 @@ describe("RedisQuota", skip, () => {
       }
     }
     // The walk went through every kind of decision, or it proves little.
-    assert.deepEqual([...seen].sort(), ["admitted", "insufficient_quota/insufficient_quota", "queue_full/rate_limit_error", "rate_limit_exceeded/requests", "rate_limit_exceeded/tokens"]);
+    assert.deepEqual([...seen].sort(), [
+      "admitted",
+      "insufficient_quota/insufficient_quota",
+      "queue_full/rate_limit_error",
+      "rate_limit_exceeded/requests",
+      "rate_limit_exceeded/tokens",
+    ]);
     await shared.close();
   });
 
@@ -127,7 +137,7 @@ describe("RedisQuota", skip, () => {
   });
 
   test("tokens reserved on one replica and refunded at settle are usable on another", async () => {
-    let nowMs = NOON;
+    const nowMs = NOON;
     const prefix = `tpm${++prefixes}:`;
     const [a, b] = [await redisQuota({ prefix, now: () => nowMs }), await redisQuota({ prefix, now: () => nowMs })];
     const t = tenant({ tokensPerMinute: 1000 });
@@ -223,7 +233,11 @@ describe("RedisQuota when Redis goes away", skip, () => {
         await ready(c);
         const registry = new Registry();
         const logs: string[] = [];
-        const log = { info: (_o: unknown, m: string) => logs.push(`info ${m}`), warn: (_o: unknown, m: string) => logs.push(`warn ${m}`), error: (_o: unknown, m: string) => logs.push(`error ${m}`) };
+        const log = {
+          info: (_o: unknown, m: string) => logs.push(`info ${m}`),
+          warn: (_o: unknown, m: string) => logs.push(`warn ${m}`),
+          error: (_o: unknown, m: string) => logs.push(`error ${m}`),
+        };
         const q = new RedisQuota({ redis: c, tickMs: 0, fallback, log: log as never, registry });
         const t = tenant({ requestsPerMinute: 6, maxConcurrent: 10 });
         await q.tick(); // counts the live replicas: 1
@@ -302,7 +316,16 @@ describe("RedisQuota when Redis goes away", skip, () => {
 
 describe("replicaShare", () => {
   test("each rate and cap is ceil(limit ÷ replicas); each budget is used + ceil(left ÷ replicas)", () => {
-    const limits = { ...DEFAULT_LIMITS, requestsPerMinute: 5, tokensPerMinute: 1000, maxConcurrent: 1, maxQueued: null, tokensPerDay: 1000, lifetimeTokens: 10_000, maxTokens: 64 };
+    const limits = {
+      ...DEFAULT_LIMITS,
+      requestsPerMinute: 5,
+      tokensPerMinute: 1000,
+      maxConcurrent: 1,
+      maxQueued: null,
+      tokensPerDay: 1000,
+      lifetimeTokens: 10_000,
+      maxTokens: 64,
+    };
     assert.deepEqual(replicaShare(limits, 3, { dayTokens: 400, lifetimeTokens: 9_999 }), {
       ...limits,
       requestsPerMinute: 2,
@@ -316,5 +339,3 @@ describe("replicaShare", () => {
     assert.throws(() => replicaShare(limits, 0, { dayTokens: 0, lifetimeTokens: 0 }), RangeError);
   });
 });
-
-

@@ -35,15 +35,18 @@ describe("ServerQueue", () => {
     const a = q.enter();
     const b = q.enter();
     assert.deepEqual([q.waiting, q.running], [2, 0]);
-    assert.throws(() => q.enter(), (err: unknown) => {
-      assert.ok(err instanceof ApiError);
-      assert.equal(err.status, 429);
-      assert.equal(err.code, "queue_full");
-      assert.equal(err.retryAfterSeconds, 1);
-      assert.equal(err.headers["retry-after-ms"], "1000");
-      assert.match(err.message, /at capacity: 2 requests are waiting for 1 slots/);
-      return true;
-    });
+    assert.throws(
+      () => q.enter(),
+      (err: unknown) => {
+        assert.ok(err instanceof ApiError);
+        assert.equal(err.status, 429);
+        assert.equal(err.code, "queue_full");
+        assert.equal(err.retryAfterSeconds, 1);
+        assert.equal(err.headers["retry-after-ms"], "1000");
+        assert.match(err.message, /at capacity: 2 requests are waiting for 1 slots/);
+        return true;
+      },
+    );
     a.started();
     assert.deepEqual([q.waiting, q.running], [1, 1]);
     assert.equal(q.hasRoom(), false, "b fills the one waiting place while a runs");

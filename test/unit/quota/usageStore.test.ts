@@ -7,7 +7,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { QuotaLedger } from "../../../src/quota/ledger.js";
-import { MemoryUsageStore, SqliteUsageStore, type UsageStore } from "../../../src/quota/usageStore.js";
+import { MemoryUsageStore, SqliteUsageStore } from "../../../src/quota/usageStore.js";
 import { describeUsageStoreContract } from "./usageStoreContract.js";
 import { DEFAULT_LIMITS, DEFAULT_SCHEDULING, type Tenant } from "../../../src/tenants/types.js";
 
@@ -58,7 +58,10 @@ describe("SqliteUsageStore", () => {
     new SqliteUsageStore(db);
     const store = new SqliteUsageStore(db);
     const columns = db.prepare("SELECT name FROM pragma_table_info('usage') ORDER BY cid").all() as { name: string }[];
-    assert.deepEqual(columns.map((c) => c.name), ["tenant_id", "day", "tokens"]);
+    assert.deepEqual(
+      columns.map((c) => c.name),
+      ["tenant_id", "day", "tokens"],
+    );
     db.close();
     assert.ok(store);
   });

@@ -29,4 +29,3 @@ export function describeUsageStoreContract(name: string, open: () => Promise<{ s
     }
   });
 }
-

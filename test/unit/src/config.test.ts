@@ -299,36 +299,30 @@ describe("parseServeConfig errors", () => {
     assertConfigError([], { LLAMUX_CONFIG: missing }, /does-not-exist\.yaml/);
   });
 
-  test(
-    "a config file with a syntax error is a ConfigError naming the file",
-    () => {
-      const json = writeFile("json", "{ not json");
-      assertConfigError(["--config", json], {}, new RegExp(path.basename(json).replace(".", "\\.")));
-      const yaml = writeFile("yaml", "a: [1,\n b");
-      assertConfigError(["--config", yaml], {}, new RegExp(path.basename(yaml).replace(".", "\\.")));
-    },
-  );
+  test("a config file with a syntax error is a ConfigError naming the file", () => {
+    const json = writeFile("json", "{ not json");
+    assertConfigError(["--config", json], {}, new RegExp(path.basename(json).replace(".", "\\.")));
+    const yaml = writeFile("yaml", "a: [1,\n b");
+    assertConfigError(["--config", yaml], {}, new RegExp(path.basename(yaml).replace(".", "\\.")));
+  });
 
-  test(
-    "an empty LLAMUX_PORT / --port '' / 'port:' (null) never silently means port 0",
-    () => {
-      // Acceptable outcomes: a ConfigError naming the source, or (env/file only) the default.
-      const outcome = (argv: string[], env: Record<string, string>): number | string => {
-        try {
-          return parse(argv, env).port;
-        } catch (err) {
-          assert.ok(err instanceof ConfigError);
-          return err.message;
-        }
-      };
-      const env = outcome([], { LLAMUX_PORT: "" });
-      assert.ok(env === 8080 || (typeof env === "string" && /LLAMUX_PORT/.test(env)), `LLAMUX_PORT='' gave ${String(env)}`);
-      const cli = outcome(["--port", ""], {});
-      assert.ok(typeof cli === "string" && /--port/.test(cli), `--port '' gave ${String(cli)}`);
-      const file = outcome(["--config", writeFile("yaml", "port:\n")], {});
-      assert.ok(file === 8080 || (typeof file === "string" && /port/.test(file)), `'port:' gave ${String(file)}`);
-    },
-  );
+  test("an empty LLAMUX_PORT / --port '' / 'port:' (null) never silently means port 0", () => {
+    // Acceptable outcomes: a ConfigError naming the source, or (env/file only) the default.
+    const outcome = (argv: string[], env: Record<string, string>): number | string => {
+      try {
+        return parse(argv, env).port;
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.message;
+      }
+    };
+    const env = outcome([], { LLAMUX_PORT: "" });
+    assert.ok(env === 8080 || (typeof env === "string" && /LLAMUX_PORT/.test(env)), `LLAMUX_PORT='' gave ${String(env)}`);
+    const cli = outcome(["--port", ""], {});
+    assert.ok(typeof cli === "string" && /--port/.test(cli), `--port '' gave ${String(cli)}`);
+    const file = outcome(["--config", writeFile("yaml", "port:\n")], {});
+    assert.ok(file === 8080 || (typeof file === "string" && /port/.test(file)), `'port:' gave ${String(file)}`);
+  });
 });
 
 describe("--database-url", () => {
@@ -407,7 +401,11 @@ describe("overload and connection options", () => {
   });
 
   test("a head deadline past the whole request's is refused, naming both", () => {
-    assertConfigError(["--headers-timeout-ms", "5000", "--request-timeout-ms", "4000"], {}, /--headers-timeout-ms \(5000\) must not exceed --request-timeout-ms \(4000\)/);
+    assertConfigError(
+      ["--headers-timeout-ms", "5000", "--request-timeout-ms", "4000"],
+      {},
+      /--headers-timeout-ms \(5000\) must not exceed --request-timeout-ms \(4000\)/,
+    );
     assert.equal(parse(["--headers-timeout-ms", "4000", "--request-timeout-ms", "4000"]).headersTimeoutMs, 4000);
     assertConfigError(["--headers-timeout-ms", "0"], {}, /--headers-timeout-ms/);
   });
@@ -457,13 +455,22 @@ describe("several models (the config file's models list)", () => {
   test("price: per model in the list (the top-level one is the default), as JSON in a flag or variable; cached_input defaults to input", () => {
     const file = writeFile(
       "yaml",
-      ["price: { input: 1, output: 2 }", "models:", "  - model: /m/a.gguf", "    price: { input: 0.15, cached_input: 0.075, output: 0.6 }", "  - model: /m/b.gguf"].join("\n"),
+      [
+        "price: { input: 1, output: 2 }",
+        "models:",
+        "  - model: /m/a.gguf",
+        "    price: { input: 0.15, cached_input: 0.075, output: 0.6 }",
+        "  - model: /m/b.gguf",
+      ].join("\n"),
     );
     const cfg = parse(["--config", file]);
-    assert.deepEqual(cfg.models.map((m) => m.price), [
-      { input: 0.15, cachedInput: 0.075, output: 0.6 },
-      { input: 1, cachedInput: 1, output: 2 },
-    ]);
+    assert.deepEqual(
+      cfg.models.map((m) => m.price),
+      [
+        { input: 0.15, cachedInput: 0.075, output: 0.6 },
+        { input: 1, cachedInput: 1, output: 2 },
+      ],
+    );
     assert.deepEqual(parse(["--price", '{"input": 3, "output": 4}']).models[0]!.price, { input: 3, cachedInput: 3, output: 4 });
     assert.deepEqual(parse([], { LLAMUX_PRICE: '{"input": 0, "cachedInput": 0, "output": 1}' }).models[0]!.price, { input: 0, cachedInput: 0, output: 1 });
     assertConfigError(["--price", '{"input": -1, "output": 1}'], {}, /--price/);
@@ -491,15 +498,36 @@ describe("several models (the config file's models list)", () => {
       ].join("\n"),
     );
     const [a, b] = parse(["--config", file]).models;
-    assert.deepEqual([a!.model, a!.id, a!.aliases, a!.slots, a!.ctxPerSlot, a!.threads, a!.chatTemplate, a!.maxQueued], ["/m/a.gguf", "small", ["fast", "cheap"], 6, 256, 1, null, 10]);
-    assert.deepEqual([b!.model, b!.id, b!.aliases, b!.slots, b!.ctxPerSlot, b!.chatTemplate, b!.maxQueued], ["/m/b.gguf", null, ["big"], 2, 2048, "/b.jinja", 3]);
+    assert.deepEqual(
+      [a!.model, a!.id, a!.aliases, a!.slots, a!.ctxPerSlot, a!.threads, a!.chatTemplate, a!.maxQueued],
+      ["/m/a.gguf", "small", ["fast", "cheap"], 6, 256, 1, null, 10],
+    );
+    assert.deepEqual(
+      [b!.model, b!.id, b!.aliases, b!.slots, b!.ctxPerSlot, b!.chatTemplate, b!.maxQueued],
+      ["/m/b.gguf", null, ["big"], 2, 2048, "/b.jinja", 3],
+    );
     const flags = parse(["--config", file, "--ctx-per-slot", "1024"]).models;
-    assert.deepEqual(flags.map((m) => m.ctxPerSlot), [256, 1024], "a flag changes the default, not an entry's own value");
+    assert.deepEqual(
+      flags.map((m) => m.ctxPerSlot),
+      [256, 1024],
+      "a flag changes the default, not an entry's own value",
+    );
   });
 
   test("without --max-queued anywhere, each model may queue 8 per slot of its own", () => {
-    const file = writeFile("json", JSON.stringify({ models: [{ model: "/a.gguf", slots: 2 }, { model: "/b.gguf", slots: 5 }] }));
-    assert.deepEqual(parse(["--config", file]).models.map((m) => m.maxQueued), [16, 40]);
+    const file = writeFile(
+      "json",
+      JSON.stringify({
+        models: [
+          { model: "/a.gguf", slots: 2 },
+          { model: "/b.gguf", slots: 5 },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      parse(["--config", file]).models.map((m) => m.maxQueued),
+      [16, 40],
+    );
   });
 
   test("--model, --alias and --chat-template cannot be combined with a list, from any source", () => {
@@ -519,6 +547,12 @@ describe("several models (the config file's models list)", () => {
     bad([{ model: "/a.gguf" }, { model: "/b.gguf", port: 1 }], /models\[1\]: unknown option 'port'/);
     bad([{ model: "/a.gguf", slots: 0 }], /models\[0\]: invalid value for 'slots'/);
     bad([{ model: "/a.gguf", alias: [""] }], /models\[0\]: 'alias' must be a name or a list of names/);
-    bad([{ model: "/a.gguf", id: "m" }, { model: "/b.gguf", alias: "m" }], /models\[1\]: the name 'm' is already used by another model/);
+    bad(
+      [
+        { model: "/a.gguf", id: "m" },
+        { model: "/b.gguf", alias: "m" },
+      ],
+      /models\[1\]: the name 'm' is already used by another model/,
+    );
   });
 });

@@ -5,11 +5,7 @@ import { describe, test } from "node:test";
 import { ApiError } from "../../../src/errors.js";
 import { nowSeconds, paramName, parseBody, randomId, stopList, toSamplingParams, MAX_STOP_SEQUENCES } from "../../../src/openai/common.js";
 import { chatRequestSchema, parseChatRequest, toChatMessages, toEngineRequest } from "../../../src/openai/chat/protocol.js";
-import {
-  DEFAULT_COMPLETION_MAX_TOKENS,
-  parseCompletionRequest,
-  toEngineRequests,
-} from "../../../src/openai/completions/protocol.js";
+import { DEFAULT_COMPLETION_MAX_TOKENS, parseCompletionRequest, toEngineRequests } from "../../../src/openai/completions/protocol.js";
 
 const USER = [{ role: "user", content: "hi" }];
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: USER, ...extra });
@@ -150,26 +146,20 @@ describe("parseChatRequest: error mapping", () => {
     assertApiError(() => parseChatRequest(chat({ max_tokens: 0 })), "invalid_value", "max_tokens");
   });
 
-  test(
-    "an out-of-range message does not claim the number is not a number",
-    () => {
-      const e = apiError(() => parseChatRequest(chat({ temperature: 3 })));
-      assert.doesNotMatch(e.message, /must be a number/);
-      assert.match(e.message, /\b2\b/, "names the maximum");
-    },
-  );
+  test("an out-of-range message does not claim the number is not a number", () => {
+    const e = apiError(() => parseChatRequest(chat({ temperature: 3 })));
+    assert.doesNotMatch(e.message, /must be a number/);
+    assert.match(e.message, /\b2\b/, "names the maximum");
+  });
 
-  test(
-    "a wrongly typed value → invalid_type naming it (temperature: \"hot\", model: 5, max_tokens: 1.5)",
-    () => {
-      assertApiError(() => parseChatRequest(chat({ temperature: "hot" })), "invalid_type", "temperature");
-      assertApiError(() => parseChatRequest({ model: 5, messages: USER }), "invalid_type", "model");
-      assertApiError(() => parseChatRequest(chat({ messages: "hi" })), "invalid_type", "messages");
-      const e = apiError(() => parseChatRequest(chat({ max_tokens: 1.5 })));
-      assert.notEqual(e.code, "missing_required_parameter");
-      assert.equal(e.param, "max_tokens");
-    },
-  );
+  test('a wrongly typed value → invalid_type naming it (temperature: "hot", model: 5, max_tokens: 1.5)', () => {
+    assertApiError(() => parseChatRequest(chat({ temperature: "hot" })), "invalid_type", "temperature");
+    assertApiError(() => parseChatRequest({ model: 5, messages: USER }), "invalid_type", "model");
+    assertApiError(() => parseChatRequest(chat({ messages: "hi" })), "invalid_type", "messages");
+    const e = apiError(() => parseChatRequest(chat({ max_tokens: 1.5 })));
+    assert.notEqual(e.code, "missing_required_parameter");
+    assert.equal(e.param, "max_tokens");
+  });
 
   test("a wrongly typed value is at least a 400 naming the parameter", () => {
     for (const [extra, param] of [
@@ -190,8 +180,16 @@ describe("parseChatRequest: error mapping", () => {
     const e = apiError(() => parseChatRequest(two({ role: "user", content: 5 })));
     assert.equal(e.param, "messages[1].content");
     assert.ok(["invalid_type", "invalid_value"].includes(e.code), e.code);
-    assertApiError(() => toChatMessages(parseChatRequest(two({ role: "user", content: [{ type: "text", text: 5, colour: "red" }] }))), "invalid_type", "messages[1].content[0].text");
-    assertApiError(() => parseChatRequest(two({ role: "assistant", content: null, tool_calls: [{ id: 5, type: "function", function: { name: "f", arguments: "{}" } }] })), "invalid_type", "messages[1].tool_calls[0].id");
+    assertApiError(
+      () => toChatMessages(parseChatRequest(two({ role: "user", content: [{ type: "text", text: 5, colour: "red" }] }))),
+      "invalid_type",
+      "messages[1].content[0].text",
+    );
+    assertApiError(
+      () => parseChatRequest(two({ role: "assistant", content: null, tool_calls: [{ id: 5, type: "function", function: { name: "f", arguments: "{}" } }] })),
+      "invalid_type",
+      "messages[1].tool_calls[0].id",
+    );
   });
 
   test("unknown keys inside messages, parts and tool calls are ignored, as OpenAI does (the top level stays strict)", () => {
@@ -332,7 +330,13 @@ describe("chat: messages and engine request", () => {
       chat({
         messages: [
           { role: "system", content: "s" },
-          { role: "user", content: [{ type: "text", text: "a" }, { type: "input_audio", input_audio: {} }] },
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "a" },
+              { type: "input_audio", input_audio: {} },
+            ],
+          },
         ],
       }),
     );
@@ -356,7 +360,13 @@ describe("chat: messages and engine request", () => {
       chat({
         messages: [
           { role: "developer", content: "be brief" },
-          { role: "user", content: [{ type: "text", text: "Hello, " }, { type: "text", text: "world" }] },
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "Hello, " },
+              { type: "text", text: "world" },
+            ],
+          },
           { role: "assistant", content: null, refusal: "I can't" },
           { role: "assistant", content: [{ type: "refusal", refusal: "no" }] },
           { role: "assistant", content: null },
@@ -404,12 +414,9 @@ describe("completions", () => {
     assertApiError(() => parseCompletionRequest({ prompt: "x" }), "missing_required_parameter", "model");
   });
 
-  test(
-    "missing prompt → missing_required_parameter naming it",
-    () => {
-      assertApiError(() => parseCompletionRequest({ model: "m" }), "missing_required_parameter", "prompt");
-    },
-  );
+  test("missing prompt → missing_required_parameter naming it", () => {
+    assertApiError(() => parseCompletionRequest({ model: "m" }), "missing_required_parameter", "prompt");
+  });
 
   test("a missing prompt is at least a 400 naming prompt", () => {
     const e = apiError(() => parseCompletionRequest({ model: "m" }));
@@ -501,7 +508,10 @@ describe("completions", () => {
   test("logprobs 0..5 reaches every prompt's engine request; 6 is a 400 naming logprobs", () => {
     for (const k of [0, 5]) {
       const reqs = toEngineRequests(parseCompletionRequest(completion({ prompt: ["a", "b"], logprobs: k })), "t");
-      assert.deepEqual(reqs.map((r) => r.logprobs), [k, k]);
+      assert.deepEqual(
+        reqs.map((r) => r.logprobs),
+        [k, k],
+      );
     }
     assert.equal("logprobs" in toEngineRequests(parseCompletionRequest(completion()), "t")[0]!, false);
     assertApiError(() => parseCompletionRequest(completion({ logprobs: 6 })), "invalid_value", "logprobs");

@@ -33,12 +33,21 @@ export interface BackgroundStoreHarness {
 }
 
 export const user: MessageItem = { type: "message", id: "msg_in", role: "user", status: "completed", content: [{ type: "input_text", text: "hi" }] };
-export const answer: MessageItem = { type: "message", id: "msg_out", role: "assistant", status: "completed", content: [{ type: "output_text", text: "hello", annotations: [], logprobs: [] }] };
+export const answer: MessageItem = {
+  type: "message",
+  id: "msg_out",
+  role: "assistant",
+  status: "completed",
+  content: [{ type: "output_text", text: "hello", annotations: [], logprobs: [] }],
+};
 export const body = (id: string, status: string, output: unknown[] = []): JsonObject => ({ id, object: "response", status, output, background: true });
 export const event = (n: number, type = "response.output_text.delta"): StoredEvent => ({ sequenceNumber: n, type, data: { type, sequence_number: n } });
 
 export async function createQueuedIn(store: BackgroundStore, tenant: string, id: string, clockSeconds = 1_700_000_000): Promise<void> {
-  await store.create(tenant, { id, createdAtSeconds: clockSeconds, body: body(id, "queued"), inputItems: [user] }, [event(0, "response.created"), event(1, "response.queued")]);
+  await store.create(tenant, { id, createdAtSeconds: clockSeconds, body: body(id, "queued"), inputItems: [user] }, [
+    event(0, "response.created"),
+    event(1, "response.queued"),
+  ]);
 }
 
 export function describeBackgroundStoreContract(name: string, harness: BackgroundStoreHarness): void {
@@ -65,20 +74,51 @@ export function describeBackgroundStoreContract(name: string, harness: Backgroun
     assert.equal(await store.status("t1", "resp_1"), "queued");
     assert.equal(((await conversations.getResponse("t1", "resp_1"))!.body as { status: string }).status, "queued");
     assert.deepEqual(await conversations.getResponseInputItems("t1", "resp_1"), [user]);
-    assert.deepEqual((await store.events("t1", "resp_1", -1)).map((e) => e.type), ["response.created", "response.queued"]);
+    assert.deepEqual(
+      (await store.events("t1", "resp_1", -1)).map((e) => e.type),
+      ["response.created", "response.queued"],
+    );
   });
 
   test(`${name}: update and finish act only while queued or in progress; events come back in order after any sequence number`, async () => {
     await createQueued("t1", "resp_1");
-    assert.equal(await store.update("t1", "resp_1", { events: [event(2, "response.in_progress")], body: body("resp_1", "in_progress"), status: "in_progress" }), true);
+    assert.equal(
+      await store.update("t1", "resp_1", { events: [event(2, "response.in_progress")], body: body("resp_1", "in_progress"), status: "in_progress" }),
+      true,
+    );
     assert.equal(await store.status("t1", "resp_1"), "in_progress");
     assert.equal(await store.update("t1", "resp_1", { events: [event(3), event(4)] }), true);
     const done = body("resp_1", "completed", [answer]);
-    assert.equal(await store.finish({ tenantId: "t1", id: "resp_1", status: "completed", body: done, events: [event(5), event(6, "response.completed")], outputItems: [answer], conversation: null }), true);
-    assert.deepEqual((await store.events("t1", "resp_1", 3)).map((e) => e.sequenceNumber), [4, 5, 6]);
+    assert.equal(
+      await store.finish({
+        tenantId: "t1",
+        id: "resp_1",
+        status: "completed",
+        body: done,
+        events: [event(5), event(6, "response.completed")],
+        outputItems: [answer],
+        conversation: null,
+      }),
+      true,
+    );
+    assert.deepEqual(
+      (await store.events("t1", "resp_1", 3)).map((e) => e.sequenceNumber),
+      [4, 5, 6],
+    );
     assert.deepEqual(await store.events("t1", "resp_1", 6), []);
     // Terminal: a late cancel, update or second finish writes nothing.
-    assert.equal(await store.finish({ tenantId: "t1", id: "resp_1", status: "cancelled", body: body("resp_1", "cancelled"), events: [], outputItems: [], conversation: null }), false);
+    assert.equal(
+      await store.finish({
+        tenantId: "t1",
+        id: "resp_1",
+        status: "cancelled",
+        body: body("resp_1", "cancelled"),
+        events: [],
+        outputItems: [],
+        conversation: null,
+      }),
+      false,
+    );
     assert.equal(await store.update("t1", "resp_1", { events: [event(7)] }), false);
     assert.equal(await store.status("t1", "resp_1"), "completed");
     assert.deepEqual((await conversations.getResponse("t1", "resp_1"))!.body, done);
@@ -91,9 +131,28 @@ export function describeBackgroundStoreContract(name: string, harness: Backgroun
     await conversations.createConversation("t1", { id: "conv_1", createdAtSeconds: clockSeconds, metadata: {} }, []);
     await createQueued("t1", "resp_1");
     await createQueued("t1", "resp_2");
-    await store.finish({ tenantId: "t1", id: "resp_1", status: "completed", body: body("resp_1", "completed"), events: [], outputItems: [answer], conversation: { id: "conv_1", items: [user, answer] } });
+    await store.finish({
+      tenantId: "t1",
+      id: "resp_1",
+      status: "completed",
+      body: body("resp_1", "completed"),
+      events: [],
+      outputItems: [answer],
+      conversation: { id: "conv_1", items: [user, answer] },
+    });
     assert.deepEqual(await conversations.getConversationItems("t1", "conv_1"), [user, answer]);
-    assert.equal(await store.finish({ tenantId: "t1", id: "resp_2", status: "cancelled", body: body("resp_2", "cancelled"), events: [], outputItems: [], conversation: null }), true);
+    assert.equal(
+      await store.finish({
+        tenantId: "t1",
+        id: "resp_2",
+        status: "cancelled",
+        body: body("resp_2", "cancelled"),
+        events: [],
+        outputItems: [],
+        conversation: null,
+      }),
+      true,
+    );
     assert.equal(await store.status("t1", "resp_2"), "cancelled");
   });
 
@@ -102,7 +161,18 @@ export function describeBackgroundStoreContract(name: string, harness: Backgroun
     assert.equal(await store.status("t2", "resp_1"), null);
     assert.deepEqual(await store.events("t2", "resp_1", -1), []);
     assert.equal(await store.update("t2", "resp_1", { events: [event(2)] }), false);
-    assert.equal(await store.finish({ tenantId: "t2", id: "resp_1", status: "cancelled", body: body("resp_1", "cancelled"), events: [], outputItems: [], conversation: null }), false);
+    assert.equal(
+      await store.finish({
+        tenantId: "t2",
+        id: "resp_1",
+        status: "cancelled",
+        body: body("resp_1", "cancelled"),
+        events: [],
+        outputItems: [],
+        conversation: null,
+      }),
+      false,
+    );
     assert.equal(await store.status("t1", "resp_1"), "queued");
   });
 
@@ -125,7 +195,15 @@ export function describeBackgroundStoreContract(name: string, harness: Backgroun
     await createQueued("t1", "resp_r");
     await store.update("t1", "resp_r", { events: [event(2, "response.in_progress"), event(3)], body: body("resp_r", "in_progress"), status: "in_progress" });
     await createQueued("t1", "resp_done");
-    await store.finish({ tenantId: "t1", id: "resp_done", status: "completed", body: body("resp_done", "completed"), events: [], outputItems: [], conversation: null });
+    await store.finish({
+      tenantId: "t1",
+      id: "resp_done",
+      status: "completed",
+      body: body("resp_done", "completed"),
+      events: [],
+      outputItems: [],
+      conversation: null,
+    });
     // Its process dies; the next one sweeps.
     await harness.die(stores);
     await open();
@@ -133,7 +211,14 @@ export function describeBackgroundStoreContract(name: string, harness: Backgroun
     const n = await store.failUnfinished(({ body: b, status, nextSequenceNumber }) => {
       seen.push(`${b.id as string}:${status}:${nextSequenceNumber}`);
       const failed = { ...b, status: "failed" };
-      return { body: failed, event: { sequenceNumber: nextSequenceNumber, type: "response.failed", data: { type: "response.failed", response: failed, sequence_number: nextSequenceNumber } } };
+      return {
+        body: failed,
+        event: {
+          sequenceNumber: nextSequenceNumber,
+          type: "response.failed",
+          data: { type: "response.failed", response: failed, sequence_number: nextSequenceNumber },
+        },
+      };
     });
     assert.equal(n, 2);
     assert.deepEqual(seen.sort(), ["resp_q:queued:2", "resp_r:in_progress:4"]);

@@ -55,7 +55,14 @@ export function newBatch(id: string, status: BatchObject["status"] = "validating
   };
 }
 
-const line = (n: number, ok = true) => ({ line: n, ok, record: JSON.stringify({ custom_id: `c${n}`, ok }), inputTokens: n, cachedTokens: 1, outputTokens: 2 * n });
+const line = (n: number, ok = true) => ({
+  line: n,
+  ok,
+  record: JSON.stringify({ custom_id: `c${n}`, ok }),
+  inputTokens: n,
+  cachedTokens: 1,
+  outputTokens: 2 * n,
+});
 
 async function collect(it: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
@@ -111,13 +118,13 @@ export function describeBatchStoresContract(name: string, harness: BatchStoresHa
 
   test(`${name}: write stores each line with its newline and counts the bytes; no lines is an empty file`, async () => {
     async function* lines() {
-      yield "{\"a\":1}";
+      yield '{"a":1}';
       yield "ünïcode";
     }
     const f = await files.write("t1", { filename: "out.jsonl", purpose: "batch_output" }, lines());
-    assert.equal(f.bytes, Buffer.byteLength("{\"a\":1}\nünïcode\n"));
+    assert.equal(f.bytes, Buffer.byteLength('{"a":1}\nünïcode\n'));
     assert.equal(f.purpose, "batch_output");
-    assert.equal(await contents(files, "t1", f.id), "{\"a\":1}\nünïcode\n");
+    assert.equal(await contents(files, "t1", f.id), '{"a":1}\nünïcode\n');
     const empty = await files.write("t1", { filename: "e.jsonl", purpose: "batch_output" }, []);
     assert.equal(empty.bytes, 0);
     assert.equal(await contents(files, "t1", empty.id), "");
@@ -169,14 +176,18 @@ export function describeBatchStoresContract(name: string, harness: BatchStoresHa
     const rest = await batches.list("t1", { after: "batch_2", limit: 2 });
     assert.deepEqual([rest.data.map((b) => b.id), rest.hasMore], [["batch_1"], false]);
     assert.deepEqual(await batches.list("t1", { after: "batch_9", limit: 2 }), { data: [], hasMore: false });
-    assert.deepEqual((await batches.list("t2", { after: null, limit: 10 })).data.map((b) => b.id), ["batch_9"]);
+    assert.deepEqual(
+      (await batches.list("t2", { after: null, limit: 10 })).data.map((b) => b.id),
+      ["batch_9"],
+    );
   });
 
   test(`${name}: update is atomic: null leaves the batch as it is, concurrent changes from two handles all count`, async () => {
     await batches.create("t1", newBatch("batch_1", "in_progress"));
     const other = await reopen();
     assert.equal((await batches.update("t1", "batch_1", () => null))!.status, "in_progress");
-    const inc = (s: BatchStore) => s.update("t1", "batch_1", (b) => ({ ...b, request_counts: { ...b.request_counts, completed: b.request_counts.completed + 1 } }));
+    const inc = (s: BatchStore) =>
+      s.update("t1", "batch_1", (b) => ({ ...b, request_counts: { ...b.request_counts, completed: b.request_counts.completed + 1 } }));
     await Promise.all(Array.from({ length: 20 }, (_, i) => inc(i % 2 ? batches : other.batches)));
     assert.equal((await other.batches.get("t1", "batch_1"))!.request_counts.completed, 20);
   });
@@ -186,7 +197,13 @@ export function describeBatchStoresContract(name: string, harness: BatchStoresHa
     await batches.create("t2", newBatch("batch_2", "validating"));
     await batches.create("t1", newBatch("batch_3", "cancelling"));
     await batches.update("t1", "batch_1", (b) => ({ ...b, status: "completed" }));
-    assert.deepEqual((await batches.unfinished()).map((u) => [u.tenantId, u.batch.id]), [["t2", "batch_2"], ["t1", "batch_3"]]);
+    assert.deepEqual(
+      (await batches.unfinished()).map((u) => [u.tenantId, u.batch.id]),
+      [
+        ["t2", "batch_2"],
+        ["t1", "batch_3"],
+      ],
+    );
   });
 
   test(`${name}: a line is recorded once, whoever records it; totals and results follow the records, in line order, past one page`, async () => {
@@ -211,8 +228,14 @@ export function describeBatchStoresContract(name: string, harness: BatchStoresHa
       cachedTokens: all.length,
       outputTokens: all.reduce((s, n) => s + 2 * n, 0),
     });
-    assert.deepEqual(await collect(other.batches.results("batch_1", true)), okLines.map((n) => line(n).record));
-    assert.deepEqual(await collect(batches.results("batch_1", false)), failedLines.map((n) => line(n, false).record));
+    assert.deepEqual(
+      await collect(other.batches.results("batch_1", true)),
+      okLines.map((n) => line(n).record),
+    );
+    assert.deepEqual(
+      await collect(batches.results("batch_1", false)),
+      failedLines.map((n) => line(n, false).record),
+    );
     assert.deepEqual(await batches.totals("batch_none"), { completed: 0, failed: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0 });
   });
 }

@@ -146,7 +146,9 @@ describe("responses: commit before acknowledgement", () => {
     const types = res.sent.map((f) => /^event: (\S+)\n/.exec(f)![1]);
     assert.equal(types.at(-1), "response.failed");
     assert.deepEqual(log, []);
-    const failed = JSON.parse(res.sent.at(-1)!.split("\ndata: ")[1]!) as { response: { output: Array<{ status: string; content: Array<{ text: string }> }>; error: { message: string } } };
+    const failed = JSON.parse(res.sent.at(-1)!.split("\ndata: ")[1]!) as {
+      response: { output: Array<{ status: string; content: Array<{ text: string }> }>; error: { message: string } };
+    };
     assert.equal(failed.response.error.message, "The engine restarted.");
     assert.equal(failed.response.output[0]!.status, "incomplete");
     assert.equal(failed.response.output[0]!.content[0]!.text, "Hel");

@@ -27,7 +27,13 @@ export interface ConversationStoreHarness {
   count(sql: string, ...params: unknown[]): Promise<number>;
 }
 
-export const user = (id: string, text: string): MessageItem => ({ type: "message", id, role: "user", status: "completed", content: [{ type: "input_text", text }] });
+export const user = (id: string, text: string): MessageItem => ({
+  type: "message",
+  id,
+  role: "user",
+  status: "completed",
+  content: [{ type: "input_text", text }],
+});
 export const assistant = (id: string, text: string): MessageItem => ({
   type: "message",
   id,
@@ -168,7 +174,6 @@ export function describeConversationStoreContract(name: string, harness: Convers
       assert.equal(await store.purgeExpired(), 0);
     });
 
-
     test("conversations are not subject to the response TTL", async () => {
       await store.createConversation("acme", { id: "conv_1", createdAtSeconds: clockSeconds, metadata: {} }, [user("c1", "hello")]);
       clockSeconds += 365 * DAY;
@@ -280,7 +285,11 @@ export function describeConversationStoreContract(name: string, harness: Convers
     test("deleteTenantData removes every row of that tenant and no other's", async () => {
       for (const tenant of ["acme", "beta"]) {
         await store.createConversation(tenant, conv("conv_1"), [user("c1", "a")]);
-        await store.commitResponse({ tenantId: tenant, response: response("resp_1", [user("m1", "a")]), conversation: { id: "conv_1", items: [user("m1", "a")] } });
+        await store.commitResponse({
+          tenantId: tenant,
+          response: response("resp_1", [user("m1", "a")]),
+          conversation: { id: "conv_1", items: [user("m1", "a")] },
+        });
       }
       await store.deleteTenantData("acme");
       const tables = ["responses", "response_input_items", "conversations", "conversation_items"];
@@ -291,7 +300,11 @@ export function describeConversationStoreContract(name: string, harness: Convers
     test("a response whose conversation was deleted meanwhile is still stored", async () => {
       await store.createConversation("acme", conv("conv_1"), []);
       await store.deleteConversation("acme", "conv_1");
-      await store.commitResponse({ tenantId: "acme", response: response("resp_1", [user("m1", "a")]), conversation: { id: "conv_1", items: [user("m1", "a")] } });
+      await store.commitResponse({
+        tenantId: "acme",
+        response: response("resp_1", [user("m1", "a")]),
+        conversation: { id: "conv_1", items: [user("m1", "a")] },
+      });
       assert.ok(await store.getResponse("acme", "resp_1"));
       assert.equal(await count("SELECT COUNT(*) FROM conversation_items"), 0);
     });

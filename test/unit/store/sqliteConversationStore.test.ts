@@ -25,7 +25,10 @@ describeConversationStoreContract("SqliteConversationStore", {
   count: async (sql, ...params) => {
     const probe = SqliteConversationStore.open(dataDir, { responseTtlSeconds: 0 });
     try {
-      return probe.db.prepare(sql).pluck().get(...params) as number;
+      return probe.db
+        .prepare(sql)
+        .pluck()
+        .get(...params) as number;
     } finally {
       await probe.close();
     }
@@ -38,7 +41,11 @@ describe("SqliteConversationStore: what is SQLite's own", () => {
   let clockSeconds: number;
   const open = (options: Partial<SqliteConversationStoreOptions> = {}) =>
     SqliteConversationStore.open(path.join(dir, "data"), { responseTtlSeconds: 30 * DAY, nowSeconds: () => clockSeconds, ...options });
-  const count = (sql: string, ...params: unknown[]) => store.db.prepare(sql).pluck().get(...params) as number;
+  const count = (sql: string, ...params: unknown[]) =>
+    store.db
+      .prepare(sql)
+      .pluck()
+      .get(...params) as number;
   const response = (id: string, createdAtSeconds = clockSeconds) => ({
     id,
     createdAtSeconds,

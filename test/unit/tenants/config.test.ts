@@ -93,7 +93,8 @@ describe("tenants file: valid files", () => {
 });
 
 describe("tenants file: errors name the file and the field", () => {
-  const bad = (value: unknown, ...patterns: RegExp[]) => assertConfigError(() => parseTenantsConfig(value, "/etc/llamux/tenants.yaml"), /\/etc\/llamux\/tenants\.yaml/, ...patterns);
+  const bad = (value: unknown, ...patterns: RegExp[]) =>
+    assertConfigError(() => parseTenantsConfig(value, "/etc/llamux/tenants.yaml"), /\/etc\/llamux\/tenants\.yaml/, ...patterns);
 
   test("a plaintext key is refused with a message saying to give its hash", () => {
     bad({ tenants: [{ id: "a", keys: [HASH, "lmx-plaintext-key"] }] }, /tenants\[0\]\.keys\[1\]/, /sha256:/, /64 hex/);
@@ -122,7 +123,16 @@ describe("tenants file: errors name the file and the field", () => {
   });
 
   test("one key listed for two tenants", () => {
-    bad({ tenants: [{ id: "a", keys: [HASH] }, { id: "b", keys: [HASH] }] }, /tenants\[1\]\.keys\[0\]/, /'a'/);
+    bad(
+      {
+        tenants: [
+          { id: "a", keys: [HASH] },
+          { id: "b", keys: [HASH] },
+        ],
+      },
+      /tenants\[1\]\.keys\[0\]/,
+      /'a'/,
+    );
   });
 
   test("a file without a tenants list", () => {

@@ -167,7 +167,10 @@ describe("TenantRegistry.refresh (writes another process made to the store)", ()
       assert.equal(registry.authenticate(issued.key), null);
       assert.equal(registry.get("gone")?.tenant.limits.maxTokens, 3);
       assert.notEqual(registry.get("acme")?.tenant.incarnation, firstAcme);
-      assert.ok(changes.every((c) => c.fromStore === true), "told as learned from the store");
+      assert.ok(
+        changes.every((c) => c.fromStore === true),
+        "told as learned from the store",
+      );
       assert.deepEqual(
         changes.map((c) => (c.type === "deleted" ? `-${c.tenantId}` : `+${c.tenant.id}`)),
         ["-acme", "+acme", "+gone"],

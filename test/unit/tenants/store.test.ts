@@ -75,7 +75,9 @@ describe("SqliteTenantStore: what is SQLite's own", () => {
     await store.close();
     fs.rmSync(path.join(dir, "nested"), { recursive: true, force: true });
     store = open();
-    store.db.exec("DROP TABLE api_keys; DROP TABLE tenants; CREATE TABLE tenants (id TEXT PRIMARY KEY, limits TEXT NOT NULL, scheduling TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;");
+    store.db.exec(
+      "DROP TABLE api_keys; DROP TABLE tenants; CREATE TABLE tenants (id TEXT PRIMARY KEY, limits TEXT NOT NULL, scheduling TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;",
+    );
     store.db.prepare("INSERT INTO tenants VALUES ('a', '{}', '{}', 1, 1), ('b', '{}', '{}', 1, 1)").run();
     await store.close();
     store = open();
@@ -85,6 +87,9 @@ describe("SqliteTenantStore: what is SQLite's own", () => {
     assert.notEqual(a, b);
     await store.close();
     store = open();
-    assert.deepEqual((await store.listTenants()).map((r) => r.tenant.incarnation), [a, b]);
+    assert.deepEqual(
+      (await store.listTenants()).map((r) => r.tenant.incarnation),
+      [a, b],
+    );
   });
 });

@@ -23,7 +23,12 @@ export const acme = newTenant("acme", { limits: { requestsPerMinute: 60, allowed
 /** A stored tenant without its incarnation (a nonce the store makes; see the incarnation tests). */
 export const plain = (t: Tenant | undefined) => t && { id: t.id, limits: t.limits, scheduling: t.scheduling };
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-export const key = (tenantId: string, secret: string, name: string | null = null) => ({ tenantId, hash: hashApiKey(secret), prefix: `${secret.slice(0, 8)}…`, name });
+export const key = (tenantId: string, secret: string, name: string | null = null) => ({
+  tenantId,
+  hash: hashApiKey(secret),
+  prefix: `${secret.slice(0, 8)}…`,
+  name,
+});
 
 export function describeTenantStoreContract(name: string, harness: TenantStoreHarness): void {
   let store: TenantStore;
@@ -43,12 +48,19 @@ export function describeTenantStoreContract(name: string, harness: TenantStoreHa
     test("create, get, list; a taken id gives null", async () => {
       const created = await store.createTenant(acme);
       assert.match(created?.tenant.incarnation ?? "", UUID);
-      assert.deepEqual(created, { tenant: { ...acme, incarnation: created?.tenant.incarnation }, createdAtSeconds: clockSeconds, updatedAtSeconds: clockSeconds });
+      assert.deepEqual(created, {
+        tenant: { ...acme, incarnation: created?.tenant.incarnation },
+        createdAtSeconds: clockSeconds,
+        updatedAtSeconds: clockSeconds,
+      });
       assert.equal(await store.createTenant(newTenant("acme", {})), null);
       assert.deepEqual(await store.getTenant("acme"), created);
       assert.equal(await store.getTenant("nobody"), null);
       await store.createTenant(newTenant("beta", {}));
-      assert.deepEqual((await store.listTenants()).map((r) => r.tenant.id), ["acme", "beta"]);
+      assert.deepEqual(
+        (await store.listTenants()).map((r) => r.tenant.id),
+        ["acme", "beta"],
+      );
     });
 
     test("update replaces limits and scheduling and bumps updated_at", async () => {
@@ -75,7 +87,11 @@ export function describeTenantStoreContract(name: string, harness: TenantStoreHa
   describe(`${name}: incarnations (what the KV cache is keyed by)`, () => {
     test("a tenant deleted and created again under its id is a new incarnation, never the old one's engine name", async () => {
       const first = (await store.createTenant(acme))!.tenant;
-      assert.equal((await store.updateTenant({ ...acme, limits: { ...DEFAULT_LIMITS, maxTokens: 5 } }))?.tenant.incarnation, first.incarnation, "an update keeps it");
+      assert.equal(
+        (await store.updateTenant({ ...acme, limits: { ...DEFAULT_LIMITS, maxTokens: 5 } }))?.tenant.incarnation,
+        first.incarnation,
+        "an update keeps it",
+      );
       await store.deleteTenant("acme");
       const second = (await store.createTenant(acme))!.tenant;
       assert.match(second.incarnation ?? "", UUID);

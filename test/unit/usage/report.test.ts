@@ -70,7 +70,10 @@ describe("usage report: query", () => {
     assert.deepEqual(pageRange(second), { fromSeconds: 120, toSeconds: 240, widthSeconds: 60, buckets: 2 });
     const third = q("completions", `start_time=0&end_time=250&bucket_width=1m&limit=2&page=${reportPage(second, []).next_page}`);
     const last = reportPage(third, []);
-    assert.deepEqual(last.data.map((b) => [b.start_time, b.end_time]), [[240, 250]]);
+    assert.deepEqual(
+      last.data.map((b) => [b.start_time, b.end_time]),
+      [[240, 250]],
+    );
     assert.equal(last.has_more, false);
     assert.equal(last.next_page, null);
   });
@@ -102,7 +105,11 @@ describe("usage report: page", () => {
   });
 
   test("costs: uncached input, cached input and output at the record's prices, as line items", () => {
-    assert.deepEqual(costOf({ input: 1, cachedInput: 0.5, output: 2 }, { inputTokens: 10, cachedTokens: 4, outputTokens: 5 }), { input: 6e-6, cachedInput: 2e-6, output: 10e-6 });
+    assert.deepEqual(costOf({ input: 1, cachedInput: 0.5, output: 2 }, { inputTokens: 10, cachedTokens: 4, outputTokens: 5 }), {
+      input: 6e-6,
+      cachedInput: 2e-6,
+      output: 10e-6,
+    });
     const rows = [row({}), row({ price: null, model: "free" })];
     const items = results(reportPage(q("costs", "start_time=0&end_time=60&group_by=line_item"), rows), 0);
     assert.deepEqual(

@@ -46,9 +46,7 @@ function rawScan(records: readonly UsageRecord[], q: UsageScan): UsageRow[] {
 function normalized(page: ReturnType<typeof reportPage>) {
   return page.data.map((b) => ({
     ...b,
-    results: b.results
-      .map((r: any) => JSON.stringify(r.amount ? { ...r, amount: { ...r.amount, value: Number(r.amount.value.toPrecision(12)) } } : r))
-      .sort(),
+    results: b.results.map((r: any) => JSON.stringify(r.amount ? { ...r, amount: { ...r.amount, value: Number(r.amount.value.toPrecision(12)) } } : r)).sort(),
   }));
 }
 
@@ -68,8 +66,14 @@ const recordArb = fc.record({
 });
 
 const queryArb = fc.record({
-  start: fc.oneof(fc.integer({ min: T0 - 3 * DAY, max: T0 + 6 * DAY }), fc.integer({ min: -72, max: 144 }).map((h) => T0 + h * HOUR)),
-  length: fc.oneof(fc.integer({ min: 1, max: 9 * DAY }), fc.integer({ min: 1, max: 200 }).map((h) => h * HOUR)),
+  start: fc.oneof(
+    fc.integer({ min: T0 - 3 * DAY, max: T0 + 6 * DAY }),
+    fc.integer({ min: -72, max: 144 }).map((h) => T0 + h * HOUR),
+  ),
+  length: fc.oneof(
+    fc.integer({ min: 1, max: 9 * DAY }),
+    fc.integer({ min: 1, max: 200 }).map((h) => h * HOUR),
+  ),
   width: fc.constantFrom("1m", "1h", "1d"),
   limit: fc.integer({ min: 1, max: 31 }),
   tenant: fc.constantFrom(null, "acme"),
@@ -127,9 +131,20 @@ describe("usage rollups", () => {
           for (const r of records) await log.record(r);
           for (const qs of queries) {
             for (const kind of ["completions", "embeddings", "costs"] as ReportKind[]) {
-              const groups = kind === "costs" ? "project_id,api_key_id,line_item" : kind === "embeddings" ? "project_id,api_key_id,model" : "project_id,api_key_id,model,batch";
+              const groups =
+                kind === "costs"
+                  ? "project_id,api_key_id,line_item"
+                  : kind === "embeddings"
+                    ? "project_id,api_key_id,model"
+                    : "project_id,api_key_id,model,batch";
               const limit = kind === "costs" ? qs.limit : Math.min(qs.limit, { "1m": 1440, "1h": 168, "1d": 31 }[qs.width]!);
-              const params = new URLSearchParams({ start_time: String(qs.start), end_time: String(qs.start + qs.length), bucket_width: qs.width, limit: String(limit), group_by: groups });
+              const params = new URLSearchParams({
+                start_time: String(qs.start),
+                end_time: String(qs.start + qs.length),
+                bucket_width: qs.width,
+                limit: String(limit),
+                group_by: groups,
+              });
               const query = parseReportQuery(kind, params, T0);
               const scan: UsageScan = { ...pageRange(query), kind: kind === "costs" ? null : kind, tenantId: qs.tenant };
               const fromLog = reportPage(query, await log.scan(scan));
@@ -149,18 +164,51 @@ describe("usage rollups", () => {
     const dir = tempDir();
     const records: UsageRecord[] = [];
     for (let i = 0; i < 40; i++) {
-      records.push({ id: `old_${i}`, atSeconds: T0 + i * 1234, kind: i % 3 ? "completions" : "embeddings", tenantId: i % 2 ? "acme" : "beta", apiKeyId: i % 4 ? "key_1" : null, model: "m", batchId: i % 5 ? null : "batch_1", requests: 1, inputTokens: 10 + i, cachedTokens: i % 7, outputTokens: i, price: i % 6 ? { input: 1, cachedInput: 0.5, output: 2 } : null });
+      records.push({
+        id: `old_${i}`,
+        atSeconds: T0 + i * 1234,
+        kind: i % 3 ? "completions" : "embeddings",
+        tenantId: i % 2 ? "acme" : "beta",
+        apiKeyId: i % 4 ? "key_1" : null,
+        model: "m",
+        batchId: i % 5 ? null : "batch_1",
+        requests: 1,
+        inputTokens: 10 + i,
+        cachedTokens: i % 7,
+        outputTokens: i,
+        price: i % 6 ? { input: 1, cachedInput: 0.5, output: 2 } : null,
+      });
     }
     // First open creates today's schema; then the rollups are dropped and the records written past them, as an older llamux would have.
     await SqliteUsageLog.open(dir).close();
     const db = new Database(path.join(dir, "llamux.db"));
     db.exec("DROP TABLE usage_rollups");
     const insert = db.prepare("INSERT INTO usage_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const r of records) insert.run(r.id, r.atSeconds, r.kind, r.tenantId, r.apiKeyId, r.model, r.batchId, r.requests, r.inputTokens, r.cachedTokens, r.outputTokens, r.price?.input ?? null, r.price?.cachedInput ?? null, r.price?.output ?? null);
+    for (const r of records)
+      insert.run(
+        r.id,
+        r.atSeconds,
+        r.kind,
+        r.tenantId,
+        r.apiKeyId,
+        r.model,
+        r.batchId,
+        r.requests,
+        r.inputTokens,
+        r.cachedTokens,
+        r.outputTokens,
+        r.price?.input ?? null,
+        r.price?.cachedInput ?? null,
+        r.price?.output ?? null,
+      );
     db.close();
     const log = SqliteUsageLog.open(dir);
     try {
-      const query = parseReportQuery("completions", new URLSearchParams({ start_time: String(T0), end_time: String(T0 + DAY), group_by: "project_id,api_key_id,model,batch" }), T0);
+      const query = parseReportQuery(
+        "completions",
+        new URLSearchParams({ start_time: String(T0), end_time: String(T0 + DAY), group_by: "project_id,api_key_id,model,batch" }),
+        T0,
+      );
       const scan: UsageScan = { fromSeconds: T0, toSeconds: T0 + DAY, widthSeconds: DAY, kind: "completions", tenantId: null };
       assert.deepEqual(planScan(scan).records, [], "the day is read from the rollups alone");
       assert.deepEqual(normalized(reportPage(query, await log.scan(scan))), normalized(reportPage(query, rawScan(records, scan))));

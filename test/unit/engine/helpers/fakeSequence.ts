@@ -127,7 +127,8 @@ export class FakeRuntime implements SequenceRuntime {
   }
 
   prepare(id: string, req: EngineRequest): Prepared | EngineErrorPayload {
-    if (req.prompt.kind !== "tokens" || req.prompt.tokens.length === 0) return { code: "invalid_prompt", param: "prompt", message: "The fake takes token prompts only." };
+    if (req.prompt.kind !== "tokens" || req.prompt.tokens.length === 0)
+      return { code: "invalid_prompt", param: "prompt", message: "The fake takes token prompts only." };
     const prompt = req.prompt.tokens as Token[];
     const job: Job = {
       id,
@@ -242,7 +243,18 @@ export function request(tenant: string, prompt: number[], extra: Partial<EngineR
     prompt: { kind: "tokens", tokens: prompt },
     maxTokens: 4,
     stop: [],
-    sampling: { temperature: 0, topP: 1, topK: null, minP: null, seed: 1, presencePenalty: 0, frequencyPenalty: 0, repeatPenalty: null, logitBias: {}, ignoreEos: false },
+    sampling: {
+      temperature: 0,
+      topP: 1,
+      topK: null,
+      minP: null,
+      seed: 1,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      repeatPenalty: null,
+      logitBias: {},
+      ignoreEos: false,
+    },
     echo: false,
     priority: 0,
     ...extra,

@@ -38,7 +38,14 @@ export function fakeWorker<M>(source: string, tmpPrefix: string): FakeWorker<M> 
     },
     readLog() {
       const file = path.join(dir, "log.jsonl");
-      return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+      return fs.existsSync(file)
+        ? fs
+            .readFileSync(file, "utf8")
+            .trim()
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l))
+        : [];
     },
   };
 }

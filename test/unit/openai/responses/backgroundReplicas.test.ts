@@ -23,7 +23,9 @@ test("a run another replica cancelled stops as cancelled; one no longer stored u
 
 test("a run whose row is not committed yet, or that is already stopping, is left alone; ids are per tenant", () => {
   assert.deepEqual(ownerStops([run("resp_new", { stored: false }), run("resp_ending", { stopping: true })], []), []);
-  assert.deepEqual(ownerStops([run("resp_1")], [{ tenantId: "t2", id: "resp_1", cancelRequested: true }]), [{ tenantId: "t1", id: "resp_1", reason: "deleted" }]);
+  assert.deepEqual(ownerStops([run("resp_1")], [{ tenantId: "t2", id: "resp_1", cancelRequested: true }]), [
+    { tenantId: "t1", id: "resp_1", reason: "deleted" },
+  ]);
 });
 
 test("orphans: this replica's unfinished responses that no run here holds", () => {

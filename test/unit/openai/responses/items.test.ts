@@ -33,9 +33,22 @@ describe("function call items", () => {
   });
 
   test("an output given as input_text parts is their text joined; other parts are refused", () => {
-    const [o] = parse([{ type: "function_call_output", call_id: "c", output: [{ type: "input_text", text: "a" }, { type: "input_text", text: "b" }] }]);
+    const [o] = parse([
+      {
+        type: "function_call_output",
+        call_id: "c",
+        output: [
+          { type: "input_text", text: "a" },
+          { type: "input_text", text: "b" },
+        ],
+      },
+    ]);
     assert.equal((o as { output: string }).output, "ab");
-    assertParam(() => parse([{ type: "function_call_output", call_id: "c", output: [{ type: "input_file", file_id: "f" }] }]), "input[0].output[0].type", /text only/);
+    assertParam(
+      () => parse([{ type: "function_call_output", call_id: "c", output: [{ type: "input_file", file_id: "f" }] }]),
+      "input[0].output[0].type",
+      /text only/,
+    );
   });
 
   test("missing or mistyped fields name themselves", () => {
@@ -83,14 +96,20 @@ describe("keys inside items and parts", () => {
       { type: "function_call", call_id: "c", name: "f", arguments: "{}", namespace: "x", parsed_arguments: {} },
       { type: "function_call_output", call_id: "c", output: [{ type: "input_text", text: "ok", prompt_cache_breakpoint: true }], extra: 1 },
     ]);
-    assert.deepEqual({ ...message, id: "" }, { type: "message", id: "", role: "assistant", status: "completed", content: [{ type: "output_text", text: "hi", annotations: [], logprobs: [] }] });
+    assert.deepEqual(
+      { ...message, id: "" },
+      { type: "message", id: "", role: "assistant", status: "completed", content: [{ type: "output_text", text: "hi", annotations: [], logprobs: [] }] },
+    );
     assert.deepEqual({ ...call, id: "" }, { type: "function_call", id: "", call_id: "c", name: "f", arguments: "{}", status: "completed" });
     assert.equal((output as { output: string }).output, "ok");
   });
 
   test("a defined key with a bad value is still a 400 naming it", () => {
     assertParam(() => parse([{ type: "message", role: "user", content: "x", status: "done" }]), "input[0].status");
-    assertParam(() => parse([{ type: "message", role: "assistant", content: [{ type: "output_text", text: "x", annotations: "none" }] }]), "input[0].content[0].annotations");
+    assertParam(
+      () => parse([{ type: "message", role: "assistant", content: [{ type: "output_text", text: "x", annotations: "none" }] }]),
+      "input[0].content[0].annotations",
+    );
   });
 });
 
@@ -99,15 +118,30 @@ describe("resolveItemReferences", () => {
   const find = async (ids: string[]) => new Map(ids.includes("msg_stored") ? [["msg_stored", stored]] : []);
 
   test("replaces each reference with the stored item, in place", async () => {
-    const entries = parseInputItems([{ role: "user", content: "a" }, { type: "item_reference", id: "msg_stored" }], ["input"]);
+    const entries = parseInputItems(
+      [
+        { role: "user", content: "a" },
+        { type: "item_reference", id: "msg_stored" },
+      ],
+      ["input"],
+    );
     const items = await resolveItemReferences(entries, find, ["input"]);
     assert.equal(items.length, 2);
     assert.deepEqual(items[1], stored);
   });
 
   test("an id not found is a 400 naming the reference's id; nothing is looked up without references", async () => {
-    const entries = parseInputItems([{ role: "user", content: "a" }, { type: "item_reference", id: "msg_other" }], ["input"]);
-    await assert.rejects(resolveItemReferences(entries, find, ["input"]), (err: unknown) => err instanceof ApiError && err.param === "input[1].id" && /msg_other/.test(err.message));
+    const entries = parseInputItems(
+      [
+        { role: "user", content: "a" },
+        { type: "item_reference", id: "msg_other" },
+      ],
+      ["input"],
+    );
+    await assert.rejects(
+      resolveItemReferences(entries, find, ["input"]),
+      (err: unknown) => err instanceof ApiError && err.param === "input[1].id" && /msg_other/.test(err.message),
+    );
     let looked = false;
     await resolveItemReferences(parseInputItems([{ role: "user", content: "a" }], ["input"]), async () => ((looked = true), new Map()), ["input"]);
     assert.equal(looked, false);

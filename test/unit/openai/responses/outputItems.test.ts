@@ -30,7 +30,10 @@ describe("OutputItems", () => {
   test("text only: one message, its deltas, done with the final status", async () => {
     const { log, listener } = recorder();
     const out = new OutputItems(listener);
-    await out.push([{ type: "content", text: "Hel" }, { type: "content", text: "lo" }]);
+    await out.push([
+      { type: "content", text: "Hel" },
+      { type: "content", text: "lo" },
+    ]);
     const items = await out.finish("incomplete");
     assert.equal(items.length, 1);
     assert.deepEqual(log, ['added 0 msg message in_progress ""', 'text 0 msg "Hel"', 'text 0 msg "lo"', 'done 0 message incomplete "Hello"']);
@@ -68,9 +71,16 @@ describe("OutputItems", () => {
   test("text then a call: the message is done before the call is added", async () => {
     const { log, listener } = recorder();
     const out = new OutputItems(listener);
-    await out.push([{ type: "content", text: "Let me check." }, { type: "call", index: 0, id: "call_a", name: "f" }, { type: "arguments", index: 0, text: "{}" }]);
+    await out.push([
+      { type: "content", text: "Let me check." },
+      { type: "call", index: 0, id: "call_a", name: "f" },
+      { type: "arguments", index: 0, text: "{}" },
+    ]);
     const items = await out.finish("completed");
-    assert.deepEqual(items.map((i) => i.type), ["message", "function_call"]);
+    assert.deepEqual(
+      items.map((i) => i.type),
+      ["message", "function_call"],
+    );
     assert.deepEqual(log.slice(0, 3), ['added 0 msg message in_progress ""', 'text 0 msg "Let me check."', 'done 0 message completed "Let me check."']);
     assert.equal(log[3], "added 1 fc call call_a f in_progress ");
   });
@@ -84,7 +94,10 @@ describe("OutputItems", () => {
       { type: "arguments", index: 1, text: '{"x": 1' },
     ]);
     const items = (await out.finish("incomplete")) as Array<{ status: string }>;
-    assert.deepEqual(items.map((i) => i.status), ["completed", "incomplete"]);
+    assert.deepEqual(
+      items.map((i) => i.status),
+      ["completed", "incomplete"],
+    );
   });
 
   test("nothing but whitespace: it is the message, sent as a delta", async () => {
@@ -102,12 +115,18 @@ describe("OutputItems", () => {
     await out.text(" ", [entry(" ")]);
     await out.text("\n", [entry("\n")]);
     const [only] = await out.finish("completed");
-    assert.deepEqual((only as { content: Array<{ logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token), [" ", "\n"]);
+    assert.deepEqual(
+      (only as { content: Array<{ logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token),
+      [" ", "\n"],
+    );
     const more = new OutputItems();
     await more.text(" ", [entry(" ")]);
     await more.text("Hi", [entry("Hi")]);
     const [message] = await more.finish("completed");
-    assert.deepEqual((message as { content: Array<{ text: string; logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token), [" ", "Hi"]);
+    assert.deepEqual(
+      (message as { content: Array<{ text: string; logprobs: Array<{ token: string }> }> }).content[0]!.logprobs.map((e) => e.token),
+      [" ", "Hi"],
+    );
   });
 
   test("no output at all: one empty message; startMessage opens it before any text", async () => {
@@ -115,7 +134,10 @@ describe("OutputItems", () => {
     const out = new OutputItems(listener);
     await out.startMessage();
     assert.deepEqual(log, ['added 0 msg message in_progress ""']);
-    assert.deepEqual(out.snapshot.map((i) => i.status), ["in_progress"]);
+    assert.deepEqual(
+      out.snapshot.map((i) => i.status),
+      ["in_progress"],
+    );
     const items = await out.finish("completed");
     assert.equal(items.length, 1);
     assert.equal(log.at(-1), 'done 0 message completed ""');

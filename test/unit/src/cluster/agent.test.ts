@@ -2,7 +2,16 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { AGENT_STATE_ONLY, agentDecision, formatAgentReply, SATURATED_WEIGHT_PERCENT, startAgent, stateOnly, type ModelLoad, type ReplicaLoad } from "../../../../src/cluster/agent.js";
+import {
+  AGENT_STATE_ONLY,
+  agentDecision,
+  formatAgentReply,
+  SATURATED_WEIGHT_PERCENT,
+  startAgent,
+  stateOnly,
+  type ModelLoad,
+  type ReplicaLoad,
+} from "../../../../src/cluster/agent.js";
 
 const model = (o: Partial<ModelLoad> = {}): ModelLoad => ({ state: "ready", slots: 4, running: 0, waiting: 0, maxQueued: 32, ...o });
 const replica = (models: ModelLoad[], accepting = true): ReplicaLoad => ({ accepting, models });
@@ -117,7 +126,10 @@ describe("startAgent", () => {
   test("a port in use fails the start", async () => {
     const agent = await startAgent("127.0.0.1", 0, () => replica([model()]));
     try {
-      await assert.rejects(startAgent("127.0.0.1", agent.port, () => replica([model()])), /EADDRINUSE/);
+      await assert.rejects(
+        startAgent("127.0.0.1", agent.port, () => replica([model()])),
+        /EADDRINUSE/,
+      );
     } finally {
       await agent.close();
     }

@@ -41,7 +41,18 @@ describe("console: prometheus.js", () => {
   });
 
   test("rates between two readings; a counter that went down (a restarted worker) counts from 0", () => {
-    const r = prom.rates(new Map([["a", 10], ["b", 50]]), new Map([["a", 30], ["b", 4], ["c", 6]]), 2);
+    const r = prom.rates(
+      new Map([
+        ["a", 10],
+        ["b", 50],
+      ]),
+      new Map([
+        ["a", 30],
+        ["b", 4],
+        ["c", 6],
+      ]),
+      2,
+    );
     assert.deepEqual(Object.fromEntries(r), { a: 10, b: 2, c: 3 });
     assert.equal(prom.rates(new Map(), new Map([["a", 1]]), 0).size, 0);
   });
@@ -128,7 +139,12 @@ describe("console: usage.js", () => {
   });
 
   test("costs per day and tenant, and their total", () => {
-    const cost = (project_id: string, value: number) => ({ object: "organization.costs.result", amount: { value, currency: "usd" }, line_item: null, project_id });
+    const cost = (project_id: string, value: number) => ({
+      object: "organization.costs.result",
+      amount: { value, currency: "usd" },
+      line_item: null,
+      project_id,
+    });
     const f = usage.foldCosts([
       { object: "bucket", start_time: 86400, end_time: 172800, results: [cost("a", 0.25), cost("a", 0.5), cost("b", 1)] },
       { object: "bucket", start_time: 0, end_time: 86400, results: [cost("b", 2)] },
@@ -146,7 +162,11 @@ describe("console: usage.js", () => {
 
   test("a report's start is aligned to its bucket width and covers the range", () => {
     const now = 1_765_000_000 + 1234;
-    for (const [width, seconds] of [["1m", 60], ["1h", 3600], ["1d", 86400]] as const) {
+    for (const [width, seconds] of [
+      ["1m", 60],
+      ["1h", 3600],
+      ["1d", 86400],
+    ] as const) {
       const start = usage.startTime(width, now);
       assert.equal(start % seconds, 0, width);
       assert.ok(now - start <= usage.RANGES[width].seconds && now - start > usage.RANGES[width].seconds - seconds, width);

@@ -23,8 +23,14 @@ describe("jsonLimits", () => {
 
   test("assertJsonLimits refuses depth past the limit and __proto__ keys, by path", () => {
     assert.doesNotThrow(() => assertJsonLimits(JSON.parse(deep(MAX_JSON_DEPTH))));
-    assert.throws(() => assertJsonLimits(JSON.parse(deep(MAX_JSON_DEPTH + 1))), (e) => e instanceof ApiError && e.code === "invalid_body");
-    assert.throws(() => assertJsonLimits(JSON.parse(deep(1_000_000))), (e) => e instanceof ApiError && e.status === 400);
+    assert.throws(
+      () => assertJsonLimits(JSON.parse(deep(MAX_JSON_DEPTH + 1))),
+      (e) => e instanceof ApiError && e.code === "invalid_body",
+    );
+    assert.throws(
+      () => assertJsonLimits(JSON.parse(deep(1_000_000))),
+      (e) => e instanceof ApiError && e.status === 400,
+    );
     assert.throws(
       () => assertJsonLimits(JSON.parse('{"a":[{"b":{"__proto__":1}}]}')),
       (e) => e instanceof ApiError && e.code === "invalid_value" && e.param === "a[0].b.__proto__",
@@ -43,7 +49,10 @@ describe("jsonLimits", () => {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
       const post = async (body: Uint8Array | string, contentType = "application/json") => {
         const res = await fetch(url, { method: "POST", headers: { "content-type": contentType }, body });
-        return { status: res.status, body: (await res.json()) as { body?: unknown; error?: { code: string; type: string; message: string; param: string | null } } };
+        return {
+          status: res.status,
+          body: (await res.json()) as { body?: unknown; error?: { code: string; type: string; message: string; param: string | null } },
+        };
       };
       try {
         const bad = await post(Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff, 0xc3, 0x28]), Buffer.from('"}')]));

@@ -13,9 +13,19 @@ describe("Host check", () => {
   });
 
   test("loopback names with any port, and the configured host, are allowed; anything else is not", () => {
-    for (const h of ["localhost", "localhost:8080", "LOCALHOST:1", "127.0.0.1:9", "127.0.0.1", "[::1]:8080", "[::1]"]) assert.equal(isAllowedHost(h, "127.0.0.1"), true, h);
+    for (const h of ["localhost", "localhost:8080", "LOCALHOST:1", "127.0.0.1:9", "127.0.0.1", "[::1]:8080", "[::1]"])
+      assert.equal(isAllowedHost(h, "127.0.0.1"), true, h);
     assert.equal(isAllowedHost("127.0.0.2:80", "127.0.0.2"), true);
-    for (const h of [undefined, "", "evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example:80", "127.0.0.1:80@evil", "[::2]:80"]) {
+    for (const h of [
+      undefined,
+      "",
+      "evil.example",
+      "evil.example:8080",
+      "127.0.0.1.evil.example",
+      "localhost.evil.example:80",
+      "127.0.0.1:80@evil",
+      "[::2]:80",
+    ]) {
       assert.equal(isAllowedHost(h, "127.0.0.1"), false, String(h));
     }
     assert.equal(hostName("[::1]:8080"), "[::1]");
@@ -32,7 +42,8 @@ describe("endpoint label", () => {
     assert.equal(endpointLabel("/admin/tenants/x/keys"), "/admin");
     assert.equal(endpointLabel("/console"), "/console");
     assert.equal(endpointLabel("/console/app.js"), "/console");
-    for (const p of ["/", "/x1", "/v1/x123", "/v1/chatty", "/health/x", "/administrator", "/consoles", "/v1", "/v1/", "/.env"]) assert.equal(endpointLabel(p), OTHER_ENDPOINT, p);
+    for (const p of ["/", "/x1", "/v1/x123", "/v1/chatty", "/health/x", "/administrator", "/consoles", "/v1", "/v1/", "/.env"])
+      assert.equal(endpointLabel(p), OTHER_ENDPOINT, p);
     const labels = new Set(Array.from({ length: 1000 }, (_, i) => endpointLabel(`/v1/p${i}/${i}`)));
     assert.deepEqual([...labels], [OTHER_ENDPOINT]);
   });

@@ -25,10 +25,11 @@ describe("PostgreSQL audit store", { skip: postgresMissing ?? false }, () => {
     await server?.destroy();
   });
   // Emptying the log is itself refused, so each test starts by doing it as its owner would.
-  const asOwner = (sql: string) => db.transaction(async (tx) => {
-    await tx.execute("SET LOCAL session_replication_role = replica");
-    await tx.execute(sql);
-  });
+  const asOwner = (sql: string) =>
+    db.transaction(async (tx) => {
+      await tx.execute("SET LOCAL session_replication_role = replica");
+      await tx.execute(sql);
+    });
 
   describeAuditStoreContract("PgAuditStore", {
     fresh: async () => {
@@ -56,13 +57,25 @@ describe("PostgreSQL audit store", { skip: postgresMissing ?? false }, () => {
       const written = await Promise.all(
         stores.map((s, r) => Promise.all(Array.from({ length: perReplica }, (_, i) => s.append(entry(i, { resourceId: `replica-${r}` }))))),
       );
-      const seqs = written.flat().map((w) => w.seq).sort((a, b) => a - b);
-      assert.deepEqual(seqs, Array.from({ length: 2 * perReplica }, (_, i) => i + 1), "every append got its own place");
+      const seqs = written
+        .flat()
+        .map((w) => w.seq)
+        .sort((a, b) => a - b);
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: 2 * perReplica }, (_, i) => i + 1),
+        "every append got its own place",
+      );
       const outcome = await verifyAuditStore(new PgAuditStore(db));
       assert.equal(outcome.ok, true, outcome.message);
       assert.match(outcome.message, new RegExp(`${2 * perReplica} records`));
-      const byReplica = await db.query<{ resource_id: string; n: number }>("SELECT resource_id, count(*)::int AS n FROM audit_log GROUP BY resource_id ORDER BY resource_id");
-      assert.deepEqual(byReplica, [{ resource_id: "replica-0", n: perReplica }, { resource_id: "replica-1", n: perReplica }]);
+      const byReplica = await db.query<{ resource_id: string; n: number }>(
+        "SELECT resource_id, count(*)::int AS n FROM audit_log GROUP BY resource_id ORDER BY resource_id",
+      );
+      assert.deepEqual(byReplica, [
+        { resource_id: "replica-0", n: perReplica },
+        { resource_id: "replica-1", n: perReplica },
+      ]);
     } finally {
       for (const p of pools) await p.close();
     }

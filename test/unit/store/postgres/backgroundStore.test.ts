@@ -14,13 +14,17 @@ import { migrate } from "../../../../src/store/postgres/migrations.js";
 import { postgresMissing, startPostgres, type PostgresServer } from "../../../helpers/postgres.js";
 import { body, createQueuedIn, describeBackgroundStoreContract, event, type BackgroundStores } from "../backgroundStoreContract.js";
 
-const TABLES = "responses, response_input_items, response_output_items, conversations, conversation_items, background_responses, response_events, replica_leases";
+const TABLES =
+  "responses, response_input_items, response_output_items, conversations, conversation_items, background_responses, response_events, replica_leases";
 /** Long enough that a lease never expires by itself during a test: expiry is made explicit. */
 const LONG_LEASE = { leaseMs: 600_000, renewMs: 300_000 };
 
 const failed: InterruptedOutcome = ({ body: b, nextSequenceNumber }) => {
   const f = { ...b, status: "failed" };
-  return { body: f, event: { sequenceNumber: nextSequenceNumber, type: "response.failed", data: { type: "response.failed", response: f, sequence_number: nextSequenceNumber } } };
+  return {
+    body: f,
+    event: { sequenceNumber: nextSequenceNumber, type: "response.failed", data: { type: "response.failed", response: f, sequence_number: nextSequenceNumber } },
+  };
 };
 
 describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () => {
@@ -37,7 +41,8 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
   });
 
   /** The lease of `store`'s replica ran out (as when it stopped renewing it: kill -9, a partition). */
-  const expire = (store: PgBackgroundStore) => db.execute("UPDATE replica_leases SET expires_at = now() - interval '1 second' WHERE replica_id = $1", [store.replicaId]);
+  const expire = (store: PgBackgroundStore) =>
+    db.execute("UPDATE replica_leases SET expires_at = now() - interval '1 second' WHERE replica_id = $1", [store.replicaId]);
   const close = async (s: BackgroundStores) => {
     await s.store.close();
     await s.conversations.close();
@@ -69,7 +74,10 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
         assert.equal(await b.failUnfinished(failed), 0, "both owners are alive");
         assert.equal(await a.failUnfinished(failed), 0);
         assert.deepEqual(await a.ownerAlive("t1", "resp_a"), true);
-        assert.deepEqual((await a.owned()).map((o) => o.id), ["resp_a"]);
+        assert.deepEqual(
+          (await a.owned()).map((o) => o.id),
+          ["resp_a"],
+        );
         await expire(a);
         assert.equal(await b.ownerAlive("t1", "resp_a"), false);
         assert.equal(await b.failUnfinished(failed), 1);
@@ -77,10 +85,27 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
         assert.equal(await b.status("t1", "resp_b"), "queued");
         // The dead owner's late write finds it terminal: it stops, nothing is written.
         assert.equal(await a.update("t1", "resp_a", { events: [event(2)] }), false);
-        assert.equal(await a.finish({ tenantId: "t1", id: "resp_a", status: "completed", body: body("resp_a", "completed"), events: [], outputItems: [], conversation: null }), false);
-        assert.deepEqual((await b.events("t1", "resp_a", -1)).map((e) => e.type), ["response.created", "response.queued", "response.failed"]);
+        assert.equal(
+          await a.finish({
+            tenantId: "t1",
+            id: "resp_a",
+            status: "completed",
+            body: body("resp_a", "completed"),
+            events: [],
+            outputItems: [],
+            conversation: null,
+          }),
+          false,
+        );
+        assert.deepEqual(
+          (await b.events("t1", "resp_a", -1)).map((e) => e.type),
+          ["response.created", "response.queued", "response.failed"],
+        );
         // Its lease, expired and owning nothing unfinished, is cleared away.
-        assert.deepEqual((await db.query("SELECT replica_id FROM replica_leases ORDER BY replica_id")).map((r) => r.replica_id), [b.replicaId]);
+        assert.deepEqual(
+          (await db.query("SELECT replica_id FROM replica_leases ORDER BY replica_id")).map((r) => r.replica_id),
+          [b.replicaId],
+        );
       } finally {
         await a.close();
         await b.close();
@@ -115,7 +140,10 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
         for (let i = 0; i < 20; i++) await createQueuedIn(dead, "t1", `resp_${i}`);
         await expire(dead);
         const counts = await Promise.all(sweepers.map((s) => s.failUnfinished(failed)));
-        assert.equal(counts.reduce((x, y) => x + y, 0), 20);
+        assert.equal(
+          counts.reduce((x, y) => x + y, 0),
+          20,
+        );
         const [row] = await db.query<{ n: string }>("SELECT COUNT(*) AS n FROM response_events WHERE type = 'response.failed'");
         assert.equal(Number(row!.n), 20, "one response.failed event each");
       } finally {
@@ -133,7 +161,18 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
         assert.deepEqual(await other.owned(), []);
         assert.equal(await other.requestCancel("t1", "resp_1"), true);
         assert.deepEqual(await owner.owned(), [{ tenantId: "t1", id: "resp_1", cancelRequested: true }]);
-        assert.equal(await owner.finish({ tenantId: "t1", id: "resp_1", status: "cancelled", body: body("resp_1", "cancelled", ["partial"]), events: [], outputItems: [], conversation: null }), true);
+        assert.equal(
+          await owner.finish({
+            tenantId: "t1",
+            id: "resp_1",
+            status: "cancelled",
+            body: body("resp_1", "cancelled", ["partial"]),
+            events: [],
+            outputItems: [],
+            conversation: null,
+          }),
+          true,
+        );
         assert.deepEqual(await owner.owned(), []);
         assert.equal(await other.requestCancel("t1", "resp_1"), false, "terminal already");
       } finally {
@@ -149,7 +188,15 @@ describe("PostgreSQL background store", { skip: postgresMissing ?? false }, () =
       try {
         await createQueuedIn(owner, "t1", "resp_1");
         await createQueuedIn(owner, "t1", "resp_done");
-        await owner.finish({ tenantId: "t1", id: "resp_done", status: "completed", body: body("resp_done", "completed"), events: [], outputItems: [], conversation: null });
+        await owner.finish({
+          tenantId: "t1",
+          id: "resp_done",
+          status: "completed",
+          body: body("resp_done", "completed"),
+          events: [],
+          outputItems: [],
+          conversation: null,
+        });
         assert.equal(await other.failOwned("t1", "resp_1", failed), false, "not its own");
         assert.equal(await owner.failOwned("t2", "resp_1", failed), false, "another tenant's id");
         assert.equal(await owner.failOwned("t1", "resp_done", failed), false, "finished already");

@@ -41,7 +41,10 @@ describe("PostgreSQL file and batch stores", { skip: postgresMissing ?? false },
   });
 
   /** One replica's stores: its own upload dir and replica id, the shared database. */
-  const replica = (): BatchStores & { batches: PgBatchStore } => ({ files: PgFileStore.open(db, path.join(tmp, `r${++handles}`)), batches: new PgBatchStore(db, LONG_LEASE) });
+  const replica = (): BatchStores & { batches: PgBatchStore } => ({
+    files: PgFileStore.open(db, path.join(tmp, `r${++handles}`)),
+    batches: new PgBatchStore(db, LONG_LEASE),
+  });
   /** The lease on `id` ran out (its holder stopped renewing: kill -9, a partition). */
   const expire = (id: string) => db.execute("UPDATE batches SET lease_expires_at = now() - interval '1 second' WHERE id = $1", [id]);
   const close = async (s: BatchStores) => {
@@ -66,7 +69,9 @@ describe("PostgreSQL file and batch stores", { skip: postgresMissing ?? false },
         const upload = path.join(s.files.tmpDir(), "u");
         fs.writeFileSync(upload, body);
         const f = await s.files.adopt("t1", upload, { filename: "big.jsonl", purpose: "batch", bytes: body.length });
-        const sizes = await db.query<{ n: number; size: number }>("SELECT n, octet_length(data) AS size FROM file_chunks WHERE file_id = $1 ORDER BY n", [f.id]);
+        const sizes = await db.query<{ n: number; size: number }>("SELECT n, octet_length(data) AS size FROM file_chunks WHERE file_id = $1 ORDER BY n", [
+          f.id,
+        ]);
         assert.deepEqual(
           sizes.map((r) => [r.n, r.size]),
           [
@@ -87,7 +92,11 @@ describe("PostgreSQL file and batch stores", { skip: postgresMissing ?? false },
     test("a file deleted while it is read fails the reader rather than ending it short", async () => {
       const s = replica();
       try {
-        const f = await s.files.write("t1", { filename: "o.jsonl", purpose: "batch_output" }, Array.from({ length: 4 }, () => "y".repeat(CHUNK_BYTES - 1)));
+        const f = await s.files.write(
+          "t1",
+          { filename: "o.jsonl", purpose: "batch_output" },
+          Array.from({ length: 4 }, () => "y".repeat(CHUNK_BYTES - 1)),
+        );
         const stream = (await s.files.open("t1", f.id))!;
         const first = await new Promise<Buffer>((resolve) => stream.once("data", resolve));
         stream.pause();
@@ -112,7 +121,10 @@ describe("PostgreSQL file and batch stores", { skip: postgresMissing ?? false },
         assert.equal(await a.batches.claim("t1", "batch_1"), true, "its holder may claim it again");
         assert.deepEqual([...(await a.batches.renew(["batch_1"]))], [["batch_1", "validating"]]);
         await expire("batch_1");
-        assert.deepEqual((await b.batches.claimable()).map((c) => [c.tenantId, c.batch.id]), [["t1", "batch_1"]]);
+        assert.deepEqual(
+          (await b.batches.claimable()).map((c) => [c.tenantId, c.batch.id]),
+          [["t1", "batch_1"]],
+        );
         assert.equal(await b.batches.claim("t2", "batch_1"), false, "only under its own tenant");
         assert.equal(await b.batches.claim("t1", "batch_1"), true);
         assert.deepEqual([...(await a.batches.renew(["batch_1"]))], [], "A's renewal says it lost it");
@@ -120,7 +132,11 @@ describe("PostgreSQL file and batch stores", { skip: postgresMissing ?? false },
         await a.batches.release("batch_1"); // A's late release takes nothing from B
         assert.deepEqual([...(await b.batches.renew(["batch_1"]))], [["batch_1", "validating"]]);
         await b.batches.release("batch_1");
-        assert.deepEqual((await a.batches.claimable()).map((c) => c.batch.id), ["batch_1"], "released: anyone's at once");
+        assert.deepEqual(
+          (await a.batches.claimable()).map((c) => c.batch.id),
+          ["batch_1"],
+          "released: anyone's at once",
+        );
       } finally {
         await close(a);
         await close(b);

@@ -79,8 +79,15 @@ describe("tenant changes across replicas", { skip: postgresMissing ?? false }, (
     await one.registry.createTenant(newTenant("acme", { limits: { requestsPerMinute: 10 } }));
     const issued = (await one.registry.createKey("acme", "ci"))!;
     await within(() => two.registry.authenticate(issued.key)?.id === "acme", "the new key works on replica two");
-    assert.deepEqual(two.changes.map((c) => c.type), ["upserted"]);
-    assert.deepEqual(one.changes.map((c) => c.type), ["upserted"], "replica one's own write is not told twice");
+    assert.deepEqual(
+      two.changes.map((c) => c.type),
+      ["upserted"],
+    );
+    assert.deepEqual(
+      one.changes.map((c) => c.type),
+      ["upserted"],
+      "replica one's own write is not told twice",
+    );
 
     await one.registry.updateTenant("acme", { limits: { requestsPerMinute: 99 } });
     await within(() => two.registry.get("acme")?.tenant.limits.requestsPerMinute === 99, "the limit change");

@@ -47,7 +47,9 @@ describe("PostgreSQL conversation store", { skip: postgresMissing ?? false }, ()
         `INSERT INTO responses (tenant_id, id, created_at, body) SELECT CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'beta' END, 'resp_' || i, $1, '{}' FROM generate_series(1, 1234) AS i`,
         [now - 31 * DAY],
       );
-      await db.execute(`INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) SELECT tenant_id, id, 0, 'm_' || id, '{}' FROM responses`);
+      await db.execute(
+        `INSERT INTO response_input_items (tenant_id, response_id, position, item_id, item) SELECT tenant_id, id, 0, 'm_' || id, '{}' FROM responses`,
+      );
       await db.execute(`INSERT INTO responses (tenant_id, id, created_at, body) VALUES ('acme', 'fresh', $1, '{}')`, [now]);
       const replicas = [0, 1, 2].map(() => new PgConversationStore(db, { responseTtlSeconds: 30 * DAY, nowSeconds: () => now, purgeIntervalMs: 3_600_000 }));
       try {

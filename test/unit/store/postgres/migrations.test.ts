@@ -27,18 +27,32 @@ describe("PostgreSQL migrations", { skip: postgresMissing ?? false }, () => {
     const url = await server.createDatabase();
     const outcomes = await Promise.all([connect(url), connect(url), connect(url)].map((db) => migrate(db)));
     const latest = MIGRATIONS.at(-1)!.version;
-    assert.deepEqual(outcomes.map((o) => o.version), [latest, latest, latest]);
+    assert.deepEqual(
+      outcomes.map((o) => o.version),
+      [latest, latest, latest],
+    );
     assert.deepEqual(outcomes.map((o) => o.applied.length).sort(), [0, 0, MIGRATIONS.length], "exactly one of them applied the migrations");
     const rows = await connect(url).query<{ version: number }>("SELECT version FROM llamux_schema_migrations ORDER BY version");
-    assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      MIGRATIONS.map((m) => m.version),
+    );
     assert.deepEqual((await migrate(connect(url))).applied, [], "a later start applies nothing");
   });
 
   test("an older schema is upgraded in place: its rows stay, the next migration runs once", async () => {
     const url = await server.createDatabase();
     const db = connect(url);
-    const v1: Migration = { version: 1, name: "notes", up: async (tx) => void (await tx.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")) };
-    const v2: Migration = { version: 2, name: "notes.author", up: async (tx) => void (await tx.execute("ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown'")) };
+    const v1: Migration = {
+      version: 1,
+      name: "notes",
+      up: async (tx) => void (await tx.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")),
+    };
+    const v2: Migration = {
+      version: 2,
+      name: "notes.author",
+      up: async (tx) => void (await tx.execute("ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown'")),
+    };
     assert.deepEqual((await migrate(db, [v1])).applied, [1]);
     await db.execute("INSERT INTO notes (id, text) VALUES (1, 'kept')");
     const outcomes = await Promise.all([migrate(connect(url), [v1, v2]), migrate(connect(url), [v1, v2])]);
@@ -67,7 +81,10 @@ describe("PostgreSQL migrations", { skip: postgresMissing ?? false }, () => {
 
   test("pendingMigrations orders by version and skips what is applied", () => {
     const m = (version: number): Migration => ({ version, name: String(version), up: async () => undefined });
-    assert.deepEqual(pendingMigrations(1, [m(3), m(1), m(2)]).map((x) => x.version), [2, 3]);
+    assert.deepEqual(
+      pendingMigrations(1, [m(3), m(1), m(2)]).map((x) => x.version),
+      [2, 3],
+    );
     assert.deepEqual(pendingMigrations(3, [m(1), m(2), m(3)]), []);
     assert.throws(() => pendingMigrations(4, [m(1)]), /newer/);
   });

@@ -71,12 +71,18 @@ describe("PostgreSQL tenant store", { skip: postgresMissing ?? false }, () => {
       const moves = await Promise.all(replicas.map((r) => r.importDefinitions(file)));
       assert.deepEqual(moves, [[], [], []]);
       const store = replicas[0]!;
-      assert.deepEqual((await store.listTenants()).map((r) => r.tenant.id), ["acme", "beta"]);
-      assert.deepEqual((await store.listKeys()).map((k) => [k.tenantId, k.hash]).sort(), [
-        ["acme", hashApiKey("lmx-a1")],
-        ["acme", hashApiKey("lmx-a2")],
-        ["beta", hashApiKey("lmx-b")],
-      ].sort());
+      assert.deepEqual(
+        (await store.listTenants()).map((r) => r.tenant.id),
+        ["acme", "beta"],
+      );
+      assert.deepEqual(
+        (await store.listKeys()).map((k) => [k.tenantId, k.hash]).sort(),
+        [
+          ["acme", hashApiKey("lmx-a1")],
+          ["acme", hashApiKey("lmx-a2")],
+          ["beta", hashApiKey("lmx-b")],
+        ].sort(),
+      );
     });
   });
 });

@@ -26,7 +26,12 @@ const record = (over: Partial<UsageRecord> = {}): UsageRecord => ({
   ...over,
 });
 const ALL = { fromSeconds: 0, toSeconds: 100_000, widthSeconds: 100_000, kind: null, tenantId: null };
-const total = (rows: UsageRow[]) => rows.reduce((s, r) => ({ requests: s.requests + r.requests, input: s.input + r.inputTokens, output: s.output + r.outputTokens }), { requests: 0, input: 0, output: 0 });
+const total = (rows: UsageRow[]) =>
+  rows.reduce((s, r) => ({ requests: s.requests + r.requests, input: s.input + r.inputTokens, output: s.output + r.outputTokens }), {
+    requests: 0,
+    input: 0,
+    output: 0,
+  });
 
 describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
   let server: PostgresServer;
@@ -52,9 +57,15 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
     await log.record(record({ atSeconds: 6100, tenantId: "beta", kind: "embeddings", outputTokens: 0 }));
     assert.deepEqual(total(await log.scan(ALL)), { requests: 2, input: 20, output: 3 });
     const perTenant = await log.scan({ fromSeconds: 6000, toSeconds: 6200, widthSeconds: 60, kind: "completions", tenantId: "acme" });
-    assert.deepEqual(perTenant.map((x) => [x.bucket, x.tenantId, x.requests, x.price]), [[0, "acme", 1, { input: 1, cachedInput: 0.5, output: 2 }]]);
+    assert.deepEqual(
+      perTenant.map((x) => [x.bucket, x.tenantId, x.requests, x.price]),
+      [[0, "acme", 1, { input: 1, cachedInput: 0.5, output: 2 }]],
+    );
     const beta = await log.scan({ fromSeconds: 6000, toSeconds: 6200, widthSeconds: 60, kind: null, tenantId: "beta" });
-    assert.deepEqual(beta.map((x) => [x.bucket, x.kind]), [[1, "embeddings"]]);
+    assert.deepEqual(
+      beta.map((x) => [x.bucket, x.kind]),
+      [[1, "embeddings"]],
+    );
     await log.close();
   });
 
@@ -101,7 +112,19 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
     const T0 = 1_733_011_200; // a UTC midnight
     const records: UsageRecord[] = [];
     for (let i = 0; i < 300; i++) {
-      records.push(record({ atSeconds: T0 + ((i * 7919) % (3 * 86_400)), tenantId: i % 3 ? "acme" : "beta", apiKeyId: i % 4 ? "key_1" : null, batchId: i % 5 ? null : "batch_1", kind: i % 6 ? "completions" : "embeddings", inputTokens: i, cachedTokens: i % 9, outputTokens: 2 * i, price: i % 7 ? { input: 1, cachedInput: 0.5, output: 2 } : null }));
+      records.push(
+        record({
+          atSeconds: T0 + ((i * 7919) % (3 * 86_400)),
+          tenantId: i % 3 ? "acme" : "beta",
+          apiKeyId: i % 4 ? "key_1" : null,
+          batchId: i % 5 ? null : "batch_1",
+          kind: i % 6 ? "completions" : "embeddings",
+          inputTokens: i,
+          cachedTokens: i % 9,
+          outputTokens: 2 * i,
+          price: i % 7 ? { input: 1, cachedInput: 0.5, output: 2 } : null,
+        }),
+      );
     }
     for (const r of records) await log.record(r);
     // Written again (a retry after an ambiguous failure), some at once on several connections: ignored.
@@ -120,7 +143,13 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
     };
     const raw = (q: UsageScan): UsageRow[] =>
       records
-        .filter((r) => r.atSeconds >= q.fromSeconds && r.atSeconds < q.toSeconds && (q.kind === null || r.kind === q.kind) && (q.tenantId === null || r.tenantId === q.tenantId))
+        .filter(
+          (r) =>
+            r.atSeconds >= q.fromSeconds &&
+            r.atSeconds < q.toSeconds &&
+            (q.kind === null || r.kind === q.kind) &&
+            (q.tenantId === null || r.tenantId === q.tenantId),
+        )
         .map(({ id: _, atSeconds, ...rest }) => ({ ...rest, bucket: Math.floor((atSeconds - q.fromSeconds) / q.widthSeconds) }));
     const scans: UsageScan[] = [
       { fromSeconds: T0, toSeconds: T0 + 3 * 86_400, widthSeconds: 86_400, kind: null, tenantId: null },
@@ -136,14 +165,19 @@ describe("PostgreSQL usage log", { skip: postgresMissing ?? false }, () => {
   test("migration 6 fills the rollups from the records a version-5 database already holds", async () => {
     const own = new PgDatabase({ url: await server.createDatabase(), poolSize: 2 });
     try {
-      await migrate(own, MIGRATIONS.filter((m) => m.version <= 5));
+      await migrate(
+        own,
+        MIGRATIONS.filter((m) => m.version <= 5),
+      );
       await own.execute(`INSERT INTO usage_records VALUES ('a', 7300, 'completions', 'acme', NULL, 'm', NULL, 1, 10, 2, 3, 1, 0.5, 2),
         ('b', 7400, 'completions', 'acme', NULL, 'm', NULL, 2, 20, 4, 6, 1, 0.5, 2), ('c', 7500, 'embeddings', 'beta', 'key_1', 'e', NULL, 1, 5, 0, 0, NULL, NULL, NULL)`);
       assert.deepEqual((await migrate(own)).applied, [6]);
       const log = new PgUsageLog(own);
       const q: UsageScan = { fromSeconds: 7200, toSeconds: 10_800, widthSeconds: 3600, kind: null, tenantId: null };
       assert.deepEqual(planScan(q).records, []);
-      const rows = (await log.scan(q)).map((r) => [r.kind, r.tenantId, r.apiKeyId, r.batchId, r.requests, r.inputTokens, r.cachedTokens, r.outputTokens, r.price]).sort();
+      const rows = (await log.scan(q))
+        .map((r) => [r.kind, r.tenantId, r.apiKeyId, r.batchId, r.requests, r.inputTokens, r.cachedTokens, r.outputTokens, r.price])
+        .sort();
       assert.deepEqual(rows, [
         ["completions", "acme", null, null, 3, 30, 6, 9, { input: 1, cachedInput: 0.5, output: 2 }],
         ["embeddings", "beta", "key_1", null, 1, 5, 0, 0, null],
