@@ -329,10 +329,13 @@ class ScanWorker {
       else p?.reject(new Error(reply.message));
       if (this.pending.size === 0) worker.unref();
     });
+    // Its scans fail with it; the next scan starts a new worker. An exit after
+    // an error (or after close) is about a worker already replaced: ignored.
     const fail = (err: Error) => {
+      if (this.worker !== worker) return;
+      this.worker = null;
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
-      this.worker = null;
     };
     worker.on("error", fail);
     worker.on("exit", (code) => fail(new Error(`the usage report worker exited (${code})`)));
@@ -343,6 +346,8 @@ class ScanWorker {
     this.closed = true;
     const worker = this.worker;
     this.worker = null;
+    for (const p of this.pending.values()) p.reject(new Error("the usage log is closed"));
+    this.pending.clear();
     await worker?.terminate();
   }
 }
