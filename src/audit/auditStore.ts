@@ -4,7 +4,7 @@
 // replica are serialised so the chain never forks. Both refuse UPDATE and
 // DELETE with triggers: only someone who owns the database can change a
 // record, and `llamux audit verify` then names it.
-import type { AuditEntry, AuditEventType, AuditRecord } from "./record.js";
+import { canonicalJson, type AuditEntry, type AuditEventType, type AuditRecord } from "./record.js";
 
 /** GET /admin/audit's filters, validated (query.ts). Times in whole seconds, as effective_at is. */
 export interface AuditQuery {
@@ -51,6 +51,11 @@ export interface AuditRow {
 }
 
 export const AUDIT_COLUMNS = "seq, type, effective_at_ms, actor_type, actor_id, ip_address, resource_id, request_id, details, prev_hash, hash";
+
+/** A record's values in AUDIT_COLUMNS order, as both stores insert them (details as the canonical JSON that was hashed). */
+export function auditRowValues(r: AuditRecord): unknown[] {
+  return [r.seq, r.type, r.effectiveAtMs, r.actor.type, r.actor.id, r.actor.ipAddress, r.resourceId, r.requestId, canonicalJson(r.details), r.prevHash, r.hash];
+}
 
 /** A row as it is stored; the type is not checked here, so verify sees whatever a tamperer wrote. */
 export function toAuditRecord(row: AuditRow): AuditRecord {

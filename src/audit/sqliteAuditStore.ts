@@ -4,8 +4,18 @@
 // are never interleaved with another append.
 import type Database from "better-sqlite3";
 import { openDatabase } from "../store/sqlite.js";
-import { AUDIT_COLUMNS, listSql, toAuditRecord, toPage, type AuditPage, type AuditQuery, type AuditRow, type AuditStore } from "./auditStore.js";
-import { canonicalJson, nextRecord, type AuditEntry, type AuditRecord } from "./record.js";
+import {
+  AUDIT_COLUMNS,
+  auditRowValues,
+  listSql,
+  toAuditRecord,
+  toPage,
+  type AuditPage,
+  type AuditQuery,
+  type AuditRow,
+  type AuditStore,
+} from "./auditStore.js";
+import { nextRecord, type AuditEntry, type AuditRecord } from "./record.js";
 
 export const SQLITE_AUDIT_SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -53,21 +63,7 @@ export class SqliteAuditStore implements AuditStore {
       .transaction(() => {
         const head = this.db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
         const r = nextRecord(head ?? null, entry);
-        this.db
-          .prepare(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-          .run(
-            r.seq,
-            r.type,
-            r.effectiveAtMs,
-            r.actor.type,
-            r.actor.id,
-            r.actor.ipAddress,
-            r.resourceId,
-            r.requestId,
-            canonicalJson(r.details),
-            r.prevHash,
-            r.hash,
-          );
+        this.db.prepare(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...auditRowValues(r));
         return r;
       })
       .immediate();

@@ -4,8 +4,18 @@
 // after it. Two replicas appending at once queue on the lock; neither can read
 // a head the other is about to replace, so the chain never forks (and seq's
 // primary key would refuse a fork even if the lock were bypassed).
-import { AUDIT_COLUMNS, listSql, toAuditRecord, toPage, type AuditPage, type AuditQuery, type AuditRow, type AuditStore } from "../../audit/auditStore.js";
-import { canonicalJson, nextRecord, type AuditEntry, type AuditRecord } from "../../audit/record.js";
+import {
+  AUDIT_COLUMNS,
+  auditRowValues,
+  listSql,
+  toAuditRecord,
+  toPage,
+  type AuditPage,
+  type AuditQuery,
+  type AuditRow,
+  type AuditStore,
+} from "../../audit/auditStore.js";
+import { nextRecord, type AuditEntry, type AuditRecord } from "../../audit/record.js";
 import type { PgDatabase } from "./db.js";
 
 /** pg_advisory_xact_lock key serialising audit appends ("audit" in ASCII, as an int8). */
@@ -19,19 +29,7 @@ export class PgAuditStore implements AuditStore {
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [AUDIT_LOCK_KEY]);
       const [head] = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
       const r = nextRecord(head ? { seq: Number(head.seq), hash: head.hash } : null, entry);
-      await tx.execute(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, [
-        r.seq,
-        r.type,
-        r.effectiveAtMs,
-        r.actor.type,
-        r.actor.id,
-        r.actor.ipAddress,
-        r.resourceId,
-        r.requestId,
-        canonicalJson(r.details),
-        r.prevHash,
-        r.hash,
-      ]);
+      await tx.execute(`INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, auditRowValues(r));
       return r;
     });
   }
